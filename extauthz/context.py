@@ -1,0 +1,277 @@
+"""The ContractShield v0.1 ``RequestContext``: what the engine knows about one HTTP request.
+
+Adapters (Envoy, HTTP API, middleware, client) build it; the engine only reads it. The JSON
+form uses the camelCase field names of the ContractShield format; ``from_dict``/``to_dict``
+convert. ``request.path`` is the path as received (undecoded, without the query); the engine
+canonicalises it. Repeated query parameters are comma-joined, as Envoy does with headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ._exceptions import InvalidContext
+
+CONTEXT_VERSION = "0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class BodyJson:
+    """A parsed JSON (or form) body; ``sample`` may be any JSON value, ``None`` included."""
+
+    sample: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    present: bool = False
+    size_bytes: int = 0
+    sha256: str | None = None
+    raw: bytes | None = None
+    json: BodyJson | None = None
+    partial: bool = False  # Envoy truncated it (x-envoy-auth-partial-body: true)
+
+
+EMPTY_BODY = Body()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+    route_id: str | None = None
+    host: str | None = None
+    scheme: str | None = None
+    body: Body = EMPTY_BODY
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    authenticated: bool = False
+    subject: str | None = None
+    tenant: str | None = None
+    scopes: tuple[str, ...] = ()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+ANONYMOUS = Identity()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeInfo:
+    service: str | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    request: HttpRequest
+    identity: Identity = ANONYMOUS
+    client: ClientInfo = ClientInfo()
+    runtime: RuntimeInfo = RuntimeInfo()
+    id: str = ""
+    timestamp: str = ""
+    version: str = CONTEXT_VERSION
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RequestContext:
+        """Build from the JSON form; raises ``InvalidContext`` naming the bad field."""
+        return _parse_context(data)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RequestContext:
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidContext(f"context is not valid JSON: {exc}") from exc
+        return _parse_context(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.request
+        body: dict[str, Any] = {"present": r.body.present, "sizeBytes": r.body.size_bytes}
+        if r.body.sha256 is not None:
+            body["sha256"] = r.body.sha256
+        if r.body.raw is not None:
+            try:
+                body["raw"] = r.body.raw.decode("utf-8")
+            except UnicodeDecodeError:
+                body["rawBase64"] = base64.b64encode(r.body.raw).decode("ascii")
+        if r.body.json is not None:
+            body["json"] = {"sample": r.body.json.sample}
+        if r.body.partial:
+            body["partial"] = True
+        request: dict[str, Any] = {
+            "method": r.method,
+            "path": r.path,
+            "headers": dict(r.headers),
+            "query": dict(r.query),
+            "body": body,
+        }
+        for key, value in (
+            ("routeId", r.route_id),
+            ("contentType", r.content_type),
+            ("host", r.host),
+            ("scheme", r.scheme),
+        ):
+            if value is not None:
+                request[key] = value
+        i = self.identity
+        return {
+            "version": self.version,
+            "id": self.id,
+            "timestamp": self.timestamp,
+            "request": request,
+            "identity": {
+                "authenticated": i.authenticated,
+                "subject": i.subject,
+                "tenant": i.tenant,
+                "scopes": list(i.scopes),
+                "claims": dict(i.claims),
+            },
+            "client": {"ip": self.client.ip, "userAgent": self.client.user_agent},
+            "runtime": {"service": self.runtime.service, "env": self.runtime.env},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _obj(data: Any, where: str) -> Mapping[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise InvalidContext(f"{where}: expected an object, got {type(data).__name__}")
+    return data
+
+
+def _opt_str(data: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidContext(f"{where}.{key}: expected a string, got {type(value).__name__}")
+
+
+def _str_map(data: Any, where: str, *, lower: bool = False) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in _obj(data, where).items():
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif not isinstance(value, str):
+            value = json.dumps(value) if isinstance(value, dict) else str(value)
+        out[key.lower() if lower else key] = value
+    return out
+
+
+def _parse_body(data: Any) -> Body:
+    b = _obj(data, "request.body")
+    raw: bytes | None = None
+    if isinstance(b.get("raw"), str):
+        raw = b["raw"].encode("utf-8", "surrogatepass")
+    elif isinstance(b.get("rawBase64"), str):
+        try:
+            raw = base64.b64decode(b["rawBase64"], validate=True)
+        except ValueError as exc:
+            raise InvalidContext("request.body.rawBase64: not valid base64") from exc
+    elif b.get("raw") is not None:
+        raise InvalidContext("request.body.raw: expected a string")
+    js = b.get("json")
+    body_json = None
+    if js is not None:
+        if not isinstance(js, Mapping) or "sample" not in js:
+            raise InvalidContext("request.body.json: expected an object with 'sample'")
+        body_json = BodyJson(js["sample"])
+    size = b.get("sizeBytes")
+    if size is None:
+        size = len(raw) if raw is not None else 0
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidContext("request.body.sizeBytes: expected a non-negative integer")
+    present = b.get("present")
+    if present is None:
+        present = raw is not None or body_json is not None or size > 0
+    return Body(
+        present=bool(present),
+        size_bytes=size,
+        sha256=_opt_str(b, "sha256", "request.body"),
+        raw=raw,
+        json=body_json,
+        partial=bool(b.get("partial", False)),
+    )
+
+
+def _parse_context(data: Any) -> RequestContext:
+    root = _obj(data, "context")
+    req = root.get("request")
+    if not isinstance(req, Mapping):
+        raise InvalidContext("request: required object is missing")
+    method = req.get("method")
+    path = req.get("path")
+    if not isinstance(method, str) or not method:
+        raise InvalidContext("request.method: required string is missing")
+    if not isinstance(path, str) or not path:
+        raise InvalidContext("request.path: required string is missing")
+    headers = _str_map(req.get("headers"), "request.headers", lower=True)
+    content_type = _opt_str(req, "contentType", "request")
+    if content_type is None:
+        content_type = headers.get("content-type")
+    request = HttpRequest(
+        method=method,
+        path=path,
+        headers=headers,
+        query=_str_map(req.get("query"), "request.query"),
+        content_type=content_type,
+        route_id=_opt_str(req, "routeId", "request"),
+        host=_opt_str(req, "host", "request"),
+        scheme=_opt_str(req, "scheme", "request"),
+        body=_parse_body(req.get("body")),
+    )
+    ident = _obj(root.get("identity"), "identity")
+    scopes = ident.get("scopes") or ()
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    if not isinstance(scopes, list | tuple) or not all(isinstance(s, str) for s in scopes):
+        raise InvalidContext("identity.scopes: expected a list of strings")
+    identity = Identity(
+        authenticated=bool(ident.get("authenticated", False)),
+        subject=_opt_str(ident, "subject", "identity"),
+        tenant=_opt_str(ident, "tenant", "identity"),
+        scopes=tuple(scopes),
+        claims=dict(_obj(ident.get("claims"), "identity.claims")),
+    )
+    client = _obj(root.get("client"), "client")
+    runtime = _obj(root.get("runtime"), "runtime")
+    return RequestContext(
+        request=request,
+        identity=identity,
+        client=ClientInfo(
+            ip=_opt_str(client, "ip", "client"), user_agent=_opt_str(client, "userAgent", "client")
+        ),
+        runtime=RuntimeInfo(
+            service=_opt_str(runtime, "service", "runtime"), env=_opt_str(runtime, "env", "runtime")
+        ),
+        id=str(root.get("id") or ""),
+        timestamp=str(root.get("timestamp") or ""),
+        version=str(root.get("version") or CONTEXT_VERSION),
+    )
