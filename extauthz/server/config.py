@@ -1,0 +1,182 @@
+"""Server settings: command-line flags beat environment variables, which beat defaults.
+
+``ServerConfig.resolve(args, environ)`` is the only place that reads either source, so the
+rest of the server takes one frozen object. Invalid values raise ``InvalidConfig`` with a
+one-line reason (the CLI prints it and exits 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._exceptions import InvalidConfig
+
+MIB = 1024 * 1024
+# grpcio refuses messages above 4 MB by default; a CheckRequest carries the whole buffered
+# body plus headers, so the floor is generous and grows with the policy's largest body.
+MIN_MAX_REQUEST_BYTES = 8 * MIB
+REQUEST_HEADROOM_BYTES = 1 * MIB
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    policy_path: str | None = None
+    unix_socket: str | None = None
+    socket_mode: int = 0o660
+    grpc_port: int = 0  # 0 = no TCP gRPC listener
+    http_port: int = 3100  # 0 = no HTTP API
+    http_host: str = "127.0.0.1"
+    grpc_host: str = "0.0.0.0"
+    redis_url: str | None = None
+    log_level: str = "info"
+    hot_reload: bool = True
+    reload_debounce_ms: int = 500
+    replay_fail_open: bool = False
+    # Below Envoy's default ext_authz timeout (200 ms): we answer with a denial before Envoy
+    # gives up and falls back to status_on_error.
+    check_deadline_ms: int = 150
+    grace_seconds: float = 5.0
+    # gRPC receive limit; None = sized from the policy (see ``effective_max_request_bytes``).
+    max_request_bytes: int | None = None
+    subject_claim: str = "sub"
+    tenant_claim: str = "tenant"
+    scopes_claim: str = "scope"
+    jwt_metadata_key: str = "jwt_payload"
+
+    def effective_max_request_bytes(self, policy_max_body_bytes: int = 0) -> int:
+        """The gRPC receive limit: explicit, else the policy's largest body plus headroom."""
+        if self.max_request_bytes is not None:
+            return self.max_request_bytes
+        return max(MIN_MAX_REQUEST_BYTES, policy_max_body_bytes + REQUEST_HEADROOM_BYTES)
+
+    @classmethod
+    def resolve(
+        cls, args: Any = None, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> ServerConfig:
+        """Merge flags (attributes of ``args`` that are not None), then ``environ``, then defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.name
+            raw: Any = None
+            source = ""
+            flag = getattr(args, name, None) if args is not None else None
+            if flag is not None:
+                raw, source = flag, f"--{name.replace('_', '-')}"
+            elif name.upper() in env and env[name.upper()] != "":
+                raw, source = env[name.upper()], name.upper()
+            if name in overrides and overrides[name] is not None:
+                raw, source = overrides[name], name
+            if source:
+                values[name] = _PARSERS.get(name, _text)(raw, source)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Cross-field checks; raises ``InvalidConfig`` with one line."""
+        for name in ("grpc_port", "http_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise InvalidConfig(f"{name.upper()}: {port} is not a port (0-65535)")
+        if self.unix_socket is None and self.grpc_port == 0 and self.http_port == 0:
+            raise InvalidConfig(
+                "nothing to serve: set UNIX_SOCKET, GRPC_PORT or HTTP_PORT (--unix-socket, ...)"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise InvalidConfig(
+                f"LOG_LEVEL: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+        if not 0 <= self.socket_mode <= 0o777:
+            raise InvalidConfig(f"SOCKET_MODE: {oct(self.socket_mode)} is not a file mode")
+        if self.check_deadline_ms <= 0:
+            raise InvalidConfig("CHECK_DEADLINE_MS: must be a positive number of milliseconds")
+        if self.reload_debounce_ms < 0:
+            raise InvalidConfig("RELOAD_DEBOUNCE_MS: must not be negative")
+        if self.grace_seconds < 0:
+            raise InvalidConfig("GRACE_SECONDS: must not be negative")
+        if self.max_request_bytes is not None and self.max_request_bytes < 64 * 1024:
+            raise InvalidConfig("MAX_REQUEST_BYTES: must be at least 65536")
+        if self.unix_socket is not None and len(os.fsencode(self.unix_socket)) > 107:
+            raise InvalidConfig(f"UNIX_SOCKET: path longer than 107 bytes: {self.unix_socket}")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise InvalidConfig(
+                f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}"
+            )
+
+
+def _text(raw: Any, source: str) -> str:
+    value = str(raw).strip()
+    if not value:
+        raise InvalidConfig(f"{source}: must not be empty")
+    return value
+
+
+def _int(raw: Any, source: str, *, base: int = 10) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    try:
+        return int(str(raw).strip(), base)
+    except ValueError:
+        raise InvalidConfig(f"{source}: expected an integer, got {raw!r}") from None
+
+
+def _mode(raw: Any, source: str) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower().removeprefix("0o")
+    if not text or any(c not in "01234567" for c in text):
+        raise InvalidConfig(f"{source}: expected an octal file mode such as 0660, got {raw!r}")
+    return int(text, 8)
+
+
+def _float(raw: Any, source: str) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise InvalidConfig(f"{source}: expected a number, got {raw!r}") from None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(raw: Any, source: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidConfig(f"{source}: expected true or false, got {raw!r}")
+
+
+def _log_level(raw: Any, source: str) -> str:
+    value = _text(raw, source).lower()
+    if value == "warn":
+        value = "warning"
+    if value not in LOG_LEVELS:
+        raise InvalidConfig(f"{source}: {raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
+_PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    "socket_mode": _mode,
+    "grpc_port": _int,
+    "http_port": _int,
+    "reload_debounce_ms": _int,
+    "check_deadline_ms": _int,
+    "max_request_bytes": _int,
+    "hot_reload": _bool,
+    "replay_fail_open": _bool,
+    "grace_seconds": _float,
+    "log_level": _log_level,
+}

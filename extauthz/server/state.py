@@ -1,0 +1,57 @@
+"""What the gRPC servicer, the HTTP API and the health checks share inside one server.
+
+``PolicySource`` is the seam for hot reload: anything with ``current() -> CompiledPolicy``
+works. Each check takes ``current()`` once, so a reload swaps the policy between checks and
+never in the middle of one. A source may also expose ``last_error`` (the last reload failure,
+a string or None), which ``/health`` reports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .config import ServerConfig
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
+    from ..policy import CompiledPolicy
+
+
+@runtime_checkable
+class PolicySource(Protocol):
+    def current(self) -> CompiledPolicy: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticPolicySource:
+    """A policy loaded once; what the server uses when hot reload is off."""
+
+    policy: CompiledPolicy
+    last_error: str | None = None
+
+    def current(self) -> CompiledPolicy:
+        return self.policy
+
+
+def default_replay_store() -> Any:
+    """The bounded per-process store (replay protection is then per process, not shared)."""
+    from ..engine import InMemoryReplayStore
+
+    return InMemoryReplayStore()
+
+
+@dataclass(slots=True)
+class ServerState:
+    """Mutable only in ``draining``; everything else is set once at start-up."""
+
+    config: ServerConfig
+    policy_source: PolicySource
+    metrics: Metrics
+    replay_store: Any = field(default_factory=default_replay_store)  # (Async)ReplayStore
+    started_at: float = field(default_factory=time.time)
+    draining: bool = False
+
+    def policy(self) -> CompiledPolicy:
+        return self.policy_source.current()
