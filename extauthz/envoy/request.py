@@ -1,0 +1,213 @@
+"""Envoy ``CheckRequest`` → ``RequestContext``: a pure function, no I/O.
+
+What Envoy sends (``attributes.request.http``): the method, ``path`` with the raw undecoded
+query still attached (``query`` is always empty), lower-cased headers with repeats
+comma-joined (or ``header_map`` when ``encode_raw_headers`` is on), ``host`` (the
+``:authority``), ``scheme``, and the buffered body in ``raw_body`` (exact bytes, with
+``pack_as_bytes: true``) or ``body`` (a UTF-8 string). A body Envoy cut at
+``max_request_bytes`` arrives with ``x-envoy-auth-partial-body: true``.
+
+Identity comes from the jwt_authn filter, which has already verified the token and put its
+payload into dynamic metadata (``payload_in_metadata``); ext_authz forwards that namespace in
+``metadata_context`` when it is listed in ``metadata_context_namespaces``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .._exceptions import InvalidContext
+from ..context import (
+    ANONYMOUS,
+    EMPTY_BODY,
+    Body,
+    ClientInfo,
+    HttpRequest,
+    Identity,
+    RequestContext,
+    RuntimeInfo,
+)
+
+JWT_AUTHN_NAMESPACE = "envoy.filters.http.jwt_authn"
+PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
+ROUTE_ID_EXTENSION = "route_id"
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterOptions:
+    """Where identity lives in Envoy's metadata and which claims name what."""
+
+    jwt_namespace: str = JWT_AUTHN_NAMESPACE
+    jwt_metadata_key: str = "jwt_payload"
+    subject_claim: str = "sub"
+    tenant_claim: str = "tenant"
+    scopes_claim: str = "scope"
+
+    @classmethod
+    def from_config(cls, config: Any) -> AdapterOptions:
+        return cls(
+            jwt_metadata_key=config.jwt_metadata_key,
+            subject_claim=config.subject_claim,
+            tenant_claim=config.tenant_claim,
+            scopes_claim=config.scopes_claim,
+        )
+
+
+DEFAULT_OPTIONS = AdapterOptions()
+
+
+def check_request_to_context(req: Any, options: AdapterOptions = DEFAULT_OPTIONS) -> RequestContext:
+    """Convert one ``CheckRequest``; raises ``InvalidContext`` when it has no usable request."""
+    attrs = req.attributes
+    http = attrs.request.http
+    method = http.method
+    full_path = http.path
+    if not method:
+        raise InvalidContext("CheckRequest has no attributes.request.http.method")
+    if not full_path:
+        raise InvalidContext("CheckRequest has no attributes.request.http.path")
+    path, sep, raw_query = full_path.partition("?")
+    if not sep and http.query:
+        raw_query = http.query
+    path, _, _ = path.partition("#")
+    raw_query, _, _ = raw_query.partition("#")
+    headers = _headers(http)
+    ctx_ext = attrs.context_extensions
+    body = _body(http, headers)
+    request = HttpRequest(
+        method=method.upper(),
+        path=path,
+        headers=headers,
+        query=_query(raw_query) if raw_query else {},
+        content_type=headers.get("content-type"),
+        route_id=ctx_ext.get(ROUTE_ID_EXTENSION) or None,
+        host=http.host or headers.get("host") or None,
+        scheme=http.scheme or None,
+        body=body,
+    )
+    sock = attrs.source.address.socket_address
+    return RequestContext(
+        request=request,
+        identity=_identity(attrs.metadata_context, options),
+        client=ClientInfo(ip=sock.address or None, user_agent=headers.get("user-agent")),
+        runtime=RuntimeInfo(service=ctx_ext.get("service"), env=ctx_ext.get("env"))
+        if ctx_ext
+        else RuntimeInfo(),
+        id=http.id or headers.get("x-request-id") or uuid.uuid4().hex,
+        timestamp=_timestamp(attrs.request),
+    )
+
+
+def _headers(http: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if len(http.header_map.headers):
+        for hv in http.header_map.headers:
+            key = hv.key.lower()
+            if key.startswith(":"):
+                continue
+            value = hv.raw_value.decode("utf-8", "replace") if hv.raw_value else hv.value
+            out[key] = f"{out[key]},{value}" if key in out else value
+        return out
+    for key, value in http.headers.items():
+        if not key.startswith(":"):
+            out[key.lower()] = value
+    return out
+
+
+def _body(http: Any, headers: dict[str, str]) -> Body:
+    raw: bytes = http.raw_body or (
+        http.body.encode("utf-8", "surrogateescape") if http.body else b""
+    )
+    partial = headers.get(PARTIAL_BODY_HEADER, "").lower() == "true"
+    declared = _content_length(headers)
+    if raw or partial:
+        # A truncated body: size limits must see what the client sent, not what Envoy kept.
+        size = max(len(raw), declared or 0) if partial else len(raw)
+        return Body(present=True, size_bytes=size, raw=raw, partial=partial)
+    if declared:
+        # Envoy did not buffer the body (no with_request_body): its size is known, bytes are not.
+        return Body(present=True, size_bytes=declared, raw=None)
+    return EMPTY_BODY
+
+
+def _content_length(headers: dict[str, str]) -> int | None:
+    text = headers.get("content-length")
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _query(raw_query: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
+def _identity(metadata: Any, options: AdapterOptions) -> Identity:
+    fm = metadata.filter_metadata
+    if options.jwt_namespace not in fm:
+        return ANONYMOUS
+    ns = fm[options.jwt_namespace]
+    if options.jwt_metadata_key not in ns.fields:
+        return ANONYMOUS
+    claims = _value(ns.fields[options.jwt_metadata_key])
+    if not isinstance(claims, dict) or not claims:
+        return ANONYMOUS
+    return Identity(
+        authenticated=True,
+        subject=_claim_str(claims.get(options.subject_claim)),
+        tenant=_claim_str(claims.get(options.tenant_claim)),
+        scopes=_scopes(claims, options.scopes_claim),
+        claims=claims,
+    )
+
+
+def _claim_str(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _scopes(claims: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = claims.get(name)
+    if value is None:
+        value = claims.get("scp")  # Azure AD / Okta style: a list
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list):
+        return tuple(str(v) for v in value if isinstance(v, str | int | float))
+    return ()
+
+
+def _value(v: Any) -> Any:
+    """``google.protobuf.Value`` → plain Python; integral numbers come back as ``int``."""
+    kind = v.WhichOneof("kind")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "number_value":
+        n = v.number_value
+        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return {k: _value(x) for k, x in v.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_value(x) for x in v.list_value.values]
+    return None
+
+
+def _timestamp(request: Any) -> str:
+    if not request.HasField("time"):
+        return ""
+    t = request.time
+    dt = datetime.fromtimestamp(t.seconds + t.nanos / 1e9, UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

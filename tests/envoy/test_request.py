@@ -1,0 +1,162 @@
+"""Table tests: Envoy CheckRequest protobuf fixtures → RequestContext."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+from google.protobuf import json_format
+
+from extauthz import InvalidContext
+from extauthz.envoy import AdapterOptions, check_request_to_context
+
+
+def make(http: dict[str, Any] | None = None, **attrs: Any) -> CheckRequest:
+    base_http = {"id": "req-1", "method": "GET", "path": "/", "host": "api", "scheme": "https"}
+    base_http.update(http or {})
+    data = {"attributes": {"request": {"http": base_http}, **attrs}}
+    return json_format.ParseDict(data, CheckRequest())
+
+
+def jwt(payload: dict[str, Any], key: str = "jwt_payload") -> dict[str, Any]:
+    return {"metadataContext": {"filterMetadata": {"envoy.filters.http.jwt_authn": {key: payload}}}}
+
+
+def test_method_path_and_raw_query_split() -> None:
+    ctx = check_request_to_context(
+        make({"method": "post", "path": "/a/%2e%2e/b?x=1&x=2&y=a%20b&e="})
+    )
+    r = ctx.request
+    assert (r.method, r.path) == ("POST", "/a/%2e%2e/b")  # path stays undecoded
+    assert r.query == {"x": "1,2", "y": "a b", "e": ""}
+    assert (r.host, r.scheme) == ("api", "https")
+    assert ctx.id == "req-1"
+
+
+@pytest.mark.parametrize(
+    ("http", "expected"),
+    [
+        (
+            {"headers": {"content-type": "application/json", ":path": "/"}},
+            {"content-type": "application/json"},
+        ),
+        ({"headers": {"x-a": "1,2"}}, {"x-a": "1,2"}),
+        (
+            {
+                "headers": {"x-ignored": "map"},
+                "headerMap": {
+                    "headers": [
+                        {"key": "X-A", "rawValue": "MQ=="},
+                        {"key": "x-a", "value": "2"},
+                        {"key": ":authority", "value": "api"},
+                    ]
+                },
+            },
+            {"x-a": "1,2"},
+        ),
+    ],
+    ids=["pseudo-headers-dropped", "comma-joined-kept", "header-map-preferred"],
+)
+def test_headers(http: dict[str, Any], expected: dict[str, str]) -> None:
+    assert dict(check_request_to_context(make(http)).request.headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("http", "present", "size", "raw", "partial"),
+    [
+        ({}, False, 0, None, False),
+        (
+            {"rawBody": "eyJhIjoxfQ==", "headers": {"content-length": "7"}},
+            True,
+            7,
+            b'{"a":1}',
+            False,
+        ),
+        ({"body": "héllo"}, True, 6, "héllo".encode(), False),
+        (
+            {
+                "rawBody": "YWJj",
+                "headers": {"content-length": "5000", "x-envoy-auth-partial-body": "true"},
+            },
+            True,
+            5000,
+            b"abc",
+            True,
+        ),
+        ({"headers": {"content-length": "42"}}, True, 42, None, False),
+    ],
+    ids=["no-body", "raw-body-exact", "string-body", "partial-uses-content-length", "not-buffered"],
+)
+def test_body(
+    http: dict[str, Any], present: bool, size: int, raw: bytes | None, partial: bool
+) -> None:
+    body = check_request_to_context(make(http)).request.body
+    assert (body.present, body.size_bytes, body.raw, body.partial) == (present, size, raw, partial)
+
+
+def test_raw_body_is_exact_bytes() -> None:
+    payload = b'{"a": 1,\n "b":"\xc3\xa9"}\r\n'
+    req = make({"method": "POST"})
+    req.attributes.request.http.raw_body = payload
+    assert check_request_to_context(req).request.body.raw == payload
+
+
+def test_identity_from_jwt_authn_metadata() -> None:
+    payload = {"sub": "user-1", "tenant": "acme", "scope": "read write", "exp": 1700000000}
+    ctx = check_request_to_context(make(**jwt(payload)))
+    i = ctx.identity
+    assert i.authenticated
+    assert (i.subject, i.tenant, i.scopes) == ("user-1", "acme", ("read", "write"))
+    assert i.claims["exp"] == 1700000000 and isinstance(i.claims["exp"], int)
+
+
+def test_identity_scp_list_and_custom_claims() -> None:
+    payload = {"uid": "u", "org": {"id": "o"}, "org_id": "o-1", "scp": ["a", "b"]}
+    options = AdapterOptions(subject_claim="uid", tenant_claim="org_id", jwt_metadata_key="p")
+    i = check_request_to_context(make(**jwt(payload, key="p")), options).identity
+    assert (i.subject, i.tenant, i.scopes) == ("u", "o-1", ("a", "b"))
+    assert i.claims["org"] == {"id": "o"}
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [{}, jwt({"sub": "x"}, key="other"), {"metadataContext": {"filterMetadata": {"x": {}}}}],
+    ids=["no-metadata", "other-key", "other-namespace"],
+)
+def test_anonymous_without_jwt_payload(attrs: dict[str, Any]) -> None:
+    i = check_request_to_context(make(**attrs)).identity
+    assert not i.authenticated and i.subject is None and i.tenant is None
+
+
+def test_client_ip_route_pin_and_timestamp() -> None:
+    ctx = check_request_to_context(
+        make(
+            {"headers": {"user-agent": "curl/8"}},
+            source={"address": {"socketAddress": {"address": "10.1.2.3", "portValue": 5}}},
+            contextExtensions={"route_id": "license-get", "env": "prod"},
+        )
+    )
+    assert ctx.client.ip == "10.1.2.3" and ctx.client.user_agent == "curl/8"
+    assert ctx.request.route_id == "license-get"
+    assert ctx.runtime.env == "prod"
+    req = make()
+    req.attributes.request.time.seconds = 1_700_000_000
+    assert check_request_to_context(req).timestamp == "2023-11-14T22:13:20.000Z"
+
+
+def test_request_id_fallbacks() -> None:
+    assert (
+        check_request_to_context(make({"id": "", "headers": {"x-request-id": "rid"}})).id == "rid"
+    )
+    assert len(check_request_to_context(make({"id": ""})).id) == 32
+
+
+@pytest.mark.parametrize(
+    "req",
+    [CheckRequest(), make({"method": ""}), make({"path": ""})],
+    ids=["empty", "no-method", "no-path"],
+)
+def test_unconvertible_request_raises_invalid_context(req: CheckRequest) -> None:
+    with pytest.raises(InvalidContext):
+        check_request_to_context(req)
