@@ -39,6 +39,10 @@ HEADER_ROUTE = "x-contractshield-route"
 HEADER_SUBJECT = "x-contractshield-subject"
 HEADER_TENANT = "x-contractshield-tenant"
 HEADER_DECISION_ID = "x-contractshield-decision-id"
+# Dynamic-metadata keys for the client SDK's cache (docs/client.md): the policy version that
+# decided, and "no-store" when the decision depends on more than the request (replay state).
+META_POLICY_VERSION = "policyVersion"
+META_CACHE = "cache"
 
 # Error codes in denial bodies (stable, documented in docs/envoy.md).
 POLICY_VIOLATION = "POLICY_VIOLATION"
@@ -69,11 +73,17 @@ def decision_to_check_response(
     identity: Identity | None = None,
     *,
     error_code: str = POLICY_VIOLATION,
+    cacheable: bool = True,
 ) -> CheckResponse:
-    """Build the response Envoy acts on; ``identity`` feeds the trusted identity headers."""
+    """Build the response Envoy acts on; ``identity`` feeds the trusted identity headers.
+
+    ``cacheable=False`` marks an allowed decision ``no-store`` for the client SDK's cache.
+    """
     decision_id = decision.metadata.request_id or uuid.uuid4().hex
     if decision.allowed:
-        return _ok(decision, identity, decision_id)
+        response = _ok(decision, identity, decision_id)
+        _cache_metadata(response.dynamic_metadata, decision, cacheable)
+        return response
     return _denied(decision, decision_id, error_code)
 
 
@@ -107,6 +117,14 @@ def _ok(decision: Decision, identity: Identity | None, decision_id: str) -> Chec
     if decision.action == MONITOR:
         _summary(meta, decision)
     return CheckResponse(status=_OK_STATUS, ok_response=ok, dynamic_metadata=meta)
+
+
+def _cache_metadata(meta: Any, decision: Decision, cacheable: bool) -> None:
+    """Tell the client SDK which policy decided (its cache is cleared on a change)."""
+    if decision.metadata.policy_version:
+        meta[META_POLICY_VERSION] = decision.metadata.policy_version
+    if not cacheable:
+        meta[META_CACHE] = "no-store"
 
 
 def _denied(decision: Decision, decision_id: str, error_code: str) -> CheckResponse:
