@@ -1,0 +1,246 @@
+"""docker-compose: checked statically here; brought up and toured where a Docker engine runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = ROOT / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+DOCKERFILE = COMPOSE_DIR / "Dockerfile"
+ENVOY_FILE = COMPOSE_DIR / "envoy.yaml"
+ENVOY_IN_CONTAINER = "/etc/envoy/envoy.yaml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def envoy_config() -> dict[str, Any]:
+    return yaml.safe_load(ENVOY_FILE.read_text(encoding="utf-8"))
+
+
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    raw = service.get("environment", {})
+    if isinstance(raw, list):
+        return dict(item.split("=", 1) for item in raw)
+    return {k: str(v) for k, v in raw.items()}
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """target → source for short-syntax volume entries."""
+    out = {}
+    for entry in service.get("volumes", []):
+        source, target, *_ = entry.split(":")
+        out[target] = source
+    return out
+
+
+def pipe_path(envoy_config: dict[str, Any]) -> str:
+    pdp = next(
+        c for c in envoy_config["static_resources"]["clusters"] if c["name"] == "contractshield"
+    )
+    endpoint = pdp["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    return endpoint["address"]["pipe"]["path"]
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_all_four_services_are_present(compose: dict[str, Any]) -> None:
+    assert set(services(compose)) == {"envoy", "pdp", "redis", "app"}
+    assert services(compose)["envoy"]["image"].startswith("envoyproxy/envoy:v1.")
+    assert services(compose)["redis"]["image"].startswith("redis:")
+    assert services(compose)["pdp"]["build"]["dockerfile"] == "compose/Dockerfile"
+    assert (COMPOSE_DIR / services(compose)["pdp"]["build"]["context"]).resolve() == ROOT
+
+
+def test_socket_volume_is_shared_at_the_path_envoy_dials(
+    compose: dict[str, Any], envoy_config: dict[str, Any]
+) -> None:
+    socket = pipe_path(envoy_config)
+    socket_dir = str(Path(socket).parent)
+    envoy, pdp = services(compose)["envoy"], services(compose)["pdp"]
+    volume = mounts(envoy)[socket_dir]
+    assert mounts(pdp)[socket_dir] == volume
+    assert volume in compose["volumes"], "the socket lives on a named volume, not a host path"
+    assert env(pdp)["UNIX_SOCKET"] == socket
+    # only the two containers that talk over the socket mount it
+    others = [n for n, s in services(compose).items() if volume in mounts(s).values()]
+    assert sorted(others) == ["envoy", "pdp"]
+
+
+def test_envoy_mounts_the_generated_config(compose: dict[str, Any]) -> None:
+    envoy = services(compose)["envoy"]
+    assert (COMPOSE_DIR / mounts(envoy)[ENVOY_IN_CONTAINER]).resolve() == ENVOY_FILE
+
+
+def test_envoy_config_is_what_the_generator_prints(envoy_config: dict[str, Any]) -> None:
+    """The header's command regenerates the file exactly (no hand edits drift in)."""
+    first = ENVOY_FILE.read_text(encoding="utf-8").splitlines()[0]
+    match = re.search(r"`extauthz (envoy-config [^`]*)`", first)
+    assert match, f"no generator command in the header: {first!r}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "extauthz", *shlex.split(match.group(1)), "--header"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ENVOY_FILE.read_text(encoding="utf-8")
+
+
+def test_envoy_config_passes_envoy_validate(tmp_path: Path) -> None:
+    spec = importlib.util.find_spec("envoy._bin")
+    assert spec is not None and spec.submodule_search_locations
+    binary = Path(next(iter(spec.submodule_search_locations))) / "envoy"
+    proc = subprocess.run(
+        [str(binary), "--mode", "validate", "-c", str(ENVOY_FILE), "-l", "error"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_upstream_and_listener_match_the_services(
+    compose: dict[str, Any], envoy_config: dict[str, Any]
+) -> None:
+    listener = envoy_config["static_resources"]["listeners"][0]["address"]["socket_address"]
+    assert listener["address"] == "0.0.0.0", "Envoy must listen beyond the container"
+    published = services(compose)["envoy"]["ports"]
+    assert f"{listener['port_value']}:{listener['port_value']}" in published
+    upstream = next(
+        c for c in envoy_config["static_resources"]["clusters"] if c["name"] == "upstream"
+    )
+    addr = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert addr["socket_address"]["address"] == "app"
+    assert upstream["type"] == "STRICT_DNS"
+    app_command = services(compose)["app"]["command"]
+    port = app_command[app_command.index("--port") + 1]
+    assert int(port) == addr["socket_address"]["port_value"]
+    module = app_command[app_command.index("-m") + 1]
+    assert importlib.util.find_spec(module) is not None, f"{module} is not importable"
+
+
+def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    for name, service in services(compose).items():
+        check = service.get("healthcheck")
+        assert check and check["test"][0] in ("CMD", "CMD-SHELL"), name
+        assert check.get("interval") and check.get("retries"), name
+
+
+def test_healthchecks_probe_the_ports_the_services_use(compose: dict[str, Any]) -> None:
+    pdp = services(compose)["pdp"]
+    assert f":{env(pdp)['HTTP_PORT']}/ready" in " ".join(pdp["healthcheck"]["test"])
+    assert env(pdp)["HTTP_PORT"] != "0", "the probes need the HTTP port"
+    envoy_check = " ".join(services(compose)["envoy"]["healthcheck"]["test"])
+    assert "/9901" in envoy_check and "/ready" in envoy_check  # admin port of envoy.yaml
+    assert "ping" in services(compose)["redis"]["healthcheck"]["test"]
+
+
+def test_admin_port_in_envoy_config_is_localhost_9901(envoy_config: dict[str, Any]) -> None:
+    admin = envoy_config["admin"]["address"]["socket_address"]
+    assert admin == {"address": "127.0.0.1", "port_value": 9901}
+
+
+def test_start_order_waits_for_health(compose: dict[str, Any]) -> None:
+    svc = services(compose)
+    assert svc["envoy"]["depends_on"] == {
+        "pdp": {"condition": "service_healthy"},
+        "app": {"condition": "service_healthy"},
+    }
+    assert svc["pdp"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert env(svc["pdp"])["REDIS_URL"].startswith("redis://redis:")
+
+
+def test_policy_path_in_the_image_exists_in_the_repo(compose: dict[str, Any]) -> None:
+    policy = env(services(compose)["pdp"])["POLICY_PATH"]
+    assert policy.startswith("/app/")
+    assert (ROOT / policy.removeprefix("/app/")).is_file()
+
+
+def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck(compose: dict[str, Any]) -> None:
+    steps = dockerfile_instructions()
+    assert steps[0][0] == "FROM" and steps[0][1].startswith("python:") and "slim" in steps[0][1]
+    users = [rest for word, rest in steps if word == "USER"]
+    assert users, "no USER instruction: the PDP would run as root"
+    final_user = users[-1].split(":")[0]
+    assert final_user not in ("root", "0")
+    assert any(word == "HEALTHCHECK" for word, _ in steps)
+    envs = " ".join(rest for word, rest in steps if word == "ENV")
+    pdp_env = env(services(compose)["pdp"])
+    assert f"UNIX_SOCKET={pdp_env['UNIX_SOCKET']}" in envs
+    # Envoy joins the PDP's group to open the 0660 socket
+    gid = re.search(r"ARG APP_GID=(\d+)", DOCKERFILE.read_text()).group(1)  # type: ignore[union-attr]
+    assert env(services(compose)["envoy"])["ENVOY_GID"] == gid
+    assert pdp_env["SOCKET_MODE"] == "0660"
+    # the socket directory is owned by that user, so the PDP can create the socket
+    assert any(
+        word == "RUN" and "chown contractshield:contractshield /var/run/contractshield" in rest
+        for word, rest in steps
+    )
+
+
+def test_dockerfile_copies_only_what_exists() -> None:
+    for word, rest in dockerfile_instructions():
+        if word == "COPY":
+            *sources, _target = rest.split()
+            for source in sources:
+                assert (ROOT / source).exists(), source
+
+
+# --- with a Docker engine ---------------------------------------------------------------------
+
+
+def docker_engine_or_skip() -> None:
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception as exc:
+        pytest.skip(f"no Docker engine reachable: {exc.__class__.__name__}: {exc}")
+    if shutil.which("docker") is None:
+        pytest.skip("no Docker engine reachable: the docker CLI (compose plugin) is missing")
+
+
+def test_compose_up_and_run_the_tour() -> None:
+    docker_engine_or_skip()
+    from extauthz.demo.tour import demo_steps, run_tour
+
+    base = ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", f"cs-test-{int(time.time())}"]
+    try:
+        subprocess.run(
+            [*base, "up", "--build", "--detach", "--wait", "--wait-timeout", "180"],
+            check=True,
+            timeout=900,
+        )
+        results = run_tour("http://127.0.0.1:8080", demo_steps(None))
+        assert [r.status for r in results] == [r.expected for r in results], results
+    finally:
+        subprocess.run([*base, "down", "--volumes", "--remove-orphans"], timeout=300)
