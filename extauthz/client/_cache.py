@@ -1,0 +1,126 @@
+"""The decision cache: a bounded TTL cache whose key covers every input the PDP can read.
+
+Caching must never change a decision, so the key is a digest over the method, the path with
+its query, every header except the configured per-request tracing headers, the body bytes,
+the identity (the whole JWT payload sent: subject, tenant, scopes, claims), the client ip,
+host, scheme, context extensions, and the policy version last seen. Only answers the server
+marks as cacheable (see ``_response``) are stored. The key holds no request data, only a
+digest, so tokens and bodies do not linger in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+import time
+from collections.abc import Callable
+
+from cachetools import TTLCache
+
+from ..decision import Decision
+from ._request import CheckInput
+
+# Per-request tracing headers: different on every request, never read by a sane policy.
+DEFAULT_CACHE_IGNORED_HEADERS: frozenset[str] = frozenset(
+    {
+        "x-request-id",
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+        "x-amzn-trace-id",
+        "x-cloud-trace-context",
+        "uber-trace-id",
+    }
+)
+# Signed webhooks are one-shot: a replay is byte-identical, so a cached ALLOW would bypass the
+# server's replay protection. Requests carrying these headers are never looked up or stored
+# (belt and braces: the server also marks such decisions "no-store").
+DEFAULT_CACHE_BYPASS_HEADERS: frozenset[str] = frozenset(
+    {
+        "stripe-signature",
+        "x-hub-signature",
+        "x-hub-signature-256",
+        "x-github-delivery",
+        "svix-signature",
+        "webhook-signature",
+        "x-slack-signature",
+        "x-shopify-hmac-sha256",
+        "x-twilio-signature",
+    }
+)
+_KEY_FORMAT = 1
+_PICKLE_PROTOCOL = 5
+
+
+def cache_key(inp: CheckInput, policy_version: str | None, ignored: frozenset[str]) -> bytes:
+    """A 256-bit BLAKE2b digest of the fields, encoded with pickle (unambiguous: the encoding
+    decodes back to the same values, and it is twice as fast as ``repr``), then the body."""
+    headers = tuple(h for h in inp.headers if h[0] not in ignored) if ignored else inp.headers
+    body = inp.body
+    material = (
+        _KEY_FORMAT,
+        policy_version,
+        inp.method,
+        inp.path,
+        inp.host,
+        inp.scheme,
+        headers,
+        -1 if body is None else len(body),
+        inp.identity_key,
+        inp.client_ip,
+        inp.context_extensions,
+    )
+    h = hashlib.blake2b(pickle.dumps(material, _PICKLE_PROTOCOL), digest_size=32)
+    if body:
+        h.update(body)
+    return h.digest()
+
+
+class DecisionCache:
+    """Thread-safe wrapper around ``cachetools.TTLCache`` (which is not)."""
+
+    __slots__ = ("_cache", "_lock", "bypass_headers", "ignored_headers")
+
+    def __init__(
+        self,
+        *,
+        max_size: int,
+        ttl_seconds: float,
+        ignored_headers: frozenset[str],
+        bypass_headers: frozenset[str] = DEFAULT_CACHE_BYPASS_HEADERS,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cache: TTLCache[bytes, Decision] = TTLCache(max_size, ttl_seconds, timer=timer)
+        self._lock = threading.Lock()
+        self.ignored_headers = ignored_headers
+        self.bypass_headers = bypass_headers
+
+    def key(self, inp: CheckInput, policy_version: str | None) -> bytes | None:
+        """The key, or None when this request must never be cached."""
+        bypass = self.bypass_headers
+        if bypass and any(name in bypass for name, _ in inp.headers):
+            return None
+        return cache_key(inp, policy_version, self.ignored_headers)
+
+    def get(self, key: bytes) -> Decision | None:
+        with self._lock:
+            return self._cache.get(key)
+
+    def put(self, key: bytes, decision: Decision) -> None:
+        with self._lock:
+            self._cache[key] = decision
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._cache.expire()
+            return len(self._cache)

@@ -1,0 +1,465 @@
+"""``ContractShieldClient`` and ``AsyncContractShieldClient``: a remote PDP that feels local.
+
+Both wrap a transport with the same three layers: a decision cache that never changes a
+decision (see ``_cache``), retries on transport failures only (each attempt with its own
+deadline; a BLOCK is an answer and is never retried), and failover (fail closed raises
+``ContractShieldUnavailable``; fail open returns ``fail_open_decision``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
+
+from .._exceptions import (
+    ContractShieldError,
+    ContractShieldUnavailable,
+    InvalidConfig,
+    OperationalError,
+)
+from ..decision import ALLOW, BLOCK, Decision, DecisionMetadata, RuleHit
+from ._cache import DEFAULT_CACHE_BYPASS_HEADERS, DEFAULT_CACHE_IGNORED_HEADERS, DecisionCache
+from ._request import (
+    DEFAULT_CLAIM_NAMES,
+    CheckInput,
+    ClaimNames,
+    HeadersInput,
+    IdentityInput,
+    build_check_request,
+    describe,
+)
+from ._response import Verdict, to_verdict
+from ._transport import AsyncGrpcTransport, AsyncTransport, GrpcTransport, Transport
+
+log = logging.getLogger("extauthz.client")
+
+DEFAULT_TIMEOUT_MS = 100
+DEFAULT_RETRIES = 2
+DEFAULT_RETRY_DELAY_MS = 10
+DEFAULT_CACHE_ENABLED = True
+DEFAULT_CACHE_MAX_SIZE = 1000
+DEFAULT_CACHE_TTL_MS = 60_000
+DEFAULT_FAIL_OPEN = False
+FAIL_OPEN_RULE_ID = "client.failOpen"
+DEFAULT_FAIL_OPEN_DECISION = Decision(
+    action=ALLOW,
+    status_code=200,
+    reason="policy decision point unavailable; failing open",
+    rule_hits=(RuleHit(FAIL_OPEN_RULE_ID, "med", "no decision from the PDP; allowed by client"),),
+    metadata=DecisionMetadata(mode="failOpen"),
+)
+
+OnError = Callable[[ContractShieldError], object]
+OnCacheHit = Callable[[Decision], object]
+OnFailover = Callable[[ContractShieldError, Decision], object]
+
+
+@dataclass(slots=True, frozen=True)
+class ClientStats:
+    hits: int  # answers served from the cache
+    misses: int  # cache lookups that found nothing (0 while the cache is off)
+    size: int  # live entries now
+    failovers: int  # fail-open decisions returned
+    errors: int  # evaluations that ended without an answer from the PDP
+    retries: int  # extra attempts made after a transport failure or timeout
+    policy_version: str | None  # last policy version the PDP reported
+
+
+class _Core:
+    """Options, cache, counters and failover shared by the sync and async clients."""
+
+    def __init__(
+        self,
+        *,
+        timeout_ms: float,
+        retries: int,
+        retry_delay_ms: float,
+        cache_enabled: bool,
+        cache_max_size: int,
+        cache_ttl_ms: float,
+        cache_ignored_headers: Iterable[str],
+        cache_bypass_headers: Iterable[str],
+        fail_open: bool,
+        fail_open_decision: Decision,
+        on_error: OnError | None,
+        on_cache_hit: OnCacheHit | None,
+        on_failover: OnFailover | None,
+        claim_names: ClaimNames,
+    ) -> None:
+        if not (isinstance(timeout_ms, int | float) and timeout_ms > 0):
+            raise InvalidConfig("timeout_ms: expected a positive number of milliseconds")
+        if not (isinstance(retries, int) and retries >= 0):
+            raise InvalidConfig("retries: expected a non-negative integer")
+        if not (isinstance(retry_delay_ms, int | float) and retry_delay_ms >= 0):
+            raise InvalidConfig("retry_delay_ms: expected a non-negative number")
+        if cache_enabled:
+            if not (isinstance(cache_max_size, int) and cache_max_size > 0):
+                raise InvalidConfig("cache_max_size: expected a positive integer")
+            if not (isinstance(cache_ttl_ms, int | float) and cache_ttl_ms > 0):
+                raise InvalidConfig("cache_ttl_ms: expected a positive number of milliseconds")
+        if not isinstance(fail_open_decision, Decision):
+            raise InvalidConfig("fail_open_decision: expected a Decision")
+        self.timeout = timeout_ms / 1000.0
+        self.retries = retries
+        self.retry_delay = retry_delay_ms / 1000.0
+        self.fail_open = fail_open
+        self.fail_open_decision = fail_open_decision
+        self.on_error = on_error
+        self.on_cache_hit = on_cache_hit
+        self.on_failover = on_failover
+        self.claim_names = claim_names
+        self.cache: DecisionCache | None = (
+            DecisionCache(
+                max_size=cache_max_size,
+                ttl_seconds=cache_ttl_ms / 1000.0,
+                ignored_headers=frozenset(h.lower() for h in cache_ignored_headers),
+                bypass_headers=frozenset(h.lower() for h in cache_bypass_headers),
+            )
+            if cache_enabled
+            else None
+        )
+        self._lock = threading.Lock()
+        self._hits = self._misses = self._failovers = self._errors = self._retries = 0
+        self._policy_version: str | None = None
+
+    # -- the steps of one evaluation -------------------------------------------------------
+
+    def lookup(self, inp: CheckInput) -> Decision | None:
+        cache = self.cache
+        if cache is None:
+            return None
+        key = cache.key(inp, self._policy_version)
+        if key is None:
+            return None
+        hit = cache.get(key)
+        with self._lock:
+            if hit is None:
+                self._misses += 1
+            else:
+                self._hits += 1
+        if hit is not None and self.on_cache_hit is not None:
+            _call(self.on_cache_hit, hit)
+        return hit
+
+    def store(self, inp: CheckInput, verdict: Verdict) -> Decision:
+        version = verdict.policy_version
+        if version is not None and version != self._policy_version:
+            with self._lock:
+                changed = version != self._policy_version
+                self._policy_version = version
+            if changed and self.cache is not None:
+                self.cache.clear()  # a reload may change any decision
+        cache = self.cache
+        decision = verdict.decision
+        if cache is not None and verdict.cacheable and decision.action != BLOCK:
+            key = cache.key(inp, version)
+            if key is not None:
+                cache.put(key, decision)
+        return decision
+
+    def retry_delay_for(self, attempt: int) -> float:
+        """Exponential backoff with jitter: delay * 2**(attempt-1) * [0.5, 1.5)."""
+        with self._lock:
+            self._retries += 1
+        return self.retry_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
+
+    def fail(self, exc: ContractShieldError) -> Decision:
+        with self._lock:
+            self._errors += 1
+        if self.on_error is not None:
+            _call(self.on_error, exc)
+        if not self.fail_open:
+            if isinstance(exc, ContractShieldUnavailable):
+                raise exc
+            raise ContractShieldUnavailable(str(exc)) from exc
+        with self._lock:
+            self._failovers += 1
+        decision = self.fail_open_decision
+        if self.on_failover is not None:
+            _call(self.on_failover, exc, decision)
+        return decision
+
+    def stats(self) -> ClientStats:
+        size = len(self.cache) if self.cache is not None else 0
+        with self._lock:
+            return ClientStats(
+                hits=self._hits,
+                misses=self._misses,
+                size=size,
+                failovers=self._failovers,
+                errors=self._errors,
+                retries=self._retries,
+                policy_version=self._policy_version,
+            )
+
+    def clear_cache(self) -> None:
+        if self.cache is not None:
+            self.cache.clear()
+
+
+def _call(callback: Callable[..., object], *args: Any) -> None:
+    """Callbacks observe; a failing callback is logged and never changes the decision."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("client callback %r failed", callback)
+
+
+def _as_error(exc: Exception) -> ContractShieldError:
+    if isinstance(exc, ContractShieldError):
+        return exc
+    err = OperationalError(f"transport failed: {exc!r}")
+    err.__cause__ = exc
+    return err
+
+
+class ContractShieldClient:
+    """Blocking client; thread-safe, one gRPC channel shared by all threads.
+
+    >>> with ContractShieldClient("unix:///run/extauthz/pdp.sock") as pdp:
+    ...     decision = pdp.evaluate("POST", "/api/v1/licenses/activate", body=b"{...}")
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        transport: Transport | None = None,
+        timeout_ms: float = DEFAULT_TIMEOUT_MS,
+        retries: int = DEFAULT_RETRIES,
+        retry_delay_ms: float = DEFAULT_RETRY_DELAY_MS,
+        cache_enabled: bool = DEFAULT_CACHE_ENABLED,
+        cache_max_size: int = DEFAULT_CACHE_MAX_SIZE,
+        cache_ttl_ms: float = DEFAULT_CACHE_TTL_MS,
+        cache_ignored_headers: Iterable[str] = DEFAULT_CACHE_IGNORED_HEADERS,
+        cache_bypass_headers: Iterable[str] = DEFAULT_CACHE_BYPASS_HEADERS,
+        fail_open: bool = DEFAULT_FAIL_OPEN,
+        fail_open_decision: Decision = DEFAULT_FAIL_OPEN_DECISION,
+        on_error: OnError | None = None,
+        on_cache_hit: OnCacheHit | None = None,
+        on_failover: OnFailover | None = None,
+        claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+    ) -> None:
+        if (target is None) == (transport is None):
+            raise InvalidConfig("give exactly one of target or transport")
+        self._core = _Core(
+            timeout_ms=timeout_ms,
+            retries=retries,
+            retry_delay_ms=retry_delay_ms,
+            cache_enabled=cache_enabled,
+            cache_max_size=cache_max_size,
+            cache_ttl_ms=cache_ttl_ms,
+            cache_ignored_headers=cache_ignored_headers,
+            cache_bypass_headers=cache_bypass_headers,
+            fail_open=fail_open,
+            fail_open_decision=fail_open_decision,
+            on_error=on_error,
+            on_cache_hit=on_cache_hit,
+            on_failover=on_failover,
+            claim_names=claim_names,
+        )
+        self._transport: Transport = transport if transport is not None else GrpcTransport(target)  # type: ignore[arg-type]
+
+    def evaluate(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: HeadersInput = None,
+        body: bytes | None = None,
+        identity: IdentityInput = None,
+        client_ip: str | None = None,
+        host: str | None = None,
+        scheme: str | None = None,
+        context_extensions: Mapping[str, str] | None = None,
+    ) -> Decision:
+        """Decide one request. ``path`` includes the query string; ``identity`` is an
+        ``Identity`` or the verified JWT claims. Raises ``InvalidContext`` for a bad
+        description and, when failing closed, ``ContractShieldUnavailable``."""
+        core = self._core
+        inp = describe(
+            method,
+            path,
+            headers=headers,
+            body=body,
+            identity=identity,
+            client_ip=client_ip,
+            host=host,
+            scheme=scheme,
+            context_extensions=context_extensions,
+        )
+        hit = core.lookup(inp)
+        if hit is not None:
+            return hit
+        try:
+            response = self._check(build_check_request(inp, core.claim_names))
+        except ContractShieldError as exc:
+            return core.fail(exc)
+        return core.store(inp, to_verdict(response))
+
+    def _check(self, request: CheckRequest) -> CheckResponse:
+        core = self._core
+        attempt = 0
+        while True:
+            try:
+                return self._transport.check(request, core.timeout)
+            except ContractShieldUnavailable:  # includes ContractShieldTimeout: retryable
+                if attempt >= core.retries:
+                    raise
+            except ContractShieldError:
+                raise
+            except Exception as exc:
+                raise _as_error(exc) from exc
+            attempt += 1
+            time.sleep(core.retry_delay_for(attempt))
+
+    def stats(self) -> ClientStats:
+        return self._core.stats()
+
+    def clear_cache(self) -> None:
+        self._core.clear_cache()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncContractShieldClient:
+    """asyncio client with the same options and behaviour as ``ContractShieldClient``.
+
+    Callbacks are plain (non-async) callables, called on the event loop.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        transport: AsyncTransport | None = None,
+        timeout_ms: float = DEFAULT_TIMEOUT_MS,
+        retries: int = DEFAULT_RETRIES,
+        retry_delay_ms: float = DEFAULT_RETRY_DELAY_MS,
+        cache_enabled: bool = DEFAULT_CACHE_ENABLED,
+        cache_max_size: int = DEFAULT_CACHE_MAX_SIZE,
+        cache_ttl_ms: float = DEFAULT_CACHE_TTL_MS,
+        cache_ignored_headers: Iterable[str] = DEFAULT_CACHE_IGNORED_HEADERS,
+        cache_bypass_headers: Iterable[str] = DEFAULT_CACHE_BYPASS_HEADERS,
+        fail_open: bool = DEFAULT_FAIL_OPEN,
+        fail_open_decision: Decision = DEFAULT_FAIL_OPEN_DECISION,
+        on_error: OnError | None = None,
+        on_cache_hit: OnCacheHit | None = None,
+        on_failover: OnFailover | None = None,
+        claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+    ) -> None:
+        if (target is None) == (transport is None):
+            raise InvalidConfig("give exactly one of target or transport")
+        self._core = _Core(
+            timeout_ms=timeout_ms,
+            retries=retries,
+            retry_delay_ms=retry_delay_ms,
+            cache_enabled=cache_enabled,
+            cache_max_size=cache_max_size,
+            cache_ttl_ms=cache_ttl_ms,
+            cache_ignored_headers=cache_ignored_headers,
+            cache_bypass_headers=cache_bypass_headers,
+            fail_open=fail_open,
+            fail_open_decision=fail_open_decision,
+            on_error=on_error,
+            on_cache_hit=on_cache_hit,
+            on_failover=on_failover,
+            claim_names=claim_names,
+        )
+        self._transport: AsyncTransport = (
+            transport if transport is not None else AsyncGrpcTransport(target)  # type: ignore[arg-type]
+        )
+
+    async def evaluate(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: HeadersInput = None,
+        body: bytes | None = None,
+        identity: IdentityInput = None,
+        client_ip: str | None = None,
+        host: str | None = None,
+        scheme: str | None = None,
+        context_extensions: Mapping[str, str] | None = None,
+    ) -> Decision:
+        """Same contract as ``ContractShieldClient.evaluate``."""
+        core = self._core
+        inp = describe(
+            method,
+            path,
+            headers=headers,
+            body=body,
+            identity=identity,
+            client_ip=client_ip,
+            host=host,
+            scheme=scheme,
+            context_extensions=context_extensions,
+        )
+        hit = core.lookup(inp)
+        if hit is not None:
+            return hit
+        try:
+            response = await self._check(build_check_request(inp, core.claim_names))
+        except ContractShieldError as exc:
+            return core.fail(exc)
+        return core.store(inp, to_verdict(response))
+
+    async def _check(self, request: CheckRequest) -> CheckResponse:
+        core = self._core
+        attempt = 0
+        while True:
+            try:
+                return await self._transport.check(request, core.timeout)
+            except ContractShieldUnavailable:
+                if attempt >= core.retries:
+                    raise
+            except ContractShieldError:
+                raise
+            except Exception as exc:
+                raise _as_error(exc) from exc
+            attempt += 1
+            await asyncio.sleep(core.retry_delay_for(attempt))
+
+    def stats(self) -> ClientStats:
+        return self._core.stats()
+
+    def clear_cache(self) -> None:
+        self._core.clear_cache()
+
+    async def aclose(self) -> None:
+        await self._transport.close()
+
+    close = aclose
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,164 @@
+"""``CheckResponse`` → ``Decision``, for ContractShield and for any other ext_authz server.
+
+gRPC status OK means the request may go on: ALLOW, or MONITOR when the
+``x-contractshield-decision`` header says so. Anything else is a denial (Envoy's rule): BLOCK
+with the denied response's HTTP status (403 when unset, as Envoy does) and, when the body is
+ContractShield's JSON ``{"error", "code", "ruleHits", "requestId"}``, its reason, rule ids and
+request id. ContractShield also puts a summary in ``dynamic_metadata`` (decisionId, routeId,
+reason, ruleHits, riskScore, policyVersion, cache), read when present.
+
+``Verdict.cacheable`` is True only for answers that say they are a pure function of the
+request and a policy version: an OK response carrying ``policyVersion`` and not marked
+``cache: no-store`` (decisions that depend on server state, such as webhook replay
+protection). Answers from other ext_authz servers are never cached: we cannot know what
+they depend on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
+from google.protobuf.json_format import MessageToDict
+
+from ..decision import ALLOW, BLOCK, MONITOR, Decision, DecisionMetadata, Risk, RuleHit
+
+DECISION_HEADER = "x-contractshield-decision"
+ROUTE_HEADER = "x-contractshield-route"
+DECISION_ID_HEADER = "x-contractshield-decision-id"
+DEFAULT_DENY_STATUS = 403
+NO_STORE = "no-store"
+_SEVERITIES = frozenset({"low", "med", "high", "critical"})
+_LEVELS = frozenset({"none", "low", "med", "high", "critical"})
+
+
+@dataclass(slots=True, frozen=True)
+class Verdict:
+    decision: Decision
+    policy_version: str | None
+    cacheable: bool
+
+
+def _header_values(options: Iterable[Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for opt in options:
+        h = opt.header
+        out[h.key.lower()] = h.value or h.raw_value.decode("utf-8", "replace")
+    return out
+
+
+def _summary(resp: CheckResponse) -> Mapping[str, Any]:
+    meta = resp.dynamic_metadata
+    if not meta.fields and resp.HasField("ok_response"):
+        meta = resp.ok_response.dynamic_metadata
+    return MessageToDict(meta) if meta.fields else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _rule_hits(items: Any) -> tuple[RuleHit, ...]:
+    """Rule ids (ContractShield sends ids only; severity unknown → "high") or full hits."""
+    if not isinstance(items, list):
+        return ()
+    hits: list[RuleHit] = []
+    for item in items:
+        if isinstance(item, str):
+            hits.append(RuleHit(item, "high", ""))
+        elif isinstance(item, Mapping) and isinstance(item.get("id"), str):
+            sev = item.get("severity")
+            hits.append(
+                RuleHit(
+                    item["id"],
+                    sev if sev in _SEVERITIES else "high",
+                    str(item.get("message") or ""),
+                )
+            )
+    return tuple(hits)
+
+
+def _risk(summary: Mapping[str, Any]) -> Risk:
+    """The score the server reported; the level only when it says so (never guessed)."""
+    score = summary.get("riskScore")
+    level = summary.get("riskLevel")
+    if not isinstance(score, int | float) or isinstance(score, bool):
+        return Risk()
+    return Risk(int(score), level if level in _LEVELS else "none")
+
+
+def to_verdict(resp: CheckResponse) -> Verdict:
+    """Map one response; never raises for any ``CheckResponse``."""
+    summary = _summary(resp)
+    if resp.status.code == 0:
+        return _ok(resp, summary)
+    return Verdict(_denied(resp, summary), _str(summary.get("policyVersion")), False)
+
+
+def _ok(resp: CheckResponse, summary: Mapping[str, Any]) -> Verdict:
+    headers = _header_values(resp.ok_response.headers)
+    action = headers.get(DECISION_HEADER, "").upper()
+    if action not in (ALLOW, MONITOR):
+        action = ALLOW
+    version = _str(summary.get("policyVersion"))
+    decision = Decision(
+        action=action,  # type: ignore[arg-type]
+        status_code=200,
+        reason=str(summary.get("reason") or ""),
+        rule_hits=_rule_hits(summary.get("ruleHits")),
+        risk=_risk(summary),
+        metadata=DecisionMetadata(
+            route_id=headers.get(ROUTE_HEADER) or _str(summary.get("routeId")),
+            mode=_str(summary.get("mode")),
+            policy_version=version,
+            request_id=_str(summary.get("decisionId")) or headers.get(DECISION_ID_HEADER),
+        ),
+    )
+    cacheable = version is not None and summary.get("cache") != NO_STORE
+    return Verdict(decision, version, cacheable)
+
+
+def _denied(resp: CheckResponse, summary: Mapping[str, Any]) -> Decision:
+    denied = None
+    if resp.HasField("denied_response"):
+        denied = resp.denied_response
+    elif resp.HasField("error_response"):
+        denied = resp.error_response
+    status = DEFAULT_DENY_STATUS
+    body: Any = None
+    headers: dict[str, str] = {}
+    if denied is not None:
+        status = int(denied.status.code) or DEFAULT_DENY_STATUS
+        headers = _header_values(denied.headers)
+        if denied.body:
+            try:
+                body = json.loads(denied.body)
+            except (ValueError, RecursionError):
+                body = denied.body
+    data: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
+    reason = (
+        _str(data.get("error"))
+        or _str(summary.get("reason"))
+        or (body.strip()[:200] if isinstance(body, str) and body.strip() else None)
+        or resp.status.message
+        or "denied by the policy decision point"
+    )
+    hits = data.get("ruleHits")
+    return Decision(
+        action=BLOCK,
+        status_code=status,
+        reason=reason,
+        rule_hits=_rule_hits(hits if hits is not None else summary.get("ruleHits")),
+        risk=_risk(summary),
+        metadata=DecisionMetadata(
+            route_id=_str(summary.get("routeId")) or headers.get(ROUTE_HEADER),
+            mode=_str(summary.get("mode")),
+            policy_version=_str(summary.get("policyVersion")),
+            request_id=_str(data.get("requestId"))
+            or _str(summary.get("decisionId"))
+            or headers.get(DECISION_ID_HEADER),
+        ),
+    )
