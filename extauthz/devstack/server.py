@@ -1,0 +1,145 @@
+"""Run ``extauthz serve`` as a real subprocess and wait until it answers.
+
+Settings go through environment variables and flags exactly as an operator would pass them.
+``stop()`` sends SIGTERM and returns the exit code (the drain path); ``kill()`` is SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from ..server import socket as unix_socket
+from . import port_answers
+
+DEFAULT_START_TIMEOUT = 20.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_POLICY = REPO_ROOT / "policies" / "demo.yaml"
+
+
+class ServerProcess:
+    """One ``extauthz serve`` process; a context manager that always stops it."""
+
+    def __init__(
+        self,
+        *,
+        policy: str | os.PathLike[str] = DEMO_POLICY,
+        unix_socket_path: str | os.PathLike[str] | None = None,
+        grpc_port: int = 0,
+        http_port: int = 0,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="contractshield-pdp-"))
+        self.policy = Path(policy)
+        self.unix_socket = os.fspath(unix_socket_path) if unix_socket_path else None
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.extra_args = list(extra_args or ())
+        self.env = dict(env or {})
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "extauthz", "serve", "--policy", str(self.policy)]
+        if self.unix_socket:
+            argv += ["--unix-socket", self.unix_socket]
+        argv += ["--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port)]
+        return argv + self.extra_args
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, timeout: float = DEFAULT_START_TIMEOUT, *, wait: bool = True) -> ServerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "HOT_RELOAD": "false", **self.env}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env
+            )
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"extauthz serve exited with {self.process.returncode}: {self.log_tail()}"
+                )
+            if self._answers():
+                return
+            time.sleep(0.05)
+        self.kill()
+        raise TimeoutError(f"extauthz serve not ready within {timeout} s: {self.log_tail()}")
+
+    def _answers(self) -> bool:
+        if self.unix_socket and not (
+            os.path.exists(self.unix_socket) and unix_socket.is_live(self.unix_socket)
+        ):
+            return False
+        if self.grpc_port and not port_answers("127.0.0.1", self.grpc_port):
+            return False
+        if self.http_port:
+            try:
+                with urllib.request.urlopen(f"{self.http_url}/live", timeout=0.5) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+        return True
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait; the exit code (None if it was not running)."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=timeout)
+        return proc.returncode
+
+    def kill(self) -> None:
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start() if self.process is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.kill()

