@@ -9,6 +9,7 @@ a string or None), which ``/health`` reports.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -52,6 +53,10 @@ class ServerState:
     replay_store: Any = field(default_factory=default_replay_store)  # (Async)ReplayStore
     started_at: float = field(default_factory=time.time)
     draining: bool = False
+    # Seams for the hot reloader and the Redis store (see ``app.build_state``): ``reload`` is
+    # called on SIGHUP; each ``on_shutdown`` callable (sync or async) runs once after drain.
+    reload: Callable[[], Any] | None = None
+    on_shutdown: list[Callable[[], Any]] = field(default_factory=list)
 
     def policy(self) -> CompiledPolicy:
         return self.policy_source.current()

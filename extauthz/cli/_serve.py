@@ -1,0 +1,82 @@
+"""``extauthz serve``: run the PDP (gRPC ext_authz on a Unix socket and/or TCP, plus HTTP)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the policy decision point for Envoy ext_authz",
+        description="Flags beat environment variables (in brackets), which beat defaults.",
+    )
+    p.add_argument("--policy", dest="policy_path", help="policy file [POLICY_PATH]")
+    p.add_argument("--unix-socket", help="serve gRPC on this Unix socket [UNIX_SOCKET]")
+    p.add_argument("--socket-mode", help="socket file mode, octal (default 0660) [SOCKET_MODE]")
+    p.add_argument("--grpc-port", help="serve gRPC on this TCP port, 0 = off [GRPC_PORT]")
+    p.add_argument("--grpc-host", help="TCP gRPC bind address (default 0.0.0.0) [GRPC_HOST]")
+    p.add_argument("--http-port", help="HTTP API/probes port, 0 = off (default 3100) [HTTP_PORT]")
+    p.add_argument("--http-host", help="HTTP bind address (default 127.0.0.1) [HTTP_HOST]")
+    p.add_argument("--redis-url", help="shared webhook replay store [REDIS_URL]")
+    p.add_argument("--log-level", help="debug|info|warning|error (default info) [LOG_LEVEL]")
+    p.add_argument(
+        "--no-hot-reload",
+        dest="hot_reload",
+        action="store_const",
+        const=False,
+        default=None,
+        help="do not watch the policy file [HOT_RELOAD=false]",
+    )
+    p.add_argument("--reload-debounce-ms", help="quiet time before a reload [RELOAD_DEBOUNCE_MS]")
+    p.add_argument(
+        "--replay-fail-open",
+        action="store_const",
+        const=True,
+        default=None,
+        help="let webhooks through when the replay store is down [REPLAY_FAIL_OPEN]",
+    )
+    p.add_argument(
+        "--check-deadline-ms", help="deny a check not decided in time [CHECK_DEADLINE_MS]"
+    )
+    p.add_argument("--grace-seconds", help="drain time on SIGTERM (default 5) [GRACE_SECONDS]")
+    p.add_argument("--max-request-bytes", help="gRPC receive limit [MAX_REQUEST_BYTES]")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from .._exceptions import InvalidConfig, InvalidPolicy, SocketInUse
+    from ..server.app import build_state, serve
+    from ..server.config import ServerConfig
+
+    try:
+        config = ServerConfig.resolve(args)
+    except InvalidConfig as exc:
+        print(f"extauthz serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        state = build_state(config)
+    except InvalidConfig as exc:
+        print(f"extauthz serve: {exc}", file=sys.stderr)
+        return 2
+    except InvalidPolicy as exc:
+        print(f"extauthz serve: invalid policy:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(config, state))
+    except SocketInUse as exc:
+        print(f"extauthz serve: {exc}", file=sys.stderr)
+        return 1
+    except InvalidConfig as exc:
+        print(f"extauthz serve: {exc}", file=sys.stderr)
+        return 2

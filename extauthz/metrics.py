@@ -1,0 +1,193 @@
+"""Prometheus metrics for one server, in its own ``CollectorRegistry``.
+
+Owning the registry (instead of prometheus-client's global one) lets several servers live in
+one test process and keeps the exposition to exactly what we define. Label values are
+bounded: ``route`` is a policy route id or ``unmatched``, ``type`` is an exception ``code``,
+never request data. Hot-path children are cached so a check costs a few dict look-ups.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+
+from ._exceptions import ContractShieldError, ReplayStoreUnavailable
+
+UNMATCHED = "unmatched"
+# Decisions take tens of microseconds to a few milliseconds; Envoy gives up at 200 ms.
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+)
+
+__all__ = ["CONTENT_TYPE_LATEST", "UNMATCHED", "MeteredReplayStore", "Metrics"]
+
+
+class Metrics:
+    """Every metric the PDP exports; one instance per server."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter(
+            "contractshield_decisions",
+            "Decisions made, by action and policy route id.",
+            ("action", "route"),
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "contractshield_decision_duration_seconds",
+            "Time to decide one request (conversion, evaluation, response).",
+            ("transport",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "contractshield_checks_in_flight", "Checks being decided right now.", registry=r
+        )
+        self.errors = Counter(
+            "contractshield_errors",
+            "Errors while deciding or serving, by error code.",
+            ("type",),
+            registry=r,
+        )
+        self.reloads = Counter(
+            "contractshield_policy_reloads",
+            "Policy reload attempts, by result (success or failure).",
+            ("result",),
+            registry=r,
+        )
+        self.routes = Gauge(
+            "contractshield_policy_routes", "Routes in the loaded policy.", registry=r
+        )
+        self.policy_loaded_at = Gauge(
+            "contractshield_policy_loaded_timestamp_seconds",
+            "When the loaded policy was compiled (Unix time).",
+            registry=r,
+        )
+        self.policy_info = Info(
+            "contractshield_policy", "The loaded policy (version is a content hash).", registry=r
+        )
+        self.replay_ops = Counter(
+            "contractshield_replay_store_operations",
+            "Webhook replay-store claims, by result (claimed, duplicate or error).",
+            ("result",),
+            registry=r,
+        )
+        self.replay_errors = Counter(
+            "contractshield_replay_store_errors",
+            "Replay-store failures, by error code.",
+            ("type",),
+            registry=r,
+        )
+        self.up = Gauge("contractshield_up", "1 while the PDP process is serving.", registry=r)
+        self.up.set(1)
+        for result in ("success", "failure"):
+            self.reloads.labels(result)
+        for result in ("claimed", "duplicate", "error"):
+            self.replay_ops.labels(result)
+        self._decision_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+        self._error_children: dict[str, Any] = {}
+        self._policy: Any = None
+        self._known_routes: frozenset[str] = frozenset()
+
+    # -- hot path ------------------------------------------------------------------------
+    def observe_policy(self, policy: Any) -> None:
+        """Track the current policy; cheap when it is the same object as last time."""
+        if policy is self._policy:
+            return
+        self._policy = policy
+        self._known_routes = frozenset(policy.route_ids)
+        self.routes.set(len(policy.route_ids))
+        self.policy_loaded_at.set(policy.loaded_at)
+        self.policy_info.info({"version": str(policy.version), "source": str(policy.source)})
+
+    def observe_decision(
+        self, action: str, route_id: str | None, seconds: float, transport: str
+    ) -> None:
+        route = route_id if route_id in self._known_routes else UNMATCHED
+        key = (action, route)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decision_children[key] = self.decisions.labels(action, route)
+        child.inc()
+        hist = self._latency_children.get(transport)
+        if hist is None:
+            hist = self._latency_children[transport] = self.decision_seconds.labels(transport)
+        hist.observe(seconds)
+
+    def observe_error(self, code: str) -> None:
+        child = self._error_children.get(code)
+        if child is None:
+            child = self._error_children[code] = self.errors.labels(code)
+        child.inc()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def observe_reload(self, ok: bool) -> None:
+        """Called by the hot reloader after each attempt."""
+        self.reloads.labels("success" if ok else "failure").inc()
+
+    def set_down(self) -> None:
+        self.up.set(0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MeteredReplayStore:
+    """Wraps a (sync or async) replay store and counts its claims and failures.
+
+    Presents the async ``claim`` the engine's ``evaluate_async`` accepts; every other
+    attribute (``ping``, ``close``...) is forwarded to the wrapped store.
+    """
+
+    __slots__ = ("_async", "_metrics", "inner")
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self._metrics = metrics
+        self._async = inspect.iscoroutinefunction(inner.claim)
+
+    async def claim(self, key: str, ttl_seconds: int) -> bool:
+        m = self._metrics
+        try:
+            if self._async:
+                first = await self.inner.claim(key, ttl_seconds)
+            else:
+                first = self.inner.claim(key, ttl_seconds)
+        except ContractShieldError as exc:
+            m.replay_ops.labels("error").inc()
+            m.replay_errors.labels(exc.code).inc()
+            raise
+        except Exception as exc:
+            m.replay_ops.labels("error").inc()
+            m.replay_errors.labels(ReplayStoreUnavailable.code).inc()
+            raise ReplayStoreUnavailable(f"replay store failed: {type(exc).__name__}") from exc
+        m.replay_ops.labels("claimed" if first else "duplicate").inc()
+        return bool(first)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

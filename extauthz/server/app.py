@@ -1,0 +1,198 @@
+"""Server lifecycle: build the state, serve gRPC (Unix socket and/or TCP) and HTTP on one
+event loop, drain on SIGTERM/SIGINT.
+
+Shutdown follows gRPC's graceful-shutdown example: health turns NOT_SERVING first (Envoy's
+health checks and Kubernetes stop sending), then ``server.stop(grace)`` refuses new RPCs and
+lets in-flight checks finish, then the socket file is removed. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from ..metrics import MeteredReplayStore, Metrics
+from . import socket as unix_socket
+from .config import ServerConfig
+from .grpc_service import AuthorizationServicer
+from .health import HealthWatcher
+from .http_api import create_app
+from .state import ServerState, StaticPolicySource
+
+log = logging.getLogger("extauthz.server")
+
+
+# --- the seam: policy source and replay store -------------------------------------------
+# RELOAD+REDIS wires the hot reloader (config.hot_reload, SIGHUP → state.reload) and the Redis
+# replay store (config.redis_url) here. Keep this function small; it runs before serving.
+def build_state(config: ServerConfig) -> ServerState:
+    """Load the policy (raises ``InvalidPolicy``) and create the replay store."""
+    from ..engine import InMemoryReplayStore
+    from ..policy import load_policy
+
+    if not config.policy_path:
+        from .._exceptions import InvalidConfig
+
+        raise InvalidConfig("POLICY_PATH: no policy given (--policy or POLICY_PATH)")
+    metrics = Metrics()
+    policy_source = StaticPolicySource(load_policy(config.policy_path))
+    replay_store = InMemoryReplayStore()
+    return ServerState(
+        config=config,
+        policy_source=policy_source,
+        metrics=metrics,
+        replay_store=MeteredReplayStore(replay_store, metrics),
+    )
+
+
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Server:
+    """One running PDP: gRPC (+ health) and HTTP on the current event loop."""
+
+    state: ServerState
+    grpc_server: grpc.aio.Server | None = None
+    http_runner: web.AppRunner | None = None
+    health: HealthWatcher | None = None
+    grpc_port: int | None = None  # bound TCP port, when GRPC_PORT is set
+    http_port: int | None = None  # bound HTTP port, when HTTP_PORT is set
+    _socket_inode: int | None = None
+
+    async def start(self) -> Server:
+        state, config = self.state, self.state.config
+        try:
+            policy = state.policy_source.current()
+            max_body = int(getattr(policy, "max_body_bytes", 0) or 0)
+            state.metrics.observe_policy(policy)
+        except Exception:
+            max_body = 0
+        max_bytes = config.effective_max_request_bytes(max_body)
+        options = [
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            ("grpc.so_reuseport", 0),  # a second instance must fail to bind, not share the port
+        ]
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers((AuthorizationServicer(state).handler(),))
+        health_servicer = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        self.health = HealthWatcher(state, health_servicer)
+        if config.unix_socket:
+            path = unix_socket.prepare(config.unix_socket)
+            old_umask = os.umask(0o777 & ~config.socket_mode)  # no window with a looser mode
+            try:
+                server.add_insecure_port(f"unix:{path}")
+            finally:
+                os.umask(old_umask)
+        if config.grpc_port:
+            bound = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+            if bound == 0:
+                from .._exceptions import InvalidConfig
+
+                raise InvalidConfig(f"GRPC_PORT: cannot bind {config.grpc_host}:{config.grpc_port}")
+            self.grpc_port = bound
+        await server.start()
+        self.grpc_server = server
+        if config.unix_socket:
+            unix_socket.set_mode(config.unix_socket, config.socket_mode)
+            self._socket_inode = os.stat(config.unix_socket).st_ino
+        await self.health.update()
+        self.health.start()
+        if config.http_port:
+            runner = web.AppRunner(
+                create_app(state, max_request_bytes=max_bytes),
+                access_log=log if log.isEnabledFor(logging.DEBUG) else None,
+                handle_signals=False,
+            )
+            await runner.setup()
+            site = web.TCPSite(runner, config.http_host, config.http_port, reuse_port=False)
+            await site.start()
+            self.http_runner = runner
+            self.http_port = runner.addresses[0][1] if runner.addresses else config.http_port
+        log.info(
+            "serving policy %s (unix socket %s, grpc port %s, http %s:%s)",
+            getattr(state.policy_source.current(), "version", "?"),
+            config.unix_socket or "off",
+            self.grpc_port or "off",
+            config.http_host,
+            self.http_port or "off",
+        )
+        return self
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: NOT_SERVING, finish in-flight checks within ``grace``, remove the socket."""
+        state = self.state
+        grace = state.config.grace_seconds if grace is None else grace
+        state.draining = True
+        if self.health is not None:
+            await self.health.drain()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace)
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        self._remove_socket()
+        state.metrics.set_down()
+        for hook in state.on_shutdown:
+            try:
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("shutdown hook failed")
+
+    def _remove_socket(self) -> None:
+        path = self.state.config.unix_socket
+        if not path or self._socket_inode is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == self._socket_inode:  # never remove a successor's socket
+                unix_socket.remove(path)
+
+
+async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
+    """Run until SIGTERM/SIGINT, then drain; returns the exit code."""
+    state = state if state is not None else build_state(config)
+    server = Server(state)
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop(0)
+        raise
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            server._remove_socket()
+            os._exit(1)
+        log.info("%s: draining (grace %.1f s)", signal.Signals(signum).name, config.grace_seconds)
+        stop.set()
+
+    def on_hup() -> None:
+        if state.reload is None:
+            log.info("SIGHUP: hot reload is not wired; ignoring")
+            return
+        loop.run_in_executor(None, state.reload)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    print(f"extauthz: ready (pid {os.getpid()})", file=sys.stderr, flush=True)
+    await stop.wait()
+    await server.stop(config.grace_seconds)
+    log.info("stopped")
+    return 0

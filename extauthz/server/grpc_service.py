@@ -1,0 +1,68 @@
+"""The ``envoy.service.auth.v3.Authorization/Check`` servicer: thin, and it never raises.
+
+An RPC error makes Envoy drop our status, headers and body and fall back to
+``status_on_error``, so every failure here is turned into a denial (see ``decide``). The
+request bytes are parsed here rather than by grpcio, so even bytes that are not a
+``CheckRequest`` get a deterministic 400 instead of an RPC error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+from google.protobuf.message import DecodeError
+
+from .._exceptions import InvalidContext
+from ..envoy.request import AdapterOptions, check_request_to_context
+from ..envoy.response import decision_to_check_response
+from .decide import Outcome, decide, internal_error, invalid_request
+from .state import ServerState
+
+SERVICE_NAME = "envoy.service.auth.v3.Authorization"
+log = logging.getLogger("extauthz.server")
+
+
+class AuthorizationServicer:
+    """Converts, decides and answers; one instance per server."""
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._options = AdapterOptions.from_config(state.config)
+        self._in_flight = state.metrics.in_flight
+
+    async def check(self, request_bytes: bytes, context: Any) -> bytes:
+        self._in_flight.inc()
+        try:
+            return await self._check(request_bytes)
+        except BaseException:  # last resort: even a bug in the response builder is a denial
+            outcome = internal_error()
+            return decision_to_check_response(
+                outcome.decision, error_code=outcome.error_code
+            ).SerializeToString()
+        finally:
+            self._in_flight.dec()
+
+    async def _check(self, request_bytes: bytes) -> bytes:
+        identity = None
+        try:
+            req = CheckRequest.FromString(request_bytes)
+            ctx = check_request_to_context(req, self._options)
+        except (InvalidContext, DecodeError) as exc:
+            self._state.metrics.observe_error(InvalidContext.code)
+            outcome: Outcome = invalid_request(str(exc) or "not a CheckRequest")
+        else:
+            identity = ctx.identity
+            outcome = await decide(self._state, ctx, "grpc")
+        response = decision_to_check_response(
+            outcome.decision, identity, error_code=outcome.error_code
+        )
+        return response.SerializeToString()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """A generic handler taking raw bytes (no grpcio-side deserialisation that could fail)."""
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME, {"Check": grpc.unary_unary_rpc_method_handler(self.check)}
+        )

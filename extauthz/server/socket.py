@@ -1,0 +1,59 @@
+"""Unix socket hygiene: never steal a live socket, replace a stale one, set the mode, clean up.
+
+A socket file outlives a crashed server. Before binding we try to connect: if something
+answers, another server owns it (``SocketInUse``); if the connection is refused, the file is
+stale and is removed. After grpcio binds, the file mode is set (default 0660) so only the
+owner and group (Envoy's) can connect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+from pathlib import Path
+
+from .._exceptions import InvalidConfig, SocketInUse
+
+PROBE_TIMEOUT_SECONDS = 0.5
+
+
+def is_live(path: str | os.PathLike[str]) -> bool:
+    """True when a process accepts connections on the Unix socket at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(PROBE_TIMEOUT_SECONDS)
+        try:
+            probe.connect(os.fspath(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except TimeoutError:
+            return True  # a backlog that full means a live, busy server
+        return True
+
+
+def prepare(path: str | os.PathLike[str]) -> Path:
+    """Make ``path`` bindable: create the directory, remove a stale socket, refuse a live one."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        st = p.lstat()
+    except FileNotFoundError:
+        return p
+    if not stat.S_ISSOCK(st.st_mode):
+        raise InvalidConfig(f"UNIX_SOCKET: {p} exists and is not a socket; refusing to replace it")
+    if is_live(p):
+        raise SocketInUse(f"another server is answering on {p}; refusing to take over its socket")
+    p.unlink()
+    return p
+
+
+def set_mode(path: str | os.PathLike[str], mode: int) -> None:
+    os.chmod(path, mode)
+
+
+def remove(path: str | os.PathLike[str]) -> None:
+    """Remove our socket file on shutdown (only if it is still a socket)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
