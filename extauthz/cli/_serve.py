@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from .._exceptions import InvalidConfig, InvalidPolicy, SocketInUse
-    from ..server.app import build_state, serve
     from ..server.config import ServerConfig
 
     try:
@@ -59,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     except InvalidConfig as exc:
         print(f"extauthz serve: {exc}", file=sys.stderr)
         return 2
+    from ..server.app import build_state, serve
+
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
