@@ -45,7 +45,10 @@ DEFAULT_LISTEN_PORT = 8080
 DEFAULT_ADMIN_ADDRESS = "127.0.0.1"
 DEFAULT_ADMIN_PORT = 9901
 DEFAULT_MAX_BODY_BYTES = 1_048_576
-DEFAULT_TIMEOUT_MS = 250
+DEFAULT_TIMEOUT_MS = 200  # Envoy's own ext_authz default; the PDP answers within 150 ms
+DEFAULT_STATUS_ON_ERROR = 503
+#: the gRPC health service name the PDP reports (it also reports the overall "" status)
+HEALTH_SERVICE_NAME = "envoy.service.auth.v3.Authorization"
 DEFAULT_HEALTH_INTERVAL_MS = 5_000
 
 Format = Literal["yaml", "json"]
@@ -66,6 +69,7 @@ class EnvoyConfigOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     failure_mode_allow: bool = False
     timeout_ms: int = DEFAULT_TIMEOUT_MS
+    status_on_error: int = DEFAULT_STATUS_ON_ERROR  # PDP unreachable, fail closed: this status
     health_interval_ms: int = DEFAULT_HEALTH_INTERVAL_MS
     jwks_file: str | None = None  # a JWKS file Envoy reads at start-up ...
     demo_jwt: bool = False  # ... or the inline demo HS256 key; neither: no jwt_authn filter
@@ -86,6 +90,10 @@ class EnvoyConfigOptions:
                 raise InvalidConfig(f"{name} must be 0..65535, got {port}")
         if not 0 < self.max_body_bytes < 2**32:
             raise InvalidConfig(f"max_body_bytes must be 1..{2**32 - 1}, got {self.max_body_bytes}")
+        if not 200 <= self.status_on_error <= 599:
+            raise InvalidConfig(
+                f"status_on_error must be an HTTP status, got {self.status_on_error}"
+            )
         if self.timeout_ms <= 0 or self.health_interval_ms <= 0:
             raise InvalidConfig("timeout_ms and health_interval_ms must be positive")
 
@@ -329,6 +337,7 @@ def _ext_authz(opts: EnvoyConfigOptions) -> Any:
         BufferSettings,
         ExtAuthz,
     )
+    from envoy_data_plane.envoy.type.v3 import HttpStatus
 
     return ExtAuthz(
         grpc_service=GrpcService(
@@ -337,6 +346,7 @@ def _ext_authz(opts: EnvoyConfigOptions) -> Any:
         ),
         transport_api_version=ApiVersion.V3,
         failure_mode_allow=opts.failure_mode_allow,
+        status_on_error=HttpStatus(code=_status_code(opts.status_on_error)),
         with_request_body=BufferSettings(
             max_request_bytes=opts.max_body_bytes,
             allow_partial_message=True,
@@ -344,6 +354,15 @@ def _ext_authz(opts: EnvoyConfigOptions) -> Any:
         ),
         metadata_context_namespaces=[JWT_FILTER],
     )
+
+
+def _status_code(status: int) -> Any:
+    from envoy_data_plane.envoy.type.v3 import StatusCode
+
+    known = {int(code) for code in StatusCode}
+    if status not in known:
+        raise InvalidConfig(f"status_on_error: Envoy has no HTTP status {status}")
+    return StatusCode(status)
 
 
 def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
@@ -387,7 +406,7 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
                 interval=_ms(opts.health_interval_ms),
                 unhealthy_threshold=2,
                 healthy_threshold=1,
-                grpc_health_check=HealthCheckGrpcHealthCheck(),
+                grpc_health_check=HealthCheckGrpcHealthCheck(service_name=HEALTH_SERVICE_NAME),
             )
         ],
     )

@@ -19,6 +19,7 @@ _DEFAULTS: dict[str, Any] = {
     "admin_port": _ec.DEFAULT_ADMIN_PORT,
     "max_body_bytes": _ec.DEFAULT_MAX_BODY_BYTES,
     "timeout_ms": _ec.DEFAULT_TIMEOUT_MS,
+    "status_on_error": _ec.DEFAULT_STATUS_ON_ERROR,
 }
 
 
@@ -68,6 +69,14 @@ def register(subparsers: Any) -> None:
         metavar="MS",
         help="ext_authz call, connect and health-check timeout (default %(default)s)",
     )
+    p.add_argument(
+        "--status-on-error",
+        type=int,
+        default=_DEFAULTS["status_on_error"],
+        metavar="CODE",
+        help="HTTP status Envoy answers when the PDP fails and failure mode is deny "
+        "(default %(default)s)",
+    )
     jwt = p.add_mutually_exclusive_group()
     jwt.add_argument("--jwks-file", metavar="PATH", help="verify JWTs against this local JWKS file")
     jwt.add_argument(
@@ -93,7 +102,7 @@ def command_line(args: argparse.Namespace) -> str:
     for name in ("upstream", "listen_address", "listen_port", "admin_address", "admin_port"):
         if getattr(args, name) != _DEFAULTS[name]:
             words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    for name in ("max_body_bytes", "timeout_ms"):
+    for name in ("max_body_bytes", "timeout_ms", "status_on_error"):
         if getattr(args, name) != _DEFAULTS[name]:
             words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     if args.failure_mode_allow:
@@ -123,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             failure_mode_allow=args.failure_mode_allow,
             timeout_ms=args.timeout_ms,
+            status_on_error=args.status_on_error,
             jwks_file=args.jwks_file,
             demo_jwt=args.demo_jwt,
         )

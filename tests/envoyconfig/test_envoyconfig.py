@@ -115,7 +115,6 @@ def test_unix_socket_cluster_is_a_static_pipe_with_grpc_health_and_http2() -> No
     pdp = cluster(config, "contractshield")
     assert pdp["type"] == "STATIC"
     assert endpoint_address(pdp) == {"pipe": {"path": "/run/cs/pdp.sock"}}
-    assert pdp["health_checks"][0]["grpc_health_check"] == {}
     options = pdp["typed_extension_protocol_options"][
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
     ]
@@ -269,3 +268,67 @@ def test_cli_runs_as_a_console_script() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "path: /s.sock" in proc.stdout
+
+
+# --- the shipped files ------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED: dict[str, list[str]] = {
+    "envoy/envoy.yaml": ["--socket", "/tmp/contractshield/pdp.sock", "--demo-jwt"],
+    "envoy/envoy-tcp.yaml": ["--address", "127.0.0.1:9001", "--demo-jwt"],
+}
+
+
+def _options_from_argv(argv: list[str]) -> EnvoyConfigOptions:
+    from extauthz.cli import build_parser
+
+    args = build_parser().parse_args(["envoy-config", *argv])
+    return EnvoyConfigOptions(
+        socket=args.socket,
+        address=args.address,
+        upstream=args.upstream,
+        listen_address=args.listen_address,
+        listen_port=args.listen_port,
+        admin_address=args.admin_address,
+        admin_port=args.admin_port,
+        max_body_bytes=args.max_body_bytes,
+        failure_mode_allow=args.failure_mode_allow,
+        timeout_ms=args.timeout_ms,
+        status_on_error=args.status_on_error,
+        jwks_file=args.jwks_file,
+        demo_jwt=args.demo_jwt,
+    )
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED))
+def test_shipped_config_means_what_the_generator_renders(path: str) -> None:
+    shipped = yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))
+    assert normalise(shipped) == to_dict(_options_from_argv(SHIPPED[path]))
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED))
+def test_shipped_config_passes_envoy_validate(path: str, tmp_path: Path) -> None:
+    validate((ROOT / path).read_text(encoding="utf-8"), tmp_path)
+
+
+def test_a_semantic_change_is_noticed() -> None:
+    """Guards the comparison: one flipped option makes the normalised structures differ."""
+    shipped = yaml.safe_load((ROOT / "envoy/envoy.yaml").read_text(encoding="utf-8"))
+    argv = [*SHIPPED["envoy/envoy.yaml"], "--failure-mode-allow"]
+    assert normalise(shipped) != to_dict(_options_from_argv(argv))
+
+
+def test_status_on_error_defaults_to_503_and_must_be_a_known_status() -> None:
+    authz = filter_config(to_dict(EnvoyConfigOptions()), "envoy.filters.http.ext_authz")
+    assert authz["status_on_error"] == {"code": "ServiceUnavailable"}
+    with pytest.raises(InvalidConfig, match="299"):
+        to_dict(EnvoyConfigOptions(status_on_error=299))
+    with pytest.raises(InvalidConfig, match="HTTP status"):
+        EnvoyConfigOptions(status_on_error=42)
+
+
+def test_health_check_asks_for_the_authorization_service() -> None:
+    pdp = cluster(to_dict(EnvoyConfigOptions()), "contractshield")
+    assert pdp["health_checks"][0]["grpc_health_check"] == {
+        "service_name": "envoy.service.auth.v3.Authorization"
+    }

@@ -1,0 +1,206 @@
+"""The demo stack: the real PDP, Envoy, Redis and a demo API, all in one throw-away directory.
+
+Everything lives under a fresh temp dir: the Unix socket, the Envoy config and logs, Redis's
+working dir and a *copy* of ``policies/`` (the hot-reload step edits the copy, never the repo).
+Ports are free ones the OS hands out. ``close()`` stops every process it started, in reverse
+order, and removes the directory; it is safe to call twice and runs on any error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from ..devstack import free_port
+from ..devstack.envoy import SIDECAR_CONFIG, EnvoyProcess, render_config
+from ..devstack.redis import RedisServer, find_redis_server
+from ..devstack.server import REPO_ROOT, ServerProcess
+from ..devstack.upstream import UpstreamThread
+from .tour import Probe, send
+
+POLICY_DIR = REPO_ROOT / "policies"
+POLICY_FILE = "demo.yaml"
+START_TIMEOUT = 30.0
+RELOAD_DEBOUNCE_MS = 150
+
+
+@dataclass(slots=True, frozen=True)
+class StackInfo:
+    """What the demo prints about the running stack."""
+
+    workdir: Path
+    envoy_url: str
+    envoy_admin_url: str
+    pdp_socket: Path
+    pdp_http_url: str
+    policy_file: Path
+    redis_url: str | None
+    redis_note: str
+    upstream_url: str
+    pids: tuple[int, ...]
+
+
+class DemoStack:
+    """Start with ``open()`` (or ``with``); every part is stopped by ``close()``."""
+
+    def __init__(self, *, use_redis: bool = True, policy_dir: Path = POLICY_DIR) -> None:
+        self.use_redis = use_redis
+        self.policy_dir = policy_dir
+        self.workdir: Path | None = None
+        self.redis: RedisServer | None = None
+        self.upstream: UpstreamThread | None = None
+        self.server: ServerProcess | None = None
+        self.envoy: EnvoyProcess | None = None
+        self.info: StackInfo | None = None
+        self.server_exit_code: int | None = None
+
+    def open(self) -> StackInfo:
+        try:
+            return self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> StackInfo:
+        if not (self.policy_dir / POLICY_FILE).is_file():
+            raise FileNotFoundError(
+                f"{self.policy_dir / POLICY_FILE} not found: run the demo from a clone of the repo"
+            )
+        self.workdir = Path(tempfile.mkdtemp(prefix="contractshield-demo-"))
+        policies = self.workdir / "policies"
+        shutil.copytree(self.policy_dir, policies)
+        policy_file = policies / POLICY_FILE
+        socket_path = self.workdir / "pdp.sock"
+
+        redis_url, redis_note = None, ""
+        if self.use_redis:
+            try:
+                binary = find_redis_server()
+            except FileNotFoundError:
+                redis_note = "redis-server not on PATH: in-memory replay store (one process only)"
+            else:
+                (self.workdir / "redis").mkdir()
+                self.redis = RedisServer(binary=binary, workdir=self.workdir / "redis").start()
+                redis_url = self.redis.url
+                redis_note = f"Redis replay store at {redis_url} ({binary})"
+        else:
+            redis_note = "--no-redis: in-memory replay store (one process only)"
+
+        self.upstream = UpstreamThread().start()
+        http_port = free_port()
+        env = {
+            "HOT_RELOAD": "true",
+            "RELOAD_DEBOUNCE_MS": str(RELOAD_DEBOUNCE_MS),
+            "LOG_LEVEL": "info",
+        }
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        self.server = ServerProcess(
+            policy=policy_file,
+            unix_socket_path=socket_path,
+            http_port=http_port,
+            env=env,
+            workdir=self.workdir / "pdp",
+        ).start(START_TIMEOUT)
+
+        listen_port, admin_port = free_port(), free_port()
+        config = render_config(
+            SIDECAR_CONFIG,
+            listen_port=listen_port,
+            admin_port=admin_port,
+            pdp_socket=str(socket_path),
+            upstream=self.upstream.address,
+            health_interval="1s",
+        )
+        self.envoy = EnvoyProcess(config, workdir=self.workdir / "envoy").start(START_TIMEOUT)
+        self._wait_for_path(self.envoy.url)
+
+        pids = [self.server.process.pid, self.envoy.process.pid]  # type: ignore[union-attr]
+        if self.redis is not None and self.redis.process is not None:
+            pids.append(self.redis.process.pid)
+        host, port = self.upstream.address
+        self.info = StackInfo(
+            workdir=self.workdir,
+            envoy_url=self.envoy.url,
+            envoy_admin_url=f"http://127.0.0.1:{admin_port}",
+            pdp_socket=socket_path,
+            pdp_http_url=f"http://127.0.0.1:{http_port}",
+            policy_file=policy_file,
+            redis_url=redis_url,
+            redis_note=redis_note,
+            upstream_url=f"http://{host}:{port}",
+            pids=tuple(pids),
+        )
+        return self.info
+
+    @staticmethod
+    def _wait_for_path(envoy_url: str, timeout: float = START_TIMEOUT) -> None:
+        """Until ``GET /healthz`` goes Envoy → PDP → upstream and back with 200."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                reply = send(envoy_url, Probe("GET", "/healthz"), timeout=2.0)
+                if reply.status == 200:
+                    return
+                last = f"HTTP {reply.status}"
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise TimeoutError(f"Envoy → PDP → upstream not answering within {timeout} s: {last}")
+
+    def close(self) -> None:
+        """Stop Envoy, then the PDP (SIGTERM: it drains and removes its socket), the upstream,
+        Redis; then delete the temp dir. Never raises for a part that is already gone."""
+        if self.envoy is not None:
+            self.envoy.stop()
+            self.envoy = None
+        if self.server is not None:
+            self.server_exit_code = self.server.stop()
+            self.server.kill()
+            self.server = None
+        if self.upstream is not None:
+            self.upstream.stop()
+            self.upstream = None
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis.cleanup()
+            self.redis = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> StackInfo:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def leftovers(workdir: Path) -> list[str]:
+    """Processes whose command line mentions ``workdir``, and whether the dir still exists."""
+    found = []
+    marker = os.fsencode(str(workdir))
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline:
+            command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"pid {entry.name}: {command}")
+    if workdir.exists():
+        found.append(f"directory {workdir} still exists")
+    return found
