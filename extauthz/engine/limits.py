@@ -1,0 +1,126 @@
+"""Size limits: body bytes, JSON nesting depth, array length (``limit.*`` hits).
+
+The body size is the larger of what the proxy declared (``sizeBytes``, or ``content-length``
+when the proxy sent only part of the body) and the bytes actually present. Depth and array
+lengths are measured with an explicit stack: no recursion, linear in the number of nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..context import Body
+from ..decision import RuleHit
+from .body import JSON, SKIPPED, TOO_DEEP, ParsedBody
+
+BODY_MAX = "limit.body.max"
+JSON_DEPTH = "limit.json.depth"
+ARRAY_MAX = "limit.array.max"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 1_048_576
+    max_json_depth: int = 32
+    max_array_length: int = 1000
+
+
+def body_size(body: Body, headers: Mapping[str, str]) -> int:
+    size = body.size_bytes
+    if body.raw is not None and len(body.raw) > size:
+        size = len(body.raw)
+    if body.partial:
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and len(declared) < 20:
+            size = max(size, int(declared))
+    return size
+
+
+def measure(value: Any, max_depth: int, max_array: int) -> tuple[int, int]:
+    """Return (depth, longest array) — stopping early once both limits are exceeded."""
+    if type(value) is not dict and type(value) is not list:
+        return 0, 0
+    depth = 0
+    longest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        node, d = pop()
+        if d > depth:
+            depth = d
+        if type(node) is dict:
+            children = node.values()
+        else:
+            if len(node) > longest:
+                longest = len(node)
+            children = node
+        if depth > max_depth and longest > max_array:
+            break
+        for child in children:
+            t = type(child)
+            if t is dict or t is list:
+                push((child, d + 1))
+    return depth, longest
+
+
+def check(
+    limits: Limits, body: Body, headers: Mapping[str, str], parsed: ParsedBody, hits: list[RuleHit]
+) -> None:
+    size = body_size(body, headers)
+    if size > limits.max_body_bytes or parsed.kind == SKIPPED:
+        hits.append(
+            RuleHit(BODY_MAX, "high", f"body is {size} bytes; the limit is {limits.max_body_bytes}")
+        )
+    if parsed.kind == TOO_DEEP:
+        hits.append(
+            RuleHit(
+                JSON_DEPTH,
+                "high",
+                f"JSON nesting depth {parsed.depth} exceeds {limits.max_json_depth}",
+            )
+        )
+        return
+    if parsed.kind != JSON:
+        if parsed.kind == "form" and len(parsed.form_pairs) > limits.max_array_length:
+            counts: dict[str, int] = {}
+            for key, _ in parsed.form_pairs:
+                counts[key] = counts.get(key, 0) + 1
+            longest = max(counts.values())
+            if longest > limits.max_array_length:
+                hits.append(
+                    RuleHit(
+                        ARRAY_MAX,
+                        "high",
+                        f"a form field repeats {longest} times; the limit is "
+                        f"{limits.max_array_length}",
+                    )
+                )
+        return
+    value = parsed.value
+    if type(value) is not dict and type(value) is not list:
+        return
+    # The pre-scan bound holds, and an array cannot be longer than the commas in the body.
+    if (
+        0 <= parsed.depth <= limits.max_json_depth
+        and body.raw is not None
+        and body.raw.count(b",") < limits.max_array_length
+    ):
+        return
+    depth, longest = measure(value, limits.max_json_depth, limits.max_array_length)
+    if depth > limits.max_json_depth:
+        hits.append(
+            RuleHit(
+                JSON_DEPTH, "high", f"JSON nesting depth {depth} exceeds {limits.max_json_depth}"
+            )
+        )
+    if longest > limits.max_array_length:
+        hits.append(
+            RuleHit(
+                ARRAY_MAX,
+                "high",
+                f"an array has {longest} elements; the limit is {limits.max_array_length}",
+            )
+        )

@@ -1,0 +1,66 @@
+"""The compiled, immutable policy the pipeline runs: built once per load by ``extauthz.policy``.
+
+Everything a request needs is precomputed here (matcher, schema validators, CEL programs and
+the variables they read, resolved secrets), so a snapshot can be shared across threads and a
+reload swaps one reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cel import CelPlan
+from .contract import Contract
+from .limits import Limits
+from .matcher import Pattern, RouteMatcher
+from .vulnerability import VulnerabilityConfig
+from .webhook import WebhookConfig
+
+DEFAULT_LIMITS = Limits()
+DEFAULT_VULNERABILITY = VulnerabilityConfig()
+ENFORCE = "enforce"
+MONITOR_MODE = "monitor"
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    mode: str = MONITOR_MODE
+    unmatched_route_action: str = "allow"  # allow | block | monitor
+    block_status_code: int = 403
+    malformed_status_code: int = 400
+    limits: Limits = DEFAULT_LIMITS
+    vulnerability: VulnerabilityConfig = DEFAULT_VULNERABILITY
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRoute:
+    id: str
+    methods: tuple[str, ...]
+    pattern: Pattern
+    mode: str
+    limits: Limits
+    vulnerability: VulnerabilityConfig
+    contract: Contract | None = None
+    webhook: WebhookConfig | None = None
+    cel: CelPlan | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    """An immutable policy snapshot; safe to share across threads."""
+
+    version: str  # "sha256:" + 12 hex digits over the policy and its schema files
+    loaded_at: float
+    source: str
+    files: tuple[Path, ...]
+    route_ids: tuple[str, ...]
+    max_body_bytes: int
+    defaults: Defaults
+    routes: tuple[CompiledRoute, ...]
+    routes_by_id: Mapping[str, CompiledRoute]
+    matcher: RouteMatcher[CompiledRoute]
+
+    def route(self, route_id: str) -> CompiledRoute | None:
+        return self.routes_by_id.get(route_id)

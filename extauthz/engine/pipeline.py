@@ -1,0 +1,283 @@
+"""The decision pipeline: phases in a fixed order, every hit collected, one ``Decision``.
+
+Order: path canonicalisation and route match, vulnerability checks, limits, body/contract,
+webhook signature, webhook replay, CEL rules. The replay claim is made last (after CEL), and
+only when the signature is valid and nothing else would block, so a rejected delivery does
+not burn its event id; its hit is still listed in phase order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from .._exceptions import ReplayStoreUnavailable
+from ..context import RequestContext
+from ..decision import (
+    ALLOW,
+    BLOCK,
+    MONITOR,
+    NO_RISK,
+    Decision,
+    DecisionMetadata,
+    Risk,
+    RuleHit,
+)
+from . import body as body_mod
+from . import cel as cel_mod
+from . import limits as limits_mod
+from . import vulnerability as vuln_mod
+from . import webhook as webhook_mod
+from .canonical import canonicalize
+from .model import ENFORCE, CompiledPolicy, CompiledRoute
+from .replay import InMemoryReplayStore
+
+PATH_AMBIGUOUS = "request.path.ambiguous"
+BODY_MALFORMED = "request.body.malformed"
+ROUTE_UNMATCHED = "route.unmatched"
+INTERNAL_ERROR = "engine.internalError"
+
+DEFAULT_REPLAY_STORE = InMemoryReplayStore()
+_RISK_CRITICAL = Risk(90, "critical")
+_RISK_HIGH = Risk(60, "high")
+_PARSED_KINDS = (body_mod.JSON, body_mod.FORM)
+
+
+@dataclass(slots=True)
+class Pending:
+    """Everything decided except the replay claim."""
+
+    policy: CompiledPolicy
+    ctx: RequestContext
+    route: CompiledRoute | None
+    mode: str
+    hits: list[RuleHit]
+    advisory: set[int]  # indexes of hits that never block
+    replay_key: str | None = None
+    replay_ttl: int = 0
+    replay_at: int = 0  # where the replay hit goes, to keep phase order
+
+
+def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
+    request = ctx.request
+    defaults = policy.defaults
+    canonical = canonicalize(request.path)
+    method = request.method.upper()
+    route: CompiledRoute | None = None
+    params: dict[str, str] = {}
+    if request.route_id is not None:
+        route = policy.routes_by_id.get(request.route_id)
+    found = policy.matcher.match(method, canonical.path)
+    if found is not None and (route is None or found[0] is route):
+        route, params = found
+    hits: list[RuleHit] = []
+    advisory: set[int] = set()
+    if canonical.ambiguous is not None:
+        hits.append(RuleHit(PATH_AMBIGUOUS, "high", canonical.ambiguous))
+    if route is None:
+        mode = defaults.mode
+        limits = defaults.limits
+        vulns = defaults.vulnerability
+        action = defaults.unmatched_route_action
+        if action != "allow":
+            if action == "monitor":
+                advisory.add(len(hits))
+            hits.append(
+                RuleHit(ROUTE_UNMATCHED, "med", f"no route matches {method} {canonical.path}")
+            )
+    else:
+        mode = route.mode
+        limits = route.limits
+        vulns = route.vulnerability
+    parsed = body_mod.parse(
+        request.body, request.content_type, limits.max_json_depth, limits.max_body_bytes
+    )
+    value = parsed.value if parsed.kind in _PARSED_KINDS else None
+    # 1. vulnerability checks
+    if vulns.any_enabled:
+        vuln_mod.check(vulns, value, request.query, canonical.traversal, hits)
+    # 2. limits
+    limits_mod.check(limits, request.body, request.headers, parsed, hits)
+    # 3. body and contract
+    if parsed.kind == body_mod.MALFORMED:
+        hits.append(RuleHit(BODY_MALFORMED, "high", parsed.error or "malformed body"))
+    pending = Pending(policy, ctx, route, mode, hits, advisory)
+    if route is None:
+        return pending
+    contract = route.contract
+    if contract is not None:
+        if parsed.kind in _PARSED_KINDS or parsed.kind == body_mod.NONE:
+            contract.check(value, hits)
+        elif parsed.kind == body_mod.OPAQUE:
+            hits.append(
+                RuleHit(
+                    "contract.schema.invalid",
+                    "high",
+                    f"body is not JSON (content type {request.content_type or 'missing'!r})",
+                )
+            )
+    # 4. webhook signature (5. replay is claimed after CEL, see module docstring)
+    webhook = route.webhook
+    verified = None
+    if webhook is not None:
+        verified = webhook_mod.verify(webhook, request, parsed, now, hits)
+        pending.replay_at = len(hits)
+    # 6. CEL rules
+    plan = route.cel
+    if plan is not None:
+        first = len(hits)
+        cel_mod.evaluate(plan, cel_mod.RequestView(ctx, canonical.path, params, value), hits)
+        for i, rule_hit in enumerate(hits[first:], first):
+            for rule in plan.rules:
+                if rule.id == rule_hit.id and not rule.blocking:
+                    advisory.add(i)
+    if (
+        verified is not None
+        and webhook is not None
+        and webhook.replay_protection
+        and not (mode == ENFORCE and len(hits) > len(advisory))
+    ):
+        pending.replay_key = f"webhook:{route.id}:{verified.event_id}"
+        pending.replay_ttl = webhook.replay_ttl
+    return pending
+
+
+def apply_claim(pending: Pending, claimed: bool | BaseException, fail_open: bool) -> None:
+    """Record the outcome of the replay claim as a hit in phase order."""
+    route = pending.route
+    assert route is not None and route.webhook is not None
+    webhook = route.webhook
+    at = pending.replay_at
+    if claimed is True:
+        return
+    if claimed is False:
+        hit = RuleHit(webhook.replay_id, "high", "this event was already delivered (replay)")
+        advisory = False
+    else:
+        detail = str(claimed)[:120] or type(claimed).__name__
+        if fail_open:
+            hit = RuleHit(webhook.unavailable_id, "low", f"replay store unavailable: {detail}")
+            advisory = True
+        else:
+            hit = RuleHit(
+                webhook.unavailable_id,
+                "high",
+                f"replay store unavailable, failing closed: {detail}",
+            )
+            advisory = False
+    pending.hits.insert(at, hit)
+    pending.advisory = {i + 1 if i >= at else i for i in pending.advisory}
+    if advisory:
+        pending.advisory.add(at)
+
+
+def finish(pending: Pending) -> Decision:
+    policy = pending.policy
+    route = pending.route
+    hits = pending.hits
+    meta = DecisionMetadata(
+        route_id=route.id if route is not None else None,
+        mode=pending.mode,
+        policy_version=policy.version,
+        request_id=pending.ctx.id,
+    )
+    if not hits:
+        return Decision(ALLOW, 200, "allowed", (), NO_RISK, meta)
+    risk = _RISK_CRITICAL if any(h.severity == "critical" for h in hits) else _RISK_HIGH
+    advisory = pending.advisory
+    blocking = [h for i, h in enumerate(hits) if i not in advisory]
+    if blocking and pending.mode == ENFORCE:
+        defaults = policy.defaults
+        ids = {h.id for h in blocking}
+        if route is not None and route.webhook is not None and route.webhook.unavailable_id in ids:
+            status = 503
+        elif limits_mod.BODY_MAX in ids:
+            status = 413
+        elif BODY_MALFORMED in ids:
+            status = defaults.malformed_status_code
+        else:
+            status = defaults.block_status_code
+        first = blocking[0]
+        more = f" (+{len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        return Decision(
+            BLOCK, status, f"{first.id}: {first.message}{more}", tuple(hits), risk, meta
+        )
+    if blocking:
+        reason = f"monitor mode; would block: {', '.join(h.id for h in blocking)}"
+    else:
+        reason = f"allowed with advisory hits: {', '.join(h.id for h in hits)}"
+    return Decision(MONITOR, 200, reason, tuple(hits), risk, meta)
+
+
+def internal_error(policy: CompiledPolicy, ctx: Any, exc: BaseException) -> Decision:
+    """Fail closed on an engine bug: a deterministic BLOCK instead of an exception."""
+    hit = RuleHit(INTERNAL_ERROR, "critical", f"internal error: {type(exc).__name__}")
+    request_id = getattr(ctx, "id", None)
+    return Decision(
+        BLOCK,
+        500,
+        hit.message,
+        (hit,),
+        _RISK_CRITICAL,
+        DecisionMetadata(None, policy.defaults.mode, policy.version, request_id),
+    )
+
+
+def evaluate(
+    policy: CompiledPolicy,
+    ctx: RequestContext,
+    *,
+    replay_store: Any = None,
+    replay_fail_open: bool = False,
+    now: float | None = None,
+) -> Decision:
+    """Decide one request. Never raises for any ``RequestContext`` content."""
+    try:
+        pending = prepare(policy, ctx, time.time() if now is None else now)
+        if pending.replay_key is not None:
+            store = DEFAULT_REPLAY_STORE if replay_store is None else replay_store
+            outcome: bool | BaseException
+            try:
+                result = store.claim(pending.replay_key, pending.replay_ttl)
+                if isinstance(result, Awaitable):
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+                    outcome = ReplayStoreUnavailable("an async replay store needs evaluate_async()")
+                else:
+                    outcome = bool(result)
+            except Exception as exc:
+                outcome = exc
+            apply_claim(pending, outcome, replay_fail_open)
+        return finish(pending)
+    except Exception as exc:
+        return internal_error(policy, ctx, exc)
+
+
+async def evaluate_async(
+    policy: CompiledPolicy,
+    ctx: RequestContext,
+    *,
+    replay_store: Any = None,
+    replay_fail_open: bool = False,
+    now: float | None = None,
+) -> Decision:
+    """``evaluate`` for asyncio callers: awaits an ``AsyncReplayStore`` claim."""
+    try:
+        pending = prepare(policy, ctx, time.time() if now is None else now)
+        if pending.replay_key is not None:
+            store = DEFAULT_REPLAY_STORE if replay_store is None else replay_store
+            outcome: bool | BaseException
+            try:
+                result = store.claim(pending.replay_key, pending.replay_ttl)
+                if isinstance(result, Awaitable):
+                    result = await result
+                outcome = bool(result)
+            except Exception as exc:
+                outcome = exc
+            apply_claim(pending, outcome, replay_fail_open)
+        return finish(pending)
+    except Exception as exc:
+        return internal_error(policy, ctx, exc)

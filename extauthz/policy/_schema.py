@@ -1,0 +1,224 @@
+"""The shape of a ContractShield v0.1 policy, as a JSON Schema, and its problem list.
+
+Structural validation is delegated to ``jsonschema`` (every error, not the first); each error
+becomes a ``PolicyProblem`` whose path reads like ``routes[2].webhook.provider``. Unknown keys
+are errors, one problem per key, because they are almost always typos of a real option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from .._exceptions import PolicyProblem
+
+_SEVERITY = {"enum": ["low", "med", "high", "critical"]}
+_MODE = {"enum": ["monitor", "enforce"]}
+_STATUS = {"type": "integer", "minimum": 200, "maximum": 599}
+_FIELDS = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
+_CHECK = {
+    "oneOf": [
+        {"type": "boolean"},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"enabled": {"type": "boolean"}, "fields": _FIELDS},
+        },
+    ]
+}
+_VULNS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        name: _CHECK
+        for name in (
+            "prototypePollution",
+            "pathTraversal",
+            "ssrfInternal",
+            "commandInjection",
+            "nosqlInjection",
+        )
+    },
+}
+_LIMITS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "maxBodyBytes": {"type": "integer", "minimum": 0, "maximum": 1 << 30},
+        "maxJsonDepth": {"type": "integer", "minimum": 1, "maximum": 512},
+        "maxArrayLength": {"type": "integer", "minimum": 0, "maximum": 10_000_000},
+    },
+}
+_METHOD = {"type": "string", "pattern": "^(\\*|[A-Z]+)$"}
+
+POLICY_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["policyVersion", "routes"],
+    "properties": {
+        "policyVersion": {"const": "0.1"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "defaults": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "mode": _MODE,
+                "unmatchedRouteAction": {"enum": ["allow", "block", "monitor"]},
+                "response": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"blockStatusCode": _STATUS, "malformedStatusCode": _STATUS},
+                },
+                "limits": _LIMITS,
+                "vulnerabilityChecks": _VULNS,
+            },
+        },
+        "routes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["id", "match"],
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"},
+                    "description": {"type": "string"},
+                    "match": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["path"],
+                        "properties": {
+                            "method": {
+                                "oneOf": [
+                                    _METHOD,
+                                    {"type": "array", "items": _METHOD, "minItems": 1},
+                                ]
+                            },
+                            "path": {"type": "string", "minLength": 1},
+                        },
+                    },
+                    "mode": _MODE,
+                    "contract": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "requestSchemaRef": {"type": "string", "minLength": 1},
+                            "requestSchema": {"type": ["object", "boolean"]},
+                            "rejectUnknownFields": {"type": "boolean"},
+                        },
+                    },
+                    "limits": _LIMITS,
+                    "vulnerability": _VULNS,
+                    "webhook": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["provider"],
+                        "properties": {
+                            "provider": {"enum": ["stripe", "github", "slack", "twilio"]},
+                            "secretRef": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                            },
+                            "secret": {"type": "string", "minLength": 1},
+                            "timestampTolerance": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 86400,
+                            },
+                            "replayProtection": {"type": "boolean"},
+                            "allowedEventTypes": {
+                                "type": "array",
+                                "items": {"type": "string", "minLength": 1},
+                            },
+                            "requireRawBody": {"type": "boolean"},
+                        },
+                    },
+                    "rules": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["id", "type", "config"],
+                            "properties": {
+                                "id": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+                                },
+                                "type": {"const": "cel"},
+                                "action": {"enum": ["block", "monitor"]},
+                                "severity": _SEVERITY,
+                                "message": {"type": "string"},
+                                "description": {"type": "string"},
+                                "config": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["expr"],
+                                    "properties": {"expr": {"type": "string", "minLength": 1}},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+_VALIDATOR = Draft202012Validator(POLICY_SCHEMA)
+
+
+def format_path(parts: Iterable[Any]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else str(p)
+    return out
+
+
+def _explain(error: Any) -> str:
+    v = error.validator
+    if v == "enum":
+        return f"must be one of {', '.join(repr(x) for x in error.validator_value)}, got {error.instance!r}"
+    if v == "const":
+        return f"must be {error.validator_value!r}, got {error.instance!r}"
+    if v == "oneOf" and error.context:
+        best = min(error.context, key=lambda e: len(list(e.absolute_path)))
+        return best.message
+    return str(error.message)
+
+
+def structure_problems(doc: Any, source: str) -> list[PolicyProblem]:
+    """Every structural problem of a policy document, in document order."""
+    problems: list[PolicyProblem] = []
+    errors = sorted(_VALIDATOR.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    for error in errors:
+        path = list(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set(error.schema.get("properties", {}))
+            for key in error.instance:
+                if key not in allowed:
+                    problems.append(
+                        PolicyProblem(
+                            source,
+                            format_path([*path, key]),
+                            f"unknown key (allowed: {', '.join(sorted(allowed))})",
+                        )
+                    )
+            continue
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            problems.append(
+                PolicyProblem(
+                    source,
+                    format_path([*path, missing]) if missing else format_path(path),
+                    "required key is missing",
+                )
+            )
+            continue
+        problems.append(PolicyProblem(source, format_path(path), _explain(error)))
+    return problems
