@@ -73,11 +73,14 @@ class Server:
 
     async def start(self) -> Server:
         state, config = self.state, self.state.config
+        version = "?"
         try:
             policy = state.policy_source.current()
             max_body = int(getattr(policy, "max_body_bytes", 0) or 0)
+            version = policy.version
             state.metrics.observe_policy(policy)
-        except Exception:
+        except Exception:  # readiness reports it; the server still answers every check
+            log.exception("no policy at start-up")
             max_body = 0
         max_bytes = config.effective_max_request_bytes(max_body)
         options = [
@@ -124,7 +127,7 @@ class Server:
             self.http_port = runner.addresses[0][1] if runner.addresses else config.http_port
         log.info(
             "serving policy %s (unix socket %s, grpc port %s, http %s:%s)",
-            getattr(state.policy_source.current(), "version", "?"),
+            version,
             config.unix_socket or "off",
             self.grpc_port or "off",
             config.http_host,

@@ -1,0 +1,229 @@
+"""The gRPC server over a real Unix socket with a real grpc client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import stat
+from typing import Any
+
+import grpc
+import pytest
+from _server_support import CHECK_METHOD, check_request, stripe_event, stripe_headers
+from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from extauthz import ReplayStoreUnavailable, SocketInUse
+from extauthz.metrics import MeteredReplayStore
+from extauthz.server.app import build_state
+from extauthz.server.config import ServerConfig
+from extauthz.server.state import ServerState
+
+AUTHZ = "envoy.service.auth.v3.Authorization"
+
+
+def body_of(resp: CheckResponse) -> dict[str, Any]:
+    return json.loads(resp.denied_response.body)
+
+
+async def test_allow_and_block_over_the_socket(start_inproc, check, socket_path) -> None:  # type: ignore[no-untyped-def]
+    await start_inproc()
+    ok = await check(check_request("GET", "/healthz"))
+    assert ok.status.code == 0 and ok.WhichOneof("http_response") == "ok_response"
+    headers = {h.header.key: h.header.value for h in ok.ok_response.headers}
+    assert headers["x-contractshield-decision"] == "ALLOW"
+    assert headers["x-contractshield-route"] == "health"
+    denied = await check(check_request("GET", "/admin/users"))
+    assert denied.status.code == 7 and denied.denied_response.status.code == 403
+    assert body_of(denied)["code"] == "POLICY_VIOLATION"
+    assert "admin.denied" in body_of(denied)["ruleHits"]
+
+
+async def test_socket_mode_defaults_to_0660(start_inproc, socket_path) -> None:  # type: ignore[no-untyped-def]
+    await start_inproc()
+    st = os.stat(socket_path)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+
+
+async def test_socket_mode_is_configurable(start_inproc, socket_path) -> None:  # type: ignore[no-untyped-def]
+    await start_inproc(socket_mode=0o600)
+    assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o600
+
+
+async def test_stale_socket_is_replaced(start_inproc, check, socket_path) -> None:  # type: ignore[no-untyped-def]
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(socket_path)
+    stale.close()  # the file stays; nothing listens: what a crashed server leaves behind
+    assert os.path.exists(socket_path)
+    await start_inproc()
+    assert (await check(check_request())).status.code == 0
+
+
+async def test_live_socket_is_refused(start_inproc, check, socket_path) -> None:  # type: ignore[no-untyped-def]
+    await start_inproc()
+    with pytest.raises(SocketInUse, match="another server"):
+        await start_inproc()
+    assert (await check(check_request())).status.code == 0  # the first one still serves
+
+
+async def test_not_a_socket_is_never_removed(start_inproc, socket_path) -> None:  # type: ignore[no-untyped-def]
+    with open(socket_path, "w") as f:
+        f.write("precious")
+    with pytest.raises(Exception, match="not a socket"):
+        await start_inproc()
+    with open(socket_path) as f:
+        assert f.read() == "precious"
+
+
+async def test_stop_removes_the_socket(start_inproc, socket_path) -> None:  # type: ignore[no-untyped-def]
+    server = await start_inproc()
+    await server.stop(0)
+    assert not os.path.exists(socket_path)
+
+
+class BrokenSource:
+    """A policy source whose ``current()`` fails: an internal error, not a policy decision."""
+
+    last_error = None
+
+    def current(self) -> Any:
+        raise RuntimeError("boom: internal")
+
+
+async def test_internal_error_is_a_500_denial_not_an_rpc_error(start_inproc, check) -> None:  # type: ignore[no-untyped-def]
+    def broken(config: ServerConfig) -> ServerState:
+        state = build_state(config)
+        state.policy_source = BrokenSource()
+        return state
+
+    server = await start_inproc(broken)
+    resp = await check(check_request("GET", "/healthz"))
+    assert resp.status.code == 7
+    assert resp.denied_response.status.code == 500
+    body = body_of(resp)
+    assert body["code"] == "INTERNAL_ERROR" and "error id" in body["error"]
+    assert "boom" not in resp.denied_response.body  # the exception text stays in the log
+    errors = server.state.metrics.errors.labels("internal_error")._value.get()
+    assert errors == 1
+
+
+class SlowStore:
+    """A replay store that takes a second to answer (a hung Redis)."""
+
+    async def claim(self, key: str, ttl_seconds: int) -> bool:
+        await asyncio.sleep(1.0)
+        return True
+
+
+async def test_deadline_exceeded_is_an_explicit_504_denial(start_inproc, check) -> None:  # type: ignore[no-untyped-def]
+    def slow(config: ServerConfig) -> ServerState:
+        state = build_state(config)
+        state.replay_store = MeteredReplayStore(SlowStore(), state.metrics)
+        return state
+
+    await start_inproc(slow, check_deadline_ms=50)
+    payload = stripe_event("evt_deadline")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    resp = await check(
+        check_request("POST", "/webhooks/stripe", headers=stripe_headers(payload), body=payload)
+    )
+    elapsed = loop.time() - start
+    assert resp.denied_response.status.code == 504
+    assert body_of(resp)["code"] == "DEADLINE_EXCEEDED"
+    assert "server.deadlineExceeded" in body_of(resp)["ruleHits"]
+    assert elapsed < 0.9  # answered at the deadline, not when the store finally returned
+
+
+async def test_bytes_that_are_not_a_check_request_get_400(start_inproc, grpc_channel) -> None:  # type: ignore[no-untyped-def]
+    await start_inproc()
+    raw = grpc_channel.unary_unary(CHECK_METHOD)  # no serializers: raw bytes
+    resp = CheckResponse.FromString(await raw(b"\x0a\xff\xff\xff", timeout=5))
+    assert resp.denied_response.status.code == 400
+    assert body_of(resp)["code"] == "INVALID_REQUEST"
+
+
+async def test_request_without_method_gets_400(start_inproc, check) -> None:  # type: ignore[no-untyped-def]
+    await start_inproc()
+    req = check_request()
+    req.attributes.request.http.method = ""
+    resp = await check(req)
+    assert resp.denied_response.status.code == 400
+    assert "method" in body_of(resp)["error"]
+
+
+async def test_body_above_grpc_default_4mb_is_received(start_inproc, check) -> None:  # type: ignore[no-untyped-def]
+    await start_inproc()
+    big = b"{" + b" " * (5 * 1024 * 1024) + b"}"
+    req = check_request(
+        "POST", "/api/v1/licenses/activate", body=big, headers={"content-type": "application/json"}
+    )
+    resp = await check(req, timeout=20)
+    assert resp.denied_response.status.code in (
+        400,
+        403,
+        413,
+    )  # a policy answer, not RESOURCE_EXHAUSTED
+    assert "limit.body.max" in body_of(resp)["ruleHits"]
+
+
+async def health_status(channel: grpc.aio.Channel, service: str) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    resp = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return resp.status
+
+
+class FlakyStore:
+    """A replay store with a ``ping`` that can be switched off (a Redis outage)."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+    async def claim(self, key: str, ttl_seconds: int) -> bool:
+        if not self.up:
+            raise ReplayStoreUnavailable("down")
+        return True
+
+    async def ping(self) -> bool:
+        if not self.up:
+            raise ReplayStoreUnavailable("connection refused")
+        return True
+
+
+async def wait_status(
+    channel: grpc.aio.Channel, service: str, want: int, timeout: float = 5.0
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await health_status(channel, service) == want:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"health of {service!r} never became {want}")
+
+
+async def test_grpc_health_follows_readiness_and_drain(start_inproc, grpc_channel) -> None:  # type: ignore[no-untyped-def]
+    store = FlakyStore()
+
+    def flaky(config: ServerConfig) -> ServerState:
+        state = build_state(config)
+        state.replay_store = MeteredReplayStore(store, state.metrics)
+        return state
+
+    server = await start_inproc(flaky)
+    serving, not_serving = (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    for service in ("", AUTHZ):
+        assert await health_status(grpc_channel, service) == serving
+    store.up = False  # nobody calls us: the watcher notices by itself
+    await wait_status(grpc_channel, AUTHZ, not_serving)
+    assert await health_status(grpc_channel, "") == not_serving
+    store.up = True
+    await wait_status(grpc_channel, AUTHZ, serving)
+    await server.health.drain()  # the first step of stop(): NOT_SERVING before refusing RPCs
+    assert await health_status(grpc_channel, "") == not_serving
+    assert await health_status(grpc_channel, AUTHZ) == not_serving
