@@ -285,7 +285,6 @@ class ContractShieldClient:
         """Decide one request. ``path`` includes the query string; ``identity`` is an
         ``Identity`` or the verified JWT claims. Raises ``InvalidContext`` for a bad
         description and, when failing closed, ``ContractShieldUnavailable``."""
-        core = self._core
         inp = describe(
             method,
             path,
@@ -297,6 +296,11 @@ class ContractShieldClient:
             scheme=scheme,
             context_extensions=context_extensions,
         )
+        return self.evaluate_input(inp)
+
+    def evaluate_input(self, inp: CheckInput) -> Decision:
+        """Decide a request already described with ``describe`` (used by the middleware)."""
+        core = self._core
         hit = core.lookup(inp)
         if hit is not None:
             return hit
@@ -405,7 +409,6 @@ class AsyncContractShieldClient:
         context_extensions: Mapping[str, str] | None = None,
     ) -> Decision:
         """Same contract as ``ContractShieldClient.evaluate``."""
-        core = self._core
         inp = describe(
             method,
             path,
@@ -417,6 +420,11 @@ class AsyncContractShieldClient:
             scheme=scheme,
             context_extensions=context_extensions,
         )
+        return await self.evaluate_input(inp)
+
+    async def evaluate_input(self, inp: CheckInput) -> Decision:
+        """Decide a request already described with ``describe`` (used by the middleware)."""
+        core = self._core
         hit = core.lookup(inp)
         if hit is not None:
             return hit

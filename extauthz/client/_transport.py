@@ -27,6 +27,7 @@ from .._exceptions import (
 
 CHECK_METHOD = "/envoy.service.auth.v3.Authorization/Check"
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+RECONNECT_MAX_MS = 500
 # Codes that mean "nobody answered": asking again may succeed.
 RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
 
@@ -68,10 +69,12 @@ def _channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
-        # Fail fast while the PDP is down instead of waiting out a reconnect backoff.
+        # Calls fail fast while the PDP is down (no wait_for_ready); the channel retries the
+        # connection in the background, so answers resume at most RECONNECT_MAX_MS after the
+        # PDP is back.
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 1000),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_MS),
         ("grpc.enable_retries", 0),
     ]
 
