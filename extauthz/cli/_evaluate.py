@@ -1,0 +1,55 @@
+"""``extauthz evaluate --policy FILE --context CTX.json``: print the Decision JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="evaluate one RequestContext against a policy and print the Decision"
+    )
+    parser.add_argument("--policy", required=True, help="policy file (YAML or JSON)")
+    parser.add_argument(
+        "--context", required=True, help="RequestContext JSON file ('-' reads stdin)"
+    )
+    parser.add_argument(
+        "--now", type=float, default=None, help="epoch seconds for webhook timestamps"
+    )
+    parser.add_argument("--compact", action="store_true", help="one-line JSON output")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._exceptions import InvalidContext, InvalidPolicy
+    from ..context import RequestContext
+    from ..engine import evaluate
+    from ..policy import load_policy
+
+    try:
+        policy = load_policy(args.policy)
+    except InvalidPolicy as exc:
+        for problem in exc.errors:
+            print(problem, file=sys.stderr)
+        return 1
+    try:
+        if args.context == "-":
+            text = sys.stdin.buffer.read()
+        else:
+            with open(args.context, "rb") as fh:
+                text = fh.read()
+        ctx = RequestContext.from_json(text)
+    except OSError as exc:
+        print(f"{args.context}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except InvalidContext as exc:
+        print(f"{args.context}: invalid context: {exc}", file=sys.stderr)
+        return 1
+    decision = evaluate(policy, ctx, now=args.now)
+    if args.compact:
+        print(decision.to_json())
+    else:
+        print(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
+    return 0
