@@ -227,3 +227,44 @@ async def test_grpc_health_follows_readiness_and_drain(start_inproc, grpc_channe
     await server.health.drain()  # the first step of stop(): NOT_SERVING before refusing RPCs
     assert await health_status(grpc_channel, "") == not_serving
     assert await health_status(grpc_channel, AUTHZ) == not_serving
+
+
+class PausingStore:
+    """A replay store that answers after 0.3 s: a check that is in flight for a while."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+
+    async def claim(self, key: str, ttl_seconds: int) -> bool:
+        self.entered.set()
+        await asyncio.sleep(0.3)
+        return True
+
+
+async def test_drain_finishes_in_flight_checks_and_refuses_new_ones(
+    start_inproc, check, socket_path
+) -> None:  # type: ignore[no-untyped-def]
+    store = PausingStore()
+
+    def pausing(config: ServerConfig) -> ServerState:
+        state = build_state(config)
+        state.replay_store = MeteredReplayStore(store, state.metrics)
+        return state
+
+    server = await start_inproc(pausing, check_deadline_ms=2000)
+    payload = stripe_event("evt_drain")
+    in_flight = asyncio.ensure_future(
+        check(
+            check_request("POST", "/webhooks/stripe", headers=stripe_headers(payload), body=payload)
+        )
+    )
+    await asyncio.wait_for(store.entered.wait(), 5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await server.stop(grace=5)  # returns only after the in-flight check was answered
+    assert loop.time() - started >= 0.2  # it waited for the 0.3 s claim
+    resp = await asyncio.wait_for(in_flight, 2)
+    assert resp.status.code == 0  # the real decision, not an RPC error
+    assert not os.path.exists(socket_path)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await check(check_request(), timeout=1)

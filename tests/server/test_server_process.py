@@ -1,0 +1,85 @@
+"""``extauthz serve`` as a real process: signals, exit codes, socket ownership, TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import grpc
+from _server_support import check_request
+from conftest import check_stub
+
+from extauthz.server.socket import is_live
+
+
+def test_sigterm_drains_exits_0_and_removes_socket(start_server, socket_path) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(unix_socket_path=socket_path)
+    assert is_live(socket_path)
+    assert server.stop() == 0
+    assert not os.path.exists(socket_path)
+    assert "draining" in server.log_tail()
+
+
+def test_sigint_also_exits_0(start_server, socket_path) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(unix_socket_path=socket_path)
+    server.signal(signal.SIGINT)
+    assert server.process.wait(timeout=10) == 0
+    assert not os.path.exists(socket_path)
+
+
+def test_second_instance_refuses_a_live_socket(start_server, socket_path, short_tmp) -> None:  # type: ignore[no-untyped-def]
+    first = start_server(unix_socket_path=socket_path)
+    argv = [
+        sys.executable,
+        "-m",
+        "extauthz",
+        "serve",
+        "--policy",
+        str(first.policy),
+        "--unix-socket",
+        socket_path,
+        "--http-port",
+        "0",
+    ]
+    second = subprocess.run(
+        argv, capture_output=True, text=True, timeout=30, env={**os.environ, "HOT_RELOAD": "false"}
+    )
+    assert second.returncode == 1
+    assert "another server is answering" in second.stderr and socket_path in second.stderr
+    assert is_live(socket_path)  # the first one keeps its socket
+    assert first.process.poll() is None
+
+
+def test_invalid_policy_exits_2_with_the_problem(short_tmp) -> None:  # type: ignore[no-untyped-def]
+    bad = short_tmp / "bad.yaml"
+    bad.write_text("routes: 3\n")
+    argv = [
+        sys.executable,
+        "-m",
+        "extauthz",
+        "serve",
+        "--policy",
+        str(bad),
+        "--http-port",
+        "0",
+        "--unix-socket",
+        str(short_tmp / "s.sock"),
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "bad.yaml" in result.stderr
+    assert not (short_tmp / "s.sock").exists()
+
+
+def test_grpc_over_tcp(start_server, free_port) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    start_server(grpc_port=port)
+
+    async def call() -> int:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            resp = await check_stub(channel)(check_request("GET", "/admin/x"), timeout=5)
+            return resp.denied_response.status.code
+
+    assert asyncio.run(call()) == 403
