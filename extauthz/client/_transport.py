@@ -11,6 +11,7 @@ failover live in the client and wrap any transport. Errors are mapped at this bo
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Protocol, runtime_checkable
 
@@ -124,19 +125,23 @@ class GrpcTransport:
 
 class AsyncGrpcTransport:
     """asyncio ext_authz v3 transport; the channel is created on first use, in the running
-    loop (grpc.aio channels belong to one loop), and reused afterwards."""
+    loop, and reused afterwards. A grpc.aio channel belongs to one event loop, so a call from
+    another loop (a test client starting a loop per request) gets a channel of its own."""
 
     def __init__(self, target: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.target = normalize_target(target)
         self._max_message_bytes = max_message_bytes
         self._channel: grpc.aio.Channel | None = None
         self._check: grpc.aio.UnaryUnaryMultiCallable | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     def _stub(self) -> grpc.aio.UnaryUnaryMultiCallable:
         if self._closed:
             raise ContractShieldUnavailable(f"transport to {self.target} is closed")
-        if self._check is None:
+        loop = asyncio.get_running_loop()
+        if self._check is None or self._loop is not loop:
+            self._loop = loop
             self._channel = grpc.aio.insecure_channel(
                 self.target, options=_channel_options(self._max_message_bytes)
             )

@@ -1,0 +1,153 @@
+"""What the ASGI and WSGI middleware share: deny responses and the in-process decider.
+
+Both flavours describe the incoming request with the client's ``describe`` (the same
+normalized ``CheckInput`` the client sends). The embedded decider then goes through the very
+adapter the server uses (``CheckInput`` → ``CheckRequest`` → ``RequestContext``), so the
+embedded, sidecar and centralized patterns build identical contexts and decide identically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._exceptions import ContractShieldError
+from ..client._request import DEFAULT_CLAIM_NAMES, CheckInput, ClaimNames, build_check_request
+from ..decision import BLOCK, Decision, RuleHit
+
+if TYPE_CHECKING:
+    from ..context import RequestContext
+    from ..policy import CompiledPolicy
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # what is buffered for inspection (Envoy's max_request_bytes)
+PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
+POLICY_VIOLATION = "POLICY_VIOLATION"
+PDP_UNAVAILABLE = "PDP_UNAVAILABLE"
+ASGI_STATE_KEY = "contractshield_decision"
+WSGI_ENVIRON_KEY = "contractshield.decision"
+
+
+@dataclass(slots=True, frozen=True)
+class DenyResponse:
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+
+
+def deny_response(decision: Decision) -> DenyResponse:
+    """BLOCK → the decision's status and the same JSON body Envoy returns."""
+    body = {
+        "error": decision.reason or "request blocked by policy",
+        "code": POLICY_VIOLATION,
+        "ruleHits": list(decision.rule_ids),
+        "requestId": decision.metadata.request_id,
+    }
+    return DenyResponse(decision.status_code, _json(body))
+
+
+def unavailable_response(exc: ContractShieldError) -> DenyResponse:
+    """No decision and failing closed → 503, like Envoy's ``status_on_error``."""
+    return DenyResponse(
+        503, _json({"error": "policy decision point unavailable", "code": PDP_UNAVAILABLE})
+    )
+
+
+def invalid_request_response(exc: Exception) -> DenyResponse:
+    """A request that cannot even be described (e.g. a non-string header) → 400."""
+    return DenyResponse(400, _json({"error": f"invalid request: {exc}", "code": "INVALID_REQUEST"}))
+
+
+def internal_error_decision() -> Decision:
+    """The embedded engine failed: deny (fail closed), the traceback is in the log."""
+    return Decision(
+        BLOCK,
+        500,
+        "internal error while deciding",
+        (RuleHit("middleware.internalError", "high", "see the application log"),),
+    )
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class PolicySource(Protocol):
+    """Anything with ``current()``: ``PolicyHotReloader`` or a fixed policy."""
+
+    def current(self) -> CompiledPolicy: ...
+
+
+@dataclass(slots=True, frozen=True)
+class FixedPolicy:
+    policy: CompiledPolicy
+
+    def current(self) -> CompiledPolicy:
+        return self.policy
+
+
+def make_policy_source(
+    policy: str | CompiledPolicy | PolicySource, *, hot_reload: bool
+) -> tuple[PolicySource, Callable[[], None] | None]:
+    """A path → a started ``PolicyHotReloader`` (or a one-off load); returns its stop()."""
+    if hasattr(policy, "current"):
+        return policy, None  # type: ignore[return-value]
+    if not isinstance(policy, str) and not hasattr(policy, "__fspath__"):
+        return FixedPolicy(policy), None  # type: ignore[arg-type]
+    if hot_reload:
+        from ..reload import PolicyHotReloader
+
+        reloader = PolicyHotReloader(policy)  # type: ignore[arg-type]
+        reloader.start()
+        return reloader, reloader.stop
+    from ..policy import load_policy
+
+    return FixedPolicy(load_policy(policy)), None  # type: ignore[arg-type]
+
+
+class EmbeddedDecider:
+    """Decides in-process: the server's adapter, then the engine, on the current policy."""
+
+    def __init__(
+        self,
+        policy_source: PolicySource,
+        *,
+        replay_store: Any = None,
+        replay_fail_open: bool = False,
+        claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+    ) -> None:
+        from ..engine import evaluate, evaluate_async
+        from ..envoy.request import AdapterOptions, check_request_to_context
+
+        self.policy_source = policy_source
+        self.replay_store = replay_store
+        self.replay_fail_open = replay_fail_open
+        self.claim_names = claim_names
+        self._options = AdapterOptions(
+            subject_claim=claim_names.subject,
+            tenant_claim=claim_names.tenant,
+            scopes_claim=claim_names.scopes,
+        )
+        self._to_context = check_request_to_context
+        self._evaluate = evaluate
+        self._evaluate_async = evaluate_async
+
+    def context(self, inp: CheckInput) -> RequestContext:
+        return self._to_context(build_check_request(inp, self.claim_names), self._options)
+
+    def decide(self, inp: CheckInput) -> Decision:
+        return self._evaluate(
+            self.policy_source.current(),
+            self.context(inp),
+            replay_store=self.replay_store,
+            replay_fail_open=self.replay_fail_open,
+        )
+
+    async def decide_async(self, inp: CheckInput) -> Decision:
+        return await self._evaluate_async(
+            self.policy_source.current(),
+            self.context(inp),
+            replay_store=self.replay_store,
+            replay_fail_open=self.replay_fail_open,
+        )
