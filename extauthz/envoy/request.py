@@ -97,7 +97,7 @@ def check_request_to_context(req: Any, options: AdapterOptions = DEFAULT_OPTIONS
         runtime=RuntimeInfo(service=ctx_ext.get("service"), env=ctx_ext.get("env"))
         if ctx_ext
         else RuntimeInfo(),
-        id=http.id or headers.get("x-request-id") or uuid.uuid4().hex,
+        id=headers.get("x-request-id") or http.id or uuid.uuid4().hex,
         timestamp=_timestamp(attrs.request),
     )
 

@@ -145,10 +145,11 @@ def test_client_ip_route_pin_and_timestamp() -> None:
     assert check_request_to_context(req).timestamp == "2023-11-14T22:13:20.000Z"
 
 
-def test_request_id_fallbacks() -> None:
-    assert (
-        check_request_to_context(make({"id": "", "headers": {"x-request-id": "rid"}})).id == "rid"
-    )
+def test_request_id_prefers_x_request_id_then_stream_id() -> None:
+    """x-request-id is what Envoy logs and forwards; ``http.id`` is only the stream id."""
+    with_header = make({"id": "7301", "headers": {"x-request-id": "rid"}})
+    assert check_request_to_context(with_header).id == "rid"
+    assert check_request_to_context(make({"id": "7301"})).id == "7301"
     assert len(check_request_to_context(make({"id": ""})).id) == 32
 
 
