@@ -1,0 +1,78 @@
+"""Canonical paths: decoding, dot segments, slashes; ambiguous encodings are flagged."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from extauthz.engine.canonical import canonicalize
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("/", "/"),
+        ("/api/v1/users", "/api/v1/users"),
+        ("/api/v1/users/", "/api/v1/users"),
+        ("//api///v1//users", "/api/v1/users"),
+        ("/api/./v1/users", "/api/v1/users"),
+        ("/api/v2/../v1/users", "/api/v1/users"),
+        ("/../../etc/passwd", "/etc/passwd"),
+        ("/%61pi/v1", "/api/v1"),
+        ("/api/%2e%2e/admin", "/admin"),
+        ("/caf%C3%A9", "/café"),
+        ("/a/b/..", "/a"),
+        ("/a/b/.", "/a/b"),
+        ("/users?id=1&x=2", "/users"),
+    ],
+)
+def test_canonical_form(raw: str, canonical: str) -> None:
+    assert canonicalize(raw).path == canonical
+
+
+def test_query_is_split_off() -> None:
+    c = canonicalize("/search?q=a%20b&x")
+    assert (c.path, c.query) == ("/search", "q=a%20b&x")
+
+
+def test_clean_paths_are_not_ambiguous() -> None:
+    for raw in ("/api/v1/users/42", "/caf%C3%A9", "/a/./b", "/%7Euser"):
+        assert canonicalize(raw).ambiguous is None, raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("/api/users%2F42", "encoded slash"),
+        ("/api/users%2f42", "encoded slash"),
+        ("/api/users%5C42", "encoded backslash"),
+        ("/api/users%00.json", "control"),
+        ("/api/%252e%252e/admin", "double"),
+        ("/api/%C0%AE%C0%AE/admin", "UTF-8"),
+        ("/api/%E0%80%AF", "UTF-8"),
+        ("/api/%FF", "UTF-8"),
+        ("/api/%zz", "invalid percent"),
+        ("/api\\..\\admin", "backslash"),
+        ("/api/a\tb", "control"),
+        ("api/v1", "does not start"),
+    ],
+)
+def test_ambiguous_encodings_are_flagged(raw: str, reason: str) -> None:
+    c = canonicalize(raw)
+    assert c.ambiguous is not None and reason in c.ambiguous
+
+
+def test_dot_segments_mark_traversal() -> None:
+    assert canonicalize("/a/../b").traversal
+    assert canonicalize("/a/%2e%2e/b").traversal
+    assert not canonicalize("/a/..b/c").traversal
+    assert canonicalize("/a/..b/c").path == "/a/..b/c"
+
+
+def test_hostile_path_is_linear_time() -> None:
+    raw = "/" + "%2e%2e/" * 20_000 + "a" * 50_000
+    t0 = time.perf_counter()
+    c = canonicalize(raw)
+    assert time.perf_counter() - t0 < 1.0
+    assert c.path == "/" + "a" * 50_000

@@ -1,0 +1,119 @@
+"""Route matching: exact, templates, wildcards, most specific wins, methods."""
+
+from __future__ import annotations
+
+import pytest
+
+from extauthz.engine.matcher import PatternError, RouteMatcher, parse_pattern
+
+
+def matcher(*routes: tuple[str, str, str]) -> RouteMatcher[str]:
+    entries = []
+    for method, path, name in routes:
+        entries.append(((method,), parse_pattern(path), name))
+    return RouteMatcher(entries)
+
+
+def test_exact_template_and_wildcards() -> None:
+    m = matcher(
+        ("GET", "/users", "list"),
+        ("GET", "/users/{id}", "get"),
+        ("GET", "/users/{id}/posts/{postId}", "post"),
+        ("GET", "/static/*", "static"),
+        ("*", "/api/**", "api"),
+    )
+    assert m.match("GET", "/users") == ("list", {})
+    assert m.match("GET", "/users/42") == ("get", {"id": "42"})
+    assert m.match("GET", "/users/42/posts/7") == ("post", {"id": "42", "postId": "7"})
+    assert m.match("GET", "/static/app.js") == ("static", {})
+    assert m.match("GET", "/static/js/app.js") is None  # '*' is exactly one segment
+    assert m.match("POST", "/api/x/y/z") == ("api", {})
+    assert m.match("POST", "/api") == ("api", {})  # '**' matches zero segments too
+    assert m.match("GET", "/nothing") is None
+
+
+def test_most_specific_wins() -> None:
+    m = matcher(
+        ("GET", "/users/me", "me"),
+        ("GET", "/users/{id}", "by-id"),
+        ("GET", "/users/*", "star"),
+        ("GET", "/users/**", "rest"),
+        ("GET", "/**", "catch-all"),
+    )
+    assert m.match("GET", "/users/me")[0] == "me"
+    assert m.match("GET", "/users/42")[0] == "by-id"
+    assert m.match("GET", "/users/42/x")[0] == "rest"
+    assert m.match("GET", "/other")[0] == "catch-all"
+    assert m.match("GET", "/")[0] == "catch-all"
+
+
+def test_specificity_is_decided_left_to_right_with_backtracking() -> None:
+    m = matcher(
+        ("GET", "/a/{x}/c", "template-then-literal"),
+        ("GET", "/a/b/{y}", "literal-then-template"),
+    )
+    assert m.match("GET", "/a/b/c")[0] == "literal-then-template"
+    assert m.match("GET", "/a/z/c") == ("template-then-literal", {"x": "z"})
+    # The more specific branch fails deeper down: fall back to the other one.
+    m2 = matcher(("GET", "/a/b/d", "literal"), ("GET", "/a/{x}/c", "template"))
+    assert m2.match("GET", "/a/b/c") == ("template", {"x": "b"})
+
+
+def test_method_exact_beats_star_and_mismatch_falls_back() -> None:
+    m = matcher(
+        ("*", "/items", "any"),
+        ("POST", "/items", "create"),
+        ("GET", "/items/{id}", "get"),
+        ("*", "/items/**", "items-any"),
+    )
+    assert m.match("POST", "/items")[0] == "create"
+    assert m.match("DELETE", "/items")[0] == "any"
+    assert m.match("GET", "/items/1")[0] == "get"
+    assert m.match("DELETE", "/items/1")[0] == "items-any"  # template's method differs
+
+
+def test_root_route() -> None:
+    m = matcher(("GET", "/", "root"))
+    assert m.match("GET", "/") == ("root", {})
+    assert m.match("GET", "/x") is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("users", "start with '/'"),
+        ("/users/", "end with '/'"),
+        ("/a//b", "empty segment"),
+        ("/a/../b", "dot segments"),
+        ("/a/**/b", "last segment"),
+        ("/files/{id}.json", "bad template"),
+        ("/files/x{id}", "not allowed"),
+        ("/a/{id}/{id}", "used twice"),
+        ("/a/{1x}", "bad template"),
+        ("/a/%2F", "not allowed"),
+    ],
+)
+def test_bad_patterns(pattern: str, reason: str) -> None:
+    with pytest.raises(PatternError, match=reason.replace("(", r"\(")):
+        parse_pattern(pattern)
+
+
+def test_duplicate_route_is_refused() -> None:
+    with pytest.raises(PatternError, match="already matched"):
+        matcher(("GET", "/users/{id}", "a"), ("GET", "/users/{uid}", "b"))
+
+
+def test_thousand_routes_match_like_ten() -> None:
+    """Structural, not timed: a lookup visits a bounded number of trie nodes."""
+    entries = []
+    for i in range(1000):
+        entries.append((("GET",), parse_pattern(f"/svc{i}/items/{{id}}"), f"get{i}"))
+        entries.append((("POST",), parse_pattern(f"/svc{i}/items"), f"post{i}"))
+        entries.append((("GET",), parse_pattern(f"/svc{i}/files/**"), f"files{i}"))
+    m = RouteMatcher(entries)
+    assert m.match("GET", "/svc500/items/abc") == ("get500", {"id": "abc"})
+    assert m.match("POST", "/svc999/items") == ("post999", {})
+    assert m.match("GET", "/svc7/files/a/b/c") == ("files7", {})
+    assert m.match("GET", "/svc1000/items/x") is None
+    # Deep hostile path with no '**' route nearby: rejected without walking it.
+    assert m.match("GET", "/x" * 10_000) is None
