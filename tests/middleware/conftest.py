@@ -6,11 +6,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from extauthz import Identity
 from extauthz.devstack import free_port
 from extauthz.devstack.server import DEMO_POLICY, ServerProcess
 
@@ -39,22 +37,3 @@ def policy_copy() -> Iterator[Path]:
         yield d / "demo.yaml"
     finally:
         shutil.rmtree(d, ignore_errors=True)
-
-
-def identity_from_header(value: str | None) -> Identity | None:
-    """Test stand-in for the app's own token verification: ``x-test-user: alice@t-1``."""
-    if not value:
-        return None
-    subject, _, tenant = value.partition("@")
-    return Identity(authenticated=True, subject=subject, tenant=tenant or None)
-
-
-def asgi_identity(scope: Any) -> Identity | None:
-    for key, value in scope["headers"]:
-        if key == b"x-test-user":
-            return identity_from_header(value.decode())
-    return None
-
-
-def wsgi_identity(environ: Any) -> Identity | None:
-    return identity_from_header(environ.get("HTTP_X_TEST_USER"))

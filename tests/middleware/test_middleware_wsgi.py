@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wsgi_identity
+from _middleware_support import wsgi_identity
 from flask import Flask, jsonify, request
 
 from extauthz import Decision
