@@ -70,7 +70,7 @@ def test_ssrf_body_after_cached_clean_allow_is_still_blocked(pdp: Any, kind: str
             assert blocked.action == "BLOCK" and blocked.status_code == 403
             assert "vulnerability.ssrfInternal" in blocked.rule_ids
         s = client.stats()
-        assert (s.hits, s.misses, s.size) == (0, 3, 1)
+        assert (s.hits, s.misses, s.size, s.retries) == (0, 3, 1, 0)  # a BLOCK is an answer
 
 
 def test_tenant_t2_never_gets_t1_entry(pdp: Any, kind: str) -> None:
@@ -89,6 +89,17 @@ def test_tenant_t2_never_gets_t1_entry(pdp: Any, kind: str) -> None:
         assert get_t1.action == "ALLOW" and get_anon.action == "BLOCK"
         assert "auth.required" in get_anon.rule_ids
         assert client.stats().hits == 0
+
+
+def test_threads_share_one_client(pdp: Any, kind: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [f"/api/v1/licenses/L-{i % 10}" for i in range(200)]
+    with client_for(pdp, kind) as client, ThreadPoolExecutor(8) as pool:
+        decisions = list(pool.map(lambda p: client.evaluate("GET", p, identity=T1), paths))
+        assert all(d.action == "ALLOW" for d in decisions)
+        s = client.stats()
+        assert s.hits + s.misses == 200 and s.size == 10 and s.misses >= 10
 
 
 def test_ttl_expiry(pdp: Any, kind: str) -> None:
