@@ -74,7 +74,7 @@ def _describe(info: StackInfo, say: Callable[[str], None]) -> None:
 def _print_curl(info: StackInfo, say: Callable[[str], None]) -> None:
     token = mint_jwt("alice", "acme", ("licenses:write",))
     url = info.envoy_url
-    body = '{"licenseKey":"LIC-0001-ACME","deviceId":"device-42","tenantId":"acme"}'
+    body = '{"licenseKey":"ACME-0001-2345-6789","deviceId":"device-42","tenantId":"acme"}'
     ssrf = body[:-1] + ',"callbackUrl":"http://169.254.169.254/latest/meta-data/"}'
     activate = f"{url}/api/v1/licenses/activate"
     say()
@@ -88,7 +88,7 @@ def _print_curl(info: StackInfo, say: Callable[[str], None]) -> None:
         f"  curl -i {activate} -H 'authorization: Bearer '$TOKEN "
         f"-H 'content-type: application/json' -d {shlex.quote(ssrf)}"
     )
-    say(f"  curl -i {url}/api/v1/licenses/LIC-0001-ACME   # no token: 403 auth.required")
+    say(f"  curl -i {url}/api/v1/licenses/ACME-0001-2345-6789   # no token: 403 auth.required")
     say(f"  curl -s {info.pdp_http_url}/metrics | grep contractshield")
     say(f"  $EDITOR {info.policy_file}   # hot reload: saved edits apply within a second")
 

@@ -8,13 +8,17 @@ order, and removes the directory; it is safe to call twice and runs on any error
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ..devstack import free_port
 from ..devstack.envoy import SIDECAR_CONFIG, EnvoyProcess, render_config
@@ -120,6 +124,7 @@ class DemoStack:
         self.envoy = EnvoyProcess(config, workdir=self.workdir / "envoy").start(START_TIMEOUT)
         self._wait_for_path(self.envoy.url)
 
+        redis_note = self._replay_store_note(f"http://127.0.0.1:{http_port}", redis_url, redis_note)
         pids = [self.server.process.pid, self.envoy.process.pid]  # type: ignore[union-attr]
         if self.redis is not None and self.redis.process is not None:
             pids.append(self.redis.process.pid)
@@ -137,6 +142,17 @@ class DemoStack:
             pids=tuple(pids),
         )
         return self.info
+
+    @staticmethod
+    def _replay_store_note(pdp_http_url: str, redis_url: str | None, note: str) -> str:
+        """Say which replay store the PDP really uses (its ``/health`` reports Redis)."""
+        status = pdp_health(pdp_http_url).get("checks", {}).get("redis", {}).get("status")
+        if redis_url and status != "ok":
+            return (
+                f"redis-server started at {redis_url}, but the PDP reports its store as "
+                f"{status!r}: it uses the in-memory replay store"
+            )
+        return note
 
     @staticmethod
     def _wait_for_path(envoy_url: str, timeout: float = START_TIMEOUT) -> None:
@@ -185,6 +201,16 @@ class DemoStack:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def pdp_health(pdp_http_url: str) -> dict[str, Any]:
+    """The PDP's ``GET /health`` report (empty when it cannot be read)."""
+    try:
+        with urllib.request.urlopen(f"{pdp_http_url}/health", timeout=2) as resp:
+            data = json.loads(resp.read())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def leftovers(workdir: Path) -> list[str]:

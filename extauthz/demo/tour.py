@@ -173,7 +173,7 @@ def demo_steps(policy_file: Path | None) -> list[Step]:
     """The README tour; ``policy_file`` (a throw-away copy) enables the hot-reload steps."""
     alice = mint_jwt("alice", "acme", ("licenses:write",))
     admin = mint_jwt("root", "acme", ("admin",))
-    clean = {"licenseKey": "LIC-0001-ACME", "deviceId": "device-42", "tenantId": "acme"}
+    clean = {"licenseKey": "ACME-0001-2345-6789", "deviceId": "device-42", "tenantId": "acme"}
     ssrf = clean | {"callbackUrl": "http://169.254.169.254/latest/meta-data/"}
     foreign = clean | {"tenantId": "globex"}
 

@@ -125,7 +125,7 @@ def test_keep_running_serves_curl_until_interrupted() -> None:
         assert token and url, output
         assert "curl -i http://127.0.0.1:" in output
         conn = http.client.HTTPConnection("127.0.0.1", int(url.group(1)), timeout=5)
-        body = b'{"licenseKey":"LIC-0001-ACME","deviceId":"device-42","tenantId":"acme"}'
+        body = b'{"licenseKey":"ACME-0001-2345-6789","deviceId":"device-42","tenantId":"acme"}'
         conn.request(
             "POST",
             "/api/v1/licenses/activate",
