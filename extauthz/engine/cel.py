@@ -83,9 +83,7 @@ def _syntax_reason(text: str) -> str:
     m = _POSITION.search(text)
     if m is None:
         return f"invalid CEL expression: {text.splitlines()[0] if text else 'unknown error'}"
-    return (
-        f"invalid CEL expression at line {m.group(1)}, column {int(m.group(2)) + 1}: {m.group(3)}"
-    )
+    return f"invalid CEL expression at line {m.group(1)}, column {m.group(2)}: {m.group(3)}"
 
 
 @dataclass(frozen=True, slots=True)

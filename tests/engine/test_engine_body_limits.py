@@ -1,0 +1,168 @@
+"""Bodies and limits: parsing by content type and hostile input in bounded time."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from extauthz.context import Body, RequestContext
+from extauthz.engine import body as b
+from extauthz.engine import evaluate
+from extauthz.engine.limits import Limits, body_size, measure
+from extauthz.policy import load_policy_text
+
+POLICY = """
+policyVersion: "0.1"
+defaults:
+  mode: enforce
+  limits: {maxBodyBytes: 1048576, maxJsonDepth: 32, maxArrayLength: 1000}
+routes:
+  - id: echo
+    match: {method: POST, path: /echo}
+"""
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return load_policy_text(POLICY)
+
+
+def parse(raw: bytes, content_type: str = "application/json", depth: int = 32):
+    return b.parse(Body(True, len(raw), raw=raw), content_type, depth, 1 << 20)
+
+
+def test_content_types() -> None:
+    assert parse(b'{"a":1}').kind == b.JSON
+    assert parse(b'{"a":1}', "application/vnd.api+json; charset=utf-8").kind == b.JSON
+    assert parse(b'{"a":1}', "APPLICATION/JSON").kind == b.JSON
+    form = parse(b"a=1&b=x%20y&a=2", "application/x-www-form-urlencoded")
+    assert form.kind == b.FORM
+    assert form.value == {"a": "1,2", "b": "x y"}
+    assert form.form_pairs == (("a", "1"), ("b", "x y"), ("a", "2"))
+    assert parse(b"\x89PNG\r\n", "image/png").kind == b.OPAQUE
+    assert parse(b"hello", "").kind == b.OPAQUE
+    assert b.parse(Body(), "application/json", 32, 100).kind == b.NONE
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"a": 1,}', "invalid JSON"),
+        (b'{"a": "\xff"}', "invalid UTF-8"),
+        (b'{"a": 1, "a": 2}', "duplicate key"),
+        (b'{"x": {"k": 1, "k": 1}}', "duplicate key"),
+        (b'{"a": NaN}', "NaN"),
+        (b"[Infinity]", "Infinity"),
+        (b"\xef\xbb\xbf{}", "byte order mark"),
+        (b'{"n": ' + b"1" * 5000 + b"}", "invalid JSON"),
+    ],
+)
+def test_malformed_json_is_deterministic(raw: bytes, reason: str) -> None:
+    parsed = parse(raw)
+    assert parsed.kind == b.MALFORMED
+    assert parsed.error is not None and reason in parsed.error
+
+
+def test_depth_prescan_ignores_brackets_in_strings() -> None:
+    assert b.json_depth(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') == 1
+    assert b.json_depth(b'{"a": "\\"[[[[", "b": [[1]]}') == 3
+    assert parse(b'{"a": "' + b"[" * 100 + b'"}').kind == b.JSON
+
+
+def test_hundred_thousand_deep_nesting_is_refused_without_recursion(
+    policy, ctx: Callable[..., RequestContext]
+) -> None:
+    raw = b"[" * 100_000 + b"]" * 100_000
+    t0 = time.perf_counter()
+    parsed = parse(raw)
+    assert parsed.kind == b.TOO_DEEP and parsed.depth == 100_000
+    d = evaluate(policy, ctx("POST", "/echo", raw=raw, content_type="application/json"))
+    assert time.perf_counter() - t0 < 2.0
+    assert d.action == "BLOCK" and d.rule_ids == ("limit.json.depth",)
+
+
+def test_deep_sample_from_adapter_is_measured_iteratively(
+    policy, ctx: Callable[..., RequestContext]
+) -> None:
+    deep: list = []
+    node = deep
+    for _ in range(50_000):
+        child: list = []
+        node.append(child)
+        node = child
+    d = evaluate(policy, ctx("POST", "/echo", sample=deep, content_type="application/json"))
+    assert d.rule_ids == ("limit.json.depth",)
+
+
+def test_million_element_array(policy, ctx: Callable[..., RequestContext]) -> None:
+    raw = b"[" + b"0," * 999_999 + b"0]"  # 2 MB: over maxBodyBytes, never parsed
+    t0 = time.perf_counter()
+    d = evaluate(policy, ctx("POST", "/echo", raw=raw, content_type="application/json"))
+    assert d.rule_ids == ("limit.body.max",) and d.status_code == 413
+    sample = [0] * 1_000_000  # already parsed by an adapter
+    d = evaluate(policy, ctx("POST", "/echo", sample=sample, content_type="application/json"))
+    assert d.rule_ids == ("limit.array.max",) and d.status_code == 403
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_array_limit_from_raw(policy, ctx: Callable[..., RequestContext]) -> None:
+    ok = json.dumps({"a": list(range(1000))})
+    over = json.dumps({"a": [{"b": list(range(1001))}]})
+    assert evaluate(policy, ctx("POST", "/echo", raw=ok, content_type="application/json")).allowed
+    d = evaluate(policy, ctx("POST", "/echo", raw=over, content_type="application/json"))
+    assert d.rule_ids == ("limit.array.max",)
+
+
+def test_form_repeats_count_as_an_array(policy, ctx: Callable[..., RequestContext]) -> None:
+    raw = "&".join(["x=1"] * 1001)
+    d = evaluate(
+        policy, ctx("POST", "/echo", raw=raw, content_type="application/x-www-form-urlencoded")
+    )
+    assert d.rule_ids == ("limit.array.max",)
+
+
+def test_binary_and_invalid_utf8_bodies(policy, ctx: Callable[..., RequestContext]) -> None:
+    blob = bytes(range(256)) * 100
+    d = evaluate(policy, ctx("POST", "/echo", raw=blob, content_type="application/octet-stream"))
+    assert d.action == "ALLOW"  # opaque: only size limits apply
+    d = evaluate(policy, ctx("POST", "/echo", raw=blob, content_type="application/json"))
+    assert d.rule_ids == ("request.body.malformed",) and d.status_code == 400
+    d = evaluate(
+        policy,
+        ctx("POST", "/echo", raw=b"a=%FF%FE", content_type="application/x-www-form-urlencoded"),
+    )
+    assert d.rule_ids == ("request.body.malformed",)
+
+
+def test_body_size_uses_declared_length_for_partial_bodies() -> None:
+    full = Body(True, 10, raw=b"0123456789")
+    assert body_size(full, {}) == 10
+    partial = Body(True, 10, raw=b"0123456789", partial=True)
+    assert body_size(partial, {"content-length": "5000000"}) == 5_000_000
+    assert body_size(partial, {"content-length": "nonsense"}) == 10
+    lying = Body(True, 1, raw=b"0123456789")
+    assert body_size(lying, {}) == 10
+
+
+def test_oversize_by_declared_size(policy, ctx: Callable[..., RequestContext]) -> None:
+    d = evaluate(
+        policy,
+        ctx(
+            "POST",
+            "/echo",
+            raw=b"{}",
+            content_type="application/json",
+            partial=True,
+            size_bytes=2_000_000,
+        ),
+    )
+    assert d.rule_ids == ("limit.body.max",) and d.status_code == 413
+
+
+def test_measure() -> None:
+    assert measure({"a": [1, {"b": [1, 2, 3]}]}, 32, 1000) == (4, 3)
+    assert measure("x", 32, 1000) == (0, 0)
+    assert Limits().max_body_bytes == 1_048_576

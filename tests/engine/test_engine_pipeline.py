@@ -1,0 +1,219 @@
+"""The pipeline end to end: modes, status codes, risk, unmatched routes, metadata, order."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from extauthz.context import Identity, RequestContext
+from extauthz.engine import evaluate
+from extauthz.engine.pipeline import prepare
+from extauthz.policy import load_policy_text
+
+BASE = """
+policyVersion: "0.1"
+defaults:
+  mode: {mode}
+  unmatchedRouteAction: {unmatched}
+  response: {{blockStatusCode: 451, malformedStatusCode: 422}}
+  limits: {{maxBodyBytes: 200}}
+  vulnerabilityChecks: {{commandInjection: true}}
+routes:
+  - id: orders
+    match: {{method: POST, path: /orders}}
+    contract:
+      requestSchema:
+        type: object
+        properties: {{item: {{type: string}}}}
+        required: [item]
+      rejectUnknownFields: true
+    rules:
+      - {{id: auth.required, type: cel, severity: med, config: {{expr: identity.authenticated}}}}
+  - id: orders-monitored
+    mode: monitor
+    match: {{method: POST, path: /orders/monitored}}
+    rules:
+      - {{id: auth.required, type: cel, config: {{expr: identity.authenticated}}}}
+  - id: open
+    match: {{method: GET, path: /open}}
+    vulnerability: {{prototypePollution: false, pathTraversal: false, ssrfInternal: false,
+                     commandInjection: false}}
+"""
+USER = Identity(authenticated=True, subject="u")
+
+
+def make(mode: str = "enforce", unmatched: str = "block"):
+    return load_policy_text(BASE.format(mode=mode, unmatched=unmatched))
+
+
+def test_clean_request_allows_with_metadata(ctx) -> None:
+    p = make()
+    d = evaluate(p, ctx("POST", "/orders", body={"item": "x"}, identity=USER))
+    assert d.action == "ALLOW" and d.status_code == 200 and d.reason == "allowed"
+    assert d.risk.score == 0 and d.risk.level == "none"
+    assert d.metadata.route_id == "orders"
+    assert d.metadata.mode == "enforce"
+    assert d.metadata.policy_version == p.version
+    assert d.metadata.request_id == "req-1"
+
+
+def test_enforce_blocks_with_the_policy_status(ctx) -> None:
+    d = evaluate(make(), ctx("POST", "/orders", body={"item": "x"}))
+    assert d.action == "BLOCK" and d.status_code == 451
+    assert d.rule_ids == ("auth.required",)
+    assert d.risk.level == "high" and d.risk.score == 60
+    assert d.reason.startswith("auth.required")
+
+
+def test_critical_hit_makes_critical_risk(ctx) -> None:
+    d = evaluate(make(), ctx("POST", "/orders", body={"item": "x; rm -rf /"}, identity=USER))
+    assert d.rule_ids == ("vulnerability.commandInjection",)
+    assert d.risk.level == "critical" and d.risk.score == 90
+
+
+def test_malformed_status_and_413(ctx) -> None:
+    p = make()
+    d = evaluate(
+        p, ctx("POST", "/orders", raw=b"{oops", content_type="application/json", identity=USER)
+    )
+    assert d.status_code == 422 and d.rule_ids == ("request.body.malformed",)
+    big = json.dumps({"item": "x" * 300})
+    d = evaluate(p, ctx("POST", "/orders", raw=big, content_type="application/json", identity=USER))
+    assert d.status_code == 413 and d.rule_ids == ("limit.body.max",)
+
+
+def test_monitor_mode_reports_but_lets_through(ctx) -> None:
+    p = make(mode="monitor")
+    d = evaluate(p, ctx("POST", "/orders", body={"item": 1, "x": 2}))
+    assert d.action == "MONITOR" and d.status_code == 200 and d.allowed
+    assert d.rule_ids == ("contract.schema.invalid", "contract.unknownField", "auth.required")
+    assert "would block" in d.reason
+    assert d.metadata.mode == "monitor"
+
+
+def test_route_mode_overrides_default(ctx) -> None:
+    d = evaluate(make(), ctx("POST", "/orders/monitored", body={}))
+    assert d.action == "MONITOR" and d.metadata.mode == "monitor"
+
+
+@pytest.mark.parametrize(
+    ("unmatched", "action", "ids"),
+    [
+        ("block", "BLOCK", ("route.unmatched",)),
+        ("monitor", "MONITOR", ("route.unmatched",)),
+        ("allow", "ALLOW", ()),
+    ],
+)
+def test_unmatched_route_action(unmatched: str, action: str, ids: tuple[str, ...], ctx) -> None:
+    d = evaluate(make(unmatched=unmatched), ctx("GET", "/elsewhere"))
+    assert d.action == action and d.rule_ids == ids
+    assert d.metadata.route_id is None
+
+
+def test_unmatched_routes_still_get_default_checks(ctx) -> None:
+    d = evaluate(make(unmatched="allow"), ctx("GET", "/x", query={"u": "http://127.0.0.1/"}))
+    assert d.rule_ids == ("vulnerability.ssrfInternal",)
+
+
+def test_ambiguous_path_is_a_hit_not_a_bypass(ctx) -> None:
+    d = evaluate(make(unmatched="allow"), ctx("GET", "/op%65n"))  # decodes to /open
+    assert d.action == "ALLOW" and d.metadata.route_id == "open"
+    d = evaluate(make(unmatched="allow"), ctx("GET", "/open%2F..%2Fadmin"))
+    assert d.action == "BLOCK" and "request.path.ambiguous" in d.rule_ids
+
+
+def test_hits_follow_phase_order(ctx) -> None:
+    p = make()
+    body = {"item": 5, "__proto__": {"a": 1}}
+    d = evaluate(p, ctx("POST", "/orders", body=body))
+    assert d.rule_ids == (
+        "vulnerability.prototypePollution",
+        "contract.schema.invalid",
+        "contract.unknownField",
+        "auth.required",
+    )
+
+
+def test_route_id_from_the_proxy_pins_the_route(ctx) -> None:
+    from dataclasses import replace
+
+    p = make(unmatched="block")
+    c = ctx("GET", "/somewhere/else")
+    pinned = replace(c, request=replace(c.request, route_id="open"))
+    assert evaluate(p, pinned).metadata.route_id == "open"
+    unknown = replace(c, request=replace(c.request, route_id="nope"))
+    assert evaluate(p, unknown).rule_ids == ("route.unmatched",)
+
+
+def test_method_is_case_insensitive(ctx) -> None:
+    d = evaluate(make(), ctx("post", "/orders", body={"item": "x"}, identity=USER))
+    assert d.action == "ALLOW"
+
+
+def test_evaluate_never_raises_on_engine_bugs(ctx, monkeypatch) -> None:
+    import extauthz.engine.pipeline as pipeline
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(pipeline, "canonicalize", boom)
+    d = evaluate(make(), ctx("GET", "/open"))
+    assert d.action == "BLOCK" and d.status_code == 500
+    assert d.rule_ids == ("engine.internalError",)
+
+
+def test_decisions_are_deterministic(ctx) -> None:
+    p = make()
+    c = ctx("POST", "/orders", body={"item": 1, "z": "../x"})
+    first = evaluate(p, c).to_dict()
+    assert all(evaluate(p, c).to_dict() == first for _ in range(5))
+
+
+def test_demo_policy_facts(demo, ctx) -> None:
+    """What other components rely on (see the team brief)."""
+    assert demo.route_ids == (
+        "license-activate",
+        "license-get",
+        "stripe-webhook",
+        "github-webhook",
+        "admin",
+        "health",
+    )
+    assert demo.max_body_bytes == 1_048_576
+    assert demo.version.startswith("sha256:") and len(demo.version) == len("sha256:") + 12
+    assert [f.name for f in demo.files] == ["demo.yaml", "license-activate.json"]
+    d = demo.defaults
+    assert (d.mode, d.unmatched_route_action, d.block_status_code, d.malformed_status_code) == (
+        "enforce",
+        "block",
+        403,
+        400,
+    )
+    assert (d.limits.max_body_bytes, d.limits.max_json_depth, d.limits.max_array_length) == (
+        1_048_576,
+        32,
+        1000,
+    )
+    assert evaluate(demo, ctx("GET", "/healthz")).action == "ALLOW"
+    assert evaluate(demo, ctx("PUT", "/admin")).rule_ids == ("admin.denied",)
+
+
+def test_prepare_builds_only_needed_cel_fields(demo) -> None:
+    route = demo.route("license-activate")
+    assert route is not None and route.cel is not None
+    needed = {var: tuple(f for f, _ in fields) for var, fields in route.cel.getters}
+    assert needed == {"request": ("body",), "identity": ("authenticated", "tenant")}
+    assert callable(prepare)
+
+
+def test_context_round_trip_gives_the_same_decision(demo, ctx) -> None:
+    c = ctx(
+        "POST",
+        "/api/v1/licenses/activate",
+        body={"licenseKey": "ABCD-1234-EFGH-5678", "deviceId": "d", "tenantId": "t"},
+        identity=Identity(True, "u", "t"),
+    )
+    again = RequestContext.from_json(c.to_json())
+    assert evaluate(demo, c).to_dict() == evaluate(demo, again).to_dict()
+    assert evaluate(demo, c).action == "ALLOW"
