@@ -164,6 +164,10 @@ class RemoteASGIMiddleware(_ASGIMiddleware):
     async def decide(self, inp: CheckInput) -> Decision:
         return await self.client.evaluate_input(inp)
 
+    async def aclose(self) -> None:
+        """Close the client's channel (call it from the app's lifespan shutdown)."""
+        await self.client.aclose()
+
 
 class EmbeddedASGIMiddleware(_ASGIMiddleware):
     """Decides in-process with the engine; ``policy`` is a path (hot-reloaded by default with

@@ -186,6 +186,10 @@ class RemoteWSGIMiddleware(_WSGIMiddleware):
     def decide(self, inp: CheckInput) -> Decision:
         return self.client.evaluate_input(inp)
 
+    def close(self) -> None:
+        """Close the client's channel."""
+        self.client.close()
+
 
 class EmbeddedWSGIMiddleware(_WSGIMiddleware):
     """Decides in-process with the engine; ``policy`` is a path (hot-reloaded by default with
