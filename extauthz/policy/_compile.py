@@ -50,12 +50,23 @@ def _obj(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _int(d: Mapping[str, Any], key: str, default: int) -> int:
+    """The integer at ``key``; a wrong type was already reported as a problem."""
+    value = d.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _str(d: Mapping[str, Any], key: str, default: str) -> str:
+    value = d.get(key)
+    return value if isinstance(value, str) else default
+
+
 def _limits(raw: Any, base: Limits) -> Limits:
     d = _obj(raw)
     return Limits(
-        max_body_bytes=int(d.get("maxBodyBytes", base.max_body_bytes)),
-        max_json_depth=int(d.get("maxJsonDepth", base.max_json_depth)),
-        max_array_length=int(d.get("maxArrayLength", base.max_array_length)),
+        max_body_bytes=_int(d, "maxBodyBytes", base.max_body_bytes),
+        max_json_depth=_int(d, "maxJsonDepth", base.max_json_depth),
+        max_array_length=_int(d, "maxArrayLength", base.max_array_length),
     )
 
 
@@ -67,8 +78,8 @@ def _check(value: Any, base: Check) -> Check:
     if isinstance(value, Mapping):
         fields = value.get("fields")
         return Check(
-            bool(value.get("enabled", True)),
-            tuple(fields) if isinstance(fields, list) and fields else None,
+            value.get("enabled", True) is not False,
+            tuple(str(f) for f in fields) if isinstance(fields, list) and fields else None,
         )
     return base
 
@@ -101,10 +112,10 @@ def compile_document(
            for name, attr in _ATTRS.items()}
     )  # fmt: skip
     defaults = Defaults(
-        mode=str(d.get("mode", "enforce")),
-        unmatched_route_action=str(d.get("unmatchedRouteAction", "allow")),
-        block_status_code=int(response.get("blockStatusCode", 403)),
-        malformed_status_code=int(response.get("malformedStatusCode", 400)),
+        mode=_str(d, "mode", "enforce"),
+        unmatched_route_action=_str(d, "unmatchedRouteAction", "allow"),
+        block_status_code=_int(response, "blockStatusCode", 403),
+        malformed_status_code=_int(response, "malformedStatusCode", 400),
         limits=_limits(d.get("limits"), Limits()),
         vulnerability=_vulns(d.get("vulnerabilityChecks"), builtin),
     )
@@ -217,7 +228,7 @@ def _compile_route(
         id=route_id,
         methods=tuple(str(m) for m in methods),
         pattern=pattern,
-        mode=str(r.get("mode", defaults.mode)),
+        mode=_str(r, "mode", defaults.mode),
         limits=_limits(r.get("limits"), defaults.limits),
         vulnerability=_vulns(r.get("vulnerability"), defaults.vulnerability),
         contract=contract,
@@ -312,10 +323,10 @@ def _compile_webhook(w: Mapping[str, Any], at: list[Any], out: _Collector) -> We
     return WebhookConfig(
         provider=provider,
         secret=secret.encode("utf-8"),
-        tolerance=int(w.get("timestampTolerance", DEFAULT_TOLERANCE)),
-        replay_protection=bool(w.get("replayProtection", True)),
-        allowed_event_types=frozenset(types) if isinstance(types, list) else None,
-        require_raw_body=bool(w.get("requireRawBody", True)),
+        tolerance=_int(w, "timestampTolerance", DEFAULT_TOLERANCE),
+        replay_protection=w.get("replayProtection", True) is not False,
+        allowed_event_types=frozenset(str(t) for t in types) if isinstance(types, list) else None,
+        require_raw_body=w.get("requireRawBody", True) is not False,
     )
 
 
@@ -359,7 +370,7 @@ def _compile_rules(raw: Any, at: list[Any], out: _Collector) -> cel_mod.CelPlan 
                 id=rid,
                 expr=expr,
                 program=program,
-                severity=str(rule.get("severity", "high")),
+                severity=_str(rule, "severity", "high"),
                 blocking=rule.get("action", "block") == "block",
                 message=rule.get("message") if isinstance(rule.get("message"), str) else None,
             )

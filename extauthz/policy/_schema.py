@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from .._exceptions import PolicyProblem
 
@@ -187,8 +188,11 @@ def _explain(error: Any) -> str:
     if v == "const":
         return f"must be {error.validator_value!r}, got {error.instance!r}"
     if v == "oneOf" and error.context:
-        best = min(error.context, key=lambda e: len(list(e.absolute_path)))
-        return best.message
+        best = best_match(error.context)
+        if best is not None:
+            return _explain(best)
+    if v == "additionalProperties":
+        return f"unknown key ({error.message})"
     return str(error.message)
 
 
@@ -197,6 +201,13 @@ def structure_problems(doc: Any, source: str) -> list[PolicyProblem]:
     problems: list[PolicyProblem] = []
     errors = sorted(_VALIDATOR.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
     for error in errors:
+        if error.validator == "oneOf" and error.context:
+            # The branch that got furthest into the value says what is wrong with it.
+            deepest = max(
+                error.context, key=lambda e: (len(e.relative_path), e.validator != "type")
+            )
+            if deepest.relative_path or deepest.validator != "type":
+                error = deepest
         path = list(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set(error.schema.get("properties", {}))
