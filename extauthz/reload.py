@@ -22,6 +22,7 @@ and reason, kept in ``last_error`` / ``last_problems``, and ``on_error`` fires.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -343,9 +344,20 @@ class PolicyHotReloader:
     # -- watching -----------------------------------------------------------------------------
 
     def _tracked_files(self, policy: CompiledPolicy | None) -> tuple[Path, ...]:
+        """The policy path as given, then each referenced file, seen through the same symlinks.
+
+        The loader reports resolved paths (``..2026_xx/item.json`` under a ConfigMap). Reading
+        ``<policy dir>/item.json`` instead follows ``..data`` at read time, so an update that
+        swaps in identical content hashes the same and is not counted as a reload.
+        """
         files = [self.path]
+        real_dir = Path(os.path.realpath(self.path)).parent
         for f in getattr(policy, "files", ()) if policy is not None else ():
             p = Path(os.path.abspath(f))
+            with contextlib.suppress(ValueError, OSError):
+                alias = self.path.parent / p.relative_to(real_dir)
+                if os.path.samefile(alias, p):
+                    p = alias
             if p not in files:
                 files.append(p)
         return tuple(files)
@@ -355,12 +367,11 @@ class PolicyHotReloader:
         """sha256 over each file's resolved content (symlinks followed); missing is a value."""
         digest = hashlib.sha256()
         for path in files:
-            digest.update(os.fsencode(path) + b"\0")
             try:
-                digest.update(path.read_bytes())
+                data = b"+" + path.read_bytes()
             except OSError as exc:
-                digest.update(f"\0<unreadable:{exc.errno}>".encode())
-            digest.update(b"\0")
+                data = b"!" + str(exc.errno).encode()  # missing/unreadable is a state too
+            digest.update(len(data).to_bytes(8, "big") + data)
         return digest.hexdigest()
 
     def _sync_watches(self, extra: Iterable[Path] = ()) -> None:
