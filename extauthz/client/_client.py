@@ -304,8 +304,9 @@ class ContractShieldClient:
         hit = core.lookup(inp)
         if hit is not None:
             return hit
+        request = build_check_request(inp, core.claim_names)  # InvalidContext: the caller's
         try:
-            response = self._check(build_check_request(inp, core.claim_names))
+            response = self._check(request)
         except ContractShieldError as exc:
             return core.fail(exc)
         return core.store(inp, to_verdict(response))
@@ -428,8 +429,9 @@ class AsyncContractShieldClient:
         hit = core.lookup(inp)
         if hit is not None:
             return hit
+        request = build_check_request(inp, core.claim_names)  # InvalidContext: the caller's
         try:
-            response = await self._check(build_check_request(inp, core.claim_names))
+            response = await self._check(request)
         except ContractShieldError as exc:
             return core.fail(exc)
         return core.store(inp, to_verdict(response))

@@ -94,10 +94,9 @@ class _ASGIMiddleware:
         await buffered.read(self.max_body_bytes)
         try:
             inp = self.describe(scope, buffered)
+            decision = await self.decide(inp)
         except InvalidContext as exc:
             return await self._send(send, _common.invalid_request_response(exc))
-        try:
-            decision = await self.decide(inp)
         except ContractShieldError as exc:
             return await self._send(send, self.unavailable_response(exc))
         if not decision.allowed:
@@ -202,6 +201,8 @@ class EmbeddedASGIMiddleware(_ASGIMiddleware):
     async def decide(self, inp: CheckInput) -> Decision:
         try:
             return await self.decider.decide_async(inp)
+        except InvalidContext:
+            raise  # the request, not the engine: 400
         except Exception:
             log.exception("embedded policy evaluation failed")
             return _common.internal_error_decision()

@@ -111,10 +111,9 @@ class _WSGIMiddleware:
         body, partial = _read_body(environ, self.max_body_bytes)
         try:
             inp = self.describe(environ, body, partial)
+            decision = self.decide(inp)
         except InvalidContext as exc:
             return self._send(start_response, _common.invalid_request_response(exc))
-        try:
-            decision = self.decide(inp)
         except ContractShieldError as exc:
             return self._send(start_response, self.unavailable_response(exc))
         if not decision.allowed:
@@ -224,6 +223,8 @@ class EmbeddedWSGIMiddleware(_WSGIMiddleware):
     def decide(self, inp: CheckInput) -> Decision:
         try:
             return self.decider.decide(inp)
+        except InvalidContext:
+            raise  # the request, not the engine: 400
         except Exception:
             log.exception("embedded policy evaluation failed")
             return _common.internal_error_decision()

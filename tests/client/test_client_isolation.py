@@ -121,3 +121,19 @@ for target in ({pdp.target("unix")!r}, {pdp.target("tcp")!r}):
     assert proc.returncode == 0, proc.stderr
     assert "YAML_IMPORTABLE" not in proc.stdout
     assert proc.stdout.splitlines() == ["ALLOW BLOCK 403 auth.required"] * 2
+
+
+def test_public_names_are_curated() -> None:
+    import extauthz.client as client
+    import extauthz.middleware as middleware
+
+    def isort_style(name: str) -> tuple[int, str]:  # ruff RUF022: CONSTANTS, Classes, rest
+        return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
+
+    for module in (client, middleware):
+        assert module.__all__ == sorted(module.__all__, key=isort_style)
+        assert all(hasattr(module, name) for name in module.__all__)
+    assert {"ContractShieldClient", "AsyncContractShieldClient", "ClientStats"} <= set(
+        client.__all__
+    )
+    assert {"RemoteASGIMiddleware", "EmbeddedWSGIMiddleware"} <= set(middleware.__all__)

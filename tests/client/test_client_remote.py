@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from extauthz import ContractShieldUnavailable, Decision, Identity, InvalidConfig
+from extauthz import ContractShieldUnavailable, Decision, Identity, InvalidConfig, InvalidContext
 from extauthz.client import (
     DEFAULT_FAIL_OPEN_DECISION,
     FAIL_OPEN_RULE_ID,
@@ -289,3 +289,14 @@ def test_policy_version_change_clears_the_cache(own_pdp: Any) -> None:
         assert s.size == 1 and s.policy_version == b.metadata.policy_version
         client.evaluate("GET", "/healthz")
         assert client.stats().hits == 0  # the old entry was gone
+
+
+def test_a_bad_description_is_the_callers_error_never_a_failover(tmp_path: Any) -> None:
+    with ContractShieldClient(f"unix://{tmp_path}/none.sock", fail_open=True) as client:
+        bad = Identity(authenticated=True, subject="a", claims={"groups": {"x", "y"}})
+        with pytest.raises(InvalidContext, match="identity"):
+            client.evaluate("GET", "/healthz", identity=bad)
+        with pytest.raises(InvalidContext, match="headers"):
+            client.evaluate("GET", "/healthz", headers={"x-n": 1})  # type: ignore[dict-item]
+        s = client.stats()
+        assert (s.errors, s.failovers) == (0, 0)

@@ -20,7 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
-from extauthz import Decision
+from extauthz import Decision, Identity
 from extauthz.devstack.server import DEMO_POLICY
 from extauthz.middleware import DenyResponse
 from extauthz.middleware.asgi import EmbeddedASGIMiddleware, RemoteASGIMiddleware
@@ -177,6 +177,16 @@ def test_pdp_down_fails_closed_with_503_or_open_with_the_decision(tmp_path: Path
         resp = client.get("/healthz")
     assert resp.status_code == 200 and resp.json()["action"] == "ALLOW"
     assert seen[-1]["decision"].rule_ids == ("client.failOpen",)
+
+
+def test_an_identity_that_cannot_be_sent_is_a_400(pdp_targets: dict[str, str]) -> None:
+    bad = Identity(authenticated=True, subject="a", claims={"groups": {"x"}})
+    mw = RemoteASGIMiddleware(
+        make_app([]), target=pdp_targets["unix"], identity=lambda scope: bad, fail_open=True
+    )
+    with TestClient(mw) as client:
+        resp = client.get("/healthz")
+    assert resp.status_code == 400 and resp.json()["code"] == "INVALID_REQUEST"
 
 
 def test_deny_response_is_overridable(pdp_targets: dict[str, str]) -> None:
