@@ -1,0 +1,441 @@
+"""Property-based fuzzing: whatever Envoy (or an attacker behind it) sends, a decision comes back.
+
+Invariants for every input: the engine returns a ``Decision`` (never raises, never the
+``engine.internalError`` fail-safe, which would mean a bug), the adapter + servicer return a
+``CheckResponse`` Envoy can act on (OK, or PERMISSION_DENIED with an HTTP status), and each
+answer comes within a bound that is generous for a loaded 2-core machine yet far below what a
+quadratic or exponential blow-up would cost. Example counts are small so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from _reliability_support import (
+    ACTIVATE,
+    CATALOGUE_POLICY,
+    DEMO_POLICY,
+    GOOD_ACTIVATION,
+    check_request,
+)
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from extauthz.context import (
+    Body,
+    BodyJson,
+    ClientInfo,
+    HttpRequest,
+    Identity,
+    RequestContext,
+)
+from extauthz.decision import Decision
+from extauthz.engine import InMemoryReplayStore, evaluate
+from extauthz.envoy import check_request_to_context
+from extauthz.policy import load_policy
+from extauthz.server.app import Server, build_state
+from extauthz.server.config import ServerConfig
+from extauthz.server.grpc_service import AuthorizationServicer
+
+# A call that takes longer than this is a blow-up, not noise (typical: well under 10 ms).
+PER_CALL_BOUND_S = 3.0
+# Bodies of several megabytes (a million-element array): parse + walk, still linear.
+BIG_BODY_BOUND_S = 8.0
+ACTIONS = {"ALLOW", "BLOCK", "MONITOR"}
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
+    deadline=None,  # timed by hand below: Hypothesis' deadline is flaky on a shared machine
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=os.environ.get("FUZZ_RANDOM") is None,  # reproducible in CI unless asked
+)
+
+DEMO = load_policy(DEMO_POLICY)
+CATALOGUE = load_policy(CATALOGUE_POLICY)
+POLICIES = [DEMO, CATALOGUE]
+
+# --- strategies ----------------------------------------------------------------------------
+
+# Protobuf strings must be valid UTF-8: no lone surrogates anywhere a proto string goes.
+text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=60)
+tokens = st.sampled_from(
+    ["..", ".", "%2e%2e", "%2f", "%2F", "%252e", "%00", "%c0%ae", "%ff", "%", "\\", "//", ";",
+     "admin", "healthz", "api", "v1", "licenses", "activate", "webhooks", "stripe", "github",
+     "\x00", "\r\n", "\uff41dmin", "?", "#", "&", "=", "*", "**", "{id}", "\u202e"]
+)  # fmt: skip
+path_strategy = st.one_of(
+    st.lists(st.one_of(tokens, text), max_size=8).map(lambda parts: "/" + "/".join(parts)),
+    st.lists(st.one_of(tokens, text), max_size=8).map("".join),
+    st.sampled_from(["/healthz", ACTIVATE, "/webhooks/stripe", "/admin/x", "/api/v1/licenses/7"]),
+)
+methods = st.one_of(
+    st.sampled_from(["GET", "POST", "PUT", "DELETE", "get", "pOsT", "HEAD", "OPTIONS", "*", ""]),
+    text,
+)
+header_names = st.one_of(
+    st.sampled_from(
+        ["content-type", "content-length", "stripe-signature", "x-hub-signature-256",
+         "x-github-delivery", "x-github-event", "x-request-id", "authorization", "host",
+         "x-envoy-auth-partial-body", "x-forwarded-proto", "user-agent", ":authority"]
+    ),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_:0123456789", min_size=1, max_size=20),
+)  # fmt: skip
+content_types = st.one_of(
+    st.sampled_from(
+        ["application/json", "application/json; charset=utf-8", "application/vnd.api+json",
+         "application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x",
+         "APPLICATION/JSON", "application/json\r\nx-evil: 1", ""]
+    ),
+    text,
+)  # fmt: skip
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(
+        st.one_of(text, st.sampled_from(["__proto__", "constructor", "prototype", "$ne", "$where",
+                                         "tenantId", "callbackUrl", "deviceId"])),
+        children,
+        max_size=5,
+    ),
+    max_leaves=25,
+)  # fmt: skip
+
+
+def _truncate(data: bytes, cut: int) -> bytes:
+    return data[: max(0, len(data) - 1 - cut % max(1, len(data)))]
+
+
+def _dup_keys(value: dict[str, Any]) -> bytes:
+    inner = json.dumps(value)[1:-1]
+    extra = '"tenantId":"evil"'
+    return ("{" + ",".join(x for x in (inner, extra, extra) if x) + "}").encode()
+
+
+bodies = st.one_of(
+    st.none(),
+    st.binary(max_size=300),
+    st.binary(max_size=40).map(lambda b: b"\xff\xfe" + b + b"\xc0\xae"),  # invalid UTF-8
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.tuples(json_values, st.integers(0, 1000)).map(
+        lambda t: _truncate(json.dumps(t[0]).encode(), t[1])
+    ),
+    st.dictionaries(text, json_values, max_size=4).map(_dup_keys),
+    st.builds(
+        lambda extra: json.dumps({**GOOD_ACTIVATION, **extra}).encode(),
+        st.dictionaries(st.sampled_from([*GOOD_ACTIVATION, "x"]), json_values, max_size=3),
+    ),
+    st.sampled_from(
+        [b"NaN", b"[Infinity]", b"1e999999", b"-", b'"\\ud800"', b"{}" * 50, "\ufeff{}".encode()]
+    ),
+    st.text(max_size=80).map(lambda s: s.encode("utf-8", "surrogatepass")),
+)
+claims = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {
+            "sub": st.one_of(text, st.integers()),
+            "tenant": st.one_of(text, st.none(), st.lists(text)),
+        },
+        optional={"scope": st.one_of(text, st.lists(text)), "scp": st.lists(text)},
+    ),
+)
+
+
+def _assert_decision(decision: Any, elapsed: float, bound: float = PER_CALL_BOUND_S) -> None:
+    assert type(decision) is Decision
+    assert decision.action in ACTIONS
+    assert 200 <= decision.status_code <= 599
+    assert "engine.internalError" not in decision.rule_ids, decision.reason
+    assert elapsed < bound, f"decision took {elapsed:.2f} s"
+
+
+def _timed_evaluate(policy: Any, ctx: RequestContext, **kw: Any) -> tuple[Decision, float]:
+    start = time.perf_counter()
+    decision = evaluate(policy, ctx, replay_store=InMemoryReplayStore(max_entries=16), **kw)
+    return decision, time.perf_counter() - start
+
+
+# --- the engine, fed RequestContexts directly -------------------------------------------------
+
+
+@FUZZ
+@given(
+    policy=st.sampled_from(POLICIES),
+    method=methods,
+    path=path_strategy,
+    headers=st.dictionaries(header_names, text, max_size=6),
+    query=st.dictionaries(text, text, max_size=4),
+    content_type=st.one_of(st.none(), content_types),
+    raw=bodies,
+    sample=st.one_of(st.none(), json_values),
+    partial=st.booleans(),
+    size=st.integers(min_value=-5, max_value=1 << 40),
+    authenticated=st.booleans(),
+    route_id=st.one_of(st.none(), st.sampled_from(["license-activate", "admin", "nope", ""])),
+)
+def test_engine_always_decides(
+    policy: Any,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    query: dict[str, str],
+    content_type: str | None,
+    raw: bytes | None,
+    sample: Any,
+    partial: bool,
+    size: int,
+    authenticated: bool,
+    route_id: str | None,
+) -> None:
+    body = Body(
+        present=raw is not None or sample is not None,
+        size_bytes=size,
+        raw=raw,
+        json=BodyJson(sample) if sample is not None else None,
+        partial=partial,
+    )
+    request = HttpRequest(
+        method=method,
+        path=path,
+        headers=headers,
+        query=query,
+        content_type=content_type,
+        route_id=route_id,
+        body=body,
+    )
+    identity = Identity(authenticated, "alice", "acme", ("a",), {"sub": "alice"})
+    ctx = RequestContext(request=request, identity=identity, client=ClientInfo("10.0.0.1", None))
+    decision, elapsed = _timed_evaluate(policy, ctx)
+    _assert_decision(decision, elapsed)
+
+
+# --- the adapter and the servicer, fed CheckRequests ---------------------------------------------
+
+
+def _servicer() -> AuthorizationServicer:
+    config = ServerConfig(policy_path=str(DEMO_POLICY), http_port=0, hot_reload=False)
+    return AuthorizationServicer(build_state(config))
+
+
+SERVICER = _servicer()
+
+
+def _serve_bytes(data: bytes) -> tuple[CheckResponse, float]:
+    start = time.perf_counter()
+    out = asyncio.run(SERVICER.check(data, None))
+    elapsed = time.perf_counter() - start
+    assert isinstance(out, bytes)
+    return CheckResponse.FromString(out), elapsed
+
+
+def _assert_response(resp: CheckResponse, elapsed: float, bound: float = PER_CALL_BOUND_S) -> None:
+    assert resp.status.code in (0, 7), resp.status
+    kind = resp.WhichOneof("http_response")
+    if resp.status.code == 0:
+        assert kind == "ok_response"
+    else:
+        assert kind == "denied_response"
+        assert 400 <= resp.denied_response.status.code <= 599
+        body = json.loads(resp.denied_response.body)
+        assert body["code"] in ("POLICY_VIOLATION", "INVALID_REQUEST"), body
+        assert "engine.internalError" not in body["ruleHits"], body
+    assert elapsed < bound, f"check took {elapsed:.2f} s"
+
+
+@FUZZ
+@given(
+    method=methods,
+    path=path_strategy,
+    headers=st.dictionaries(header_names, text, max_size=6),
+    raw=bodies,
+    string_body=st.one_of(st.none(), text),
+    claims=claims,
+    drop=st.sets(st.sampled_from(["attributes", "http", "headers", "source", "host"])),
+    extensions=st.dictionaries(st.sampled_from(["route_id", "service", "env", "x"]), text),
+)
+def test_adapter_and_servicer_always_answer(
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    raw: bytes | None,
+    string_body: str | None,
+    claims: dict[str, Any] | None,
+    drop: set[str],
+    extensions: dict[str, str],
+) -> None:
+    req = check_request(method, path, headers=headers, body=raw, claims=claims)
+    attrs = req.attributes
+    for key, value in extensions.items():
+        attrs.context_extensions[key] = value
+    if string_body is not None and raw is None:
+        attrs.request.http.body = string_body
+    if "headers" in drop:
+        attrs.request.http.ClearField("headers")
+    if "host" in drop:
+        attrs.request.http.ClearField("host")
+    if "source" in drop:
+        attrs.ClearField("source")
+    if "http" in drop:
+        attrs.request.ClearField("http")
+    if "attributes" in drop:
+        req.ClearField("attributes")
+    # The pure adapter: a context, or its one well-named error; nothing else.
+    try:
+        ctx = check_request_to_context(req)
+    except Exception as exc:
+        assert type(exc).__name__ == "InvalidContext", repr(exc)
+    else:
+        decision, elapsed = _timed_evaluate(DEMO, ctx)
+        _assert_decision(decision, elapsed)
+    # The servicer's whole path (bytes in, bytes out), as grpcio would call it.
+    _assert_response(*_serve_bytes(req.SerializeToString()))
+
+
+@FUZZ
+@given(data=st.binary(max_size=400))
+def test_servicer_answers_bytes_that_are_not_a_check_request(data: bytes) -> None:
+    _assert_response(*_serve_bytes(data))
+
+
+# --- hostile bodies at full size -----------------------------------------------------------------
+
+
+def _deep(n: int, kind: str) -> bytes:
+    if kind == "array":
+        return b"[" * n + b"]" * n
+    if kind == "object":
+        return b'{"a":' * n + b"1" + b"}" * n
+    return b'{"licenseKey":' + b"[" * n  # truncated and deep
+
+
+HOSTILE_BODIES: dict[str, tuple[str, bytes]] = {
+    "100k-deep-arrays": (ACTIVATE, _deep(100_000, "array")),
+    "100k-deep-objects": (ACTIVATE, _deep(100_000, "object")),
+    "100k-deep-truncated": (ACTIVATE, _deep(100_000, "open")),
+    "deep-inside-strings": (ACTIVATE, b'{"a":"' + b"[" * 200_000 + b'"}'),
+    "million-element-array": ("/api/v1/bulk", b"[" + b"0," * 999_999 + b"0]"),
+    "million-element-nested": ("/api/v1/bulk", b'{"a":[' + b"{}," * 999_999 + b"{}]}"),
+    "million-keys": (
+        "/api/v1/bulk",
+        b"{" + b",".join(b'"k%d":0' % i for i in range(300_000)) + b"}",
+    ),
+    "huge-string": (
+        ACTIVATE,
+        json.dumps({**GOOD_ACTIVATION, "deviceId": "a" * 1_000_000}).encode(),
+    ),
+    "huge-adversarial-string": (
+        "/api/v1/bulk",
+        json.dumps({"q": "%25" * 300_000 + "/../x", "u": "http://" + "[" * 200_000}).encode(),
+    ),
+    "huge-escapes": ("/api/v1/bulk", b'["' + b"\\u0000" * 500_000 + b'"]'),
+    "invalid-utf8-megabyte": (ACTIVATE, b"\xc0\xae" * 500_000),
+    "duplicate-keys-many": ("/api/v1/bulk", b"{" + b'"a":1,' * 200_000 + b'"a":2}'),
+    "big-number": ("/api/v1/bulk", b"[" + b"9" * 500_000 + b"]"),
+    "oversize-8mb": ("/api/v1/bulk", b"[" + b"0," * 4_000_000 + b"0]"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
+def test_hostile_body_is_decided_in_bounded_time(name: str) -> None:
+    path, body = HOSTILE_BODIES[name]
+    ctype = {"content-type": "application/json"}
+    req = check_request(
+        "POST", path, headers=ctype, body=body, claims={"sub": "a", "tenant": "acme"}
+    )
+    ctx = check_request_to_context(req)
+    for policy in POLICIES:
+        decision, elapsed = _timed_evaluate(policy, ctx)
+        _assert_decision(decision, elapsed, BIG_BODY_BOUND_S)
+        # None of these is a clean request: each must be refused.
+        assert decision.action == "BLOCK", (name, decision.reason)
+    resp, elapsed = _serve_bytes(req.SerializeToString())
+    _assert_response(resp, elapsed, BIG_BODY_BOUND_S)
+    assert resp.status.code == 7
+
+
+def test_hostile_bodies_hit_the_right_limit() -> None:
+    """The catalogue route ``bulk`` accepts 8 MiB bodies: the limits, not the size, must fire."""
+    expect = {
+        "100k-deep-arrays": "limit.json.depth",
+        "million-element-array": "limit.array.max",
+        "million-element-nested": "limit.array.max",
+        "duplicate-keys-many": "request.body.malformed",
+        "oversize-8mb": "limit.body.max",
+    }
+    for name, rule in expect.items():
+        path, body = HOSTILE_BODIES[name]
+        if path == ACTIVATE:
+            path = "/api/v1/bulk"
+        req = check_request("POST", path, headers={"content-type": "application/json"}, body=body)
+        decision = evaluate(CATALOGUE, check_request_to_context(req))
+        assert rule in decision.rule_ids, (name, decision.rule_ids, decision.reason)
+
+
+# --- a few of those through the real gRPC server over a Unix socket ------------------------------
+
+
+@pytest.fixture
+def grpc_server() -> Iterator[str]:
+    """``extauthz.server.app.Server`` on a background loop, serving a real Unix socket."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="cs-fz-", dir="/tmp"))
+    path = str(sock_dir / "pdp.sock")
+    loop = asyncio.new_event_loop()
+    config = ServerConfig(
+        policy_path=str(DEMO_POLICY), unix_socket=path, http_port=0, hot_reload=False
+    )
+    server = Server(build_state(config))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=20)
+    try:
+        yield path
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(timeout=20)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def test_fuzzed_requests_through_real_grpc(grpc_server: str) -> None:
+    """Random CheckRequests, raw garbage and the hostile bodies over grpc on a Unix socket."""
+    rng = random.Random(8)
+    requests: list[bytes] = []
+    for _ in range(40):
+        path = "/" + "/".join(
+            rng.choice(["..", "%2e%2e", "admin", "healthz", "%00", "a"]) for _ in range(4)
+        )
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+        requests.append(
+            check_request(rng.choice(["GET", "post", "X"]), path, body=body).SerializeToString()
+        )
+    requests += [bytes(rng.randrange(256) for _ in range(50)) for _ in range(10)]
+    requests.append(CheckRequest().SerializeToString())  # every field missing
+    for name in ("100k-deep-arrays", "million-element-array", "invalid-utf8-megabyte"):
+        path, body = HOSTILE_BODIES[name]
+        req = check_request("POST", path, headers={"content-type": "application/json"}, body=body)
+        requests.append(req.SerializeToString())
+    with grpc.insecure_channel(
+        f"unix:{grpc_server}", options=[("grpc.max_send_message_length", 16 << 20)]
+    ) as channel:
+        call = channel.unary_unary(
+            "/envoy.service.auth.v3.Authorization/Check",
+            request_serializer=lambda b: b,
+            response_deserializer=CheckResponse.FromString,
+        )
+        for data in requests:
+            start = time.perf_counter()
+            resp = call(data, timeout=30)  # an RPC error would raise here: none may occur
+            _assert_response(resp, time.perf_counter() - start, BIG_BODY_BOUND_S)
