@@ -8,6 +8,7 @@ never request data. Hot-path children are cached so a check costs a few dict loo
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
@@ -21,7 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ._exceptions import ContractShieldError, ReplayStoreUnavailable
+from ._exceptions import ContractShieldError, ContractShieldTimeout, ReplayStoreUnavailable
 
 UNMATCHED = "unmatched"
 # Decisions take tens of microseconds to a few milliseconds; Envoy gives up at 200 ms.
@@ -158,36 +159,54 @@ class Metrics:
 
 
 class MeteredReplayStore:
-    """Wraps a (sync or async) replay store and counts its claims and failures.
+    """Wraps a (sync or async) replay store: counts claims and failures, bounds each claim.
 
-    Presents the async ``claim`` the engine's ``evaluate_async`` accepts; every other
-    attribute (``ping``, ``close``...) is forwarded to the wrapped store.
+    The claim is the only await in a check, so bounding it by the check deadline bounds the
+    check: a store slower than ``timeout_seconds`` raises ``ContractShieldTimeout``, which the
+    engine treats as a store outage (503 fail closed, or fail open when configured). Presents
+    the async ``claim`` that ``evaluate_async`` accepts; every other attribute (``ping``,
+    ``close``...) is forwarded to the wrapped store.
     """
 
-    __slots__ = ("_async", "_metrics", "inner")
+    __slots__ = ("_async", "_metrics", "inner", "timeout_seconds")
 
-    def __init__(self, inner: Any, metrics: Metrics) -> None:
+    def __init__(
+        self, inner: Any, metrics: Metrics, *, timeout_seconds: float | None = None
+    ) -> None:
         self.inner = inner
         self._metrics = metrics
         self._async = inspect.iscoroutinefunction(inner.claim)
+        self.timeout_seconds = timeout_seconds
 
     async def claim(self, key: str, ttl_seconds: int) -> bool:
         m = self._metrics
         try:
-            if self._async:
+            if not self._async:
+                first = self.inner.claim(key, ttl_seconds)
+            elif self.timeout_seconds is None:
                 first = await self.inner.claim(key, ttl_seconds)
             else:
-                first = self.inner.claim(key, ttl_seconds)
+                try:
+                    async with asyncio.timeout(self.timeout_seconds):
+                        first = await self.inner.claim(key, ttl_seconds)
+                except TimeoutError:
+                    raise ContractShieldTimeout(
+                        f"replay store did not answer within {self.timeout_seconds * 1000:.0f} ms"
+                    ) from None
         except ContractShieldError as exc:
-            m.replay_ops.labels("error").inc()
-            m.replay_errors.labels(exc.code).inc()
+            self._count_error(exc.code)
             raise
         except Exception as exc:
-            m.replay_ops.labels("error").inc()
-            m.replay_errors.labels(ReplayStoreUnavailable.code).inc()
+            self._count_error(ReplayStoreUnavailable.code)
             raise ReplayStoreUnavailable(f"replay store failed: {type(exc).__name__}") from exc
         m.replay_ops.labels("claimed" if first else "duplicate").inc()
         return bool(first)
+
+    def _count_error(self, code: str) -> None:
+        m = self._metrics
+        m.replay_ops.labels("error").inc()
+        m.replay_errors.labels(code).inc()
+        m.observe_error(code)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

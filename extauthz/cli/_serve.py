@@ -74,10 +74,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"extauthz serve: invalid policy:\n{exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(serve(config, state))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(serve(config, state))
     except SocketInUse as exc:
         print(f"extauthz serve: {exc}", file=sys.stderr)
         return 1
     except InvalidConfig as exc:
         print(f"extauthz serve: {exc}", file=sys.stderr)
         return 2
+
+
+def _loop_factory() -> Any:
+    """uvloop when installed (it roughly halves the HTTP stack's per-request cost), else asyncio."""
+    import os
+
+    if os.environ.get("EVENT_LOOP", "auto") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

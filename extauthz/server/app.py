@@ -45,14 +45,13 @@ def build_state(config: ServerConfig) -> ServerState:
         from .._exceptions import InvalidConfig
 
         raise InvalidConfig("POLICY_PATH: no policy given (--policy or POLICY_PATH)")
-    metrics = Metrics()
     policy_source = StaticPolicySource(load_policy(config.policy_path))
-    replay_store = InMemoryReplayStore()
+    replay_store = InMemoryReplayStore()  # Server.start meters it and bounds its claims
     return ServerState(
         config=config,
         policy_source=policy_source,
-        metrics=metrics,
-        replay_store=MeteredReplayStore(replay_store, metrics),
+        metrics=Metrics(),
+        replay_store=replay_store,
     )
 
 
@@ -73,6 +72,10 @@ class Server:
 
     async def start(self) -> Server:
         state, config = self.state, self.state.config
+        if not isinstance(state.replay_store, MeteredReplayStore):
+            state.replay_store = MeteredReplayStore(
+                state.replay_store, state.metrics, timeout_seconds=config.check_deadline_ms / 1000
+            )
         version = "?"
         try:
             policy = state.policy_source.current()

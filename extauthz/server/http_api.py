@@ -12,10 +12,9 @@ No access log at the default level: per-request logging costs more than a decisi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import uuid
+import os
 
 from aiohttp import web
 
@@ -32,6 +31,7 @@ log = logging.getLogger("extauthz.server")
 
 STATE_KEY = web.AppKey("state", ServerState)
 _JSON = "application/json"
+_JSON_HEADERS = {"Content-Type": _JSON}
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -44,14 +44,18 @@ async def evaluate(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     body = await request.read()
     try:
-        ctx = RequestContext.from_json(body)
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidContext(f"context is not valid JSON: {exc}") from exc
+        if isinstance(data, dict) and not data.get("id"):
+            data["id"] = os.urandom(16).hex()  # every decision carries a request id
+        ctx = RequestContext.from_dict(data)
     except InvalidContext as exc:
         state.metrics.observe_error(InvalidContext.code)
         return _json({"error": str(exc), "code": INVALID_REQUEST}, 400)
-    if not ctx.id:
-        ctx = dataclasses.replace(ctx, id=uuid.uuid4().hex)
     outcome = await decide(state, ctx, "http")
-    return web.Response(body=outcome.decision.to_json().encode(), content_type=_JSON)
+    return web.Response(body=outcome.decision.to_json().encode(), headers=_JSON_HEADERS)
 
 
 async def live(request: web.Request) -> web.Response:

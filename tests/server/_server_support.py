@@ -6,10 +6,12 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+import grpc
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from google.protobuf import json_format
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,3 +59,11 @@ def stripe_headers(payload: bytes, *, secret: bytes = STRIPE_SECRET) -> dict[str
 
 def stripe_event(event_id: str) -> bytes:
     return json.dumps({"id": event_id, "type": "invoice.paid", "object": "event"}).encode()
+
+
+def check_stub(channel: grpc.aio.Channel) -> Callable[..., Awaitable[CheckResponse]]:
+    return channel.unary_unary(
+        CHECK_METHOD,
+        request_serializer=CheckRequest.SerializeToString,
+        response_deserializer=CheckResponse.FromString,
+    )

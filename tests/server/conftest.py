@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
-from _server_support import CHECK_METHOD, DEMO_POLICY
+from _server_support import DEMO_POLICY, check_stub
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from extauthz.server.app import Server, build_state
@@ -46,14 +46,6 @@ async def start_inproc(socket_path: str) -> AsyncIterator[StartServer]:
 async def grpc_channel(socket_path: str) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"unix:{socket_path}") as channel:
         yield channel
-
-
-def check_stub(channel: grpc.aio.Channel) -> Callable[..., Awaitable[CheckResponse]]:
-    return channel.unary_unary(
-        CHECK_METHOD,
-        request_serializer=CheckRequest.SerializeToString,
-        response_deserializer=CheckResponse.FromString,
-    )
 
 
 @pytest.fixture

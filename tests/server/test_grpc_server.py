@@ -16,7 +16,6 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extauthz import ReplayStoreUnavailable, SocketInUse
-from extauthz.metrics import MeteredReplayStore
 from extauthz.server.app import build_state
 from extauthz.server.config import ServerConfig
 from extauthz.server.state import ServerState
@@ -117,24 +116,31 @@ class SlowStore:
         return True
 
 
-async def test_deadline_exceeded_is_an_explicit_504_denial(start_inproc, check) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("fail_open", [False, True])
+async def test_store_slower_than_the_deadline_gets_an_explicit_answer(  # type: ignore[no-untyped-def]
+    start_inproc, check, fail_open: bool
+) -> None:
     def slow(config: ServerConfig) -> ServerState:
         state = build_state(config)
-        state.replay_store = MeteredReplayStore(SlowStore(), state.metrics)
+        state.replay_store = SlowStore()
         return state
 
-    await start_inproc(slow, check_deadline_ms=50)
-    payload = stripe_event("evt_deadline")
+    server = await start_inproc(slow, check_deadline_ms=50, replay_fail_open=fail_open)
+    payload = stripe_event(f"evt_deadline_{fail_open}")
     loop = asyncio.get_running_loop()
     start = loop.time()
     resp = await check(
         check_request("POST", "/webhooks/stripe", headers=stripe_headers(payload), body=payload)
     )
     elapsed = loop.time() - start
-    assert resp.denied_response.status.code == 504
-    assert body_of(resp)["code"] == "DEADLINE_EXCEEDED"
-    assert "server.deadlineExceeded" in body_of(resp)["ruleHits"]
     assert elapsed < 0.9  # answered at the deadline, not when the store finally returned
+    if fail_open:
+        assert resp.status.code == 0  # the operator chose to let webhooks through
+    else:
+        assert resp.denied_response.status.code == 503
+        body = body_of(resp)
+        assert "webhook.stripe.replayStoreUnavailable" in body["ruleHits"]
+    assert server.state.metrics.errors.labels("timeout")._value.get() == 1
 
 
 async def test_bytes_that_are_not_a_check_request_get_400(start_inproc, grpc_channel) -> None:  # type: ignore[no-untyped-def]
@@ -209,7 +215,7 @@ async def test_grpc_health_follows_readiness_and_drain(start_inproc, grpc_channe
 
     def flaky(config: ServerConfig) -> ServerState:
         state = build_state(config)
-        state.replay_store = MeteredReplayStore(store, state.metrics)
+        state.replay_store = store
         return state
 
     server = await start_inproc(flaky)
@@ -248,7 +254,7 @@ async def test_drain_finishes_in_flight_checks_and_refuses_new_ones(
 
     def pausing(config: ServerConfig) -> ServerState:
         state = build_state(config)
-        state.replay_store = MeteredReplayStore(store, state.metrics)
+        state.replay_store = store
         return state
 
     server = await start_inproc(pausing, check_deadline_ms=2000)

@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from extauthz import ReplayStoreUnavailable
-from extauthz.metrics import MeteredReplayStore
 from extauthz.server.app import build_state
 from extauthz.server.config import ServerConfig
 from extauthz.server.state import ServerState
@@ -106,7 +105,7 @@ class DownStore:
 async def test_ready_503_and_health_degraded_when_store_is_down(start_inproc, free_port) -> None:  # type: ignore[no-untyped-def]
     def down(config: ServerConfig) -> ServerState:
         state = build_state(config)
-        state.replay_store = MeteredReplayStore(DownStore(), state.metrics)
+        state.replay_store = DownStore()
         return state
 
     server = await start_inproc(down, http_port=free_port())

@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import grpc
-from _server_support import check_request
-from conftest import check_stub
+from _server_support import check_request, check_stub
 
 from extauthz.server.socket import is_live
 
