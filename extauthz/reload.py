@@ -272,7 +272,6 @@ class PolicyHotReloader:
                 problem = PolicyProblem(str(self.path), "", f"{type(exc).__name__}: {exc}")
                 return self._refuse(InvalidPolicy([problem]), started)
             self._install(policy, content_hash)
-            self._reloads += 1
             duration = time.perf_counter() - started
             log.info(
                 "policy reloaded: %s version %s (%d routes) in %.1f ms",
@@ -282,6 +281,7 @@ class PolicyHotReloader:
                 duration * 1000,
             )
             self._call(self._on_reload, policy)
+            self._reloads += 1  # counted last: a caller who sees it also sees the callback done
             return ReloadResult("reloaded", policy.version, duration)
 
     def _load_hashed(
@@ -310,7 +310,6 @@ class PolicyHotReloader:
             self._sync_watches()
 
     def _refuse(self, exc: InvalidPolicy, started: float) -> ReloadResult:
-        self._failures += 1
         self.last_problems = exc.errors or (PolicyProblem(str(self.path), "", str(exc)),)
         self.last_error = "; ".join(str(p) for p in self.last_problems)
         self.last_error_at = time.time()
@@ -328,6 +327,7 @@ class PolicyHotReloader:
         if self._observer is not None:
             self._sync_watches(Path(p.file) for p in self.last_problems if p.file)
         self._call(self._on_error, exc)
+        self._failures += 1
         return ReloadResult("failed", version, time.perf_counter() - started, self.last_problems)
 
     def _call(self, callback: Callable[[Any], Any] | None, arg: Any) -> None:

@@ -49,6 +49,7 @@ def test_a_changed_rule_decides_within_two_seconds_with_the_default_debounce(
 
         policy_file.write_text(policy_yaml(ping_expr="false"))
         took = wait_for(lambda: ping_action(r) == "BLOCK", timeout=2.0)
+        wait_for(lambda: r.stats.reloads == 1)
 
         second = r.current()
         assert second.version != first.version
@@ -84,7 +85,8 @@ def test_an_invalid_policy_is_refused_then_a_fix_is_applied(
         assert any("policy.yaml" in m and problem.path in m for m in logged), logged
 
         policy_file.write_text(policy_yaml(ping_expr="false"))
-        wait_for(lambda: r.current() is not good)
+        wait_for(lambda: r.stats.reloads == 1)
+        assert r.current() is not good
         assert ping_action(r) == "BLOCK"
         assert r.last_error is None and r.last_problems == ()
         assert r.stats.reloads == 1 and r.stats.failures == 1
@@ -115,8 +117,8 @@ def test_ten_rapid_writes_give_exactly_one_reload(policy_file: Path) -> None:
 def test_atomic_rename_triggers_a_reload(policy_file: Path) -> None:
     with PolicyHotReloader(policy_file, debounce_ms=FAST_MS) as r:
         write_atomic(policy_file, policy_yaml(ping_expr="false"))
-        wait_for(lambda: ping_action(r) == "BLOCK")
-        assert r.stats.reloads == 1
+        wait_for(lambda: r.stats.reloads == 1)
+        assert ping_action(r) == "BLOCK"
 
 
 def test_delete_then_recreate_triggers_a_reload(policy_file: Path) -> None:
@@ -124,8 +126,8 @@ def test_delete_then_recreate_triggers_a_reload(policy_file: Path) -> None:
         policy_file.unlink()
         time.sleep(0.05)
         policy_file.write_text(policy_yaml(ping_expr="false"))
-        wait_for(lambda: ping_action(r) == "BLOCK")
-        assert r.stats.reloads == 1
+        wait_for(lambda: r.stats.reloads == 1)
+        assert ping_action(r) == "BLOCK"
 
 
 def test_deleted_policy_keeps_the_old_one_until_it_comes_back(policy_file: Path) -> None:
