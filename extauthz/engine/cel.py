@@ -48,16 +48,34 @@ class CelRule:
     message: str | None = None
 
 
-def compile_expr(expr: str) -> tuple[Any, dict[str, frozenset[str]]]:
-    """Compile ``expr``; return the program and the fields it reads per variable."""
-    try:
-        program = cel.compile(expr)
-    except (ValueError, RuntimeError, TypeError) as exc:
-        raise CelProblem(_syntax_reason(str(exc))) from None
-    except BaseException as exc:  # pyo3 panics derive from BaseException
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
-        raise CelProblem(f"CEL expression cannot be compiled: {exc}") from None
+MAP_FIELDS = frozenset({("request", "body"), ("request", "headers"), ("request", "query"),
+                        ("request", "params"), ("identity", "claims")})  # fmt: skip
+_KEY = re.compile(
+    r"""\s*(?:\.\s*([A-Za-z_]\w*)(?!\w|\s*\()|\[\s*(?:'([^'\\\n]*)'|"([^"\\\n]*)")\s*\])"""
+)
+
+# What an expression reads: (variable, field, flat) -> None (all of it) or the keys it reads
+# from a map field. ``flat`` fields are passed as one top-level CEL variable each (see
+# ``flat_name``): converting a nested dict costs about as much as its leaves, so
+# ``identity.tenant`` is rewritten to ``cs__identity__tenant`` and only that string is converted.
+Need = tuple[str, str, bool]
+Needs = dict[Need, frozenset[str] | None]
+_HAS_OPEN = re.compile(r"has\s*\(\s*$")
+_CLOSE = re.compile(r"\s*\)")
+
+
+def flat_name(var: str, fld: str) -> str:
+    return f"cs__{var}__{fld}"
+
+
+def compile_expr(expr: str) -> tuple[Any, Needs]:
+    """Compile ``expr``; return the program and what it reads (see ``Needs``)."""
+    program = _compile(expr)
+    strings = [m.span() for m in _STRINGS.finditer(expr)]
+
+    def in_string(pos: int) -> bool:
+        return any(a <= pos < b for a, b in strings)
+
     code = _STRINGS.sub("''", expr)
     bound = set(_MACRO_VAR.findall(code))
     unknown = sorted(set(program.variables()) - set(VARIABLES) - bound)
@@ -65,18 +83,65 @@ def compile_expr(expr: str) -> tuple[Any, dict[str, frozenset[str]]]:
         raise CelProblem(
             f"unknown variable {unknown[0]!r} (variables: request, identity, client, runtime)"
         )
-    needs: dict[str, set[str]] = {}
-    for var, fld in _REF.findall(code):
-        if var in bound:
+    needs: dict[Need, set[str] | None] = {}
+    nested_only: dict[Need, set[str] | None] = {}
+    pieces: list[str] = []
+    pos = 0
+    for m in _REF.finditer(expr):
+        var, fld = m.group(1), m.group(2)
+        if var in bound or in_string(m.start()):
             continue
-        fields = needs.setdefault(var, set())
         if not fld:
-            fields.update(VARIABLES[var])
-        elif fld not in VARIABLES[var]:
+            for f in VARIABLES[var]:
+                needs[(var, f, False)] = None
+                nested_only[(var, f, False)] = None
+            continue
+        if fld not in VARIABLES[var]:
             raise CelProblem(f"{var} has no field {fld!r} (fields: {', '.join(VARIABLES[var])})")
+        keys: set[str] | None = None
+        if (var, fld) in MAP_FIELDS:
+            key = _KEY.match(expr, m.end())
+            if key is not None:
+                keys = {key.group(1) or key.group(2) or key.group(3) or ""}
+        # ``has(identity.tenant)`` needs a field selection: that occurrence stays nested.
+        flat = not (_HAS_OPEN.search(expr, 0, m.start()) and _CLOSE.match(expr, m.end()))
+        for target, is_flat in ((needs, flat), (nested_only, False)):
+            need = (var, fld, is_flat)
+            if need in target and (target[need] is None or keys is None):
+                target[need] = None
+            else:
+                target[need] = (target.get(need) or set()) | keys if keys is not None else None
+        if flat:
+            pieces.append(expr[pos : m.start()])
+            pieces.append(flat_name(var, fld))
+            pos = m.end()
+    pieces.append(expr[pos:])
+    rewritten = "".join(pieces)
+    if rewritten != expr:
+        try:
+            program = _compile(rewritten)
+        except CelProblem:  # a construct the rewrite does not understand: stay nested
+            needs = nested_only
+    return program, {k: (frozenset(v) if v is not None else None) for k, v in needs.items()}
+
+
+def _compile(expr: str) -> Any:
+    try:
+        return cel.compile(expr)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise CelProblem(_syntax_reason(str(exc))) from None
+    except BaseException as exc:  # pyo3 panics derive from BaseException
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise CelProblem(f"CEL expression cannot be compiled: {exc}") from None
+
+
+def merge_needs(into: dict[Need, set[str] | None], needs: Needs) -> None:
+    for need, keys in needs.items():
+        if keys is None or (need in into and into[need] is None):
+            into[need] = None
         else:
-            fields.add(fld)
-    return program, {k: frozenset(v) for k, v in needs.items()}
+            into[need] = (into.get(need) or set()) | keys
 
 
 def _syntax_reason(text: str) -> str:
@@ -127,24 +192,52 @@ _GETTERS: dict[str, dict[str, _Getter]] = {
 
 @dataclass(frozen=True, slots=True)
 class CelPlan:
-    """The rules of one route and the variable fields they need."""
+    """The rules of one route and how to build the variables they read."""
 
     rules: tuple[CelRule, ...]
-    getters: tuple[tuple[str, tuple[tuple[str, _Getter], ...]], ...]
+    flat: tuple[tuple[str, _Getter], ...]  # top-level CEL name -> getter
+    nested: tuple[tuple[str, tuple[tuple[str, _Getter], ...]], ...]  # var -> fields
 
 
-def make_plan(rules: tuple[CelRule, ...], needs: dict[str, frozenset[str]]) -> CelPlan:
-    getters = tuple(
-        (var, tuple((f, _GETTERS[var][f]) for f in VARIABLES[var] if f in needs[var]))
-        for var in VARIABLES
-        if var in needs
+def _pruned(get: _Getter, keys: frozenset[str]) -> _Getter:
+    """A getter that converts only the keys an expression reads from a map."""
+
+    def getter(view: RequestView) -> Any:
+        value = get(view)
+        if isinstance(value, Mapping):
+            return {k: value[k] for k in keys if k in value}
+        return value
+
+    return getter
+
+
+def make_plan(rules: tuple[CelRule, ...], needs: Mapping[Need, Any]) -> CelPlan:
+    def getter(var: str, fld: str, keys: Any) -> _Getter:
+        get = _GETTERS[var][fld]
+        return get if keys is None else _pruned(get, frozenset(keys))
+
+    flat = tuple(
+        (flat_name(var, fld), getter(var, fld, keys))
+        for (var, fld, is_flat), keys in sorted(needs.items())
+        if is_flat
     )
-    return CelPlan(rules, getters)
+    nested = []
+    for var, fields in VARIABLES.items():
+        chosen = tuple(
+            (fld, getter(var, fld, needs[(var, fld, False)]))
+            for fld in fields
+            if (var, fld, False) in needs
+        )
+        if chosen:
+            nested.append((var, chosen))
+    return CelPlan(rules, flat, tuple(nested))
 
 
 def evaluate(plan: CelPlan, view: RequestView, hits: list[RuleHit]) -> None:
     try:
-        variables = {var: {f: get(view) for f, get in fields} for var, fields in plan.getters}
+        variables = {name: get(view) for name, get in plan.flat}
+        for var, fields in plan.nested:
+            variables[var] = {f: get(view) for f, get in fields}
         context = cel.Context(variables=variables)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):

@@ -334,7 +334,7 @@ def _compile_rules(raw: Any, at: list[Any], out: _Collector) -> cel_mod.CelPlan 
     if not isinstance(raw, list) or not raw:
         return None
     rules: list[cel_mod.CelRule] = []
-    needs: dict[str, set[str]] = {}
+    needs: dict[str, dict[str, set[str] | None]] = {}
     ok = True
     seen: dict[str, int] = {}
     for j, rule in enumerate(raw):
@@ -363,8 +363,7 @@ def _compile_rules(raw: Any, at: list[Any], out: _Collector) -> cel_mod.CelPlan 
             out.add([*at, j, "config", "expr"], str(exc))
             ok = False
             continue
-        for var, fields in used.items():
-            needs.setdefault(var, set()).update(fields)
+        cel_mod.merge_needs(needs, used)
         rules.append(
             cel_mod.CelRule(
                 id=rid,
@@ -377,4 +376,4 @@ def _compile_rules(raw: Any, at: list[Any], out: _Collector) -> cel_mod.CelPlan 
         )
     if not ok:
         return False
-    return cel_mod.make_plan(tuple(rules), {k: frozenset(v) for k, v in needs.items()})
+    return cel_mod.make_plan(tuple(rules), needs)

@@ -108,17 +108,62 @@ def test_unconvertible_request_data_is_a_hit_not_a_crash(ctx) -> None:
 
 
 def test_compile_reads_fields_per_variable() -> None:
-    _, needs = compile_expr("identity.authenticated && identity.tenant == request.body.t")
+    program, needs = compile_expr("identity.authenticated && identity.tenant == request.body.t")
     assert needs == {
-        "identity": frozenset({"authenticated", "tenant"}),
-        "request": frozenset({"body"}),
+        ("identity", "authenticated", True): None,
+        ("identity", "tenant", True): None,
+        ("request", "body", True): frozenset({"t"}),
     }
+    assert sorted(program.variables()) == [
+        "cs__identity__authenticated", "cs__identity__tenant", "cs__request__body",
+    ]  # fmt: skip
     _, needs = compile_expr("size(request) > 0 && 'request.headers' != ''")
-    assert needs["request"] == frozenset(
-        {"method", "path", "headers", "query", "params", "body", "contentType"}
-    )
+    assert {fld for (var, fld, flat) in needs if var == "request" and not flat} == {
+        "method",
+        "path",
+        "headers",
+        "query",
+        "params",
+        "body",
+        "contentType",
+    }
+    assert all(v is None for v in needs.values())
     _, needs = compile_expr("identity.scopes.exists(request, request == 'x')")
-    assert needs == {"identity": frozenset({"scopes"})}
+    assert needs == {("identity", "scopes", True): None}
+    _, needs = compile_expr("has(identity.tenant) && identity.tenant != ''")
+    assert needs == {("identity", "tenant", False): None, ("identity", "tenant", True): None}
+
+
+@pytest.mark.parametrize(
+    ("expr", "keys"),
+    [
+        ("request.headers['x-api-version'] == '2'", frozenset({"x-api-version"})),
+        ('request.headers["a"] == request.headers.b', frozenset({"a", "b"})),
+        ("has(request.body.qty)", frozenset({"qty"})),
+        ("request.body.items.exists(i, i > 0)", frozenset({"items"})),
+        ("request.body.size() > 0", None),
+        ("size(request.body) > 0", None),
+        ("'qty' in request.body", None),
+        ("request.body == null", None),
+        ("request.body['a'] == 1 && request.body[request.query.k] == 1", None),
+    ],
+)
+def test_map_fields_are_pruned_to_the_keys_read(expr: str, keys) -> None:
+    _, needs = compile_expr(expr)
+    field = "headers" if "headers" in expr else "body"
+    assert needs[("request", field, True)] == keys
+
+
+def test_pruned_maps_keep_semantics(ctx) -> None:
+    p = policy_with(
+        "has(request.body.qty) && !has(request.body.nope)",
+        "has(identity.tenant) && has(request.headers.host) == false",
+        "request.headers['x-api-version'] == '2'",
+        "request.body.owner == identity.tenant",
+    )
+    assert run(p, ctx).action == "ALLOW"
+    d = run(p, ctx, body={"qty": 1})
+    assert d.rule_ids == ("r3",)  # owner missing: an error, so a hit
 
 
 @pytest.mark.parametrize(

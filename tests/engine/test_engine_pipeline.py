@@ -202,8 +202,10 @@ def test_demo_policy_facts(demo, ctx) -> None:
 def test_prepare_builds_only_needed_cel_fields(demo) -> None:
     route = demo.route("license-activate")
     assert route is not None and route.cel is not None
-    needed = {var: tuple(f for f, _ in fields) for var, fields in route.cel.getters}
-    assert needed == {"request": ("body",), "identity": ("authenticated", "tenant")}
+    assert [name for name, _ in route.cel.flat] == [
+        "cs__identity__authenticated", "cs__identity__tenant", "cs__request__body",
+    ]  # fmt: skip
+    assert route.cel.nested == ()
     assert callable(prepare)
 
 
