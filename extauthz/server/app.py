@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -28,7 +29,7 @@ from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
 from .health import HealthWatcher
 from .http_api import create_app
-from .state import ServerState, StaticPolicySource
+from .state import ServerState
 
 log = logging.getLogger("extauthz.server")
 
@@ -37,22 +38,43 @@ log = logging.getLogger("extauthz.server")
 # RELOAD+REDIS wires the hot reloader (config.hot_reload, SIGHUP → state.reload) and the Redis
 # replay store (config.redis_url) here. Keep this function small; it runs before serving.
 def build_state(config: ServerConfig) -> ServerState:
-    """Load the policy (raises ``InvalidPolicy``) and create the replay store."""
+    """Load the policy (raises ``InvalidPolicy``), start hot reload, create the replay store."""
     from ..engine import InMemoryReplayStore
-    from ..policy import load_policy
+    from ..reload import PolicyHotReloader
 
     if not config.policy_path:
         from .._exceptions import InvalidConfig
 
         raise InvalidConfig("POLICY_PATH: no policy given (--policy or POLICY_PATH)")
-    policy_source = StaticPolicySource(load_policy(config.policy_path))
-    replay_store = InMemoryReplayStore()  # Server.start meters it and bounds its claims
-    return ServerState(
+    metrics = Metrics()
+    # The reloader is the policy source either way; with HOT_RELOAD off it watches nothing
+    # and reloads only on SIGHUP (state.reload runs in an executor, off the event loop).
+    reloader = PolicyHotReloader(
+        config.policy_path,
+        debounce_ms=config.reload_debounce_ms,
+        on_reload=lambda policy: (metrics.observe_reload(True), metrics.observe_policy(policy)),
+        on_error=lambda exc: metrics.observe_reload(False),
+    ).start(watch=config.hot_reload)
+    replay_store: Any  # Server.start meters it and bounds its claims
+    if config.redis_url:
+        from ..replay_redis import RedisReplayStore
+
+        replay_store = RedisReplayStore(config.redis_url)
+        log.info("webhook replay store: redis %s, shared by every replica", replay_store.safe_url)
+    else:
+        replay_store = InMemoryReplayStore()
+        log.warning("no REDIS_URL: webhook replay protection is per process (in-memory store)")
+    state = ServerState(
         config=config,
-        policy_source=policy_source,
-        metrics=Metrics(),
+        policy_source=reloader,
+        metrics=metrics,
         replay_store=replay_store,
+        reload=reloader.reload_now,
     )
+    state.on_shutdown.append(reloader.stop)
+    if config.redis_url:
+        state.on_shutdown.append(replay_store.close)
+    return state
 
 
 # ------------------------------------------------------------------------------------------
