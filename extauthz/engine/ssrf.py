@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import urlsplit
+import unicodedata
+from urllib.parse import unquote, urlsplit
 
 _METADATA_NAMES = frozenset(
     {
@@ -43,6 +44,14 @@ _WILDCARD_DNS = (".nip.io", ".sslip.io", ".xip.io", ".xip.name", ".nip.direct", 
 _DANGEROUS_SCHEMES = frozenset({"file", "gopher", "dict", "ldap", "ldaps", "jar", "netdoc", "tftp"})
 _HEX8 = re.compile(r"^[0-9a-f]{8}$")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# WHATWG URL parsing (browsers, Node, undici) accepts any run of slashes or backslashes, or
+# none, after a special scheme: "http:/h", "http:\\\\h" and "http:h" all mean "http://h".
+_SPECIAL_SCHEME = re.compile(r"(?:https?|wss?|ftp):[/\\]*", re.I)
+
+
+def looks_like_url(value: str) -> bool:
+    """True when ``value`` would be read as a URL by a lenient (WHATWG) parser."""
+    return "//" in value or _SPECIAL_SCHEME.match(value.lstrip()) is not None
 
 
 def ssrf_reason(value: str, *, bare_host: bool) -> str | None:
@@ -52,6 +61,9 @@ def ssrf_reason(value: str, *, bare_host: bool) -> str | None:
     names explicitly); otherwise only URLs are inspected.
     """
     text = value.strip()
+    special = _SPECIAL_SCHEME.match(text)
+    if special is not None:
+        text = text[: special.end()].rstrip("/\\") + "//" + text[special.end() :]
     if "://" in text or text.startswith("//"):
         scheme = text.partition(":")[0].lower() if "://" in text else ""
         if scheme in _DANGEROUS_SCHEMES:
@@ -75,7 +87,14 @@ def ssrf_reason(value: str, *, bare_host: bool) -> str | None:
 
 def host_reason(host: str) -> str | None:
     """Return why a host name or address is internal, or ``None``."""
-    h = host.strip().lower().rstrip(".")
+    h = host.strip().lower()
+    if "%" in h and not h.startswith("["):
+        h = unquote(h)  # WHATWG percent-decodes hosts: "%31%32%37.0.0.1" is 127.0.0.1
+    if not h.isascii():
+        # IDNA (UTS 46) maps compatibility forms before resolving: "①②⑦", "ⓛⓞⓒⓐⓛⓗⓞⓢⓣ",
+        # fullwidth digits and ideographic full stops ("127。0。0。1") all reach the ASCII host.
+        h = unicodedata.normalize("NFKC", h).replace("\u3002", ".").lower()
+    h = h.rstrip(".")
     if h.startswith("[") and h.endswith("]"):
         h = h[1:-1]
     if not h:
