@@ -199,7 +199,12 @@ def _explain(error: Any) -> str:
 def structure_problems(doc: Any, source: str) -> list[PolicyProblem]:
     """Every structural problem of a policy document, in document order."""
     problems: list[PolicyProblem] = []
-    errors = sorted(_VALIDATOR.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(
+        _VALIDATOR.iter_errors(doc),
+        key=lambda e: [
+            (0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in e.absolute_path
+        ],
+    )
     for error in errors:
         if error.validator == "oneOf" and error.context:
             # The branch that got furthest into the value says what is wrong with it.
