@@ -85,7 +85,9 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
             if action == "monitor":
                 advisory.add(len(hits))
             hits.append(
-                RuleHit(ROUTE_UNMATCHED, "med", f"no route matches {method} {canonical.path}")
+                RuleHit(
+                    ROUTE_UNMATCHED, "med", f"no route matches {method[:16]} {canonical.path[:200]}"
+                )
             )
     else:
         mode = route.mode

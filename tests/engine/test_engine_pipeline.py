@@ -219,3 +219,13 @@ def test_context_round_trip_gives_the_same_decision(demo, ctx) -> None:
     again = RequestContext.from_json(c.to_json())
     assert evaluate(demo, c).to_dict() == evaluate(demo, again).to_dict()
     assert evaluate(demo, c).action == "ALLOW"
+
+
+def test_hit_messages_stay_short_for_huge_inputs(ctx) -> None:
+    p = make()
+    d = evaluate(p, ctx("GET", "/" + "x" * 50_000))
+    assert d.rule_ids == ("route.unmatched",) and len(d.rule_hits[0].message) < 300
+    sample = {"k" * 50_000: {"__proto__": 1}, "item": "i"}
+    d = evaluate(p, ctx("POST", "/orders", sample=sample, content_type="application/json"))
+    assert all(len(h.message) <= 300 for h in d.rule_hits)
+    assert "vulnerability.prototypePollution" in d.rule_ids
