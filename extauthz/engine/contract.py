@@ -333,7 +333,7 @@ class Contract:
             extra = unknown_fields(self.unknown, value)
             if extra:
                 hits.append(
-                    RuleHit(UNKNOWN_FIELD, "high", "unknown field(s): " + ", ".join(extra)[:300])
+                    RuleHit(UNKNOWN_FIELD, "high", ("unknown field(s): " + ", ".join(extra))[:300])
                 )
 
 
