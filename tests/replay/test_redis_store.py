@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -21,12 +22,20 @@ from extauthz.replay_redis import (
 )
 
 
+def store_for(url: str, **kwargs: Any) -> RedisReplayStore:
+    """Timeouts relaxed from the 50/100 ms defaults: the test machine is shared and busy, and
+    these tests are about behaviour, not timeouts (``test_a_hung_redis...`` keeps the default)."""
+    kwargs.setdefault("socket_timeout", 1.0)
+    kwargs.setdefault("connect_timeout", 1.0)
+    return RedisReplayStore(url, **kwargs)
+
+
 def raw(server: RedisServer) -> redis.Redis:
     return redis.Redis.from_url(server.url, socket_timeout=2)
 
 
 async def test_first_claim_wins_and_repeat_is_a_replay(redis_server: RedisServer) -> None:
-    store = RedisReplayStore(redis_server.url)
+    store = store_for(redis_server.url)
     try:
         assert await store.claim("stripe:evt_1", 300) is True
         assert await store.claim("stripe:evt_1", 300) is False
@@ -36,7 +45,7 @@ async def test_first_claim_wins_and_repeat_is_a_replay(redis_server: RedisServer
 
 
 async def test_replicas_sharing_redis_see_each_others_events(redis_server: RedisServer) -> None:
-    first, second = RedisReplayStore(redis_server.url), RedisReplayStore(redis_server.url)
+    first, second = store_for(redis_server.url), store_for(redis_server.url)
     try:
         assert await first.claim("github:delivery-42", 300) is True
         assert await second.claim("github:delivery-42", 300) is False
@@ -46,7 +55,7 @@ async def test_replicas_sharing_redis_see_each_others_events(redis_server: Redis
 
 
 async def test_concurrent_claims_of_one_event_admit_exactly_one(redis_server: RedisServer) -> None:
-    store = RedisReplayStore(redis_server.url)
+    store = store_for(redis_server.url)
     try:
         results = await asyncio.gather(*(store.claim("stripe:evt_race", 60) for _ in range(50)))
         assert results.count(True) == 1
@@ -55,7 +64,7 @@ async def test_concurrent_claims_of_one_event_admit_exactly_one(redis_server: Re
 
 
 async def test_key_is_prefixed_and_expires_after_ttl(redis_server: RedisServer) -> None:
-    store = RedisReplayStore(redis_server.url)
+    store = store_for(redis_server.url)
     try:
         await store.claim("stripe:evt_ttl", 300)
     finally:
@@ -68,7 +77,7 @@ async def test_key_is_prefixed_and_expires_after_ttl(redis_server: RedisServer) 
 
 
 async def test_custom_prefix_and_minimum_ttl(redis_server: RedisServer) -> None:
-    store = RedisReplayStore(redis_server.url, prefix="tenant-a:")
+    store = store_for(redis_server.url, prefix="tenant-a:")
     try:
         await store.claim("evt", 0)  # a zero TTL would make SET fail; it is clamped to 1 s
     finally:
@@ -83,7 +92,7 @@ async def test_custom_prefix_and_minimum_ttl(redis_server: RedisServer) -> None:
 async def test_odd_event_ids_are_hashed_into_bounded_safe_keys(
     redis_server: RedisServer, event_id: str
 ) -> None:
-    store = RedisReplayStore(redis_server.url)
+    store = store_for(redis_server.url)
     try:
         assert await store.claim(event_id, 60) is True
         assert await store.claim(event_id, 60) is False
@@ -113,7 +122,7 @@ async def test_outage_raises_unavailable_and_recovery_is_automatic(
     redis_server: RedisServer,
 ) -> None:
     seen: list[tuple[str, str]] = []
-    store = RedisReplayStore(redis_server.url, on_result=lambda op, r: seen.append((op, r)))
+    store = store_for(redis_server.url, on_result=lambda op, r: seen.append((op, r)))
     try:
         assert await store.claim("evt-before", 300) is True
         assert await store.ping() > 0
@@ -139,7 +148,7 @@ async def test_restart_between_claims_does_not_fail_the_next_claim(
     redis_server: RedisServer,
 ) -> None:
     """Pooled connections die with the old Redis; the next claim must not pay for that."""
-    store = RedisReplayStore(redis_server.url)
+    store = store_for(redis_server.url)
     try:
         await asyncio.gather(*(store.claim(f"warm-{i}", 60) for i in range(8)))
         redis_server.restart()
@@ -179,7 +188,7 @@ def silent_server() -> Iterator[str]:
 
 
 async def test_a_hung_redis_times_out_quickly(silent_server: str) -> None:
-    store = RedisReplayStore(silent_server, socket_timeout=0.05)
+    store = RedisReplayStore(silent_server)  # default timeouts: 50 ms read, 100 ms connect
     try:
         started = time.monotonic()
         with pytest.raises(ReplayStoreUnavailable, match="Timeout"):
@@ -192,7 +201,7 @@ async def test_a_hung_redis_times_out_quickly(silent_server: str) -> None:
 
 async def test_each_event_loop_gets_its_own_pool(redis_server: RedisServer) -> None:
     """The gRPC server and an HTTP thread may run different loops over one store."""
-    store = RedisReplayStore(redis_server.url)
+    store = store_for(redis_server.url)
     result: list[float] = []
     thread = threading.Thread(target=lambda: result.append(asyncio.run(store.ping())))
     thread.start()
@@ -200,5 +209,16 @@ async def test_each_event_loop_gets_its_own_pool(redis_server: RedisServer) -> N
     try:
         assert result and result[0] > 0
         assert await store.claim("evt-main-loop", 60) is True
+    finally:
+        await store.close()
+
+
+async def test_timeouts_can_be_tuned_in_the_url() -> None:
+    store = RedisReplayStore("redis://127.0.0.1:1/0?socket_timeout=0.5&socket_connect_timeout=2")
+    try:
+        kwargs = store._client().connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == 0.5
+        assert kwargs["socket_connect_timeout"] == 2.0
+        assert kwargs["retry"].get_retries() == 0, "redis-py's blind retries stay off"
     finally:
         await store.close()
