@@ -36,7 +36,7 @@ _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per-request and never shared: not frozen, for a cheaper __init__
 class ParsedBody:
     kind: str
     value: Any = None
