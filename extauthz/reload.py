@@ -218,7 +218,7 @@ class PolicyHotReloader:
         return self._reload(force=force)
 
     def request_reload(self) -> None:
-        """Ask the worker thread for a forced reload without waiting (safe in signal handlers)."""
+        """Ask the worker thread for a forced reload and return at once (any thread, any loop)."""
         with self._cond:
             self._forced = True
             self._cond.notify_all()
