@@ -61,6 +61,8 @@ class RedisServer:
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host = host
+        self._auto_port = port is None
+        self._started = False
         self.port = port or free_port(host)
         self.binary = binary or find_redis_server()
         self._own_dir = workdir is None
@@ -83,7 +85,29 @@ class RedisServer:
         """Start (or restart, same port) and wait until it answers PING."""
         if self.running:
             return self
-        cmd = [
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.workdir / "redis.stderr", "ab") as err:
+                self.process = subprocess.Popen(
+                    self._argv(), stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT
+                )
+            while time.monotonic() < deadline and self.process.poll() is None:
+                if redis_answers(self.host, self.port) and self.process.poll() is None:
+                    self._started = True
+                    return self
+                time.sleep(0.02)
+            if self.process.poll() is None or time.monotonic() >= deadline:
+                log = self._log_tail()
+                self.stop()
+                raise TimeoutError(f"redis-server on port {self.port} did not answer: {log}")
+            # It exited: most likely another process took the port between free_port() and
+            # the bind. A port we chose ourselves and never served on can simply change.
+            if self._auto_port and not self._started:
+                self.port = free_port(self.host)
+            time.sleep(0.05)
+
+    def _argv(self) -> list[str]:
+        return [
             self.binary,
             "--port", str(self.port),
             "--bind", self.host,
@@ -94,23 +118,6 @@ class RedisServer:
             "--protected-mode", "no",
             "--daemonize", "no",
         ]  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
-            with open(self.workdir / "redis.stderr", "ab") as err:
-                self.process = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT
-                )
-            while time.monotonic() < deadline:
-                if redis_answers(self.host, self.port):
-                    return self
-                if self.process.poll() is not None:
-                    break  # died (e.g. the port was briefly still taken): try again
-                time.sleep(0.02)
-            if self.process.poll() is None or time.monotonic() >= deadline:
-                log = self._log_tail()
-                self.stop()
-                raise TimeoutError(f"redis-server on port {self.port} did not answer: {log}")
-            time.sleep(0.05)
 
     def kill(self) -> None:
         """SIGKILL: an abrupt outage; clients see refused connections until ``start()``."""
