@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TextIO
 
@@ -26,12 +27,13 @@ def run_demo(
     restore = _terminate_as_interrupt()
     stack = DemoStack(use_redis=use_redis)
     workdir = None
+    pids: tuple[int, ...] = ()
     ok = False
     try:
         say("ContractShield demo: the real stack, locally, no Docker")
         say("starting Redis (if available), the demo API, the PDP and Envoy ...")
         info = stack.open()
-        workdir = info.workdir
+        workdir, pids = info.workdir, info.pids
         _describe(info, say)
         say()
         say(format_header())
@@ -50,10 +52,11 @@ def run_demo(
         say("\ninterrupted")
     finally:
         say("stopping Envoy, the PDP, the demo API and Redis ...")
-        stack.close()
+        with _signals_ignored():  # a second Ctrl-C must not abandon half-stopped processes
+            stack.close()
         restore()
     if workdir is not None:
-        left = leftovers(workdir)
+        left = leftovers(workdir, pids)
         if left:
             say("NOT clean, still there: " + "; ".join(left))
             return 1
@@ -69,6 +72,8 @@ def _describe(info: StackInfo, say: Callable[[str], None]) -> None:
     say(f"  Envoy     {info.envoy_url} (admin {info.envoy_admin_url})")
     say(f"  upstream  {info.upstream_url} (echoes what Envoy forwarded)")
     say(f"  replay    {info.redis_note}")
+    names = ("PDP", "Envoy", "Redis")[: len(info.pids)]
+    say(f"  pids      {' '.join(str(pid) for pid in info.pids)} ({', '.join(names)})")
 
 
 def _print_curl(info: StackInfo, say: Callable[[str], None]) -> None:
@@ -97,6 +102,19 @@ def _wait_for_interrupt() -> None:
     stop = threading.Event()
     while not stop.wait(3600):
         pass
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _terminate_as_interrupt() -> Callable[[], None]:

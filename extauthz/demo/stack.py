@@ -8,13 +8,16 @@ order, and removes the directory; it is safe to call twice and runs on any error
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -65,7 +68,8 @@ class DemoStack:
 
     def open(self) -> StackInfo:
         try:
-            return self._open()
+            with _children_ignore_ctrl_c():
+                return self._open()
         except BaseException:
             self.close()
             raise
@@ -203,6 +207,22 @@ class DemoStack:
         self.close()
 
 
+@contextlib.contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Start processes with SIGINT blocked (the mask survives fork and exec).
+
+    Ctrl-C in a terminal signals the whole foreground process group; without this, Envoy,
+    Redis and the PDP would all die at once and in no order. With it only the demo sees
+    Ctrl-C, and ``close()`` stops them one by one with SIGTERM. Pending SIGINTs reach the
+    demo itself when the block is lifted.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def pdp_health(pdp_http_url: str) -> dict[str, Any]:
     """The PDP's ``GET /health`` report (empty when it cannot be read)."""
     try:
@@ -213,8 +233,9 @@ def pdp_health(pdp_http_url: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def leftovers(workdir: Path) -> list[str]:
-    """Processes whose command line mentions ``workdir``, and whether the dir still exists."""
+def leftovers(workdir: Path, pids: Iterable[int] = ()) -> list[str]:
+    """What is still there: processes among ``pids`` or whose command line mentions
+    ``workdir`` (redis-server rewrites its title, hence the pids), and the directory itself."""
     found = []
     marker = os.fsencode(str(workdir))
     for entry in Path("/proc").iterdir():
@@ -222,10 +243,13 @@ def leftovers(workdir: Path) -> list[str]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if marker in cmdline:
-            command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+        if state == "Z":
+            continue  # exited, waiting to be reaped: nothing runs
+        if marker in cmdline or int(entry.name) in set(pids):
+            command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
             found.append(f"pid {entry.name}: {command}")
     if workdir.exists():
         found.append(f"directory {workdir} still exists")

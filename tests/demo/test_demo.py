@@ -43,6 +43,12 @@ def _rows(output: str) -> dict[int, re.Match[str]]:
     return {int(m["n"]): m for line in output.splitlines() if (m := ROW.match(line))}
 
 
+def _pids(output: str) -> list[int]:
+    match = re.search(r"pids\s+([\d ]+)", output)
+    assert match, output
+    return [int(p) for p in match.group(1).split()]
+
+
 def _workdir(output: str) -> Path:
     match = re.search(r"temp dir\s+(\S+)", output)
     assert match, output
@@ -50,6 +56,7 @@ def _workdir(output: str) -> Path:
 
 
 def _demo(*args: str) -> subprocess.Popen[str]:
+    """``extauthz demo`` in its own process group, as a shell would run it in a terminal."""
     return subprocess.Popen(
         [sys.executable, "-m", "extauthz", "demo", *args],
         cwd=ROOT,
@@ -57,6 +64,7 @@ def _demo(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
     )
 
 
@@ -95,13 +103,17 @@ def test_demo_runs_the_tour_and_leaves_nothing_behind(flags: tuple[str, ...]) ->
     else:
         assert "Redis replay store at redis://127.0.0.1:" in output
     workdir = _workdir(output)
-    assert leftovers(workdir) == []
+    pids = _pids(output)
+    assert len(pids) == (2 if flags else 3), output
+    assert leftovers(workdir, pids) == []
     assert "stopped cleanly" in output
     assert _policy_digest() == before, "the demo edited the repo's policy instead of its copy"
 
 
 @pytest.mark.timeout(180)
-def test_keep_running_serves_curl_until_interrupted() -> None:
+def test_keep_running_serves_curl_until_ctrl_c() -> None:
+    """Ctrl-C in a terminal signals the whole process group: the demo must still stop the
+    stack in order (the PDP drains and exits 0) and leave nothing behind."""
     proc = _demo("--keep-running", "--no-redis")
     lines: list[str] = []
     instructions_done = threading.Event()
@@ -137,7 +149,7 @@ def test_keep_running_serves_curl_until_interrupted() -> None:
         )
         assert conn.getresponse().status == 200
         conn.close()
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
         proc.wait(timeout=60)
         thread.join(10)
     finally:
@@ -146,5 +158,5 @@ def test_keep_running_serves_curl_until_interrupted() -> None:
             proc.wait()
     output = "".join(lines)
     assert proc.returncode == 0, output
-    assert leftovers(_workdir(output)) == []
-    assert "stopped cleanly" in output
+    assert leftovers(_workdir(output), _pids(output)) == []
+    assert "stopped cleanly (PDP exit code 0)" in output
