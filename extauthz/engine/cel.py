@@ -125,7 +125,17 @@ def compile_expr(expr: str) -> tuple[Any, Needs]:
     return program, {k: (frozenset(v) if v is not None else None) for k, v in needs.items()}
 
 
+# The CEL parser recurses per operator: ~20,000 chained operators overflow its native stack
+# and kill the process (SIGSEGV, not an exception), which a hot reload must never do. Rules
+# are short conditions; 4,096 characters is far above any real one and far below the crash.
+MAX_EXPR_CHARS = 4096
+
+
 def _compile(expr: str) -> Any:
+    if len(expr) > MAX_EXPR_CHARS:
+        raise CelProblem(
+            f"CEL expression is {len(expr)} characters long; the limit is {MAX_EXPR_CHARS}"
+        )
     try:
         return cel.compile(expr)
     except (ValueError, RuntimeError, TypeError) as exc:
