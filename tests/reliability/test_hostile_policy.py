@@ -1,0 +1,281 @@
+"""Hostile policy files are refused with ``file: path: reason`` and in bounded time.
+
+A policy is trusted configuration, but it arrives through ConfigMaps, CI pipelines and hot
+reload: a malformed or malicious file must never hang, exhaust memory or crash the process
+that loads it (the running PDP, on reload). Cases that could crash the interpreter itself
+run in a subprocess through ``extauthz policy check``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from _reliability_support import DEMO_POLICY
+
+from extauthz import InvalidPolicy
+from extauthz.policy import load_policy
+
+LOAD_BOUND_S = 5.0  # a refused policy is refused fast; typical: well under 100 ms
+HEADER = 'policyVersion: "0.1"\n'
+ROUTE = "routes:\n  - id: r\n    match: {method: POST, path: /x}\n"
+
+
+def _refuse(path: Path) -> InvalidPolicy:
+    start = time.perf_counter()
+    with pytest.raises(InvalidPolicy) as info:
+        load_policy(path)
+    elapsed = time.perf_counter() - start
+    assert elapsed < LOAD_BOUND_S, f"refusal took {elapsed:.2f} s"
+    for problem in info.value.errors:
+        assert problem.file == str(path)
+        assert problem.reason
+    return info.value
+
+
+def _write(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _reasons(exc: InvalidPolicy) -> str:
+    return "\n".join(str(p) for p in exc.errors)
+
+
+def test_billion_laughs_is_refused_without_expanding(tmp_path: Path) -> None:
+    lines = ['lol0: &lol0 "lol"']
+    for i in range(1, 10):
+        refs = ", ".join([f"*lol{i - 1}"] * 10)
+        lines.append(f"lol{i}: &lol{i} [{refs}]")
+    text = HEADER + "\n".join(lines) + "\n" + ROUTE
+    exc = _refuse(_write(tmp_path, text))
+    assert "anchors" in _reasons(exc) or "aliases" in _reasons(exc), _reasons(exc)
+
+
+def test_a_single_alias_or_merge_key_is_refused(tmp_path: Path) -> None:
+    text = HEADER + "x: &base {mode: enforce}\ndefaults:\n  <<: *base\n" + ROUTE
+    exc = _refuse(_write(tmp_path, text))
+    assert "line" in _reasons(exc)  # where in the file
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("1", "int"),
+        ("on", "bool"),
+        ("null", "NoneType"),
+        ("[a, b]", "list"),
+        ("2001-01-01", "date"),
+    ],
+)
+def test_non_string_keys_are_refused(tmp_path: Path, key: str, shown: str) -> None:
+    text = (
+        HEADER + ROUTE + f"    {key}: x\n"
+        if not key.startswith("[")
+        else HEADER + f"? {key}\n: x\n" + ROUTE
+    )
+    exc = _refuse(_write(tmp_path, text))
+    assert "keys must be strings" in _reasons(exc), _reasons(exc)
+
+
+def test_python_tags_are_refused_and_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    text = HEADER + f'name: !!python/object/apply:os.system ["touch {marker}"]\n' + ROUTE
+    exc = _refuse(_write(tmp_path, text))
+    assert not marker.exists()
+    assert "invalid YAML" in _reasons(exc), _reasons(exc)
+
+
+def test_unknown_fields_are_each_reported_with_their_path(tmp_path: Path) -> None:
+    text = textwrap.dedent(
+        """\
+        policyVersion: "0.1"
+        polcy: typo
+        defaults:
+          mode: enforce
+          limit: {maxBodyBytes: 10}
+        routes:
+          - id: r
+            match: {method: POST, path: /x, host: evil}
+            vulnerabilty: {ssrfInternal: true}
+        """
+    )
+    exc = _refuse(_write(tmp_path, text))
+    paths = {p.path for p in exc.errors}
+    assert {"polcy", "defaults.limit", "routes[0].match.host", "routes[0].vulnerabilty"} <= paths, (
+        paths
+    )
+
+
+def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    text = HEADER + "defaults:\n  mode: monitor\n  mode: enforce\n" + ROUTE
+    assert "duplicate key" in _reasons(_refuse(_write(tmp_path, text)))
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("w") as f:
+        f.write(HEADER + ROUTE + "description: '")
+        f.write("x" * (5 * 1024 * 1024))
+        f.write("'\n")
+    exc = _refuse(path)
+    assert "larger than" in _reasons(exc)
+
+
+def test_many_routes_within_the_size_limit_load_in_bounded_time(tmp_path: Path) -> None:
+    """A big but valid policy (2,000 routes) loads; cost is linear, not quadratic."""
+    routes = "".join(
+        f"  - id: r{i}\n    match: {{method: GET, path: '/api/v{i}/items/{{id}}'}}\n"
+        for i in range(2000)
+    )
+    path = _write(tmp_path, HEADER + "routes:\n" + routes)
+    start = time.perf_counter()
+    policy = load_policy(path)
+    assert len(policy.route_ids) == 2000
+    assert time.perf_counter() - start < 20.0
+
+
+@pytest.mark.parametrize("kind", ["yaml-flow", "yaml-block", "json"])
+def test_deeply_nested_documents_are_refused(tmp_path: Path, kind: str) -> None:
+    n = 100_000
+    if kind == "yaml-flow":
+        text = HEADER + ROUTE + "description: " + "[" * n + "]" * n + "\n"
+        name = "deep.yaml"
+    elif kind == "yaml-block":
+        text = HEADER + ROUTE + "".join("  " * i + f"k{i}:\n" for i in range(3000)) + "x: 1\n"
+        name = "deep.yaml"
+    else:
+        text = '{"policyVersion": "0.1", "x": ' + "[" * n + "]" * n + "}"
+        name = "deep.json"
+    exc = _refuse(_write(tmp_path, text, name))
+    assert _reasons(exc)
+
+
+def test_invalid_utf8_and_binary_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(b"\x00\xff\xfe" + bytes(range(256)) * 100)
+    assert "UTF-8" in _reasons(_refuse(path))
+
+
+def test_garbage_and_empty_files_are_refused(tmp_path: Path) -> None:
+    for text in ("", "---\n", "just a string\n", "[1, 2, 3]\n", "{{{{", ":\n:\n", "\t- a"):
+        exc = _refuse(_write(tmp_path, text))
+        assert exc.errors
+
+
+def test_a_remote_schema_ref_is_refused(tmp_path: Path) -> None:
+    schema = {"$ref": "https://evil.example/schema.json"}
+    text = HEADER + ROUTE + f"    contract: {{requestSchema: {json.dumps(schema)}}}\n"
+    exc = _refuse(_write(tmp_path, text))
+    assert any(p.path == "routes[0].contract.requestSchema" for p in exc.errors), _reasons(exc)
+    assert "only local references" in _reasons(exc)
+
+
+def test_an_invalid_schema_regex_is_refused(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(unclosed"}}}
+    text = HEADER + ROUTE + f"    contract: {{requestSchema: {json.dumps(schema)}}}\n"
+    exc = _refuse(_write(tmp_path, text))
+    assert any(p.path.startswith("routes[0].contract") for p in exc.errors), _reasons(exc)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "D7 reported to ENGINE: JSON Schema 'pattern'/'patternProperties' regexes run on "
+        "attacker input with Python's backtracking re; '^(a+)+$' is accepted at load and a "
+        "25-character value then costs ~2 s of CPU on the event loop (30 characters: minutes)"
+    ),
+)
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"name": {"type": "string", "pattern": "^(a+)+$"}}},
+        {"type": "object", "patternProperties": {"^(a|a)*$": {}}},
+        {"type": "object", "properties": {"e": {"type": "string", "pattern": "^([a-z0-9]+)*@x$"}}},
+    ],
+    ids=["nested-plus", "alternation-star", "email-like"],
+)
+def test_catastrophic_schema_regex_is_refused(tmp_path: Path, schema: dict) -> None:  # type: ignore[type-arg]
+    text = HEADER + ROUTE + f"    contract: {{requestSchema: {json.dumps(schema)}}}\n"
+    exc = _refuse(_write(tmp_path, text))
+    assert any("routes[0].contract.requestSchema" in p.path for p in exc.errors), _reasons(exc)
+
+
+def test_cel_matches_uses_a_linear_time_regex_engine(tmp_path: Path) -> None:
+    """CEL's matches() runs on the Rust regex crate (no backtracking): no blow-up, no refusal."""
+    from extauthz.context import HttpRequest, RequestContext
+    from extauthz.engine import evaluate
+
+    text = HEADER + textwrap.dedent(
+        """\
+        routes:
+          - id: r
+            match: {method: GET, path: /x}
+            rules:
+              - id: name.ok
+                type: cel
+                config: {expr: 'request.path.matches("^/(a+)+$")'}
+        """
+    )
+    policy = load_policy(_write(tmp_path, text))
+    path = "/" + "a" * 100_000 + "!"
+    start = time.perf_counter()
+    decision = evaluate(policy, RequestContext(request=HttpRequest("GET", path)))
+    assert time.perf_counter() - start < 1.0
+    assert decision.action == "ALLOW" or "name.ok" in decision.rule_ids
+
+
+def _policy_check(path: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "extauthz", "policy", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "1+" * 50_000 + "1 > 0",  # crashed the CEL parser (SIGSEGV) before the length limit
+        "(" * 100_000 + "true" + ")" * 100_000,
+        " && ".join(["true"] * 30_000),
+    ],
+    ids=["50k-operators", "100k-parentheses", "30k-conjunction"],
+)
+def test_cel_expression_bombs_are_refused_without_crashing(tmp_path: Path, expr: str) -> None:
+    text = (
+        HEADER
+        + ROUTE
+        + (
+            "    rules:\n      - id: bomb\n        type: cel\n"
+            f"        config: {{expr: {json.dumps(expr)}}}\n"
+        )
+    )
+    path = _write(tmp_path, text)
+    start = time.perf_counter()
+    result = _policy_check(path)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])  # not -11 (SIGSEGV)
+    assert f"{path}: routes[0].rules[0].config.expr:" in result.stderr, result.stderr[-2000:]
+    assert elapsed < 30.0
+
+
+def test_policy_check_names_file_path_and_reason(tmp_path: Path) -> None:
+    text = HEADER + "routes:\n  - id: r\n    match: {method: POST, path: '/x/{a}/{a}'}\n"
+    result = _policy_check(_write(tmp_path, text))
+    assert result.returncode == 1
+    assert (
+        f"{tmp_path / 'policy.yaml'}: routes[0].match.path: invalid path pattern" in result.stderr
+    )
+
+
+def test_the_demo_policy_still_loads() -> None:
+    assert load_policy(DEMO_POLICY).route_ids
