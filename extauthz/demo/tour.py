@@ -275,7 +275,7 @@ def _cells(values: Sequence[str]) -> str:
 
 def format_header() -> str:
     header = _cells(COLUMNS)
-    return header + "\n" + "-" * (len(header) + 24)
+    return header + "\n" + "-" * (len(header) + 16)
 
 
 def format_row(result: StepResult) -> str:
