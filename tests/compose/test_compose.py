@@ -207,12 +207,16 @@ def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck(compose: dict[str
     )
 
 
-def test_dockerfile_copies_only_what_exists() -> None:
+def test_dockerfile_copies_only_what_exists_and_the_dockerignore_admits_it() -> None:
+    ignore = (COMPOSE_DIR / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "*" in ignore, "the build context (repo root, with .venv and .git) is not trimmed"
+    admitted = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     for word, rest in dockerfile_instructions():
         if word == "COPY":
             *sources, _target = rest.split()
             for source in sources:
                 assert (ROOT / source).exists(), source
+                assert source.rstrip("/") in admitted, f"{source} is excluded by the dockerignore"
 
 
 # --- with a Docker engine ---------------------------------------------------------------------
@@ -244,3 +248,58 @@ def test_compose_up_and_run_the_tour() -> None:
         assert [r.status for r in results] == [r.expected for r in results], results
     finally:
         subprocess.run([*base, "down", "--volumes", "--remove-orphans"], timeout=300)
+
+
+# --- the PDP service's environment, run for real without Docker -------------------------------
+
+
+def test_pdp_service_environment_starts_a_ready_server(
+    compose: dict[str, Any], envoy_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """``extauthz serve`` driven only by the compose environment (paths and ports moved to
+    temp ones) becomes ready, passes the service's own healthcheck command and creates the
+    socket with the mode Envoy's group needs."""
+    import os
+    import stat
+    import tempfile
+
+    from extauthz.devstack import free_port
+    from extauthz.devstack.redis import RedisServer
+
+    pdp = services(compose)["pdp"]
+    environment = env(pdp)
+    short = Path(tempfile.mkdtemp(prefix="cs-compose-"))  # socket paths must stay short
+    socket = short / Path(pipe_path(envoy_config)).name
+    http_port = free_port()
+    with RedisServer(workdir=tmp_path) as redis:
+        environment |= {
+            "POLICY_PATH": str(ROOT / environment["POLICY_PATH"].removeprefix("/app/")),
+            "UNIX_SOCKET": str(socket),
+            "HTTP_PORT": str(http_port),
+            "REDIS_URL": redis.url,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "extauthz", "serve"],
+            env={"PATH": os.environ["PATH"], **environment},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            check = [
+                part.replace(":3100/", f":{http_port}/") for part in pdp["healthcheck"]["test"][1:]
+            ]
+            assert check[0] == "python"
+            check[0] = sys.executable
+            deadline = time.monotonic() + 30
+            while True:
+                ok = subprocess.run(check, capture_output=True, timeout=10).returncode == 0
+                if ok or time.monotonic() > deadline or proc.poll() is not None:
+                    break
+                time.sleep(0.2)
+            assert ok, proc.stderr.read().decode() if proc.poll() is not None else "not ready"
+            assert stat.S_IMODE(socket.stat().st_mode) == int(environment["SOCKET_MODE"], 8)
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=20) == 0
+            shutil.rmtree(short, ignore_errors=True)
+    assert not socket.exists(), "the PDP removes its socket on SIGTERM"
