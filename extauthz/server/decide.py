@@ -41,6 +41,9 @@ INVALID_REQUEST_STATUS = 400
 class Outcome:
     decision: Decision
     error_code: str = POLICY_VIOLATION
+    # False when the decision depends on more than the request (webhook replay state): the
+    # client SDK must not cache it (``cache: no-store`` in dynamic metadata).
+    cacheable: bool = True
 
 
 def invalid_request(reason: str, request_id: str | None = None) -> Outcome:
@@ -83,7 +86,8 @@ async def decide(state: ServerState, ctx: RequestContext, transport: str) -> Out
         decision = await evaluate_async(
             policy, ctx, replay_store=state.replay_store, replay_fail_open=config.replay_fail_open
         )
-        outcome = Outcome(decision)
+        route = policy.routes_by_id.get(decision.metadata.route_id or "")
+        outcome = Outcome(decision, cacheable=route is None or route.webhook is None)
     except Exception:
         metrics.observe_error("internal_error")
         outcome = internal_error(ctx.id)

@@ -57,7 +57,7 @@ class AuthorizationServicer:
             identity = ctx.identity
             outcome = await decide(self._state, ctx, "grpc")
         response = decision_to_check_response(
-            outcome.decision, identity, error_code=outcome.error_code
+            outcome.decision, identity, error_code=outcome.error_code, cacheable=outcome.cacheable
         )
         return response.SerializeToString()
 

@@ -131,6 +131,12 @@ def test_malformed_json_is_400(stack) -> None:  # type: ignore[no-untyped-def]
     denial(reply, 400, "request.body.malformed")
 
 
+def test_body_over_envoys_buffer_is_sent_partial_and_refused_413(stack) -> None:  # type: ignore[no-untyped-def]
+    big = json.dumps({**GOOD, "deviceId": "d" * (2 * 1024 * 1024)}).encode()
+    reply = activate(stack.url, big, authorization=f"Bearer {token()}")
+    denial(reply, 413, "limit.body.max")
+
+
 def stripe(payload: bytes, secret: bytes = STRIPE_SECRET) -> dict[str, str]:
     ts = int(time.time())
     sig = hmac.new(secret, f"{ts}.".encode() + payload, hashlib.sha256).hexdigest()

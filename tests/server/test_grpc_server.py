@@ -274,3 +274,15 @@ async def test_drain_finishes_in_flight_checks_and_refuses_new_ones(
     assert not os.path.exists(socket_path)
     with pytest.raises(grpc.aio.AioRpcError):
         await check(check_request(), timeout=1)
+
+
+async def test_webhook_decisions_are_marked_no_store_for_client_caches(start_inproc, check) -> None:  # type: ignore[no-untyped-def]
+    await start_inproc()
+    payload = stripe_event("evt_cache")
+    hook = await check(
+        check_request("POST", "/webhooks/stripe", headers=stripe_headers(payload), body=payload)
+    )
+    assert hook.status.code == 0 and hook.dynamic_metadata["cache"] == "no-store"
+    plain = await check(check_request("GET", "/healthz"))
+    assert "cache" not in plain.dynamic_metadata
+    assert plain.dynamic_metadata["policyVersion"].startswith("sha256:")

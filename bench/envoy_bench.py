@@ -1,0 +1,269 @@
+"""Envoy + ext_authz throughput and latency, in one go, with a fixed wrk load (8 connections).
+
+Cases (every one through the same Envoy config with a ``direct_response`` route, so no upstream
+is in the way and only the authorization path differs):
+
+    envoy-alone      Envoy without jwt_authn/ext_authz                       (the ceiling)
+    floor-uds/-tcp   Envoy + a no-op Python grpcio ext_authz server           (the Python floor)
+    extauthz-uds/-tcp Envoy + ``extauthz serve`` with policies/demo.yaml
+
+The request is the demo's main route: ``POST /api/v1/licenses/activate`` with a valid HS256
+token and a clean JSON body (schema, vulnerability checks and two CEL rules run; ALLOW).
+Targets (issue 3): extauthz keeps >= 70% of the floor's throughput and its p99 stays <= 1.5x
+the floor's, on the same transport. Run: ``.venv/bin/python bench/envoy_bench.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from extauthz.devstack import free_port, port_answers  # noqa: E402
+from extauthz.devstack.envoy import SIDECAR_CONFIG, EnvoyProcess, render_config  # noqa: E402
+from extauthz.devstack.server import DEMO_POLICY, ServerProcess  # noqa: E402
+
+JWT_SECRET = b"contractshield-demo-jwt-key"
+BODY = {
+    "licenseKey": "ABCD-1234-EFGH-5678",
+    "deviceId": "device-42",
+    "tenantId": "acme",
+    "callbackUrl": "https://app.example.com/hooks/license",
+}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def demo_token() -> str:
+    header = {"alg": "HS256", "typ": "JWT", "kid": "contractshield-demo"}
+    now = int(time.time())
+    claims = {
+        "sub": "alice",
+        "tenant": "acme",
+        "scope": "licenses:write",
+        "iat": now,
+        "exp": now + 3600,
+    }
+    signing = ".".join(_b64url(json.dumps(p).encode()) for p in (header, claims))
+    return f"{signing}.{_b64url(hmac.new(JWT_SECRET, signing.encode(), hashlib.sha256).digest())}"
+
+
+def wrk_script(workdir: Path) -> Path:
+    lua = f"""
+wrk.method = "POST"
+wrk.path = "/api/v1/licenses/activate"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {demo_token()}"
+wrk.body = [[{json.dumps(BODY)}]]
+"""
+    path = workdir / "activate.lua"
+    path.write_text(lua)
+    return path
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if m is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": _ms(re.search(r"\s50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p99": _ms(re.search(r"\s99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "non2xx": float(bad.group(1)) if bad else 0.0,
+    }
+
+
+# --- the no-op ext_authz server (the Python floor) -----------------------------------------
+def run_noop_server(target: str) -> None:
+    """grpc.aio, one generic handler returning a constant OK CheckResponse."""
+    import grpc
+    from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    ok = CheckResponse()
+    ok.status.code = 0
+    ok.ok_response.SetInParent()
+    answer = ok.SerializeToString()
+
+    async def check(request: bytes, context: object) -> bytes:
+        return answer
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "envoy.service.auth.v3.Authorization",
+                    {"Check": grpc.unary_unary_rpc_method_handler(check)},
+                ),
+            )
+        )
+        health_servicer = health.aio.HealthServicer()
+        await health_servicer.set(
+            "envoy.service.auth.v3.Authorization", health_pb2.HealthCheckResponse.SERVING
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        server.add_insecure_port(target)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await server.stop(0)
+
+    asyncio.run(main())
+
+
+@contextmanager
+def noop_server(socket_path: str | None, port: int | None) -> Iterator[None]:
+    target = f"unix:{socket_path}" if socket_path else f"127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, __file__, "--noop-server", target])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready = (
+                os.path.exists(socket_path) if socket_path else port_answers("127.0.0.1", port or 0)
+            )
+            if ready:
+                break
+            time.sleep(0.05)
+        else:
+            raise TimeoutError("no-op server did not start")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def extauthz_server(workdir: Path, socket_path: str | None, port: int | None) -> Iterator[None]:
+    server = ServerProcess(
+        policy=DEMO_POLICY,
+        unix_socket_path=socket_path,
+        grpc_port=port or 0,
+        http_port=0,
+        env={"LOG_LEVEL": "warning"},
+        workdir=workdir / "pdp",
+    )
+    with server:
+        yield
+
+
+@contextmanager
+def envoy(workdir: Path, concurrency: int, **overrides: object) -> Iterator[EnvoyProcess]:
+    config = render_config(
+        SIDECAR_CONFIG,
+        listen_port=free_port(),
+        admin_port=free_port(),
+        direct_response=True,
+        **overrides,  # type: ignore[arg-type]
+    )
+    with EnvoyProcess(config, workdir=workdir / "envoy", concurrency=concurrency) as proc:
+        yield proc
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per case")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--envoy-concurrency", type=int, default=1)
+    parser.add_argument("--noop-server", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.noop_server:
+        run_noop_server(args.noop_server)
+        return 0
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="cs-bench-", dir="/tmp"))
+    script = wrk_script(workdir)
+    results: dict[str, dict[str, float]] = {}
+
+    def measure(name: str, proc: EnvoyProcess) -> None:
+        wrk(proc.url, script, 2, args.connections)  # warm-up
+        results[name] = wrk(proc.url, script, args.duration, args.connections)
+        r = results[name]
+        print(
+            f"  {name:<14} {r['rps']:>9.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
+            f"  non-2xx {r['non2xx']:.0f}",
+            flush=True,
+        )
+
+    print(
+        f"wrk: 8 connections x {args.duration}s per case, Envoy --concurrency "
+        f"{args.envoy_concurrency}, POST /api/v1/licenses/activate (JWT + clean JSON body)"
+    )
+    try:
+        with envoy(workdir, args.envoy_concurrency, ext_authz=False) as e:
+            measure("envoy-alone", e)
+        for transport in ("uds", "tcp"):
+            sock = str(workdir / f"{transport}.sock") if transport == "uds" else None
+            for kind in ("floor", "extauthz"):
+                port = free_port() if transport == "tcp" else None
+                target = {"pdp_socket": sock} if sock else {"pdp_address": ("127.0.0.1", port)}
+                starter = (
+                    noop_server
+                    if kind == "floor"
+                    else (lambda s, p: extauthz_server(workdir, s, p))
+                )
+                with starter(sock, port), envoy(workdir, args.envoy_concurrency, **target) as e:
+                    measure(f"{kind}-{transport}", e)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(
+        f"{'case':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/floor':>10} {'p99/floor':>10}"
+    )
+    for name, r in results.items():
+        floor = results.get("floor-" + name.rsplit("-", 1)[-1]) if "-" in name else None
+        ratio = (
+            f"{r['rps'] / floor['rps']:>10.0%}" if floor and name != "envoy-alone" else f"{'':>10}"
+        )
+        p99r = (
+            f"{r['p99'] / floor['p99']:>9.2f}x" if floor and name != "envoy-alone" else f"{'':>10}"
+        )
+        print(f"{name:<14} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {ratio} {p99r}")
+    print("targets: extauthz >= 70% of the floor's req/s, p99 <= 1.5x the floor's (same transport)")
+    bad = {name: r["non2xx"] for name, r in results.items() if r["non2xx"]}
+    if bad:
+        print(f"WARNING: non-2xx responses (the figures are not comparable): {bad}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
