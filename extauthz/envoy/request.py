@@ -122,10 +122,14 @@ def _body(http: Any, headers: dict[str, str]) -> Body:
     raw: bytes = http.raw_body or (
         http.body.encode("utf-8", "surrogateescape") if http.body else b""
     )
-    partial = headers.get(PARTIAL_BODY_HEADER, "").lower() == "true"
     declared = _content_length(headers)
+    # Envoy flags a body cut at max_request_bytes; it may also dispatch early (buffer
+    # watermarks) with fewer bytes than content-length and no flag: that body is partial too.
+    partial = headers.get(PARTIAL_BODY_HEADER, "").lower() == "true" or (
+        bool(raw) and declared is not None and declared > len(raw)
+    )
     if raw or partial:
-        # A truncated body: size limits must see what the client sent, not what Envoy kept.
+        # Size limits must see what the client sent, not what Envoy kept.
         size = max(len(raw), declared or 0) if partial else len(raw)
         return Body(present=True, size_bytes=size, raw=raw, partial=partial)
     if declared:

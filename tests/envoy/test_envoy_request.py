@@ -85,8 +85,16 @@ def test_headers(http: dict[str, Any], expected: dict[str, str]) -> None:
             True,
         ),
         ({"headers": {"content-length": "42"}}, True, 42, None, False),
+        ({"rawBody": "YWJj", "headers": {"content-length": "9000"}}, True, 9000, b"abc", True),
     ],
-    ids=["no-body", "raw-body-exact", "string-body", "partial-uses-content-length", "not-buffered"],
+    ids=[
+        "no-body",
+        "raw-body-exact",
+        "string-body",
+        "partial-uses-content-length",
+        "not-buffered",
+        "shorter-than-content-length-is-partial",
+    ],
 )
 def test_body(
     http: dict[str, Any], present: bool, size: int, raw: bytes | None, partial: bool
