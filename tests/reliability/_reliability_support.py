@@ -383,8 +383,13 @@ def running_stack(
     env: Mapping[str, str] | None = None,
     extra_args: list[str] | None = None,
     health_interval: str = "1s",
+    ext_authz_timeout: str = "1s",
 ) -> Iterator[Stack]:
-    """Upstream + ``extauthz serve`` on a Unix socket + Envoy (sidecar config); all stopped."""
+    """Upstream + ``extauthz serve`` on a Unix socket + Envoy (sidecar config); all stopped.
+
+    The ext_authz timeout is raised from the shipped 0.2 s to 1 s: the machine running the
+    tests is shared, and a scheduling stall must not pass for the fault under test.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="cs-rel-", dir="/tmp"))
     socket_path = str(workdir / "pdp.sock")
     upstream = CountingUpstream().start()
@@ -407,6 +412,7 @@ def running_stack(
             pdp_socket=socket_path,
             upstream=upstream.address,
             health_interval=health_interval,
+            timeout=ext_authz_timeout,
         )
         envoy = EnvoyProcess(config, workdir=workdir / "envoy", concurrency=1).start()
         stack = Stack(
