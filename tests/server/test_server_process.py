@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import grpc
 from _server_support import check_request, check_stub
@@ -82,3 +83,43 @@ def test_grpc_over_tcp(start_server, free_port) -> None:  # type: ignore[no-unty
             return resp.denied_response.status.code
 
     assert asyncio.run(call()) == 403
+
+
+def test_second_signal_exits_at_once(start_server, socket_path) -> None:  # type: ignore[no-untyped-def]
+    """An open health Watch stream holds the drain (grace 30 s); a second SIGTERM ends it."""
+    import threading
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    server = start_server(unix_socket_path=socket_path, env={"GRACE_SECONDS": "30"})
+    seen: list[int] = []
+    channel = grpc.insecure_channel(f"unix:{socket_path}")
+    stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+
+    def watch() -> None:
+        try:
+            for update in stream:
+                seen.append(update.status)
+        except grpc.RpcError:
+            pass
+
+    reader = threading.Thread(target=watch, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert seen == [health_pb2.HealthCheckResponse.SERVING]
+        server.signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert server.process.poll() is None  # draining, waiting for the stream
+        assert health_pb2.HealthCheckResponse.NOT_SERVING in seen  # drain turned health off
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        assert server.process.wait(timeout=5) == 1
+        assert time.monotonic() - started < 3
+        assert not os.path.exists(socket_path)
+    finally:
+        stream.cancel()
+        channel.close()
+        reader.join(5)
