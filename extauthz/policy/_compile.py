@@ -314,7 +314,8 @@ def _compile_webhook(w: Mapping[str, Any], at: list[Any], out: _Collector) -> We
     if isinstance(ref, str):
         value = os.environ.get(ref)
         if not value:
-            out.add([*at, "secretRef"], f"environment variable {ref} is not set or empty")
+            if ref.isidentifier() and ref.isascii():  # else refused above, without its value
+                out.add([*at, "secretRef"], f"environment variable {ref} is not set or empty")
             return None
         secret = value
     if not isinstance(secret, str) or not isinstance(provider, str):

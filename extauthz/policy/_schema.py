@@ -214,6 +214,13 @@ def structure_problems(doc: Any, source: str) -> list[PolicyProblem]:
             if deepest.relative_path or deepest.validator != "type":
                 error = deepest
         path = list(error.absolute_path)
+        if path and path[-1] in ("secret", "secretRef") and error.validator != "required":
+            # Never echo a secret (logs, /health, CI output), even a mistyped one.
+            what = "a non-empty string" if path[-1] == "secret" else "an environment variable name"
+            problems.append(
+                PolicyProblem(source, format_path(path), f"must be {what} (value not shown)")
+            )
+            continue
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set(error.schema.get("properties", {}))
             for key in error.instance:
