@@ -1,0 +1,463 @@
+"""Security properties of the running PDP: socket permissions, bind addresses, secrets that never
+leak, constant-time signature checks, and detectors that stay linear on hostile strings.
+"""
+
+from __future__ import annotations
+
+import ast
+import hmac
+import http.client
+import inspect
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from _reliability_support import (
+    ACTIVATE,
+    CATALOGUE_POLICY,
+    DEMO_POLICY,
+    GOOD_ACTIVATION,
+    check_request,
+    github_signature,
+    mint_jwt,
+    running_stack,
+    send,
+    stripe_signature,
+    wait_until,
+)
+from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
+
+import extauthz
+from extauthz.context import Body, HttpRequest, Identity, RequestContext
+from extauthz.devstack import free_port
+from extauthz.engine import InMemoryReplayStore, canonical, evaluate, ssrf, vulnerability, webhook
+from extauthz.engine import body as body_mod
+from extauthz.envoy import check_request_to_context
+from extauthz.envoyconfig import DEMO_JWT_SECRET
+from extauthz.policy import load_policy, load_policy_text
+
+PACKAGE_DIR = Path(extauthz.__file__).resolve().parent
+STRIPE_SECRET = "whsec_demo_contractshield"
+GITHUB_SECRET = "github_demo_contractshield"
+
+# --- the Unix socket's mode and the HTTP bind address -------------------------------------------
+
+
+def test_socket_mode_defaults_to_0660(start_server, socket_path: str) -> None:  # type: ignore[no-untyped-def]
+    start_server(unix_socket_path=socket_path)
+    st = os.stat(socket_path)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o660
+
+
+@pytest.mark.parametrize(("how", "mode"), [("flag", 0o600), ("env", 0o640)])
+def test_socket_mode_is_configurable(start_server, socket_path: str, how: str, mode: int) -> None:  # type: ignore[no-untyped-def]
+    if how == "flag":
+        start_server(unix_socket_path=socket_path, extra_args=["--socket-mode", f"{mode:o}"])
+    else:
+        start_server(unix_socket_path=socket_path, env={"SOCKET_MODE": f"0{mode:o}"})
+    assert stat.S_IMODE(os.stat(socket_path).st_mode) == mode
+
+
+def _listeners(port: int) -> set[str]:
+    """Local addresses in LISTEN state on ``port`` (from /proc/net/tcp and tcp6)."""
+    found: set[str] = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            addr_hex, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A = LISTEN
+                continue
+            if width == 8:
+                found.add(".".join(str(b) for b in reversed(bytes.fromhex(addr_hex))))
+            else:
+                found.add("::" if int(addr_hex, 16) == 0 else f"v6:{addr_hex}")
+    return found
+
+
+def test_http_port_binds_loopback_by_default(start_server, socket_path: str) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    start_server(unix_socket_path=socket_path, http_port=port)
+    assert _listeners(port) == {"127.0.0.1"}
+
+
+def test_http_host_can_be_widened_explicitly(start_server, socket_path: str) -> None:  # type: ignore[no-untyped-def]
+    """The check above can tell the difference: an explicit 0.0.0.0 shows up as such."""
+    port = free_port()
+    start_server(unix_socket_path=socket_path, http_port=port, env={"HTTP_HOST": "0.0.0.0"})
+    assert "0.0.0.0" in _listeners(port)
+
+
+# --- secrets never appear in logs, metrics, decisions or error bodies ------------------------------
+
+
+def _secret_policy(tmp_path: Path) -> Path:
+    target = tmp_path / "policy"
+    shutil.copytree(DEMO_POLICY.parent, target)
+    path = target / DEMO_POLICY.name
+    route = (
+        "  - id: env-webhook\n"
+        "    match: {method: POST, path: /webhooks/env}\n"
+        "    webhook: {provider: github, secretRef: CS_RELIABILITY_WEBHOOK_SECRET}\n"
+    )
+    path.write_text(path.read_text() + route)
+    return path
+
+
+def _http(port: int, method: str, path: str, body: bytes | None = None, **headers: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        reply = send(conn, method, path, body, {k.replace("_", "-"): v for k, v in headers.items()})
+    finally:
+        conn.close()
+    return (
+        f"{reply.status} {json.dumps(dict(reply.headers))} {reply.body.decode('utf-8', 'replace')}"
+    )
+
+
+def _get(url: str, data: bytes | None = None) -> str:
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.read().decode()
+
+
+def test_secrets_never_leak_into_logs_metrics_decisions_or_errors(tmp_path: Path) -> None:
+    env_secret = "cs-env-secret-" + secrets.token_hex(12)
+    token = mint_jwt("alice", "acme")
+    bad_token = mint_jwt("mallory", "acme", secret=b"not-the-demo-key-" + secrets.token_bytes(8))
+    policy = _secret_policy(tmp_path)
+    env = {
+        "CS_RELIABILITY_WEBHOOK_SECRET": env_secret,
+        "LOG_LEVEL": "debug",
+        "HOT_RELOAD": "true",
+        "RELOAD_DEBOUNCE_MS": "100",
+    }
+    seen: list[str] = []
+    with running_stack(policy=policy, env=env) as stack:
+        port = stack.port
+        payload = json.dumps({"id": "evt_leak", "type": "invoice.paid"}).encode()
+        gh = json.dumps({"action": "opened"}).encode()
+        calls: list[tuple[str, str, bytes | None, dict[str, str]]] = [
+            ("POST", ACTIVATE, json.dumps(GOOD_ACTIVATION).encode(),
+             {"authorization": f"Bearer {token}", "content-type": "application/json"}),
+            ("POST", ACTIVATE, json.dumps({**GOOD_ACTIVATION, "tenantId": "x"}).encode(),
+             {"authorization": f"Bearer {token}", "content-type": "application/json"}),
+            ("GET", "/api/v1/licenses/1", None, {"authorization": f"Bearer {bad_token}"}),
+            ("POST", "/webhooks/stripe", payload,
+             {"stripe-signature": stripe_signature(payload), "content-type": "application/json"}),
+            ("POST", "/webhooks/stripe", payload,  # now a replay
+             {"stripe-signature": stripe_signature(payload), "content-type": "application/json"}),
+            ("POST", "/webhooks/stripe", payload,
+             {"stripe-signature": stripe_signature(payload, secret=b"wrong"),
+              "content-type": "application/json"}),
+            ("POST", "/webhooks/github", gh,
+             {"x-hub-signature-256": github_signature(gh), "x-github-delivery": "d-leak"}),
+            ("POST", "/webhooks/env", gh,
+             {"x-hub-signature-256": github_signature(gh, secret=env_secret.encode()),
+              "x-github-delivery": "d-env"}),
+            ("POST", "/webhooks/env", gh,
+             {"x-hub-signature-256": "sha256=" + "0" * 64, "x-github-delivery": "d-env-bad"}),
+        ]  # fmt: skip
+        statuses = []
+        for method, path, body, headers in calls:
+            out = _http(port, method, path, body, **headers)
+            statuses.append(int(out.split(" ", 1)[0]))
+            seen.append(out)
+        assert statuses == [200, 403, 401, 200, 403, 403, 200, 200, 403], statuses
+        # The PDP itself, directly: a token in a header it can see, and the HTTP API.
+        with grpc.insecure_channel(f"unix:{stack.socket_path}") as channel:
+            check = channel.unary_unary(
+                "/envoy.service.auth.v3.Authorization/Check",
+                request_serializer=lambda b: b,
+                response_deserializer=CheckResponse.FromString,
+            )
+            for headers in (
+                {"authorization": f"Bearer {token}"},
+                {"authorization": f"Bearer {token}", "x-hub-signature-256": "sha256=00"},
+            ):
+                resp = check(
+                    check_request(
+                        "POST", "/webhooks/env", headers=headers, body=gh
+                    ).SerializeToString()
+                )
+                seen.append(str(resp))
+        ctx = {
+            "request": {"method": "POST", "path": "/webhooks/env",
+                        "headers": {"authorization": f"Bearer {token}"},
+                        "body": {"present": True, "sizeBytes": 2, "json": {"sample": {}}}},
+        }  # fmt: skip
+        seen.append(_get(f"{stack.server.http_url}/v1/evaluate", json.dumps(ctx).encode()))
+        seen.append(_get(f"{stack.server.http_url}/v1/evaluate", b'{"request": ' + token.encode()))
+        # A bad edit that carries the secret (mistyped) is refused without repeating it.
+        text = policy.read_text()
+        policy.write_text(text.replace(f"secret: {STRIPE_SECRET}", f"secret: [{STRIPE_SECRET}]"))
+        assert wait_until(
+            lambda: (
+                json.loads(_get(f"{stack.server.http_url}/health"))["checks"]["policy"][
+                    "lastReloadError"
+                ]
+                is not None
+            ),
+            10.0,
+        )
+        policy.write_text(text.replace(
+            "secretRef: CS_RELIABILITY_WEBHOOK_SECRET", f"secretRef: '{env_secret} x'"
+        ))  # fmt: skip
+        time.sleep(0.8)
+        for endpoint in ("/health", "/ready", "/metrics", "/live"):
+            seen.append(_get(f"{stack.server.http_url}{endpoint}"))
+        log = stack.server.log_path.read_text(errors="replace")
+    assert "DEBUG" in log  # the scan below covers the most verbose level
+    assert "(value not shown)" in log  # both bad edits were refused, and logged, redacted
+    haystack = "\n".join([log, *seen])
+    needles = {
+        "stripe secret": STRIPE_SECRET,
+        "github secret": GITHUB_SECRET,
+        "secretRef value": env_secret,
+        "JWT": token,
+        "JWT signature": token.rsplit(".", 1)[1],
+        "bad JWT signature": bad_token.rsplit(".", 1)[1],
+        "JWT key": DEMO_JWT_SECRET.decode(),
+    }
+    leaks = {name: haystack.count(value) for name, value in needles.items() if value in haystack}
+    assert not leaks, leaks
+
+
+# --- HMAC comparisons are constant-time ---------------------------------------------------------
+
+# Names that hold a signature, a MAC or a secret. (Our own random replay-claim token in
+# replay_redis is compared with what Redis stored: no attacker-controlled timing there.)
+_SIGNATURE_NAMES = re.compile(r"sig|digest|hmac|^mac$|secret", re.I)
+
+
+def _names(node: ast.AST) -> set[str]:
+    out = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            out.add(sub.id)
+        elif isinstance(sub, ast.Attribute):
+            out.add(sub.attr)
+        elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name):
+            out.add(sub.func.id)
+    return out
+
+
+def test_no_equality_operator_compares_signatures_anywhere_in_the_package() -> None:
+    offenders = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Compare):
+                continue
+            if not any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops):
+                continue
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Constant) for o in operands):
+                continue  # comparing with a literal ('sha256', "") is not a secret comparison
+            names = set().union(*(_names(o) for o in operands))
+            if any(_SIGNATURE_NAMES.search(n) for n in names):
+                offenders.append(
+                    f"{path.relative_to(PACKAGE_DIR)}:{node.lineno}: {ast.unparse(node)}"
+                )
+    assert not offenders, offenders
+
+
+def test_the_webhook_module_compares_with_hmac_compare_digest() -> None:
+    source = inspect.getsource(webhook)
+    assert source.count("hmac.compare_digest(") >= 4  # stripe, github, slack, twilio
+    assert webhook.hmac is hmac
+
+
+SLACK_TWILIO = """
+policyVersion: "0.1"
+routes:
+  - id: slack
+    match: {method: POST, path: /slack}
+    webhook: {provider: slack, secret: slack-secret, replayProtection: false}
+  - id: twilio
+    match: {method: POST, path: /twilio}
+    webhook: {provider: twilio, secret: twilio-secret, replayProtection: false}
+"""
+
+
+def test_every_provider_verifies_through_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(webhook.hmac, "compare_digest", spy)
+    demo = load_policy(DEMO_POLICY)
+    other = load_policy_text(SLACK_TWILIO)
+    now = int(time.time())
+    payload = b'{"id":"evt_spy","type":"invoice.paid"}'
+    form = b"MessageSid=SM1&Body=hi"
+    pairs = [("MessageSid", "SM1"), ("Body", "hi")]
+    url = "https://api.example/twilio"
+    cases: list[tuple[Any, str, bytes, dict[str, str], bool]] = [
+        (demo, "/webhooks/stripe", payload, {"stripe-signature": stripe_signature(payload)}, True),
+        (demo, "/webhooks/stripe", payload, {"stripe-signature": f"t={now},v1={'0' * 64}"}, False),
+        (demo, "/webhooks/stripe", payload, {"stripe-signature": f"t={now},v1=00"}, False),
+        (demo, "/webhooks/github", payload, {"x-hub-signature-256": github_signature(payload)}, True),
+        (demo, "/webhooks/github", payload, {"x-hub-signature-256": "sha256=abc"}, False),
+        (other, "/slack", payload, webhook.sign("slack", "slack-secret", payload, timestamp=now), True),
+        (other, "/slack", payload, {"x-slack-signature": "v0=00", "x-slack-request-timestamp": str(now)}, False),
+        (other, "/twilio", form,
+         webhook.sign("twilio", "twilio-secret", form, timestamp=now, url=url, form_pairs=pairs), True),
+        (other, "/twilio", form, {"x-twilio-signature": "AAAA"}, False),
+    ]  # fmt: skip
+    for policy, path, body, headers, valid in cases:
+        calls.clear()
+        ctype = "application/x-www-form-urlencoded" if path == "/twilio" else "application/json"
+        req = check_request(
+            "POST", path, headers={**headers, "content-type": ctype}, body=body, host="api.example"
+        )
+        req.attributes.request.http.scheme = "https"
+        decision = evaluate(
+            policy, check_request_to_context(req), replay_store=InMemoryReplayStore()
+        )
+        assert calls, f"{path}: no compare_digest call"
+        assert decision.allowed is valid, (path, decision.reason)
+        # The attacker-supplied signature is one of the compared values.
+        given = next(iter(headers.values()))
+        assert any(str(b) in given or str(a) in given for a, b in calls), (path, calls, given)
+
+
+# --- no detector backtracks catastrophically on attacker input ----------------------------------
+
+N = 100_000  # characters per hostile string
+PER_CALL_S = 1.0  # generous for a loaded 2-core machine; exponential blow-up takes minutes
+
+HOSTILE: dict[str, str] = {
+    "dots": "." * N,
+    "dot-dot-no-sep": ".." * (N // 2),
+    "slashes": "/" * N,
+    "backslashes": "\\" * N,
+    "percent": "%" * N,
+    "percent-25": "%25" * (N // 3),
+    "percent-2e-no-sep": "%2e" * (N // 3),
+    "overlong-prefix": "%c0" * (N // 3),
+    "semicolons": ";" * N,
+    "sep-spaces": ";" + " " * N,
+    "sep-word-spaces": "; cat" + " \t" * (N // 2) + "x",
+    "many-sep-words": "; cat x" * (N // 7),
+    "dollar-paren": "$(" * (N // 2),
+    "dollar-brace": "${" * (N // 2),
+    "backticks": "`" * N,
+    "backtick-command": "`sh" + "a" * N,
+    "redirect": "> /" * (N // 3),
+    "brackets": "[" * N,
+    "bracket-dollar": "[$" + "a" * N,
+    "bracket-spaces": "[" + " " * N + "$ne",
+    "brace-dollar": "{$" + "a" * N,
+    "comma-dollar": ",$a" * (N // 3),
+    "quotes": '"' * N,
+    "escaped-quotes": '"' + "\\" * N,
+    "unterminated": '"' + "a" * N,
+    "proto": "__proto__" * (N // 9),
+    "constructor": "constructor" * (N // 11),
+    "scheme-slashes": "http:" + "/" * N,
+    "scheme-backslashes": "http:" + "\\" * N,
+    "url-at": "http://" + "@" * N,
+    "url-brackets": "http://[" + ":" * N,
+    "url-dots": "http://" + "1." * (N // 2),
+    "url-digits": "http://" + "9" * N,
+    "url-percent": "http://" + "%31" * (N // 3),
+    "nip": "http://" + "1-" * (N // 2) + ".nip.io",
+    "octal": "0" * N,
+    "hex-host": "0x" + "f" * N,
+    "unicode": "\uff0e" * N,
+    "enclosed": "\u2460" * N,
+    "nul": "\x00" * N,
+    "newlines": "\n" * N,
+    "mixed": "a;b|c&d`e$f(g{h[i]j}k" * (N // 20),
+}
+
+
+def _detectors() -> dict[str, Callable[[str], Any]]:
+    return {
+        "canonicalize": lambda s: canonical.canonicalize("/" + s),
+        "traversal": vulnerability.traversal_reason,
+        "command": vulnerability.command_reason,
+        "nosql_key": vulnerability.nosql_key_reason,
+        "nosql_value": vulnerability.nosql_value_reason,
+        "proto_key": lambda s: vulnerability.proto_key_reason(s, {"prototype": 1}),
+        "ssrf_url": lambda s: ssrf.ssrf_reason(s, bare_host=False),
+        "ssrf_host": lambda s: ssrf.ssrf_reason(s, bare_host=True),
+        "host": ssrf.host_reason,
+        "parse_ip": ssrf.parse_ip,
+        "json_depth": lambda s: body_mod.json_depth(s.encode("utf-8", "surrogatepass")),
+        "media_type": body_mod.media_type,
+    }
+
+
+@pytest.mark.parametrize("detector", sorted(_detectors()))
+def test_detectors_are_linear_on_hostile_strings(detector: str) -> None:
+    fn = _detectors()[detector]
+    slow = {}
+    for name, value in HOSTILE.items():
+        start = time.perf_counter()
+        fn(value)
+        elapsed = time.perf_counter() - start
+        if elapsed >= PER_CALL_S:
+            slow[name] = round(elapsed, 2)
+    assert not slow, f"{detector}: {slow}"
+
+
+@pytest.mark.parametrize("where", ["body", "query", "path", "form"])
+def test_whole_engine_stays_fast_on_hostile_strings(where: str) -> None:
+    """Every detector at once, through the pipeline, on both test policies."""
+    policies = [load_policy(DEMO_POLICY), load_policy(CATALOGUE_POLICY)]
+    identity = Identity(True, "alice", "acme", (), {"sub": "alice"})
+    slow = {}
+    for name, value in HOSTILE.items():
+        query: dict[str, str] = {}
+        path = "/api/v1/search"
+        body = Body()
+        ctype = "application/json"
+        if where == "body":
+            raw = json.dumps({"q": value, value[:1000]: 1, "callbackUrl": value}).encode()
+            body = Body(True, len(raw), raw=raw)
+        elif where == "query":
+            query = {"q": value, value[:2000]: "x"}
+            path = "/api/v1/items/1"
+        elif where == "path":
+            path = "/api/v1/items/" + value
+        else:
+            raw = ("q=" + value.replace("&", "") + "&" + value[:1000] + "=1").encode()
+            body = Body(True, len(raw), raw=raw)
+            ctype = "application/x-www-form-urlencoded"
+        for policy in policies:
+            for method, p in (("POST", path), ("POST", ACTIVATE), ("GET", path)):
+                request = HttpRequest(method, p, {"content-type": ctype}, query, ctype, body=body)
+                start = time.perf_counter()
+                decision = evaluate(policy, RequestContext(request=request, identity=identity))
+                elapsed = time.perf_counter() - start
+                assert "engine.internalError" not in decision.rule_ids, (name, decision.reason)
+                if elapsed >= 2 * PER_CALL_S:
+                    slow[f"{name}:{policy.source.rsplit('/', 1)[-1]}:{method} {p[:30]}"] = round(
+                        elapsed, 2
+                    )
+    assert not slow, slow
