@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,9 @@ from .http_api import create_app
 from .state import ServerState
 
 log = logging.getLogger("extauthz.server")
+
+DRAIN_QUIET_SECONDS = 0.2  # a drain ends once no check has started for this long
+DRAIN_POLL_SECONDS = 0.02
 
 
 # --- the seam: policy source and replay store -------------------------------------------
@@ -88,6 +92,7 @@ class Server:
     grpc_server: grpc.aio.Server | None = None
     http_runner: web.AppRunner | None = None
     health: HealthWatcher | None = None
+    servicer: AuthorizationServicer | None = None
     grpc_port: int | None = None  # bound TCP port, when GRPC_PORT is set
     http_port: int | None = None  # bound HTTP port, when HTTP_PORT is set
     _socket_inode: int | None = None
@@ -114,7 +119,8 @@ class Server:
             ("grpc.so_reuseport", 0),  # a second instance must fail to bind, not share the port
         ]
         server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers((AuthorizationServicer(state).handler(),))
+        self.servicer = AuthorizationServicer(state)
+        server.add_generic_rpc_handlers((self.servicer.handler(),))
         health_servicer = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         self.health = HealthWatcher(state, health_servicer)
@@ -161,14 +167,23 @@ class Server:
         return self
 
     async def stop(self, grace: float | None = None) -> None:
-        """Drain: NOT_SERVING, finish in-flight checks within ``grace``, remove the socket."""
+        """Drain: NOT_SERVING, answer what is in flight within ``grace``, remove the socket.
+
+        grpc.aio's ``stop(grace)`` only waits for handlers already running: checks that Envoy
+        has sent but grpc has not yet handed to a handler would be cancelled (Envoy answers
+        them 503). So after NOT_SERVING we keep serving until no check has started for
+        ``DRAIN_QUIET_SECONDS`` (or the grace runs out), and only then stop.
+        """
         state = self.state
         grace = state.config.grace_seconds if grace is None else grace
+        deadline = time.monotonic() + grace
         state.draining = True
         if self.health is not None:
             await self.health.drain()
+        if self.servicer is not None and grace > 0:
+            await self._quiesce(self.servicer, deadline)
         if self.grpc_server is not None:
-            await self.grpc_server.stop(grace)
+            await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         self._remove_socket()
@@ -180,6 +195,14 @@ class Server:
                     await result
             except Exception:
                 log.exception("shutdown hook failed")
+
+    @staticmethod
+    async def _quiesce(servicer: AuthorizationServicer, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            quiet_for = time.monotonic() - servicer.last_started
+            if servicer.active == 0 and quiet_for >= DRAIN_QUIET_SECONDS:
+                return
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
 
     def _remove_socket(self) -> None:
         path = self.state.config.unix_socket

@@ -9,6 +9,7 @@ request bytes are parsed here rather than by grpcio, so even bytes that are not 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import grpc
@@ -32,9 +33,13 @@ class AuthorizationServicer:
         self._state = state
         self._options = AdapterOptions.from_config(state.config)
         self._in_flight = state.metrics.in_flight
+        self.active = 0  # checks being decided now (the drain waits for quiet)
+        self.last_started = 0.0  # time.monotonic() of the latest check
 
     async def check(self, request_bytes: bytes, context: Any) -> bytes:
         self._in_flight.inc()
+        self.active += 1
+        self.last_started = time.monotonic()
         try:
             return await self._check(request_bytes)
         except BaseException:  # last resort: even a bug in the response builder is a denial
@@ -43,6 +48,7 @@ class AuthorizationServicer:
                 outcome.decision, error_code=outcome.error_code
             ).SerializeToString()
         finally:
+            self.active -= 1
             self._in_flight.dec()
 
     async def _check(self, request_bytes: bytes) -> bytes:
