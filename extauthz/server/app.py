@@ -29,7 +29,7 @@ from . import socket as unix_socket
 from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
 from .health import HealthWatcher
-from .http_api import create_app
+from .http_api import create_runner
 from .state import ServerState
 
 log = logging.getLogger("extauthz.server")
@@ -90,7 +90,7 @@ class Server:
 
     state: ServerState
     grpc_server: grpc.aio.Server | None = None
-    http_runner: web.AppRunner | None = None
+    http_runner: web.BaseRunner | None = None
     health: HealthWatcher | None = None
     servicer: AuthorizationServicer | None = None
     grpc_port: int | None = None  # bound TCP port, when GRPC_PORT is set
@@ -146,10 +146,10 @@ class Server:
         await self.health.update()
         self.health.start()
         if config.http_port:
-            runner = web.AppRunner(
-                create_app(state, max_request_bytes=max_bytes),
+            runner = create_runner(
+                state,
+                max_request_bytes=max_bytes,
                 access_log=log if log.isEnabledFor(logging.DEBUG) else None,
-                handle_signals=False,
             )
             await runner.setup()
             site = web.TCPSite(runner, config.http_host, config.http_port, reuse_port=False)

@@ -7,14 +7,19 @@
     GET  /health        JSON report; 200 for ok/degraded, 503 for unhealthy
     GET  /metrics       Prometheus exposition
 
-No access log at the default level: per-request logging costs more than a decision.
+No access log at the default level: per-request logging costs more than a decision. Built on
+aiohttp's low-level ``web.Server`` with a five-entry routing table: measured here, the
+``Application``/router layer costs ~7 µs per request, a tenth of a whole evaluation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -27,9 +32,10 @@ from .decide import decide
 from .health import health_report, readiness
 from .state import ServerState
 
+Handler = Callable[[web.BaseRequest], Awaitable[web.Response]]
+
 log = logging.getLogger("extauthz.server")
 
-STATE_KEY = web.AppKey("state", ServerState)
 _JSON = "application/json"
 _JSON_HEADERS = {"Content-Type": _JSON}
 
@@ -40,49 +46,71 @@ def _json(data: object, status: int = 200) -> web.Response:
     )
 
 
-async def evaluate(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
-    body = await request.read()
-    try:
+class HttpApi:
+    """The request handler: ``web.Server(HttpApi(state), ...)``."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.routes: dict[str, tuple[str, Handler]] = {
+            "/v1/evaluate": ("POST", self.evaluate),
+            "/live": ("GET", self.live),
+            "/ready": ("GET", self.ready),
+            "/health": ("GET", self.health),
+            "/metrics": ("GET", self.metrics),
+        }
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        route = self.routes.get(request.path)
+        if route is None:
+            return _json({"error": f"no such endpoint: {request.path[:100]}"}, 404)
+        method, handler = route
+        if request.method != method and not (method == "GET" and request.method == "HEAD"):
+            return web.Response(status=405, headers={"Allow": method})
+        return await handler(request)
+
+    async def evaluate(self, request: web.BaseRequest) -> web.Response:
+        state = self.state
+        body = await request.read()
         try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise InvalidContext(f"context is not valid JSON: {exc}") from exc
-        if isinstance(data, dict) and not data.get("id"):
-            data["id"] = os.urandom(16).hex()  # every decision carries a request id
-        ctx = RequestContext.from_dict(data)
-    except InvalidContext as exc:
-        state.metrics.observe_error(InvalidContext.code)
-        return _json({"error": str(exc), "code": INVALID_REQUEST}, 400)
-    outcome = await decide(state, ctx, "http")
-    return web.Response(body=outcome.decision.to_json().encode(), headers=_JSON_HEADERS)
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError) as exc:
+                raise InvalidContext(f"context is not valid JSON: {exc}") from exc
+            if isinstance(data, dict) and not data.get("id"):
+                data["id"] = os.urandom(16).hex()  # every decision carries a request id
+            ctx = RequestContext.from_dict(data)
+        except InvalidContext as exc:
+            state.metrics.observe_error(InvalidContext.code)
+            return _json({"error": str(exc), "code": INVALID_REQUEST}, 400)
+        outcome = await decide(state, ctx, "http")
+        return web.Response(body=outcome.decision.to_json().encode(), headers=_JSON_HEADERS)
+
+    async def live(self, request: web.BaseRequest) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def ready(self, request: web.BaseRequest) -> web.Response:
+        ok, reason = await readiness(self.state)
+        return _json({"ready": ok, "reason": reason}, 200 if ok else 503)
+
+    async def health(self, request: web.BaseRequest) -> web.Response:
+        report = await health_report(self.state, __version__)
+        return _json(report, 503 if report["status"] == "unhealthy" else 200)
+
+    async def metrics(self, request: web.BaseRequest) -> web.Response:
+        exposition = self.state.metrics.exposition()
+        return web.Response(body=exposition, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def live(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+def create_runner(
+    state: ServerState, *, max_request_bytes: int, access_log: logging.Logger | None = None
+) -> web.ServerRunner:
+    """A runner for ``web.TCPSite`` (call inside the loop); bodies above the limit get 413."""
+    loop = asyncio.get_running_loop()
 
+    def make_request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=max_request_bytes
+        )
 
-async def ready(request: web.Request) -> web.Response:
-    ok, reason = await readiness(request.app[STATE_KEY])
-    return _json({"ready": ok, "reason": reason}, 200 if ok else 503)
-
-
-async def health(request: web.Request) -> web.Response:
-    report = await health_report(request.app[STATE_KEY], __version__)
-    return _json(report, 503 if report["status"] == "unhealthy" else 200)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    exposition = request.app[STATE_KEY].metrics.exposition()
-    return web.Response(body=exposition, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def create_app(state: ServerState, *, max_request_bytes: int) -> web.Application:
-    app = web.Application(client_max_size=max_request_bytes)
-    app[STATE_KEY] = state
-    app.router.add_post("/v1/evaluate", evaluate)
-    app.router.add_get("/live", live)
-    app.router.add_get("/ready", ready)
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
-    return app
+    server = web.Server(HttpApi(state), request_factory=make_request, access_log=access_log)
+    return web.ServerRunner(server, handle_signals=False)

@@ -184,3 +184,22 @@ async def test_metrics_endpoint_parses_and_passes_promtool(http) -> None:  # typ
         [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
     )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+async def test_unknown_path_404_wrong_method_405(http) -> None:  # type: ignore[no-untyped-def]
+    async with http.get("/v1/nope") as resp:
+        assert resp.status == 404 and "no such endpoint" in (await resp.json())["error"]
+    async with http.get("/v1/evaluate") as resp:
+        assert resp.status == 405 and resp.headers["Allow"] == "POST"
+    async with http.head("/live") as resp:
+        assert resp.status == 200
+
+
+async def test_body_above_the_request_limit_is_413(start_inproc, free_port) -> None:  # type: ignore[no-untyped-def]
+    server = await start_inproc(http_port=free_port(), max_request_bytes=100_000)
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{server.http_port}") as http:
+        big = {"request": {"method": "POST", "path": "/x", "body": {"raw": "a" * 200_000}}}
+        async with http.post("/v1/evaluate", json=big) as resp:
+            assert resp.status == 413
+        async with http.post("/v1/evaluate", json=context()) as resp:
+            assert resp.status == 200  # the server is still fine
