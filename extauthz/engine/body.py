@@ -31,7 +31,9 @@ MALFORMED = "malformed"
 TOO_DEEP = "too_deep"
 SKIPPED = "skipped"  # oversize: not parsed
 
-_STRINGS = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.S)
+# A string literal, or an unterminated one running to the end: every match attempt that starts at
+# a quote succeeds, so an escaped quote is never a new starting point (no quadratic restarts).
+_STRINGS = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.S)
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 

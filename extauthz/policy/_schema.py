@@ -157,7 +157,13 @@ POLICY_SCHEMA: dict[str, Any] = {
                                     "type": "object",
                                     "additionalProperties": False,
                                     "required": ["expr"],
-                                    "properties": {"expr": {"type": "string", "minLength": 1}},
+                                    "properties": {
+                                        "expr": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "maxLength": 8192,
+                                        }
+                                    },
                                 },
                             },
                         },

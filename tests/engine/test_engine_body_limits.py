@@ -166,3 +166,20 @@ def test_measure() -> None:
     assert measure({"a": [1, {"b": [1, 2, 3]}]}, 32, 1000) == (4, 3)
     assert measure("x", 32, 1000) == (0, 0)
     assert Limits().max_body_bytes == 1_048_576
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 40 + b'"' + b'\\"' * 400_000,  # escaped quotes: no quadratic regex restarts
+        b"[" + b'"[",' * 200_000 + b"1]" + b"[" * 40,
+        b"[" * 40 + b'"' + b"[" * 900_000,  # unterminated string
+        b"[" * 40 + b'"' * 900_000,
+        b"[" * 40 + b'"' + b"\\" * 900_000,
+    ],
+)
+def test_depth_prescan_is_linear_on_hostile_strings(raw: bytes) -> None:
+    t0 = time.perf_counter()
+    parsed = parse(raw)
+    assert parsed.kind in (b.TOO_DEEP, b.MALFORMED)
+    assert time.perf_counter() - t0 < 2.0
