@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -112,10 +113,8 @@ def _headers(http: Any) -> dict[str, str]:
             value = hv.raw_value.decode("utf-8", "replace") if hv.raw_value else hv.value
             out[key] = f"{out[key]},{value}" if key in out else value
         return out
-    for key, value in http.headers.items():
-        if not key.startswith(":"):
-            out[key.lower()] = value
-    return out
+    # Envoy lower-cases these keys and already comma-joins repeats.
+    return {key: value for key, value in http.headers.items() if key[:1] != ":"}
 
 
 def _body(http: Any, headers: dict[str, str]) -> Body:
@@ -163,16 +162,31 @@ def _identity(metadata: Any, options: AdapterOptions) -> Identity:
     ns = fm[options.jwt_namespace]
     if options.jwt_metadata_key not in ns.fields:
         return ANONYMOUS
-    claims = _value(ns.fields[options.jwt_metadata_key])
+    payload = ns.fields[options.jwt_metadata_key]
+    # A token is reused for many requests: the identity is a pure function of the verified
+    # payload (and the options), so it is built once per distinct payload (bounded cache).
+    key = (payload.SerializeToString(deterministic=True), options)
+    identity = _IDENTITY_CACHE.get(key)
+    if identity is not None:
+        return identity
+    claims = _value(payload)
     if not isinstance(claims, dict) or not claims:
         return ANONYMOUS
-    return Identity(
+    identity = Identity(
         authenticated=True,
         subject=_claim_str(claims.get(options.subject_claim)),
         tenant=_claim_str(claims.get(options.tenant_claim)),
         scopes=_scopes(claims, options.scopes_claim),
-        claims=claims,
+        claims=MappingProxyType(claims),  # shared between requests: read-only
     )
+    if len(_IDENTITY_CACHE) >= IDENTITY_CACHE_SIZE:
+        _IDENTITY_CACHE.clear()
+    _IDENTITY_CACHE[key] = identity
+    return identity
+
+
+IDENTITY_CACHE_SIZE = 4096
+_IDENTITY_CACHE: dict[tuple[bytes, AdapterOptions], Identity] = {}
 
 
 def _claim_str(value: Any) -> str | None:
@@ -213,5 +227,14 @@ def _timestamp(request: Any) -> str:
     if not request.HasField("time"):
         return ""
     t = request.time
-    dt = datetime.fromtimestamp(t.seconds + t.nanos / 1e9, UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds = t.seconds
+    prefix = _TS_PREFIX.get(seconds)
+    if prefix is None:  # once per second of traffic
+        _TS_PREFIX.clear()
+        prefix = _TS_PREFIX[seconds] = datetime.fromtimestamp(seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+    return f"{prefix}.{t.nanos // 1_000_000:03d}Z"
+
+
+_TS_PREFIX: dict[int, str] = {}

@@ -169,3 +169,16 @@ def test_request_id_prefers_x_request_id_then_stream_id() -> None:
 def test_unconvertible_request_raises_invalid_context(req: CheckRequest) -> None:
     with pytest.raises(InvalidContext):
         check_request_to_context(req)
+
+
+def test_identity_is_built_once_per_payload_and_read_only() -> None:
+    payload = {"sub": "u-cache", "tenant": "t-1", "scope": "a"}
+    first = check_request_to_context(make(**jwt(payload))).identity
+    again = check_request_to_context(make(**jwt(payload))).identity
+    assert again is first  # same verified payload, same options: same identity
+    other = check_request_to_context(make(**jwt({**payload, "tenant": "t-2"}))).identity
+    assert other.tenant == "t-2"
+    custom = check_request_to_context(make(**jwt(payload)), AdapterOptions(tenant_claim="sub"))
+    assert custom.identity.tenant == "u-cache"  # options are part of the key
+    with pytest.raises(TypeError):
+        first.claims["sub"] = "root"  # type: ignore[index]
