@@ -187,3 +187,17 @@ def test_console_entry_point_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "OK" in proc.stdout
+
+
+@pytest.mark.timeout(60)
+def test_evaluate_reads_the_context_from_stdin() -> None:
+    ctx = {"request": {"method": "GET", "path": "/admin/users"}}
+    proc = subprocess.run(
+        [sys.executable, "-m", "extauthz", "evaluate", "--policy", str(DEMO), "--context", "-",
+         "--compact"],
+        input=json.dumps(ctx), capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    decision = json.loads(proc.stdout)
+    assert decision["action"] == "BLOCK" and decision["statusCode"] == 403
+    assert [h["id"] for h in decision["ruleHits"]] == ["admin.denied"]
