@@ -201,3 +201,17 @@ def test_evaluate_reads_the_context_from_stdin() -> None:
     decision = json.loads(proc.stdout)
     assert decision["action"] == "BLOCK" and decision["statusCode"] == 403
     assert [h["id"] for h in decision["ruleHits"]] == ["admin.denied"]
+
+
+def test_example_contexts(capsys) -> None:
+    examples = REPO / "policies" / "examples"
+    assert main(["evaluate", "--policy", str(DEMO), "--context",
+                 str(examples / "clean-activation.json")]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["action"] == "ALLOW"
+    assert main(["evaluate", "--policy", str(DEMO), "--context",
+                 str(examples / "attack-activation.json")]) == 0  # fmt: skip
+    ids = [h["id"] for h in json.loads(capsys.readouterr().out)["ruleHits"]]
+    assert ids == [
+        "vulnerability.prototypePollution", "vulnerability.ssrfInternal",
+        "vulnerability.commandInjection", "contract.unknownField", "tenant.binding",
+    ]  # fmt: skip
