@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -198,7 +200,8 @@ def envoy(workdir: Path, concurrency: int, **overrides: object) -> Iterator[Envo
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per case")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per case and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians shown")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--envoy-concurrency", type=int, default=1)
     parser.add_argument("--noop-server", help=argparse.SUPPRESS)
@@ -211,12 +214,20 @@ def main() -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="cs-bench-", dir="/tmp"))
     script = wrk_script(workdir)
-    results: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {}
+
+    def pdp(kind: str, transport: str) -> tuple[Any, dict[str, Any]]:
+        sock = str(workdir / f"{kind}.sock") if transport == "uds" else None
+        port = free_port() if transport == "tcp" else None
+        target = {"pdp_socket": sock} if sock else {"pdp_address": ("127.0.0.1", port)}
+        if kind == "floor":
+            return noop_server(sock, port), target
+        return extauthz_server(workdir, sock, port), target
 
     def measure(name: str, proc: EnvoyProcess) -> None:
         wrk(proc.url, script, 2, args.connections)  # warm-up
-        results[name] = wrk(proc.url, script, args.duration, args.connections)
-        r = results[name]
+        r = wrk(proc.url, script, args.duration, args.connections)
+        runs.setdefault(name, []).append(r)
         print(
             f"  {name:<14} {r['rps']:>9.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
             f"  non-2xx {r['non2xx']:.0f}",
@@ -224,42 +235,41 @@ def main() -> int:
         )
 
     print(
-        f"wrk: 8 connections x {args.duration}s per case, Envoy --concurrency "
-        f"{args.envoy_concurrency}, POST /api/v1/licenses/activate (JWT + clean JSON body)"
+        f"wrk: {args.connections} connections x {args.duration}s, {args.rounds} interleaved "
+        f"rounds, Envoy --concurrency {args.envoy_concurrency}, "
+        "POST /api/v1/licenses/activate (JWT + clean JSON body)"
     )
     try:
-        with envoy(workdir, args.envoy_concurrency, ext_authz=False) as e:
-            measure("envoy-alone", e)
-        for transport in ("uds", "tcp"):
-            sock = str(workdir / f"{transport}.sock") if transport == "uds" else None
-            for kind in ("floor", "extauthz"):
-                port = free_port() if transport == "tcp" else None
-                target = {"pdp_socket": sock} if sock else {"pdp_address": ("127.0.0.1", port)}
-                starter = (
-                    noop_server
-                    if kind == "floor"
-                    else (lambda s, p: extauthz_server(workdir, s, p))
-                )
-                with starter(sock, port), envoy(workdir, args.envoy_concurrency, **target) as e:
-                    measure(f"{kind}-{transport}", e)
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}", flush=True)
+            with envoy(workdir, args.envoy_concurrency, ext_authz=False) as e:
+                measure("envoy-alone", e)
+            for transport in ("uds", "tcp"):
+                for kind in ("floor", "extauthz"):
+                    server, target = pdp(kind, transport)
+                    with server, envoy(workdir, args.envoy_concurrency, **target) as e:
+                        measure(f"{kind}-{transport}", e)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
+    results = {
+        name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+        for name, rs in runs.items()
+    }
     print()
+    print(f"medians of {args.rounds} round(s):")
     print(
         f"{'case':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/floor':>10} {'p99/floor':>10}"
     )
     for name, r in results.items():
-        floor = results.get("floor-" + name.rsplit("-", 1)[-1]) if "-" in name else None
-        ratio = (
-            f"{r['rps'] / floor['rps']:>10.0%}" if floor and name != "envoy-alone" else f"{'':>10}"
-        )
-        p99r = (
-            f"{r['p99'] / floor['p99']:>9.2f}x" if floor and name != "envoy-alone" else f"{'':>10}"
-        )
-        print(f"{name:<14} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {ratio} {p99r}")
+        floor = results.get("floor-" + name.rsplit("-", 1)[-1])
+        ratios = ""
+        if floor is not None and name != "envoy-alone":
+            ratios = f"{r['rps'] / floor['rps']:>10.0%} {r['p99'] / floor['p99']:>9.2f}x"
+        print(f"{name:<14} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {ratios}")
     print("targets: extauthz >= 70% of the floor's req/s, p99 <= 1.5x the floor's (same transport)")
-    bad = {name: r["non2xx"] for name, r in results.items() if r["non2xx"]}
+    bad = {name: sum(r["non2xx"] for r in rs) for name, rs in runs.items()}
+    bad = {name: n for name, n in bad.items() if n}
     if bad:
         print(f"WARNING: non-2xx responses (the figures are not comparable): {bad}")
     return 0
