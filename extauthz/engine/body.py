@@ -2,7 +2,11 @@
 
 A context may carry a parsed sample (``body.json.sample``, trusted as given) or raw bytes.
 Raw bytes are parsed by content type: JSON types (``application/json``, ``*/*+json``) and
-``application/x-www-form-urlencoded``; anything else stays opaque. Decisions for hostile input:
+``application/x-www-form-urlencoded`` (repeated Content-Type headers arrive comma-joined: any
+JSON or form type among them counts). Anything else stays opaque — unless the bytes start with
+``{`` or ``[`` and parse as JSON: many frameworks parse JSON whatever the label, so the checks
+run on it too (the contract still refuses a body not declared as JSON). Decisions for hostile
+input:
 
 - invalid UTF-8, a syntax error, ``NaN``/``Infinity``, or a duplicate object key: malformed
   (duplicate keys are refused because parsers disagree on which value wins, which lets a
@@ -36,6 +40,8 @@ SKIPPED = "skipped"  # oversize: not parsed
 _STRINGS = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.S)
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_LOOKS_LIKE_JSON = re.compile(rb"[ \t\r\n]*[\[{]")
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 @dataclass(slots=True)  # per-request and never shared: not frozen, for a cheaper __init__
@@ -45,6 +51,7 @@ class ParsedBody:
     error: str | None = None  # why the body is malformed
     depth: int = -1  # JSON depth when known from the pre-scan, -1 when not measured
     form_pairs: tuple[tuple[str, str], ...] = ()
+    sniffed: bool = False  # JSON found in a body not declared as JSON (contract still refuses it)
 
 
 NO_BODY = ParsedBody(NONE)
@@ -105,11 +112,26 @@ def parse(body: Body, content_type: str | None, max_depth: int, max_bytes: int) 
         return NO_BODY
     if len(raw) > max_bytes:
         return ParsedBody(SKIPPED)
-    mt = media_type(content_type)
-    if is_json_type(mt):
+    types = (
+        [media_type(content_type)]
+        if not content_type or "," not in content_type
+        else [media_type(part) for part in content_type.split(",", 8)]
+    )
+    # Repeated Content-Type headers arrive comma-joined; upstreams differ on which one wins,
+    # so a body any of them declares as JSON (or a form) is parsed as such.
+    if any(is_json_type(mt) for mt in types):
         return _parse_json(raw, max_depth)
-    if mt == "application/x-www-form-urlencoded":
+    if FORM_TYPE in types:
         return _parse_form(raw)
+    if _LOOKS_LIKE_JSON.match(raw):
+        # Many frameworks parse JSON whatever the label (Flask get_json(force=True),
+        # body-parser type '*/*'): the checks read what the upstream may read.
+        sniffed = _parse_json(raw, max_depth)
+        if sniffed.kind == JSON:
+            sniffed.sniffed = True
+            return sniffed
+        if sniffed.kind == TOO_DEEP:
+            return sniffed
     return ParsedBody(OPAQUE)
 
 

@@ -110,9 +110,9 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
         return pending
     contract = route.contract
     if contract is not None:
-        if parsed.kind in _PARSED_KINDS or parsed.kind == body_mod.NONE:
+        if (parsed.kind in _PARSED_KINDS and not parsed.sniffed) or parsed.kind == body_mod.NONE:
             contract.check(value, hits)
-        elif parsed.kind == body_mod.OPAQUE:
+        elif parsed.kind == body_mod.OPAQUE or parsed.sniffed:
             hits.append(
                 RuleHit(
                     "contract.schema.invalid",

@@ -183,3 +183,34 @@ def test_depth_prescan_is_linear_on_hostile_strings(raw: bytes) -> None:
     parsed = parse(raw)
     assert parsed.kind in (b.TOO_DEEP, b.MALFORMED)
     assert time.perf_counter() - t0 < 2.0
+
+
+@pytest.mark.parametrize("content_type", [None, "", "text/plain", "application/octet-stream"])
+def test_json_looking_bodies_are_checked_whatever_the_label(
+    content_type: str | None, policy, ctx: Callable[..., RequestContext]
+) -> None:
+    raw = b' \n{"__proto__": {"isAdmin": true}}'
+    parsed = parse(raw, content_type or "")
+    assert parsed.kind == b.JSON and parsed.sniffed
+    d = evaluate(policy, ctx("POST", "/echo", raw=raw, content_type=content_type))
+    assert d.rule_ids == ("vulnerability.prototypePollution",)
+
+
+def test_sniffing_never_makes_a_body_malformed(policy, ctx) -> None:
+    for raw in (b"{not json", b"[1,2", b'{"a":1,"a":2}'):
+        assert parse(raw, "text/plain").kind == b.OPAQUE
+        assert evaluate(policy, ctx("POST", "/echo", raw=raw, content_type="text/plain")).allowed
+    deep = b"[" * 100 + b"]" * 100
+    assert parse(deep, "text/plain").kind == b.TOO_DEEP
+
+
+def test_repeated_content_types_any_json_counts(policy, ctx) -> None:
+    raw = b'{"__proto__": 1}'
+    for ct in ("application/json, text/plain", "text/plain,application/json; charset=utf-8"):
+        assert parse(raw, ct).kind == b.JSON and not parse(raw, ct).sniffed
+    form = parse(b"a=1", "text/plain, application/x-www-form-urlencoded")
+    assert form.kind == b.FORM
+    d = evaluate(
+        policy, ctx("POST", "/echo", raw=b"{oops", content_type="text/plain, application/json")
+    )
+    assert d.rule_ids == ("request.body.malformed",)

@@ -229,3 +229,11 @@ def test_hit_messages_stay_short_for_huge_inputs(ctx) -> None:
     d = evaluate(p, ctx("POST", "/orders", sample=sample, content_type="application/json"))
     assert all(len(h.message) <= 300 for h in d.rule_hits)
     assert "vulnerability.prototypePollution" in d.rule_ids
+
+
+def test_sniffed_json_is_checked_but_still_breaks_a_json_contract(ctx) -> None:
+    p = make()
+    raw = b'{"item": "x", "__proto__": {"a": 1}}'
+    d = evaluate(p, ctx("POST", "/orders", raw=raw, content_type="text/plain", identity=USER))
+    assert d.rule_ids == ("vulnerability.prototypePollution", "contract.schema.invalid")
+    assert "not JSON" in d.rule_hits[1].message
