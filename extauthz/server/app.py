@@ -24,6 +24,7 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from .._exceptions import InvalidConfig
 from ..metrics import MeteredReplayStore, Metrics
 from . import socket as unix_socket
 from .config import ServerConfig
@@ -125,19 +126,27 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         self.health = HealthWatcher(state, health_servicer)
         if config.unix_socket:
-            path = unix_socket.prepare(config.unix_socket)
+            try:
+                path = unix_socket.prepare(config.unix_socket)
+            except OSError as exc:
+                raise InvalidConfig(
+                    f"UNIX_SOCKET: cannot prepare {config.unix_socket}: {exc}"
+                ) from exc
             old_umask = os.umask(0o777 & ~config.socket_mode)  # no window with a looser mode
             try:
                 server.add_insecure_port(f"unix:{path}")
+            except RuntimeError as exc:
+                raise InvalidConfig(f"UNIX_SOCKET: cannot bind {path}") from exc
             finally:
                 os.umask(old_umask)
         if config.grpc_port:
-            bound = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
-            if bound == 0:
-                from .._exceptions import InvalidConfig
-
-                raise InvalidConfig(f"GRPC_PORT: cannot bind {config.grpc_host}:{config.grpc_port}")
-            self.grpc_port = bound
+            address = f"{config.grpc_host}:{config.grpc_port}"
+            try:
+                self.grpc_port = server.add_insecure_port(address)
+            except RuntimeError as exc:
+                raise InvalidConfig(
+                    f"GRPC_PORT: cannot bind {address} (in use, or not a local address)"
+                ) from exc
         await server.start()
         self.grpc_server = server
         if config.unix_socket:
@@ -152,9 +161,15 @@ class Server:
                 access_log=log if log.isEnabledFor(logging.DEBUG) else None,
             )
             await runner.setup()
-            site = web.TCPSite(runner, config.http_host, config.http_port, reuse_port=False)
-            await site.start()
             self.http_runner = runner
+            site = web.TCPSite(runner, config.http_host, config.http_port, reuse_port=False)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise InvalidConfig(
+                    f"HTTP_PORT: cannot listen on {config.http_host}:{config.http_port}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
             self.http_port = runner.addresses[0][1] if runner.addresses else config.http_port
         log.info(
             "serving policy %s (unix socket %s, grpc port %s, http %s:%s)",

@@ -163,3 +163,31 @@ def test_sigterm_answers_checks_queued_on_the_connection(start_server, socket_pa
     finally:
         channel.close()
     assert not errors, f"{len(errors)} of 40 in-flight checks failed: {sorted(set(errors))}"
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "extauthz", "serve", "--policy", "policies/demo.yaml", *args]
+    env = {**os.environ, "HOT_RELOAD": "false"}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_unusable_addresses_exit_2_with_one_line(short_tmp, free_port) -> None:  # type: ignore[no-untyped-def]
+    import socket as sockets
+
+    blocker = short_tmp / "file"
+    blocker.write_text("x")
+    result = _serve("--unix-socket", str(blocker / "pdp.sock"), "--http-port", "0")
+    assert result.returncode == 2 and "UNIX_SOCKET: cannot prepare" in result.stderr
+    with sockets.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _serve("--grpc-port", str(port), "--grpc-host", "127.0.0.1", "--http-port", "0")
+        assert (
+            result.returncode == 2 and f"GRPC_PORT: cannot bind 127.0.0.1:{port}" in result.stderr
+        )
+        sock = short_tmp / "s.sock"
+        result = _serve("--unix-socket", str(sock), "--http-port", str(port))
+        assert result.returncode == 2 and "HTTP_PORT: cannot listen" in result.stderr
+        assert not sock.exists()  # what was already bound is cleaned up
+    assert "Traceback" not in result.stderr
