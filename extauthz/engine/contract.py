@@ -26,6 +26,7 @@ import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 
 from ..decision import RuleHit
+from .regex_risk import pattern_risk
 
 SCHEMA_INVALID = "contract.schema.invalid"
 UNKNOWN_FIELD = "contract.unknownField"
@@ -118,6 +119,13 @@ def check_schema(schema: Any) -> None:
             raise SchemaProblem(f"$ref {ref!r}: only local references ('#/...') are supported")
         if "$dynamicRef" in s:
             raise SchemaProblem("$dynamicRef is not supported")
+        patterns = [s["pattern"]] if isinstance(s.get("pattern"), str) else []
+        if isinstance(s.get("patternProperties"), Mapping):
+            patterns.extend(k for k in s["patternProperties"] if isinstance(k, str))
+        for pattern in patterns:
+            risk = pattern_risk(pattern)
+            if risk is not None:
+                raise SchemaProblem(risk)
 
 
 Validator = Callable[[Any], str | None]

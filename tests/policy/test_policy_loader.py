@@ -325,3 +325,14 @@ def test_compiled_policy_is_immutable() -> None:
     p = load_policy_text('policyVersion: "0.1"\nroutes: []\n')
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.version = "x"  # type: ignore[misc]
+
+
+def test_catastrophic_schema_regex_refuses_the_policy() -> None:
+    found = route_problems(
+        "- id: a\n"
+        "  match: {path: /a}\n"
+        "  contract: {requestSchema: {properties: {n: {type: string, pattern: '^(a+)+$'}}}}\n"
+    )
+    ((path, reason),) = found
+    assert path == "routes[0].contract.requestSchema"
+    assert "exponential time" in reason and "'^(a+)+$'" in reason
