@@ -26,7 +26,7 @@ from aiohttp import web
 from .. import __version__
 from .._exceptions import InvalidContext
 from ..context import RequestContext
-from ..envoy.response import INVALID_REQUEST
+from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
 from ..metrics import CONTENT_TYPE_LATEST
 from .decide import decide
 from .health import health_report, readiness
@@ -66,7 +66,17 @@ class HttpApi:
         method, handler = route
         if request.method != method and not (method == "GET" and request.method == "HEAD"):
             return web.Response(status=405, headers={"Allow": method})
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise  # aiohttp's own answers, e.g. 413 for a body above the limit
+        except Exception:
+            error_id = os.urandom(6).hex()
+            log.exception("internal error in %s (error id %s)", request.path, error_id)
+            self.state.metrics.observe_error("internal_error")
+            return _json(
+                {"error": f"internal error (error id {error_id})", "code": INTERNAL_ERROR}, 500
+            )
 
     async def evaluate(self, request: web.BaseRequest) -> web.Response:
         state = self.state

@@ -203,3 +203,47 @@ async def test_body_above_the_request_limit_is_413(start_inproc, free_port) -> N
             assert resp.status == 413
         async with http.post("/v1/evaluate", json=context()) as resp:
             assert resp.status == 200  # the server is still fine
+
+
+async def test_internal_error_is_a_json_500_with_an_error_id(start_inproc, free_port) -> None:  # type: ignore[no-untyped-def]
+    class Broken:
+        last_error = None
+
+        def current(self) -> Any:
+            raise RuntimeError("boom")
+
+    def broken(config: ServerConfig) -> ServerState:
+        state = build_state(config)
+        state.policy_source = Broken()
+        return state
+
+    server = await start_inproc(broken, http_port=free_port())
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{server.http_port}") as http:
+        async with http.post("/v1/evaluate", json=context()) as resp:
+            decision = await resp.json()  # the decision path turns it into a 500 denial
+        assert decision["statusCode"] == 500 and "error id" in decision["reason"]
+        async with http.get("/health") as resp:
+            assert resp.status == 503 and (await resp.json())["status"] == "unhealthy"
+        async with http.get("/ready") as resp:
+            assert resp.status == 503
+
+
+async def test_unexpected_handler_failure_is_a_json_500(start_inproc, free_port) -> None:  # type: ignore[no-untyped-def]
+    from extauthz.metrics import Metrics
+
+    class BrokenExposition(Metrics):
+        def exposition(self) -> bytes:
+            raise RuntimeError("registry exploded")
+
+    def broken(config: ServerConfig) -> ServerState:
+        state = build_state(config)
+        state.metrics = BrokenExposition()
+        return state
+
+    server = await start_inproc(broken, http_port=free_port())
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{server.http_port}") as http:
+        async with http.get("/metrics") as resp:
+            assert resp.status == 500
+            body = await resp.json()
+    assert body["code"] == "INTERNAL_ERROR" and "error id" in body["error"]
+    assert "exploded" not in body["error"]
