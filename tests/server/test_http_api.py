@@ -241,9 +241,9 @@ async def test_unexpected_handler_failure_is_a_json_500(start_inproc, free_port)
         return state
 
     server = await start_inproc(broken, http_port=free_port())
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{server.http_port}") as http:
-        async with http.get("/metrics") as resp:
-            assert resp.status == 500
-            body = await resp.json()
+    base = f"http://127.0.0.1:{server.http_port}"
+    async with aiohttp.ClientSession(base) as http, http.get("/metrics") as resp:
+        assert resp.status == 500
+        body = await resp.json()
     assert body["code"] == "INTERNAL_ERROR" and "error id" in body["error"]
     assert "exploded" not in body["error"]
