@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from .._exceptions import InvalidPolicy, PolicyProblem
@@ -57,6 +58,4 @@ def load_policy_bytes(
 
 
 def _with_policy_file(policy: CompiledPolicy, path: Path) -> CompiledPolicy:
-    from dataclasses import replace
-
     return replace(policy, files=(path, *policy.files))
