@@ -117,3 +117,70 @@ def test_thousand_routes_match_like_ten() -> None:
     assert m.match("GET", "/svc1000/items/x") is None
     # Deep hostile path with no '**' route nearby: rejected without walking it.
     assert m.match("GET", "/x" * 10_000) is None
+
+
+# --- property: the trie agrees with a brute-force reading of "most specific wins" ---------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_RANK = {"**": 0, "*": 1, "{}": 2}
+
+
+def _brute(routes, method: str, path: str):
+    segs = path.split("/")[1:] if path != "/" else []
+    best = None
+    for methods, pattern, value in routes:
+        if method not in methods and "*" not in methods:
+            continue
+        p = list(pattern.segments)
+        rest = p and p[-1] == "**"
+        fixed = p[:-1] if rest else p
+        if len(segs) < len(fixed) or (not rest and len(segs) != len(fixed)):
+            continue
+        if not all(f in ("{}", "*") or f == s for f, s in zip(fixed, segs, strict=False)):
+            continue
+        if any(f in ("{}", "*") and not s for f, s in zip(fixed, segs, strict=False)):
+            continue
+        # Compare segment by segment of the request ('**' covers what remains, even nothing),
+        # then a route without '**' over one with it, then an exact method over '*'.
+        key = [_RANK.get(f, 3) for f in fixed] + [0] * (len(segs) - len(fixed))
+        rank = (key, 0 if rest else 1, 1 if method in methods else 0)
+        if best is None or rank > best[0]:
+            best = (rank, value)
+    return None if best is None else best[1]
+
+
+segment = st.sampled_from(["a", "b", "c", "{x}", "*"])
+
+
+@st.composite
+def route_sets(draw):
+    seen = set()
+    routes = []
+    for i in range(draw(st.integers(1, 12))):
+        segs = draw(st.lists(segment, min_size=0, max_size=3))
+        names = iter(f"p{j}" for j in range(10))
+        segs = [f"{{{next(names)}}}" if s == "{x}" else s for s in segs]
+        if draw(st.booleans()):
+            segs.append("**")
+        text = "/" + "/".join(segs)
+        pattern = parse_pattern(text)
+        method = draw(st.sampled_from(["GET", "POST", "*"]))
+        if (method, pattern.segments) in seen:
+            continue
+        seen.add((method, pattern.segments))
+        routes.append(((method,), pattern, f"r{i}"))
+    return routes
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    route_sets(),
+    st.sampled_from(["GET", "POST", "PUT"]),
+    st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=5),
+)
+def test_trie_matches_brute_force(routes, method: str, segs: list[str]) -> None:
+    path = "/" + "/".join(segs)
+    got = RouteMatcher(routes).match(method, path)
+    assert (got[0] if got else None) == _brute(routes, method, path)
