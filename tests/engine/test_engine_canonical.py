@@ -76,3 +76,23 @@ def test_hostile_path_is_linear_time() -> None:
     c = canonicalize(raw)
     assert time.perf_counter() - t0 < 1.0
     assert c.path == "/" + "a" * 50_000
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_pieces = st.sampled_from(["a", "b", ".", "..", "", "%2e", "%2E%2e", "%61", "x%20y", "~"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_pieces, max_size=8), st.booleans())
+def test_canonical_form_is_a_fixed_point(pieces: list[str], trailing: bool) -> None:
+    raw = "/" + "/".join(pieces) + ("/" if trailing else "")
+    c = canonicalize(raw)
+    assert c.ambiguous is None
+    assert c.path.startswith("/")
+    segs = c.path.split("/")[1:]
+    assert c.path == "/" or all(s not in ("", ".", "..") for s in segs)
+    assert "%" not in c.path  # every escape in the pieces decodes to a plain character
+    again = canonicalize(c.path)
+    assert again.path == c.path and not again.traversal

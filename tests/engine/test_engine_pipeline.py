@@ -237,3 +237,21 @@ def test_sniffed_json_is_checked_but_still_breaks_a_json_contract(ctx) -> None:
     d = evaluate(p, ctx("POST", "/orders", raw=raw, content_type="text/plain", identity=USER))
     assert d.rule_ids == ("vulnerability.prototypePollution", "contract.schema.invalid")
     assert "not JSON" in d.rule_hits[1].message
+
+
+def test_one_policy_shared_by_threads(demo, ctx) -> None:
+    """A CompiledPolicy is immutable: concurrent evaluations agree with a serial one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    contexts = [
+        ctx("GET", "/api/v1/licenses/L1", identity=USER),
+        ctx("GET", "/admin/x"),
+        ctx("POST", "/api/v1/licenses/activate",
+            body={"licenseKey": "ABCD-1234-EFGH-5678", "deviceId": "d", "tenantId": "t"},
+            identity=Identity(True, "u", "t")),
+        ctx("POST", "/api/v1/licenses/activate", body={"__proto__": 1}),
+    ] * 50  # fmt: skip
+    serial = [evaluate(demo, c).to_dict() for c in contexts]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda c: evaluate(demo, c).to_dict(), contexts))
+    assert parallel == serial
