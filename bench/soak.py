@@ -19,6 +19,7 @@ import argparse
 import statistics
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -55,6 +56,25 @@ def _row(label: str, samples: list[Sample], seconds: float, rss: int | None) -> 
         f"{label:>10} {len(samples):>9} {rate:>8.1f} {errors:>7} "
         f"{_pct(lat, 0.50):>8.2f} {_pct(lat, 0.99):>8.2f} {rss_text}"
     )
+
+
+def _pdp_slow_decisions(metrics_url: str, threshold: str = "0.1") -> tuple[int, int]:
+    """(decisions over ``threshold`` s, all decisions) from the PDP's own latency histogram.
+
+    Tells a slow PDP apart from a starved machine: Envoy's timeout counts scheduling delays
+    of every process on the path, the histogram only the PDP's time on a decision.
+    """
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+        text = resp.read().decode()
+    name = "contractshield_decision_duration_seconds"
+    under = total = 0
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket") and 'transport="grpc"' in line:
+            if f'le="{threshold}"' in line:
+                under = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith(f"{name}_count") and 'transport="grpc"' in line:
+            total = int(float(line.rsplit(" ", 1)[1]))
+    return total - under, total
 
 
 def main() -> int:
@@ -111,6 +131,8 @@ def main() -> int:
                 f"PDP RSS: start {rss_start / 1024:.1f} MiB, end {rss_end / 1024:.1f} MiB "
                 f"({(rss_end - rss_start) / 1024:+.1f} MiB)"
             )
+            slow, decided = _pdp_slow_decisions(f"{stack.server.http_url}/metrics")
+            print(f"PDP decisions over 100 ms (its own histogram): {slow} of {decided}")
             return 1 if bad else 0
     finally:
         if redis is not None:
