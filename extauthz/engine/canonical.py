@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 _BAD_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -27,8 +28,17 @@ class CanonicalPath:
     traversal: bool = False  # the raw path carried ``..`` segments
 
 
+_CACHE_MAX_LEN = 256  # only short paths are cached: bounded memory whatever the traffic
+
+
 def canonicalize(raw: str) -> CanonicalPath:
     """Return the canonical form of a raw request path (bounded, linear time)."""
+    if len(raw) <= _CACHE_MAX_LEN:
+        return _canonicalize_cached(raw)
+    return _canonicalize(raw)
+
+
+def _canonicalize(raw: str) -> CanonicalPath:
     path, _, query = raw.partition("?")
     path = path.partition("#")[0]
     if (
@@ -43,6 +53,10 @@ def canonicalize(raw: str) -> CanonicalPath:
             path = path.rstrip("/") or "/"
         return CanonicalPath(path, query)
     return _slow(path, query)
+
+
+# Pure function of a short string: real traffic repeats paths, so most lookups are cache hits.
+_canonicalize_cached = lru_cache(maxsize=4096)(_canonicalize)
 
 
 def _slow(path: str, query: str) -> CanonicalPath:
