@@ -30,10 +30,43 @@ from .decision import Decision, DecisionMetadata, Risk, RuleHit
 
 __version__ = "0.1.0"
 
+# Heavier parts are imported on first use, so that ``import extauthz.client`` pulls in
+# neither the engine (CEL, JSON Schema) nor the server's dependencies (watchdog, redis).
+_LAZY = {
+    "AsyncReplayStore": "extauthz.engine",
+    "CompiledPolicy": "extauthz.engine",
+    "InMemoryReplayStore": "extauthz.engine",
+    "ReplayStore": "extauthz.engine",
+    "evaluate": "extauthz.engine",
+    "evaluate_async": "extauthz.engine",
+    "load_policy": "extauthz.policy",
+    "load_policy_text": "extauthz.policy",
+    "PolicyHotReloader": "extauthz.reload",
+    "RedisReplayStore": "extauthz.replay_redis",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'extauthz' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
+    "AsyncReplayStore",
     "Body",
     "BodyJson",
     "ClientInfo",
+    "CompiledPolicy",
     "ContractShieldError",
     "ContractShieldTimeout",
     "ContractShieldUnavailable",
@@ -41,11 +74,15 @@ __all__ = [
     "DecisionMetadata",
     "HttpRequest",
     "Identity",
+    "InMemoryReplayStore",
     "InvalidConfig",
     "InvalidContext",
     "InvalidPolicy",
     "OperationalError",
+    "PolicyHotReloader",
     "PolicyProblem",
+    "RedisReplayStore",
+    "ReplayStore",
     "ReplayStoreUnavailable",
     "RequestContext",
     "Risk",
@@ -54,4 +91,8 @@ __all__ = [
     "SocketInUse",
     "UsageError",
     "__version__",
+    "evaluate",
+    "evaluate_async",
+    "load_policy",
+    "load_policy_text",
 ]
