@@ -195,16 +195,6 @@ def send(
     return Reply(resp.status, data, {k.lower(): v for k, v in resp.getheaders()})
 
 
-def request(
-    base_port: int, method: str, path: str, body: bytes | None = None, **headers: str
-) -> Reply:
-    conn = http.client.HTTPConnection("127.0.0.1", base_port, timeout=10)
-    try:
-        return send(conn, method, path, body, {k.replace("_", "-"): v for k, v in headers.items()})
-    finally:
-        conn.close()
-
-
 def webhook_call(kind: str, event_id: str) -> Call:
     """A signed, fresh webhook delivery (unique id: never a replay)."""
     if kind == "stripe":
