@@ -13,7 +13,9 @@ input:
   payload mean one thing to us and another to the upstream);
 - nesting deeper than the limit: found by a cheap bracket pre-scan of the bytes, never
   handed to ``json.loads`` (no ``RecursionError``);
-- a body larger than ``maxBodyBytes``: not parsed at all.
+- a body larger than ``maxBodyBytes``: not parsed at all;
+- a JSON body the proxy truncated (``partial``) below ``maxBodyBytes``: malformed, with a
+  reason that names the truncation (the contract cannot be checked on part of a body).
 """
 
 from __future__ import annotations
@@ -120,7 +122,15 @@ def parse(body: Body, content_type: str | None, max_depth: int, max_bytes: int) 
     # Repeated Content-Type headers arrive comma-joined; upstreams differ on which one wins,
     # so a body any of them declares as JSON (or a form) is parsed as such.
     if any(is_json_type(mt) for mt in types):
-        return _parse_json(raw, max_depth)
+        parsed = _parse_json(raw, max_depth)
+        if parsed.kind == MALFORMED and body.partial:
+            # Truncated JSON never parses; say why, so the operator raises the proxy's buffer.
+            parsed.error = (
+                f"body truncated by the proxy at {len(raw)} bytes (partial) and cannot be "
+                "checked; raise Envoy's with_request_body.max_request_bytes to the policy's "
+                "maxBodyBytes"
+            )
+        return parsed
     if FORM_TYPE in types:
         return _parse_form(raw)
     if _LOOKS_LIKE_JSON.match(raw):

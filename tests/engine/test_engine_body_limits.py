@@ -162,6 +162,25 @@ def test_oversize_by_declared_size(policy, ctx: Callable[..., RequestContext]) -
     assert d.rule_ids == ("limit.body.max",) and d.status_code == 413
 
 
+def test_truncated_json_within_the_limit_is_malformed_and_says_why(
+    policy, ctx: Callable[..., RequestContext]
+) -> None:
+    d = evaluate(
+        policy,
+        ctx(
+            "POST",
+            "/echo",
+            raw=b'{"a": "xxxx',
+            content_type="application/json",
+            partial=True,
+            size_bytes=11,
+            headers={"content-length": "4000"},
+        ),
+    )
+    assert d.rule_ids == ("request.body.malformed",) and d.status_code == 400
+    assert "truncated by the proxy" in d.rule_hits[0].message
+
+
 def test_measure() -> None:
     assert measure({"a": [1, {"b": [1, 2, 3]}]}, 32, 1000) == (4, 3)
     assert measure("x", 32, 1000) == (0, 0)
