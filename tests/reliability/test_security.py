@@ -375,6 +375,7 @@ HOSTILE: dict[str, str] = {
     "comma-dollar": ",$a" * (N // 3),
     "quotes": '"' * N,
     "escaped-quotes": '"' + "\\" * N,
+    "escaped-quote-pairs": '"' + '\\"' * (N // 2),  # was quadratic in the JSON depth pre-scan
     "unterminated": '"' + "a" * N,
     "proto": "__proto__" * (N // 9),
     "constructor": "constructor" * (N // 11),
