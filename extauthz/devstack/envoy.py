@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from . import free_port, port_answers
+from . import _process, free_port, port_answers
 
 ENVOY_DIR = Path(__file__).resolve().parents[2] / "envoy"
 SIDECAR_CONFIG = ENVOY_DIR / "envoy.yaml"
@@ -190,17 +189,15 @@ class EnvoyProcess:
         self.process = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"envoy exited with {self.process.returncode}: {self.log_tail()}"
-                )
-            if self._admin_ready() and port_answers("127.0.0.1", self.listen_port):
-                return self
-            time.sleep(0.05)
+        if _process.wait_ready(
+            self.process, self._ready, timeout=timeout, name="envoy", log_tail=self.log_tail
+        ):
+            return self
         self.stop()
         raise TimeoutError(f"envoy did not become ready within {timeout} s: {self.log_tail()}")
+
+    def _ready(self) -> bool:
+        return self._admin_ready() and port_answers("127.0.0.1", self.listen_port)
 
     def _admin_ready(self) -> bool:
         try:
@@ -223,14 +220,7 @@ class EnvoyProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
+        _process.terminate(proc, timeout)
 
     def __enter__(self) -> EnvoyProcess:
         return self.start() if self.process is None else self

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from . import _process, free_port
 
 DEFAULT_START_TIMEOUT = 10.0
 
@@ -29,13 +30,6 @@ def find_redis_server() -> str:
     if os.access("/usr/bin/redis-server", os.X_OK):
         return "/usr/bin/redis-server"
     raise FileNotFoundError("redis-server not found: install it (apt-get install redis-server)")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port the OS says is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_answers(host: str, port: int, timeout: float = 0.2) -> bool:
@@ -121,9 +115,7 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL: an abrupt outage; clients see refused connections until ``start()``."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=5)
+        _process.kill(self.process, timeout=5)
 
     def restart(self, timeout: float = DEFAULT_START_TIMEOUT) -> RedisServer:
         self.kill()
@@ -131,13 +123,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Terminate (SIGTERM, then SIGKILL after 5 s) and remove the temp dir if we made it."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        _process.terminate(self.process, timeout=5)
         self.process = None
 
     def cleanup(self) -> None:

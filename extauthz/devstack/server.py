@@ -7,17 +7,15 @@ Settings go through environment variables and flags exactly as an operator would
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 
 from ..server import socket as unix_socket
-from . import port_answers
+from . import _process, port_answers
 
 DEFAULT_START_TIMEOUT = 20.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -76,15 +74,14 @@ class ServerProcess:
 
     def wait_ready(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"extauthz serve exited with {self.process.returncode}: {self.log_tail()}"
-                )
-            if self._answers():
-                return
-            time.sleep(0.05)
+        if _process.wait_ready(
+            self.process,
+            self._answers,
+            timeout=timeout,
+            name="extauthz serve",
+            log_tail=self.log_tail,
+        ):
+            return
         self.kill()
         raise TimeoutError(f"extauthz serve not ready within {timeout} s: {self.log_tail()}")
 
@@ -115,23 +112,10 @@ class ServerProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM and wait; the exit code (None if it was not running)."""
-        proc = self.process
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
-        return proc.returncode
+        return _process.terminate(self.process, timeout)
 
     def kill(self) -> None:
-        proc = self.process
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        _process.kill(self.process, timeout=10)
 
     def __enter__(self) -> ServerProcess:
         return self.start() if self.process is None else self

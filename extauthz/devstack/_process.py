@@ -1,0 +1,56 @@
+"""Lifecycle steps every devstack process shares: wait until it answers, stop it for sure.
+
+One place for the bounded waits, so no helper can forget a timeout or leave a child behind.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    name: str,
+    log_tail: Callable[[], str],
+    interval: float = 0.05,
+) -> bool:
+    """Poll ``ready()`` until it holds (True) or ``timeout`` passes (False).
+
+    A process that exits while we wait raises ``RuntimeError`` with its exit code and log tail:
+    waiting on would only turn a clear crash into a vague timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}: {log_tail()}")
+        if ready():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
+    """SIGTERM and wait up to ``timeout``; SIGKILL if it is still there. The exit code, or
+    None when there was no process."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    return proc.returncode
+
+
+def kill(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGKILL a running process and reap it (an abrupt outage, no drain)."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=timeout)
