@@ -1,7 +1,7 @@
 """A tiny upstream app that echoes what reached it (method, path, query, headers, body size).
 
 Tests look at the echo to prove what Envoy forwarded: the decision headers we added and the
-client headers we removed. Runs in-process on a background thread (``UpstreamThread``) or as a
+client headers we removed; ``UpstreamThread.count`` proves what did not get through. Runs in-process on a background thread (``UpstreamThread``) or as a
 subprocess (``python -m extauthz.devstack.upstream --port N``).
 """
 
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import threading
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from aiohttp import web
@@ -30,18 +31,25 @@ async def echo(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(data), content_type="application/json")
 
 
-def create_app() -> web.Application:
+def create_app(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]] = echo,
+) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", echo)
+    app.router.add_route("*", "/{tail:.*}", handler)
     return app
 
 
 class UpstreamThread:
-    """The echo app on its own event loop in a daemon thread; a context manager."""
+    """The echo app on its own event loop in a daemon thread; a context manager.
+
+    ``count`` is how many requests reached it (to prove a blocked one never did).
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.count = 0
+        self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -50,12 +58,17 @@ class UpstreamThread:
     def address(self) -> tuple[str, int]:
         return self.host, self.port
 
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self.count += 1
+        return await echo(request)
+
     def start(self, timeout: float = 10.0) -> UpstreamThread:
         started = threading.Event()
         errors: list[BaseException] = []
 
         async def boot() -> None:
-            runner = web.AppRunner(create_app(), access_log=None)
+            runner = web.AppRunner(create_app(self._handle), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, self.host, self.port).start()
             self._runner = runner

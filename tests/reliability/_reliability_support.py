@@ -1,14 +1,13 @@
 """Helpers for the reliability tests: CheckRequest builders, a counting upstream, a stack, load.
 
-Process orchestration comes from ``extauthz.devstack``; only what it lacks lives here: an
-upstream that counts what reached it (to prove nothing passed unchecked), a fixed-rate HTTP
+Process orchestration comes from ``extauthz.devstack`` (its echo upstream counts what reached
+it, to prove nothing passed unchecked); only what it lacks lives here: a fixed-rate HTTP
 load generator that records every status, and a one-call Envoy + PDP + upstream stack.
 (The module name is unique on purpose: pytest's rootdir import mode shares one namespace.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import os
@@ -16,14 +15,12 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 from google.protobuf.struct_pb2 import Struct
 
@@ -31,7 +28,7 @@ from extauthz.demo.tokens import github_signature, mint_jwt, stripe_signature
 from extauthz.devstack import free_port
 from extauthz.devstack.envoy import SIDECAR_CONFIG, EnvoyProcess, render_config
 from extauthz.devstack.server import ServerProcess
-from extauthz.devstack.upstream import echo
+from extauthz.devstack.upstream import UpstreamThread
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_POLICY = REPO_ROOT / "policies" / "demo.yaml"
@@ -101,63 +98,7 @@ def check_request(
 # --- an upstream that counts -------------------------------------------------------------
 
 
-class CountingUpstream:
-    """The devstack echo app behind a counter, on its own loop in a daemon thread."""
-
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = free_port(host)
-        self.count = 0
-        self.paths: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        with self._lock:
-            self.count += 1
-            self.paths[request.path] += 1
-        return await echo(request)
-
-    def start(self, timeout: float = 10.0) -> CountingUpstream:
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application(client_max_size=16 * 1024 * 1024)
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            runner = web.AppRunner(app, access_log=None)
-            try:
-                loop.run_until_complete(runner.setup())
-                loop.run_until_complete(web.TCPSite(runner, self.host, self.port).start())
-            except BaseException as exc:
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="counting-upstream", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError("counting upstream did not start")
-        if errors:
-            raise errors[0]
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-        self._loop = self._thread = None
+CountingUpstream = UpstreamThread  # the devstack echo upstream counts what reached it
 
 
 # --- HTTP calls and fixed-rate load ------------------------------------------------------
