@@ -7,6 +7,13 @@ means the same in draft 7 and 2020-12, otherwise a cached ``jsonschema`` Draft 2
 validator is used. Formats are asserted by both (a security contract wants ``format: uri``
 to mean something).
 
+Schema regexes (``pattern``, ``patternProperties`` keys) come from the policy and run on
+attacker input, so neither library's backtracking ``re`` runs them: each is compiled once at
+load with RE2 (``schema_regex``, linear time) and swapped into fastjsonschema's generated code
+(its ``REGEX_PATTERNS`` table) or into ``jsonschema``'s keyword functions. fastjsonschema's own
+``email`` format regex is quadratic on long dotted input (100 KB: 3 s) and is swapped for an
+RE2 equivalent too; its other format regexes are fixed, linear in practice, and left alone.
+
 ``rejectUnknownFields`` walks the body beside a tree of the properties the schema declares
 (following local ``$ref``s and ``allOf``/``anyOf``/``oneOf``/``if``/``then``/``else``): a
 key that no branch declares is unknown. An object schema that declares no properties, or that
@@ -24,9 +31,10 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
 
 from ..decision import RuleHit
-from .regex_risk import pattern_risk
+from .schema_regex import LinearPattern, UnsupportedPattern, compile_pattern
 
 SCHEMA_INVALID = "contract.schema.invalid"
 UNKNOWN_FIELD = "contract.unknownField"
@@ -119,13 +127,45 @@ def check_schema(schema: Any) -> None:
             raise SchemaProblem(f"$ref {ref!r}: only local references ('#/...') are supported")
         if "$dynamicRef" in s:
             raise SchemaProblem("$dynamicRef is not supported")
-        patterns = [s["pattern"]] if isinstance(s.get("pattern"), str) else []
-        if isinstance(s.get("patternProperties"), Mapping):
-            patterns.extend(k for k in s["patternProperties"] if isinstance(k, str))
-        for pattern in patterns:
-            risk = pattern_risk(pattern)
-            if risk is not None:
-                raise SchemaProblem(risk)
+    for pointer, pattern in schema_patterns(schema):
+        try:
+            compile_pattern(pattern)
+        except UnsupportedPattern as exc:
+            raise SchemaProblem(f"schema regex at '{pointer}': {exc}") from None
+
+
+def _pointer(parts: tuple[str | int, ...]) -> str:
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def schema_patterns(schema: Any) -> list[tuple[str, str]]:
+    """Every ``pattern`` and ``patternProperties`` key, with its JSON pointer in the schema."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(schema, ())]
+    while stack:
+        s, at = stack.pop()
+        if not isinstance(s, Mapping):
+            continue
+        if isinstance(s.get("pattern"), str):
+            found.append((_pointer((*at, "pattern")), s["pattern"]))
+        for key in _SCHEMA_MAPS:
+            value = s.get(key)
+            if isinstance(value, Mapping):
+                for name, sub in value.items():
+                    if key == "patternProperties" and isinstance(name, str):
+                        found.append((_pointer((*at, key, name)), name))
+                    stack.append((sub, (*at, key, name)))
+        for key in _SCHEMA_ONE:
+            value = s.get(key)
+            if isinstance(value, Mapping):
+                stack.append((value, (*at, key)))
+            elif key == "items" and isinstance(value, list):
+                stack.extend((sub, (*at, key, i)) for i, sub in enumerate(value))
+        for key in _SCHEMA_LISTS:
+            value = s.get(key)
+            if isinstance(value, list):
+                stack.extend((sub, (*at, key, i)) for i, sub in enumerate(value))
+    return found
 
 
 Validator = Callable[[Any], str | None]
@@ -143,10 +183,143 @@ def compile_validator(schema: Any, *, engine: str = "auto") -> tuple[Validator, 
             fn = fastjsonschema.compile(draft7, use_default=False, use_formats=True)
         except (fastjsonschema.JsonSchemaDefinitionException, re.error, ValueError):
             fn = None
-        if fn is not None:
+        if fn is not None and _use_linear_regexes(fn, schema):
             return _fast(fn), "fastjsonschema"
-    validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    validator = LinearDraft202012Validator(schema, format_checker=FormatChecker())
     return _slow(validator), "jsonschema"
+
+
+# fastjsonschema's ``email`` regex has ``(?!.*\.\..*@)``: quadratic on a long dotted string.
+# Same language (no ".." and no trailing "." before the "@"), without lookaround; stricter only
+# where the original's ``.`` stopped at a newline.
+_FAST_FORMATS = {"email_re_pattern": r"^[^@.](?:\.?[^@.])*@[^@]+\.[^@]+$"}
+
+
+def _use_linear_regexes(fn: Callable[[Any], Any], schema: Any) -> bool:
+    """Swap the generated code's ``re`` objects for RE2 ones; False if that is not possible.
+
+    The generated code looks each schema regex up by its source text in ``REGEX_PATTERNS``
+    (format regexes under ``<format>_re_pattern``) and only calls ``.search``/``.match``.
+    """
+    table = getattr(fn, "__globals__", {}).get("REGEX_PATTERNS")
+    if not isinstance(table, dict):
+        return False
+    patterns = {pattern for _, pattern in schema_patterns(schema)}
+    for key in table:
+        if key in patterns:
+            if key.endswith("_re_pattern"):
+                return False  # a schema regex spelled like a format slot: ambiguous
+            table[key] = compile_pattern(key)
+        elif key in _FAST_FORMATS:
+            table[key] = compile_pattern(_FAST_FORMATS[key])
+        elif not key.endswith("_re_pattern"):
+            return False  # a regex we do not know about: do not let it run on input
+    return True
+
+
+def _pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "string") and not compile_pattern(patrn).search(instance):
+        yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def _pattern_properties(validator: Any, pattern_properties: Any, instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    for patrn, subschema in pattern_properties.items():
+        regex = compile_pattern(patrn)
+        for key, value in instance.items():
+            if regex.search(key):
+                yield from validator.descend(value, subschema, path=key, schema_path=patrn)
+
+
+def _additional(instance: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    properties = schema.get("properties", {})
+    regexes = [compile_pattern(p) for p in schema.get("patternProperties", {})]
+    return [
+        key for key in instance if key not in properties and not any(r.search(key) for r in regexes)
+    ]
+
+
+def _additional_properties(validator: Any, ap: Any, instance: Any, schema: Any) -> Any:
+    """``jsonschema``'s keyword, with RE2 for the ``patternProperties`` it skips."""
+    if not validator.is_type(instance, "object"):
+        return
+    extras = _additional(instance, schema)
+    if validator.is_type(ap, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], ap, path=extra)
+    elif not ap and extras:
+        joined = ", ".join(repr(each) for each in sorted(extras))
+        yield ValidationError(f"Additional properties are not allowed ({joined} unexpected)")
+
+
+def _evaluated_keys(validator: Any, instance: Mapping[str, Any], schema: Any) -> set[str]:
+    """``jsonschema._utils.find_evaluated_property_keys_by_schema`` with RE2 for patterns."""
+    if not isinstance(schema, Mapping):
+        return set()
+    keys: set[str] = set()
+    ref = schema.get("$ref")
+    if ref is not None:
+        resolved = validator._resolver.lookup(ref)
+        child = validator.evolve(schema=resolved.contents, _resolver=resolved.resolver)
+        keys |= _evaluated_keys(child, instance, resolved.contents)
+    properties = schema.get("properties")
+    if isinstance(properties, Mapping):
+        keys |= properties.keys() & instance.keys()
+    for keyword in ("additionalProperties", "unevaluatedProperties"):
+        subschema = schema.get(keyword)
+        if subschema is not None:
+            keys |= {
+                k for k, v in instance.items() if validator.evolve(schema=subschema).is_valid(v)
+            }
+    regexes = [compile_pattern(p) for p in schema.get("patternProperties", {})]
+    keys |= {k for k in instance if any(r.search(k) for r in regexes)}
+    for name, subschema in (schema.get("dependentSchemas") or {}).items():
+        if name in instance:
+            keys |= _evaluated_keys(validator, instance, subschema)
+    for keyword in ("allOf", "oneOf", "anyOf"):
+        for subschema in schema.get(keyword, []):
+            if validator.evolve(schema=subschema).is_valid(instance):
+                keys |= _evaluated_keys(validator, instance, subschema)
+    if "if" in schema:
+        if validator.evolve(schema=schema["if"]).is_valid(instance):
+            keys |= _evaluated_keys(validator, instance, schema["if"])
+            if "then" in schema:
+                keys |= _evaluated_keys(validator, instance, schema["then"])
+        elif "else" in schema:
+            keys |= _evaluated_keys(validator, instance, schema["else"])
+    return keys
+
+
+def _unevaluated_properties(validator: Any, up: Any, instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    evaluated = _evaluated_keys(validator, instance, schema)
+    bad = [
+        key
+        for key in instance
+        if key not in evaluated and not validator.evolve(schema=up).is_valid(instance[key])
+    ]
+    if bad:
+        joined = ", ".join(repr(each) for each in sorted(bad))
+        if up is False:
+            yield ValidationError(f"Unevaluated properties are not allowed ({joined} unexpected)")
+        else:
+            yield ValidationError(
+                f"Unevaluated properties are not valid under the schema ({joined})"
+            )
+
+
+# Every keyword of Draft 2020-12 that runs a schema regex, on RE2 ($dynamicRef is refused).
+LinearDraft202012Validator = jsonschema.validators.extend(
+    Draft202012Validator,
+    {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+        "unevaluatedProperties": _unevaluated_properties,
+    },
+)
 
 
 def _fast(fn: Callable[[Any], Any]) -> Validator:
@@ -167,7 +340,7 @@ def _fast(fn: Callable[[Any], Any]) -> Validator:
     return validate
 
 
-def _slow(validator: Draft202012Validator) -> Validator:
+def _slow(validator: Any) -> Validator:
     def validate(instance: Any) -> str | None:
         try:
             if validator.is_valid(instance):
@@ -192,7 +365,7 @@ class FieldTree:
 
     open: bool = False
     props: dict[str, FieldTree] = field(default_factory=dict)
-    patterns: list[re.Pattern[str]] = field(default_factory=list)
+    patterns: list[LinearPattern] = field(default_factory=list)
     items: FieldTree | None = None
     is_object: bool = False
 
@@ -257,7 +430,7 @@ def _tree(schema: Any, root: Mapping[str, Any], depth: int, refs: set[str]) -> F
             own.props[name] = _tree(sub, root, depth + 1, refs)
     for pattern in schema.get("patternProperties") or {}:
         own.is_object = True
-        own.patterns.append(re.compile(pattern))
+        own.patterns.append(compile_pattern(pattern))
     extra = schema.get("additionalProperties", schema.get("unevaluatedProperties"))
     if extra is not None and extra is not False:
         own.open = True

@@ -327,12 +327,61 @@ def test_compiled_policy_is_immutable() -> None:
         p.version = "x"  # type: ignore[misc]
 
 
-def test_catastrophic_schema_regex_refuses_the_policy() -> None:
-    found = route_problems(
+def test_catastrophic_schema_regex_is_accepted_and_decided_in_linear_time() -> None:
+    """D7/D7b: schema regexes run on RE2, so a backtracking-prone pattern is harmless."""
+    import time
+
+    from extauthz.context import Body, HttpRequest, RequestContext
+    from extauthz.engine import evaluate
+
+    policy = load_policy_text(
+        'policyVersion: "0.1"\nroutes:\n'
         "- id: a\n"
-        "  match: {path: /a}\n"
+        "  match: {method: POST, path: /a}\n"
         "  contract: {requestSchema: {properties: {n: {type: string, pattern: '^(a+)+$'}}}}\n"
     )
-    ((path, reason),) = found
-    assert path == "routes[0].contract.requestSchema"
-    assert "exponential time" in reason and "'^(a+)+$'" in reason
+
+    def decide(value: str) -> tuple[str, tuple[str, ...], float]:
+        raw = json.dumps({"n": value}).encode()
+        request = HttpRequest(
+            "POST", "/a", {}, content_type="application/json", body=Body(True, len(raw), raw=raw)
+        )
+        start = time.perf_counter()
+        decision = evaluate(policy, RequestContext(request=request))
+        return decision.action, decision.rule_ids, time.perf_counter() - start
+
+    action, ids, elapsed = decide("a" * 100_000 + "!")
+    assert elapsed < 1.0
+    assert action == "BLOCK" and "contract.schema.invalid" in ids
+    assert decide("aaaa")[:2] == ("ALLOW", ())
+
+
+def test_schema_regex_re2_cannot_run_refuses_the_policy(tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text(
+        json.dumps({"properties": {"n": {"type": "string", "pattern": "^(?=.*[0-9])[a-z0-9]+$"}}})
+    )
+    found = problems(
+        'policyVersion: "0.1"\nroutes:\n'
+        "- id: a\n"
+        "  match: {path: /a}\n"
+        "  contract: {requestSchemaRef: s.json}\n"
+        "- id: b\n"
+        "  match: {path: /b}\n"
+        "  contract: {requestSchema: {patternProperties: {'(?<!x)y': {}}}}\n",
+        tmp_path,
+    )
+    by_path = {p.path: p for p in found}
+    assert set(by_path) == {
+        "routes[0].contract.requestSchemaRef",
+        "routes[1].contract.requestSchema",
+    }
+    assert all(p.file.endswith("p.yaml") for p in found)
+    ref = by_path["routes[0].contract.requestSchemaRef"].reason
+    assert ref.startswith(str(tmp_path / "s.json") + ": ")
+    assert "at '/properties/n/pattern'" in ref
+    assert (
+        "pattern uses a feature the linear-time regex engine does not support "
+        "(lookaround/backreference): '^(?=.*[0-9])[a-z0-9]+$'"
+    ) in ref
+    inline = by_path["routes[1].contract.requestSchema"].reason
+    assert "at '/patternProperties/(?<!x)y'" in inline and "'(?<!x)y'" in inline

@@ -184,24 +184,76 @@ def test_an_invalid_schema_regex_is_refused(tmp_path: Path) -> None:
     assert any(p.path.startswith("routes[0].contract") for p in exc.errors), _reasons(exc)
 
 
+# Schema regexes run on RE2 (linear time, D7/D7b): a backtracking-prone pattern is accepted and
+# a hostile value is decided fast with the right answer. Each value takes Python's ``re``
+# from seconds to hours on its pattern. ``where`` puts the value in a property or in a key.
+HOSTILE_SCHEMA_REGEXES = [
+    ("nested-plus", {"properties": {"name": {"type": "string", "pattern": "^(a+)+$"}}},
+     "name", "a" * 100_000 + "!"),
+    ("alternation-star", {"patternProperties": {"^(a|a)*$": {"type": "integer"}}},
+     "key", "a" * 100_000 + "!"),
+    ("email-like", {"properties": {"e": {"type": "string", "pattern": "^([a-z0-9]+)*@x$"}}},
+     "e", "a" * 100_000 + "!"),
+    ("unanchored-quadratic", {"properties": {"e": {"type": "string", "pattern": "[a-z]+@"}}},
+     "e", "a" * 100_000),
+]  # fmt: skip
+
+
+def _decide_value(tmp_path: Path, schema: dict, where: str, value: str) -> tuple[str, float]:  # type: ignore[type-arg]
+    from extauthz.context import Body, HttpRequest, RequestContext
+    from extauthz.engine import evaluate
+
+    full = {"type": "object", **schema}
+    text = HEADER + ROUTE + f"    contract: {{requestSchema: {json.dumps(full)}}}\n"
+    policy = load_policy(_write(tmp_path, text))  # accepted
+    body = {value: "not an integer"} if where == "key" else {where: value}
+    raw = json.dumps(body).encode()
+    request = HttpRequest(
+        "POST", "/x", {}, content_type="application/json", body=Body(True, len(raw), raw=raw)
+    )
+    start = time.perf_counter()
+    decision = evaluate(policy, RequestContext(request=request))
+    elapsed = time.perf_counter() - start
+    return ",".join(decision.rule_ids) or decision.action, elapsed
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize(
-    "schema",
-    [
-        {"type": "object", "properties": {"name": {"type": "string", "pattern": "^(a+)+$"}}},
-        {"type": "object", "patternProperties": {"^(a|a)*$": {}}},
-        {"type": "object", "properties": {"e": {"type": "string", "pattern": "^([a-z0-9]+)*@x$"}}},
-    ],
-    ids=["nested-plus", "alternation-star", "email-like"],
+    ("schema", "where", "value"),
+    [case[1:] for case in HOSTILE_SCHEMA_REGEXES],
+    ids=[case[0] for case in HOSTILE_SCHEMA_REGEXES],
 )
-def test_catastrophic_schema_regex_is_refused(tmp_path: Path, schema: dict) -> None:  # type: ignore[type-arg]
+def test_catastrophic_schema_regex_is_accepted_and_decided_fast(
+    tmp_path: Path,
+    schema: dict,  # type: ignore[type-arg]
+    where: str,
+    value: str,
+) -> None:
+    hits, elapsed = _decide_value(tmp_path, schema, where, value)
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    if where == "key":  # the key does not match the pattern, so its value is not checked
+        assert hits == "ALLOW"
+    else:
+        assert hits == "contract.schema.invalid"
+    benign = "aaaa" if where in ("name", "key") else "abc@x"
+    expected = "contract.schema.invalid" if where == "key" else "ALLOW"
+    assert _decide_value(tmp_path, schema, where, benign)[0] == expected
+
+
+def test_schema_regex_re2_cannot_run_is_refused(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"p": {"type": "string", "pattern": "^(?!admin)"}}}
     text = HEADER + ROUTE + f"    contract: {{requestSchema: {json.dumps(schema)}}}\n"
     exc = _refuse(_write(tmp_path, text))
-    assert any("routes[0].contract.requestSchema" in p.path for p in exc.errors), _reasons(exc)
+    ((problem,),) = [exc.errors]
+    assert problem.path == "routes[0].contract.requestSchema"
+    assert "at '/properties/p/pattern'" in problem.reason
+    assert "linear-time regex engine does not support (lookaround/backreference)" in problem.reason
 
 
-# Shapes the load-time check (extauthz.engine.regex_risk) does not catch yet, with a value
-# that makes each one blow up: exponential through a common prefix, and polynomial (cubic)
-# through adjacent quantifiers over the same characters. Vulnerable: 30 s to hours each.
+# Shapes the former load-time heuristic (regex_risk) missed, with a value that makes each one
+# blow up on a backtracking engine: exponential through a common prefix, and polynomial
+# (cubic) through adjacent quantifiers over the same characters: 30 s to hours each. D7b,
+# fixed by running schema regexes on RE2.
 RESIDUAL_REGEXES = {
     "prefix-alternation": (r"^(a|aa)+$", "a" * 46 + "!"),
     "cubic-adjacent-stars": (r"^a*a*a*$", "a" * 8_000 + "!"),
@@ -231,14 +283,6 @@ for name, (pattern, value) in json.loads(sys.argv[1]).items():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "D7b reported to ENGINE: regex_risk accepts '^(a|aa)+$' (exponential: 36 characters "
-        "1.7 s, x2.6 per 2 more), '^a*a*a*$' (cubic: 2,000 characters 5.4 s) and "
-        "'^.*.*.*=.*$' (cubic: 2,000 characters 0.9 s, 20,000 about 15 min)"
-    ),
-)
 def test_residual_regex_shapes_are_refused_or_decided_fast() -> None:
     """Approach-neutral: refuse the pattern at load, or decide a hostile value in < 1 s."""
     children = {

@@ -1,0 +1,151 @@
+"""Schema regexes run on RE2: hostile patterns are accepted and still decided in linear time.
+
+D7/D7b: ``pattern``/``patternProperties`` regexes come from the policy and run on attacker
+input. Python's backtracking ``re`` takes exponential or polynomial time on the shapes below;
+RE2 does not backtrack, so the loader accepts them and a hostile value costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from extauthz.engine.contract import SchemaProblem, check_schema, compile_contract
+from extauthz.engine.schema_regex import UnsupportedPattern, compile_pattern
+
+# (pattern, a value that makes Python's ``re`` blow up on it, whether the pattern matches it)
+HOSTILE = [
+    (r"^(a+)+$", "a" * 100_000 + "!", False),
+    (r"^(a|a)*$", "a" * 100_000 + "!", False),
+    (r"^([a-z0-9]+)*@x$", "a" * 100_000 + "!", False),
+    (r"(a*)*b", "a" * 100_000, False),
+    (r"^(a+b?)+$", "a" * 100_000 + "!", False),
+    (r"((ab)*)*c", "ab" * 50_000, False),
+    (r"^(\d+\s?)+$", "1" * 100_000 + "!", False),
+    (r"^(x+|y)*$", "x" * 100_000 + "!", False),
+    (r"(.*a){10}", "a" * 100_000, True),
+    (r"(?i)^([A-Z]+a)*$", "a" * 100_000 + "!", False),
+    (r"^(a|aa)+$", "a" * 100_000 + "!", False),
+    (r"^a*a*a*$", "a" * 100_000 + "!", False),
+    (r"^.*.*.*=.*$", "x" * 100_000, False),
+    (r"[a-z]+@", "a" * 100_000, False),
+    (r"\s*#", " " * 100_000, False),
+]
+BENIGN = ["", "a", "aa", "aaa!", "ab", "abab", "abc", "x", "xy", "a@x", "1 2 3", "x=1", "AAAa", "#"]
+BUDGET_S = 1.0  # generous for a loaded 2-core machine; backtracking takes minutes to hours
+
+
+@pytest.mark.parametrize(("pattern", "hostile", "expected"), HOSTILE, ids=[h[0] for h in HOSTILE])
+@pytest.mark.parametrize("engine", ["fastjsonschema", "jsonschema"])
+def test_hostile_pattern_is_accepted_and_decided_fast(
+    pattern: str, hostile: str, expected: bool, engine: str
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"v": {"type": "string", "pattern": pattern}},
+        "patternProperties": {pattern: {"type": "integer"}},
+    }
+    contract = compile_contract(schema, reject_unknown=True, source="<inline>", engine=engine)
+    assert contract.engine == engine
+    for value in (hostile, hostile[-20_000:]):
+        start = time.perf_counter()
+        as_value = contract.validate({"v": value})
+        as_key = contract.validate({value: "not an integer"})
+        extra = contract.unknown is not None and contract.unknown.child(value)
+        elapsed = time.perf_counter() - start
+        assert elapsed < BUDGET_S, f"{pattern!r} on {len(value)} characters: {elapsed:.2f} s"
+        assert (as_value is None) is expected, as_value
+        assert (as_key is not None) is expected, as_key  # a matching key must be an integer
+        assert bool(extra) is expected
+
+
+@pytest.mark.parametrize(("pattern", "hostile", "expected"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_results_match_python_re_on_small_benign_inputs(
+    pattern: str, hostile: str, expected: bool
+) -> None:
+    compiled = compile_pattern(pattern)
+    for text in [*BENIGN, hostile[-12:]]:
+        assert compiled.search(text) is (re.search(pattern, text) is not None), (pattern, text)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"^[A-Z0-9]{4}(-[A-Z0-9]{4}){3}$",
+        r"^\d+(\.\d+)*$",
+        r"^(foo|bar)+$",
+        r"^[^@\s]+@[^@\s]+$",
+        r"^(?:[a-z0-9-]+\.)+[a-z]{2,}$",
+        r"^x-",
+        r"^(https?)://",
+    ],
+)
+def test_ordinary_patterns_agree_with_python_re(pattern: str) -> None:
+    compiled = compile_pattern(pattern)
+    for text in [*BENIGN, "ABCD-1234-EFGH-5678", "1.2.3", "foobar", "a@b", "a.example.com"]:
+        assert compiled.search(text) is (re.search(pattern, text) is not None), (pattern, text)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"^(?=.*\d)\w+$", r"(?!admin)^\w+$", r"(?<=x)y", r"(?<!x)y", r"^(a)\1$", r"^a++$", "(?>a+)"],
+)
+def test_patterns_re2_cannot_run_are_refused_with_the_reason(pattern: str) -> None:
+    with pytest.raises(UnsupportedPattern, match="linear-time regex engine does not support"):
+        compile_pattern(pattern)
+    with pytest.raises(SchemaProblem) as info:
+        check_schema({"properties": {"a": {"$defs": {"b": {"pattern": pattern}}}}})
+    message = str(info.value)
+    assert "at '/properties/a/$defs/b/pattern'" in message
+    assert "(lookaround/backreference)" in message and repr(pattern) in message
+
+
+def test_schema_check_looks_at_pattern_and_pattern_properties_everywhere() -> None:
+    with pytest.raises(SchemaProblem, match="at '/patternProperties/\\(\\?=a\\)'"):
+        check_schema({"patternProperties": {"(?=a)": {}}})
+    with pytest.raises(SchemaProblem, match="at '/\\$defs/x/propertyNames/pattern'"):
+        check_schema({"$defs": {"x": {"propertyNames": {"pattern": "(?<=a)b"}}}})
+    with pytest.raises(SchemaProblem, match="at '/prefixItems/1/pattern'"):
+        check_schema({"prefixItems": [{}, {"pattern": "(a)\\1"}]})
+    check_schema({"properties": {"pattern": {"type": "string", "pattern": "^[a-z]+$"}}})
+
+
+def test_dollar_and_classes_follow_ecma_262_not_python() -> None:
+    # JSON Schema patterns are ECMA-262: "$" is end of input (Python's also matches before a
+    # final newline), \d is ASCII only (Python's str patterns match any Unicode digit).
+    assert not compile_pattern(r"^a$").search("a\n")
+    assert re.search(r"^a$", "a\n")
+    assert not compile_pattern(r"^\d+$").search("٣")
+    assert compile_pattern("^é+$").search("éé")
+
+
+def test_lone_surrogates_in_input_do_not_crash() -> None:
+    contract = compile_contract(
+        {"patternProperties": {"^x": {}}, "properties": {"v": {"pattern": "^x"}}},
+        reject_unknown=True,
+        source="<inline>",
+    )
+    assert contract.validate({"v": "\ud800x"}) is not None
+    assert contract.validate({"v": "x\ud800"}) is None
+    assert contract.unknown is not None and contract.unknown.child("\ud800") is None
+
+
+@pytest.mark.parametrize("engine", ["fastjsonschema", "jsonschema"])
+def test_email_format_is_linear_and_unchanged_on_ordinary_addresses(engine: str) -> None:
+    contract = compile_contract(
+        {"properties": {"e": {"type": "string", "format": "email"}}},
+        reject_unknown=False,
+        source="<inline>",
+        engine=engine,
+    )
+    assert contract.validate({"e": "user.name@example.com"}) is None
+    assert contract.validate({"e": "no-at-sign"}) is not None
+    if engine == "fastjsonschema":  # jsonschema only asks for an "@"
+        for bad in ("a..b@example.com", "a.@example.com", ".a@example.com", "a@example"):
+            assert contract.validate({"e": bad}) is not None, bad
+    start = time.perf_counter()
+    for hostile in ("." * 100_000, "a" + ".." * 50_000 + "@x.y", "a." * 50_000):
+        contract.validate({"e": hostile})
+    assert time.perf_counter() - start < BUDGET_S
