@@ -13,6 +13,7 @@ Semantics are ECMA-262's where they differ from Python's: ``$`` matches only at 
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import re2
@@ -44,8 +45,9 @@ class LinearPattern:
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
+        source = _ecma_escapes(pattern)
         try:
-            self._public = re2.compile(pattern, _OPTIONS)
+            self._public = re2.compile(source, _OPTIONS)
         except UnicodeEncodeError:
             raise UnsupportedPattern(f"pattern {pattern!r} is not valid Unicode") from None
         except re2.error as exc:
@@ -56,7 +58,7 @@ class LinearPattern:
                 "pattern uses a feature the linear-time regex engine does not support "
                 f"(lookaround/backreference): {pattern!r} ({detail})"
             ) from None
-        self._match = _RE2(pattern.encode("utf-8"), _OPTIONS).Match if _FAST else None
+        self._match = _RE2(source.encode("utf-8"), _OPTIONS).Match if _FAST else None
 
     def search(self, text: str) -> bool:
         """True when ``pattern`` matches somewhere in ``text`` (JSON Schema semantics)."""
@@ -74,6 +76,16 @@ class LinearPattern:
 
     def __repr__(self) -> str:
         return f"LinearPattern({self.pattern!r})"
+
+
+_U_ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|.)", re.DOTALL)
+
+
+def _ecma_escapes(pattern: str) -> str:
+    """ECMA-262's ``\\uXXXX`` (common in JSON Schema) in RE2's spelling, ``\\x{XXXX}``."""
+    if "\\u" not in pattern:
+        return pattern
+    return _U_ESCAPE.sub(lambda m: f"\\x{{{m[1]}}}" if m[1] else m[0], pattern)
 
 
 @lru_cache(maxsize=4096)

@@ -149,3 +149,12 @@ def test_email_format_is_linear_and_unchanged_on_ordinary_addresses(engine: str)
     for hostile in ("." * 100_000, "a" + ".." * 50_000 + "@x.y", "a." * 50_000):
         contract.validate({"e": hostile})
     assert time.perf_counter() - start < BUDGET_S
+
+
+def test_ecma_unicode_escapes_are_understood() -> None:
+    # JSON Schema patterns often spell characters as ECMA-262 \uXXXX, which RE2 does not know.
+    ascii_only = compile_pattern(r"^[\u0000-\u007f]*$")
+    assert ascii_only.search("plain ascii") and not ascii_only.search("é")
+    assert compile_pattern(r"[\s\u00a0]").search("\xa0")
+    escaped = compile_pattern(r"^\\u0041$")  # an escaped backslash, then a literal "u0041"
+    assert escaped.search("\\u0041") and not escaped.search("A")
