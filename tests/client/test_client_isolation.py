@@ -22,6 +22,7 @@ FORBIDDEN = (
     "aiohttp",
     "cel",
     "fastjsonschema",
+    "re2",
     "jsonschema",
     "starlette",
     "flask",
