@@ -227,6 +227,29 @@ def internal_error(policy: CompiledPolicy, ctx: Any, exc: BaseException) -> Deci
     )
 
 
+def _claim(pending: Pending, replay_store: Any) -> Any:
+    """Claim this delivery's event id: the store's answer, or an awaitable of it (async store)."""
+    store = DEFAULT_REPLAY_STORE if replay_store is None else replay_store
+    return store.claim(pending.replay_key, pending.replay_ttl)
+
+
+def _not_awaitable(result: Any) -> Any:
+    """A sync caller cannot await: close an async store's coroutine and call the store unusable."""
+    if isinstance(result, Awaitable):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        raise ReplayStoreUnavailable("an async replay store needs evaluate_async()")
+    return result
+
+
+async def _awaited(result: Any) -> Any:
+    """An async store's answer, awaited; a sync store's answer as it is."""
+    if isinstance(result, Awaitable):
+        return await result
+    return result
+
+
 def evaluate(
     policy: CompiledPolicy,
     ctx: RequestContext,
@@ -239,17 +262,9 @@ def evaluate(
     try:
         pending = prepare(policy, ctx, time.time() if now is None else now)
         if pending.replay_key is not None:
-            store = DEFAULT_REPLAY_STORE if replay_store is None else replay_store
             outcome: bool | BaseException
             try:
-                result = store.claim(pending.replay_key, pending.replay_ttl)
-                if isinstance(result, Awaitable):
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-                    outcome = ReplayStoreUnavailable("an async replay store needs evaluate_async()")
-                else:
-                    outcome = bool(result)
+                outcome = bool(_not_awaitable(_claim(pending, replay_store)))
             except Exception as exc:
                 outcome = exc
             apply_claim(pending, outcome, replay_fail_open)
@@ -270,13 +285,9 @@ async def evaluate_async(
     try:
         pending = prepare(policy, ctx, time.time() if now is None else now)
         if pending.replay_key is not None:
-            store = DEFAULT_REPLAY_STORE if replay_store is None else replay_store
             outcome: bool | BaseException
             try:
-                result = store.claim(pending.replay_key, pending.replay_ttl)
-                if isinstance(result, Awaitable):
-                    result = await result
-                outcome = bool(result)
+                outcome = bool(await _awaited(_claim(pending, replay_store)))
             except Exception as exc:
                 outcome = exc
             apply_claim(pending, outcome, replay_fail_open)
