@@ -9,11 +9,12 @@ embedded, sidecar and centralized patterns build identical contexts and decide i
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._exceptions import ContractShieldError
+from .._exceptions import ContractShieldError, InvalidContext
 from ..client._request import DEFAULT_CLAIM_NAMES, CheckInput, ClaimNames, build_check_request
 from ..decision import BLOCK, Decision, RuleHit
 
@@ -27,6 +28,8 @@ POLICY_VIOLATION = "POLICY_VIOLATION"
 PDP_UNAVAILABLE = "PDP_UNAVAILABLE"
 ASGI_STATE_KEY = "contractshield_decision"
 WSGI_ENVIRON_KEY = "contractshield.decision"
+
+log = logging.getLogger("extauthz.middleware")
 
 
 @dataclass(slots=True, frozen=True)
@@ -107,7 +110,11 @@ def make_policy_source(
 
 
 class EmbeddedDecider:
-    """Decides in-process: the server's adapter, then the engine, on the current policy."""
+    """Decides in-process: the server's adapter, then the engine, on the current policy.
+
+    Fails closed: a request that cannot be described raises ``InvalidContext`` (400), any
+    other failure is logged and becomes ``internal_error_decision()``.
+    """
 
     def __init__(
         self,
@@ -116,6 +123,7 @@ class EmbeddedDecider:
         replay_store: Any = None,
         replay_fail_open: bool = False,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+        stop: Callable[[], None] | None = None,
     ) -> None:
         from ..engine import evaluate, evaluate_async
         from ..envoy.request import AdapterOptions, check_request_to_context
@@ -124,6 +132,7 @@ class EmbeddedDecider:
         self.replay_store = replay_store
         self.replay_fail_open = replay_fail_open
         self.claim_names = claim_names
+        self._stop = stop
         self._options = AdapterOptions(
             subject_claim=claim_names.subject,
             tenant_claim=claim_names.tenant,
@@ -133,21 +142,58 @@ class EmbeddedDecider:
         self._evaluate = evaluate
         self._evaluate_async = evaluate_async
 
+    @classmethod
+    def open(
+        cls,
+        policy: str | CompiledPolicy | PolicySource,
+        *,
+        hot_reload: bool,
+        replay_store: Any,
+        replay_fail_open: bool,
+        claim_names: ClaimNames,
+    ) -> EmbeddedDecider:
+        """A decider on ``make_policy_source(policy)``; ``close()`` stops its hot reloader."""
+        source, stop = make_policy_source(policy, hot_reload=hot_reload)
+        return cls(
+            source,
+            replay_store=replay_store,
+            replay_fail_open=replay_fail_open,
+            claim_names=claim_names,
+            stop=stop,
+        )
+
+    def close(self) -> None:
+        """Stop the hot reloader ``open()`` started (if any)."""
+        if self._stop is not None:
+            self._stop()
+
     def context(self, inp: CheckInput) -> RequestContext:
         return self._to_context(build_check_request(inp, self.claim_names), self._options)
 
     def decide(self, inp: CheckInput) -> Decision:
-        return self._evaluate(
-            self.policy_source.current(),
-            self.context(inp),
-            replay_store=self.replay_store,
-            replay_fail_open=self.replay_fail_open,
-        )
+        try:
+            return self._evaluate(
+                self.policy_source.current(),
+                self.context(inp),
+                replay_store=self.replay_store,
+                replay_fail_open=self.replay_fail_open,
+            )
+        except InvalidContext:
+            raise  # the request, not the engine: 400
+        except Exception:
+            log.exception("embedded policy evaluation failed")
+            return internal_error_decision()
 
     async def decide_async(self, inp: CheckInput) -> Decision:
-        return await self._evaluate_async(
-            self.policy_source.current(),
-            self.context(inp),
-            replay_store=self.replay_store,
-            replay_fail_open=self.replay_fail_open,
-        )
+        try:
+            return await self._evaluate_async(
+                self.policy_source.current(),
+                self.context(inp),
+                replay_store=self.replay_store,
+                replay_fail_open=self.replay_fail_open,
+            )
+        except InvalidContext:
+            raise  # the request, not the engine: 400
+        except Exception:
+            log.exception("embedded policy evaluation failed")
+            return internal_error_decision()

@@ -12,7 +12,6 @@ Override ``deny_response`` / ``unavailable_response`` to change what a denied cl
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -35,8 +34,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 IdentityResolver = Callable[[Scope], IdentityInput]
-
-log = logging.getLogger("extauthz.middleware")
 
 
 class _Buffered:
@@ -185,9 +182,9 @@ class EmbeddedASGIMiddleware(_ASGIMiddleware):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         super().__init__(app, identity=identity, max_body_bytes=max_body_bytes)
-        source, self._stop = _common.make_policy_source(policy, hot_reload=hot_reload)
-        self.decider = _common.EmbeddedDecider(
-            source,
+        self.decider = _common.EmbeddedDecider.open(
+            policy,
+            hot_reload=hot_reload,
             replay_store=replay_store,
             replay_fail_open=replay_fail_open,
             claim_names=claim_names,
@@ -195,14 +192,7 @@ class EmbeddedASGIMiddleware(_ASGIMiddleware):
 
     def close(self) -> None:
         """Stop the hot reloader this middleware started (if any)."""
-        if self._stop is not None:
-            self._stop()
+        self.decider.close()
 
     async def decide(self, inp: CheckInput) -> Decision:
-        try:
-            return await self.decider.decide_async(inp)
-        except InvalidContext:
-            raise  # the request, not the engine: 400
-        except Exception:
-            log.exception("embedded policy evaluation failed")
-            return _common.internal_error_decision()
+        return await self.decider.decide_async(inp)

@@ -12,7 +12,6 @@ decision is in ``environ["contractshield.decision"]`` (``request.environ`` in Fl
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -34,8 +33,6 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 IdentityResolver = Callable[[Environ], IdentityInput]
-
-log = logging.getLogger("extauthz.middleware")
 
 
 class _ReplayInput(io.RawIOBase):
@@ -207,9 +204,9 @@ class EmbeddedWSGIMiddleware(_WSGIMiddleware):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         super().__init__(app, identity=identity, max_body_bytes=max_body_bytes)
-        source, self._stop = _common.make_policy_source(policy, hot_reload=hot_reload)
-        self.decider = _common.EmbeddedDecider(
-            source,
+        self.decider = _common.EmbeddedDecider.open(
+            policy,
+            hot_reload=hot_reload,
             replay_store=replay_store,
             replay_fail_open=replay_fail_open,
             claim_names=claim_names,
@@ -217,14 +214,7 @@ class EmbeddedWSGIMiddleware(_WSGIMiddleware):
 
     def close(self) -> None:
         """Stop the hot reloader this middleware started (if any)."""
-        if self._stop is not None:
-            self._stop()
+        self.decider.close()
 
     def decide(self, inp: CheckInput) -> Decision:
-        try:
-            return self.decider.decide(inp)
-        except InvalidContext:
-            raise  # the request, not the engine: 400
-        except Exception:
-            log.exception("embedded policy evaluation failed")
-            return _common.internal_error_decision()
+        return self.decider.decide(inp)
