@@ -23,16 +23,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._exceptions import InvalidContext, InvalidPolicy
+    from .._exceptions import InvalidContext
     from ..context import RequestContext
     from ..engine import evaluate
-    from ..policy import load_policy
+    from ._report import fail, load_policy_or_report
 
-    try:
-        policy = load_policy(args.policy)
-    except InvalidPolicy as exc:
-        for problem in exc.errors:
-            print(problem, file=sys.stderr)
+    policy = load_policy_or_report(args.policy)
+    if policy is None:
         return 1
     try:
         if args.context == "-":
@@ -42,11 +39,9 @@ def run(args: argparse.Namespace) -> int:
                 text = fh.read()
         ctx = RequestContext.from_json(text)
     except OSError as exc:
-        print(f"{args.context}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return fail(f"{args.context}: cannot read: {exc.strerror or exc}")
     except InvalidContext as exc:
-        print(f"{args.context}: invalid context: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"{args.context}: invalid context: {exc}")
     decision = evaluate(policy, ctx, now=args.now)
     if args.compact:
         print(decision.to_json())

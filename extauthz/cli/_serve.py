@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     from .._exceptions import InvalidConfig, InvalidPolicy, SocketInUse
     from ..server.config import ServerConfig
+    from ._report import fail
 
     try:
         config = ServerConfig.resolve(args)
     except InvalidConfig as exc:
-        print(f"extauthz serve: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"extauthz serve: {exc}", 2)
     from ..server.app import build_state, serve
 
     logging.basicConfig(
@@ -68,20 +68,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         state = build_state(config)
     except InvalidConfig as exc:
-        print(f"extauthz serve: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"extauthz serve: {exc}", 2)
     except InvalidPolicy as exc:
-        print(f"extauthz serve: invalid policy:\n{exc}", file=sys.stderr)
-        return 2
+        return fail(f"extauthz serve: invalid policy:\n{exc}", 2)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(serve(config, state))
     except SocketInUse as exc:
-        print(f"extauthz serve: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"extauthz serve: {exc}", 1)
     except InvalidConfig as exc:
-        print(f"extauthz serve: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"extauthz serve: {exc}", 2)
 
 
 def _loop_factory() -> Any:

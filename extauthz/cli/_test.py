@@ -17,7 +17,6 @@ stale. ``ruleIds`` is compared as a set, exactly. Prints each failure and ``N pa
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -32,20 +31,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._exceptions import InvalidPolicy
-    from ..policy import load_policy
     from ..policy._cases import load_cases, run_case
+    from ._report import fail, load_policy_or_report
 
-    try:
-        policy = load_policy(args.policy)
-    except InvalidPolicy as exc:
-        for problem in exc.errors:
-            print(problem, file=sys.stderr)
+    policy = load_policy_or_report(args.policy)
+    if policy is None:
         return 1
     root = Path(args.dir)
     if not root.is_dir():
-        print(f"{root}: not a directory", file=sys.stderr)
-        return 1
+        return fail(f"{root}: not a directory")
     now = time.time() if args.now is None else args.now
     passed = failed = 0
     files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
