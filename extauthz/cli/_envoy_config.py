@@ -116,26 +116,31 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def options_from_args(args: argparse.Namespace) -> _ec.EnvoyConfigOptions:
+    """The generator's options from parsed ``envoy-config`` arguments (raises InvalidConfig)."""
+    return _ec.EnvoyConfigOptions(
+        socket=args.socket,
+        address=args.address,
+        upstream=args.upstream,
+        listen_address=args.listen_address,
+        listen_port=args.listen_port,
+        admin_address=args.admin_address,
+        admin_port=args.admin_port,
+        max_body_bytes=args.max_body_bytes,
+        failure_mode_allow=args.failure_mode_allow,
+        timeout_ms=args.timeout_ms,
+        status_on_error=args.status_on_error,
+        jwks_file=args.jwks_file,
+        demo_jwt=args.demo_jwt,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from .._exceptions import InvalidConfig
-    from ..envoyconfig import EnvoyConfigOptions, render
+    from ..envoyconfig import render
 
     try:
-        opts = EnvoyConfigOptions(
-            socket=args.socket,
-            address=args.address,
-            upstream=args.upstream,
-            listen_address=args.listen_address,
-            listen_port=args.listen_port,
-            admin_address=args.admin_address,
-            admin_port=args.admin_port,
-            max_body_bytes=args.max_body_bytes,
-            failure_mode_allow=args.failure_mode_allow,
-            timeout_ms=args.timeout_ms,
-            status_on_error=args.status_on_error,
-            jwks_file=args.jwks_file,
-            demo_jwt=args.demo_jwt,
-        )
+        opts = options_from_args(args)
         header = None
         if args.header and args.format == "yaml":
             header = (

@@ -281,23 +281,9 @@ SHIPPED: dict[str, list[str]] = {
 
 def _options_from_argv(argv: list[str]) -> EnvoyConfigOptions:
     from extauthz.cli import build_parser
+    from extauthz.cli._envoy_config import options_from_args
 
-    args = build_parser().parse_args(["envoy-config", *argv])
-    return EnvoyConfigOptions(
-        socket=args.socket,
-        address=args.address,
-        upstream=args.upstream,
-        listen_address=args.listen_address,
-        listen_port=args.listen_port,
-        admin_address=args.admin_address,
-        admin_port=args.admin_port,
-        max_body_bytes=args.max_body_bytes,
-        failure_mode_allow=args.failure_mode_allow,
-        timeout_ms=args.timeout_ms,
-        status_on_error=args.status_on_error,
-        jwks_file=args.jwks_file,
-        demo_jwt=args.demo_jwt,
-    )
+    return options_from_args(build_parser().parse_args(["envoy-config", *argv]))
 
 
 @pytest.mark.parametrize("path", sorted(SHIPPED))
