@@ -39,9 +39,9 @@ DRAIN_QUIET_SECONDS = 0.2  # a drain ends once no check has started for this lon
 DRAIN_POLL_SECONDS = 0.02
 
 
-# --- the seam: policy source and replay store -------------------------------------------
-# RELOAD+REDIS wires the hot reloader (config.hot_reload, SIGHUP → state.reload) and the Redis
-# replay store (config.redis_url) here. Keep this function small; it runs before serving.
+# --- policy source and replay store ------------------------------------------------------
+# The hot reloader (config.hot_reload, SIGHUP → state.reload) and the Redis replay store
+# (config.redis_url) are chosen here. Kept small: it runs before serving.
 def build_state(config: ServerConfig) -> ServerState:
     """Load the policy (raises ``InvalidPolicy``), start hot reload, create the replay store."""
     from ..engine import InMemoryReplayStore
