@@ -158,11 +158,9 @@ POLICY_SCHEMA: dict[str, Any] = {
                                     "additionalProperties": False,
                                     "required": ["expr"],
                                     "properties": {
-                                        "expr": {
-                                            "type": "string",
-                                            "minLength": 1,
-                                            "maxLength": 8192,
-                                        }
+                                        # Length is checked when compiling (one clear
+                                        # message, without echoing the expression).
+                                        "expr": {"type": "string", "minLength": 1}
                                     },
                                 },
                             },

@@ -270,6 +270,16 @@ def test_rule_errors() -> None:
     assert "required key is missing" in where["routes[0].rules[7].config.expr"]
 
 
+def test_an_overlong_cel_expression_is_one_problem_that_does_not_echo_it() -> None:
+    expr = " || ".join(["true"] * 2000)
+    found = route_problems(
+        f"- id: a\n  match: {{path: /a}}\n  rules:\n    - {{id: x, type: cel, config: {{expr: '{expr}'}}}}\n"
+    )
+    assert [path for path, _ in found] == ["routes[0].rules[0].config.expr"]
+    reason = found[0][1]
+    assert "the limit is 4096" in reason and "true || true" not in reason
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
