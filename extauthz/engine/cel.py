@@ -161,9 +161,13 @@ def _syntax_reason(text: str) -> str:
     return f"invalid CEL expression at line {m.group(1)}, column {m.group(2)}: {m.group(3)}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestView:
-    """What CEL variables are built from, beyond the context itself."""
+    """What CEL variables are built from, beyond the context itself.
+
+    Not frozen: one is built per request on the hot path and never shared, and a frozen
+    dataclass pays an ``object.__setattr__`` call per field.
+    """
 
     ctx: RequestContext
     path: str
