@@ -9,6 +9,8 @@ is in the way and only the authorization path differs):
 
 The request is the demo's main route: ``POST /api/v1/licenses/activate`` with a valid HS256
 token and a clean JSON body (schema, vulnerability checks and two CEL rules run; ALLOW).
+Each case also prints the CPU time the PDP and Envoy spent per request (from /proc, over the
+measured run): the machine has few cores, so every µs either process spends is throughput lost.
 Targets (issue 3): extauthz keeps >= 70% of the floor's throughput and its p99 stays <= 1.5x
 the floor's, on the same transport. Run: ``.venv/bin/python bench/envoy_bench.py``.
 """
@@ -109,6 +111,12 @@ def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, fl
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- the no-op ext_authz server (the Python floor) -----------------------------------------
 def run_noop_server(target: str) -> None:
     """grpc.aio, one generic handler returning a constant OK CheckResponse."""
@@ -151,7 +159,7 @@ def run_noop_server(target: str) -> None:
 
 
 @contextmanager
-def noop_server(socket_path: str | None, port: int | None) -> Iterator[None]:
+def noop_server(socket_path: str | None, port: int | None) -> Iterator[int]:
     target = f"unix:{socket_path}" if socket_path else f"127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, __file__, "--noop-server", target])
     try:
@@ -165,14 +173,14 @@ def noop_server(socket_path: str | None, port: int | None) -> Iterator[None]:
             time.sleep(0.05)
         else:
             raise TimeoutError("no-op server did not start")
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
 @contextmanager
-def extauthz_server(workdir: Path, socket_path: str | None, port: int | None) -> Iterator[None]:
+def extauthz_server(workdir: Path, socket_path: str | None, port: int | None) -> Iterator[int]:
     server = ServerProcess(
         policy=DEMO_POLICY,
         unix_socket_path=socket_path,
@@ -182,7 +190,8 @@ def extauthz_server(workdir: Path, socket_path: str | None, port: int | None) ->
         workdir=workdir / "pdp",
     )
     with server:
-        yield
+        assert server.process is not None
+        yield server.process.pid
 
 
 @contextmanager
@@ -224,13 +233,22 @@ def main() -> int:
             return noop_server(sock, port), target
         return extauthz_server(workdir, sock, port), target
 
-    def measure(name: str, proc: EnvoyProcess) -> None:
+    def measure(name: str, proc: EnvoyProcess, pdp_pid: int | None = None) -> None:
         wrk(proc.url, script, 2, args.connections)  # warm-up
+        pids = {"envoy": proc.process.pid if proc.process else None, "pdp": pdp_pid}
+        before = {k: cpu_seconds(p) for k, p in pids.items() if p}
         r = wrk(proc.url, script, args.duration, args.connections)
+        # CPU per request: where the time goes (wrk's own run includes its start-up, ~1%).
+        total = r["rps"] * args.duration
+        for k, start in before.items():
+            r[f"{k}_us"] = (cpu_seconds(pids[k]) - start) / total * 1e6  # type: ignore[arg-type]
         runs.setdefault(name, []).append(r)
+        cpu = "".join(
+            f"  {k} {r[k + '_us']:4.0f} µs/req" for k in ("pdp", "envoy") if k + "_us" in r
+        )
         print(
             f"  {name:<14} {r['rps']:>9.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
-            f"  non-2xx {r['non2xx']:.0f}",
+            f"  non-2xx {r['non2xx']:.0f}{cpu}",
             flush=True,
         )
 
@@ -247,8 +265,8 @@ def main() -> int:
             for transport in ("uds", "tcp"):
                 for kind in ("floor", "extauthz"):
                     server, target = pdp(kind, transport)
-                    with server, envoy(workdir, args.envoy_concurrency, **target) as e:
-                        measure(f"{kind}-{transport}", e)
+                    with server as pid, envoy(workdir, args.envoy_concurrency, **target) as e:
+                        measure(f"{kind}-{transport}", e, pid)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -260,13 +278,18 @@ def main() -> int:
     print(f"medians of {args.rounds} round(s):")
     print(
         f"{'case':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/floor':>10} {'p99/floor':>10}"
+        f" {'PDP µs/req':>11} {'Envoy µs/req':>13}"
     )
     for name, r in results.items():
         floor = results.get("floor-" + name.rsplit("-", 1)[-1])
-        ratios = ""
+        ratios = f"{'':>10} {'':>10}"
         if floor is not None and name != "envoy-alone":
             ratios = f"{r['rps'] / floor['rps']:>10.0%} {r['p99'] / floor['p99']:>9.2f}x"
-        print(f"{name:<14} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {ratios}")
+        cpu = "".join(
+            f" {r[key]:>{width}.0f}" if key in r else f" {'-':>{width}}"
+            for key, width in (("pdp_us", 11), ("envoy_us", 13))
+        )
+        print(f"{name:<14} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {ratios}{cpu}")
     print("targets: extauthz >= 70% of the floor's req/s, p99 <= 1.5x the floor's (same transport)")
     bad = {name: sum(r["non2xx"] for r in rs) for name, rs in runs.items()}
     bad = {name: n for name, n in bad.items() if n}
