@@ -3,13 +3,19 @@
 Owning the registry (instead of prometheus-client's global one) lets several servers live in
 one test process and keeps the exposition to exactly what we define. Label values are
 bounded: ``route`` is a policy route id or ``unmatched``, ``type`` is an exception ``code``,
-never request data. Hot-path children are cached so a check costs a few dict look-ups.
+never request data. A check costs a few dict look-ups: decisions and their latency are plain
+numbers turned into samples when scraped (``_DecisionStats``), the in-flight gauge reads the
+servicer's counter when scraped, and error children are cached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -17,10 +23,12 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     Info,
     generate_latest,
 )
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from ._exceptions import ContractShieldError, ContractShieldTimeout, ReplayStoreUnavailable
 
@@ -52,19 +60,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.decisions = Counter(
-            "contractshield_decisions",
-            "Decisions made, by action and policy route id.",
-            ("action", "route"),
-            registry=r,
-        )
-        self.decision_seconds = Histogram(
-            "contractshield_decision_duration_seconds",
-            "Time to decide one request (conversion, evaluation, response).",
-            ("transport",),
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
+        self.decisions = _DecisionStats()  # decisions and their latency, see the class
+        r.register(self.decisions)
         self.in_flight = Gauge(
             "contractshield_checks_in_flight", "Checks being decided right now.", registry=r
         )
@@ -109,11 +106,18 @@ class Metrics:
             self.reloads.labels(result)
         for result in ("claimed", "duplicate", "error"):
             self.replay_ops.labels(result)
-        self._decision_children: dict[tuple[str, str], Any] = {}
-        self._latency_children: dict[str, Any] = {}
         self._error_children: dict[str, Any] = {}
         self._policy: Any = None
         self._known_routes: frozenset[str] = frozenset()
+        self._in_flight_sources: list[Callable[[], int]] = []
+        self.in_flight.set_function(lambda: sum(count() for count in self._in_flight_sources))
+
+    def count_in_flight(self, count: Callable[[], int]) -> None:
+        """Add ``count()`` (a servicer's checks being decided) to the in-flight gauge.
+
+        Read when the gauge is scraped: cheaper than a locked inc/dec on every check.
+        """
+        self._in_flight_sources.append(count)
 
     # -- hot path ------------------------------------------------------------------------
     def observe_policy(self, policy: Any) -> None:
@@ -130,15 +134,7 @@ class Metrics:
         self, action: str, route_id: str | None, seconds: float, transport: str
     ) -> None:
         route = route_id if route_id in self._known_routes else UNMATCHED
-        key = (action, route)
-        child = self._decision_children.get(key)
-        if child is None:
-            child = self._decision_children[key] = self.decisions.labels(action, route)
-        child.inc()
-        hist = self._latency_children.get(transport)
-        if hist is None:
-            hist = self._latency_children[transport] = self.decision_seconds.labels(transport)
-        hist.observe(seconds)
+        self.decisions.observe(action, route, seconds, transport)
 
     def observe_error(self, code: str) -> None:
         child = self._error_children.get(code)
@@ -156,6 +152,81 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Latency:
+    """One ``transport``'s latency histogram: a count per bucket (the last is +Inf) and a sum."""
+
+    __slots__ = ("counts", "created", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+        self.created = time.time()
+
+
+class _DecisionStats:
+    """``contractshield_decisions_total`` and ``contractshield_decision_duration_seconds``.
+
+    Hot path: prometheus-client's ``Counter.inc`` and ``Histogram.observe`` take a lock and
+    make several calls each, about 1 µs per check together. Decisions are observed only on
+    the server's event loop, so plain numbers are enough; ``collect`` (a custom collector)
+    turns them into the samples prometheus-client's Counter and Histogram would give.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self.created: dict[tuple[str, str], float] = {}
+        self.latency: dict[str, _Latency] = {}
+
+    def observe(self, action: str, route: str, seconds: float, transport: str) -> None:
+        key = (action, route)
+        counts = self.counts
+        if key in counts:
+            counts[key] += 1
+        else:
+            self.created[key] = time.time()  # first: ``collect`` reads it for every count
+            counts[key] = 1
+        latency = self.latency.get(transport)
+        if latency is None:
+            latency = self.latency[transport] = _Latency()
+        # The first bucket whose bound is >= seconds, as Histogram.observe picks it.
+        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.sum += seconds
+
+    def collect(self) -> Iterable[Metric]:
+        created = _created_series()
+        decisions = CounterMetricFamily(
+            "contractshield_decisions",
+            "Decisions made, by action and policy route id.",
+            labels=("action", "route"),
+        )
+        for (action, route), count in list(self.counts.items()):
+            stamp = self.created[action, route] if created else None
+            decisions.add_metric((action, route), float(count), created=stamp)
+        name = "contractshield_decision_duration_seconds"
+        latency = HistogramMetricFamily(
+            name,
+            "Time to decide one request (conversion, evaluation, response).",
+            labels=("transport",),
+        )
+        for transport, stats in list(self.latency.items()):
+            buckets, total = [], 0.0
+            for bound, count in zip(_BUCKET_LABELS, list(stats.counts), strict=True):
+                total += count
+                buckets.append((bound, total))
+            latency.add_metric((transport,), buckets, stats.sum)
+            if created:
+                latency.add_sample(f"{name}_created", {"transport": transport}, stats.created)
+        return [decisions, latency]
+
+
+_BUCKET_LABELS = tuple(floatToGoString(b) for b in (*LATENCY_BUCKETS, math.inf))
+
+
+def _created_series() -> bool:
+    """Whether prometheus-client exports ``_created`` series (it can be switched off)."""
+    return bool(getattr(prometheus_metrics, "_use_created", True))
 
 
 class MeteredReplayStore:

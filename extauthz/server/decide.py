@@ -87,10 +87,13 @@ async def decide(state: ServerState, ctx: RequestContext, transport: str) -> Out
             policy, ctx, replay_store=state.replay_store, replay_fail_open=config.replay_fail_open
         )
         route = policy.routes_by_id.get(decision.metadata.route_id or "")
-        outcome = Outcome(decision, cacheable=route is None or route.webhook is None)
+        # Positional: cheaper than keywords for a frozen dataclass, on every check.
+        outcome = Outcome(decision, POLICY_VIOLATION, route is None or route.webhook is None)
     except Exception:
         metrics.observe_error("internal_error")
         outcome = internal_error(ctx.id)
-    d = outcome.decision
-    metrics.observe_decision(d.action, d.metadata.route_id, time.perf_counter() - start, transport)
+        decision = outcome.decision
+    metrics.observe_decision(
+        decision.action, decision.metadata.route_id, time.perf_counter() - start, transport
+    )
     return outcome

@@ -32,16 +32,33 @@ class AuthorizationServicer:
     def __init__(self, state: ServerState) -> None:
         self._state = state
         self._options = AdapterOptions.from_config(state.config)
-        self._in_flight = state.metrics.in_flight
         self.active = 0  # checks being decided now (the drain waits for quiet)
         self.last_started = 0.0  # time.monotonic() of the latest check
+        # The in-flight gauge reads ``active`` when scraped: no gauge inc/dec per check.
+        state.metrics.count_in_flight(lambda: self.active)
 
     async def check(self, request_bytes: bytes, context: Any) -> bytes:
-        self._in_flight.inc()
+        # Hot path: conversion and answer in this one coroutine (``decide`` is the only other).
         self.active += 1
         self.last_started = time.monotonic()
         try:
-            return await self._check(request_bytes)
+            identity = None
+            try:
+                req = CheckRequest.FromString(request_bytes)
+                ctx = check_request_to_context(req, self._options)
+            except (InvalidContext, DecodeError) as exc:
+                self._state.metrics.observe_error(InvalidContext.code)
+                outcome: Outcome = invalid_request(str(exc) or "not a CheckRequest")
+            else:
+                identity = ctx.identity
+                outcome = await decide(self._state, ctx, "grpc")
+            response = decision_to_check_response(
+                outcome.decision,
+                identity,
+                error_code=outcome.error_code,
+                cacheable=outcome.cacheable,
+            )
+            return response.SerializeToString()
         except BaseException:  # last resort: even a bug in the response builder is a denial
             outcome = internal_error()
             return decision_to_check_response(
@@ -49,23 +66,6 @@ class AuthorizationServicer:
             ).SerializeToString()
         finally:
             self.active -= 1
-            self._in_flight.dec()
-
-    async def _check(self, request_bytes: bytes) -> bytes:
-        identity = None
-        try:
-            req = CheckRequest.FromString(request_bytes)
-            ctx = check_request_to_context(req, self._options)
-        except (InvalidContext, DecodeError) as exc:
-            self._state.metrics.observe_error(InvalidContext.code)
-            outcome: Outcome = invalid_request(str(exc) or "not a CheckRequest")
-        else:
-            identity = ctx.identity
-            outcome = await decide(self._state, ctx, "grpc")
-        response = decision_to_check_response(
-            outcome.decision, identity, error_code=outcome.error_code, cacheable=outcome.cacheable
-        )
-        return response.SerializeToString()
 
     def handler(self) -> grpc.GenericRpcHandler:
         """A generic handler taking raw bytes (no grpcio-side deserialisation that could fail)."""

@@ -7,10 +7,11 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from extauthz import ReplayStoreUnavailable
-from extauthz.metrics import MeteredReplayStore, Metrics
+from extauthz.metrics import LATENCY_BUCKETS, MeteredReplayStore, Metrics
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,53 @@ def test_two_instances_do_not_share_a_registry() -> None:
     a.observe_error("timeout")
     assert samples(a)[("contractshield_errors_total", (("type", "timeout"),))] == 1
     assert ("contractshield_errors_total", (("type", "timeout"),)) not in samples(b)
+
+
+def test_decision_samples_are_those_of_prometheus_client_counter_and_histogram() -> None:
+    """Decisions are counted in plain Python (hot path); the exposition must not change."""
+    m = Metrics()
+    m.observe_policy(Snapshot())
+    reference = CollectorRegistry()
+    decisions = Counter(
+        "contractshield_decisions",
+        "Decisions made, by action and policy route id.",
+        ("action", "route"),
+        registry=reference,
+    )
+    latency = Histogram(
+        "contractshield_decision_duration_seconds",
+        "Time to decide one request (conversion, evaluation, response).",
+        ("transport",),
+        buckets=LATENCY_BUCKETS,
+        registry=reference,
+    )
+    observations = [
+        ("ALLOW", "license-get", 0.00004, "grpc"),
+        ("BLOCK", None, 0.0001, "http"),  # exactly on a bound
+        ("MONITOR", "stripe-webhook", 0.3, "grpc"),
+        ("ALLOW", "license-get", 7.0, "grpc"),  # above the last bound: +Inf only
+        ("ALLOW", "license-get", 0.00025000001, "grpc"),
+        ("BLOCK", "/etc/passwd", 0.0, "grpc"),
+    ]
+    for action, route_id, seconds, transport in observations:
+        m.observe_decision(action, route_id, seconds, transport)
+        route = route_id if route_id in Snapshot().route_ids else "unmatched"
+        decisions.labels(action, route).inc()
+        latency.labels(transport).observe(seconds)
+
+    def lines(text: bytes) -> list[str]:
+        wanted = ("contractshield_decision", "# HELP contractshield_decision")
+        wanted += ("# TYPE contractshield_decision",)
+        return [
+            # _created values are clock readings: compare everything but their value
+            line.rpartition(" ")[0] if "_created{" in line else line
+            for line in text.decode().splitlines()
+            if line.startswith(wanted)
+        ]
+
+    expected = lines(generate_latest(reference))
+    assert lines(m.exposition()) == expected
+    assert any("_created{" in line for line in expected)
 
 
 class SyncStore:
