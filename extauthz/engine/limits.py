@@ -102,11 +102,13 @@ def check(
     value = parsed.value
     if type(value) is not dict and type(value) is not list:
         return
-    # The pre-scan bound holds, and an array cannot be longer than the commas in the body.
+    # The pre-scan bound holds, and an array cannot be longer than the commas in the body
+    # (hot path: nor than the body itself, which needs no scan).
+    raw = body.raw
     if (
         0 <= parsed.depth <= limits.max_json_depth
-        and body.raw is not None
-        and body.raw.count(b",") < limits.max_array_length
+        and raw is not None
+        and (len(raw) < limits.max_array_length or raw.count(b",") < limits.max_array_length)
     ):
         return
     depth, longest = measure(value, limits.max_json_depth, limits.max_array_length)

@@ -47,6 +47,16 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # WHATWG URL parsing (browsers, Node, undici) accepts any run of slashes or backslashes, or
 # none, after a special scheme: "http:/h", "http:\\\\h" and "http:h" all mean "http://h".
 _SPECIAL_SCHEME = re.compile(r"(?:https?|wss?|ftp):[/\\]*", re.I)
+# A special-scheme URL whose host is plain ASCII (letters, digits, dots, hyphens) with at most a
+# numeric port: urlsplit reads exactly this host (no userinfo, brackets, escapes, whitespace or
+# non-ASCII to interpret), so the common case skips it. ASCII only: with re.I, [a-z] would also
+# match U+017F (long s) and U+212A (Kelvin sign), which urlsplit reads differently.
+_PLAIN_URL = re.compile(
+    r"(?i:https?|wss?|ftp):[/\\]*([A-Za-z0-9.-]+)(?::[0-9]*)?(?=[/\\?#]|\Z)", re.A
+)
+# Letters no number form uses (not a hex digit, not the "x" of "0x"): a name ending in one, such
+# as "example.com", is never an address.
+_NAME_END = frozenset("ghijklmnopqrstuvwyzGHIJKLMNOPQRSTUVWYZ")
 
 
 def looks_like_url(value: str) -> bool:
@@ -61,6 +71,9 @@ def ssrf_reason(value: str, *, bare_host: bool) -> str | None:
     names explicitly); otherwise only URLs are inspected.
     """
     text = value.strip()
+    plain = _PLAIN_URL.match(text)
+    if plain is not None:  # hot path: the host urlsplit reads below (only case and dots to fix)
+        return _normal_host_reason(plain.group(1).lower().rstrip("."))
     special = _SPECIAL_SCHEME.match(text)
     if special is not None:
         text = text[: special.end()].rstrip("/\\") + "//" + text[special.end() :]
@@ -97,6 +110,11 @@ def host_reason(host: str) -> str | None:
     h = h.rstrip(".")
     if h.startswith("[") and h.endswith("]"):
         h = h[1:-1]
+    return _normal_host_reason(h)
+
+
+def _normal_host_reason(h: str) -> str | None:
+    """``host_reason`` of a host already normalised: lower case, no trailing dot or brackets."""
     if not h:
         return None
     if h in _METADATA_NAMES:
@@ -142,8 +160,10 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
             return ipaddress.IPv6Address(text.split("%", 1)[0])
         except ValueError:
             return None
+    if text[-1:] in _NAME_END:  # hot path: a host name, not worth splitting
+        return None
     parts = text.split(".")
-    if not 1 <= len(parts) <= 4 or not all(parts):
+    if not 1 <= len(parts) <= 4 or "" in parts:
         return None
     values: list[int] = []
     for part in parts:

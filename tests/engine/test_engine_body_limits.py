@@ -66,6 +66,39 @@ def test_malformed_json_is_deterministic(raw: bytes, reason: str) -> None:
     assert parsed.error is not None and reason in parsed.error
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": }',
+        "[1,]",
+        "[",
+        "]",
+        '{"a":1}}',
+        "[1] x",
+        "[1] ]",
+        '[{"a": [1, ]}]',
+        '{"a" 1}',
+        " [1]",
+        "[1] ",
+        "\n{}\n",
+        '"s"',
+        "1",
+        "{}",
+    ],
+)
+def test_json_values_and_errors_are_the_ones_json_loads_gives(text: str) -> None:
+    parsed = parse(text.encode())
+    try:
+        want = json.loads(text)
+    except json.JSONDecodeError as exc:
+        assert (parsed.kind, parsed.error) == (
+            b.MALFORMED,
+            f"invalid JSON: {exc.msg} at char {exc.pos}",
+        )
+    else:
+        assert (parsed.kind, parsed.value) == (b.JSON, want)
+
+
 def test_depth_prescan_ignores_brackets_in_strings() -> None:
     assert b.json_depth(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') == 1
     assert b.json_depth(b'{"a": "\\"[[[[", "b": [[1]]}') == 3
