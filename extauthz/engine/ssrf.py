@@ -167,6 +167,10 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
     values: list[int] = []
     for part in parts:
+        # int() also takes a sign, "_" and surrounding spaces, which no address parser does:
+        # "0x-1" would become IPv4Address(-1) and raise instead of being a host name.
+        if not part.isalnum():
+            return None
         try:
             if part[:2] in ("0x", "0X"):
                 values.append(int(part[2:] or "0", 16))
