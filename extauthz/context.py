@@ -12,23 +12,24 @@ import base64
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
 from ._exceptions import InvalidContext
+from ._frozen import frozen_dataclass
 
 CONTEXT_VERSION = "0.1"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class BodyJson:
     """A parsed JSON (or form) body; ``sample`` may be any JSON value, ``None`` included."""
 
     sample: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Body:
     present: bool = False
     size_bytes: int = 0
@@ -41,7 +42,7 @@ class Body:
 EMPTY_BODY = Body()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class HttpRequest:
     method: str
     path: str
@@ -54,7 +55,7 @@ class HttpRequest:
     body: Body = EMPTY_BODY
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Identity:
     authenticated: bool = False
     subject: str | None = None
@@ -66,19 +67,19 @@ class Identity:
 ANONYMOUS = Identity()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ClientInfo:
     ip: str | None = None
     user_agent: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class RuntimeInfo:
     service: str | None = None
     env: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class RequestContext:
     request: HttpRequest
     identity: Identity = ANONYMOUS

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from ._frozen import frozen_dataclass
 from ._types import Action, RiskLevel, Severity
 
 DECISION_VERSION = "0.1"
@@ -15,7 +15,7 @@ MONITOR: Action = "MONITOR"
 SEVERITIES: tuple[Severity, ...] = ("low", "med", "high", "critical")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class RuleHit:
     id: str
     severity: Severity
@@ -25,7 +25,7 @@ class RuleHit:
         return {"id": self.id, "severity": self.severity, "message": self.message}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Risk:
     score: int = 0
     level: RiskLevel = "none"
@@ -34,7 +34,7 @@ class Risk:
 NO_RISK = Risk()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class DecisionMetadata:
     route_id: str | None = None
     mode: str | None = None
@@ -42,7 +42,7 @@ class DecisionMetadata:
     request_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Decision:
     action: Action
     status_code: int = 200

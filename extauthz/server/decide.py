@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 
+from .._frozen import frozen_dataclass
 from ..context import RequestContext
 from ..decision import BLOCK, Decision, DecisionMetadata, RuleHit
 from ..engine import evaluate_async
@@ -37,7 +37,7 @@ INTERNAL_ERROR_STATUS = 500
 INVALID_REQUEST_STATUS = 400
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Outcome:
     decision: Decision
     error_code: str = POLICY_VIOLATION
