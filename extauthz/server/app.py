@@ -26,6 +26,7 @@ from grpc_health.v1._async import HealthServicer
 
 from .._exceptions import InvalidConfig
 from ..metrics import MeteredReplayStore, Metrics
+from . import heap
 from . import socket as unix_socket
 from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
@@ -52,12 +53,18 @@ def build_state(config: ServerConfig) -> ServerState:
 
         raise InvalidConfig("POLICY_PATH: no policy given (--policy or POLICY_PATH)")
     metrics = Metrics()
+
     # The reloader is the policy source either way; with HOT_RELOAD off it watches nothing
     # and reloads only on SIGHUP (state.reload runs in an executor, off the event loop).
+    def on_reload(policy: Any) -> None:
+        metrics.observe_reload(True)
+        metrics.observe_policy(policy)
+        heap.after_reload()  # a no-op unless ``serve`` froze the heap
+
     reloader = PolicyHotReloader(
         config.policy_path,
         debounce_ms=config.reload_debounce_ms,
-        on_reload=lambda policy: (metrics.observe_reload(True), metrics.observe_policy(policy)),
+        on_reload=on_reload,
         on_error=lambda exc: metrics.observe_reload(False),
     ).start(watch=config.hot_reload)
     replay_store: Any  # Server.start meters it and bounds its claims
@@ -256,9 +263,11 @@ async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    heap.freeze()  # the policy stays out of full collections (see ``heap``)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     print(f"extauthz: ready (pid {os.getpid()})", file=sys.stderr, flush=True)
     await stop.wait()
     await server.stop(config.grace_seconds)
+    heap.disable()
     log.info("stopped")
     return 0
