@@ -213,6 +213,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians shown")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--envoy-concurrency", type=int, default=1)
+    parser.add_argument(
+        "--transports",
+        default="uds,tcp",
+        help="comma-separated subset of uds,tcp (envoy-alone always runs)",
+    )
     parser.add_argument("--noop-server", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop_server:
@@ -262,7 +267,7 @@ def main() -> int:
             print(f"round {round_no}", flush=True)
             with envoy(workdir, args.envoy_concurrency, ext_authz=False) as e:
                 measure("envoy-alone", e)
-            for transport in ("uds", "tcp"):
+            for transport in args.transports.split(","):
                 for kind in ("floor", "extauthz"):
                     server, target = pdp(kind, transport)
                     with server as pid, envoy(workdir, args.envoy_concurrency, **target) as e:
