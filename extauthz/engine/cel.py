@@ -3,7 +3,10 @@
 A rule's ``expr`` is a condition that must hold: false, a non-boolean result or an error
 (a missing key, a type mismatch) is a hit. Building a ``cel.Context`` costs time in
 proportion to what goes into it, so at load we read which variables *and which of their
-fields* the route's expressions reference, and per request we convert only those.
+fields* the route's expressions reference, and per request we convert only those. Where
+every read of a map field is a constant key (``request.body.tenantId``), a route also has a
+``FastPath`` that passes each such value as a variable of its own, used when all those keys
+are present (see ``FastPath``).
 """
 
 from __future__ import annotations
@@ -68,8 +71,36 @@ def flat_name(var: str, fld: str) -> str:
     return f"cs__{var}__{fld}"
 
 
-def compile_expr(expr: str) -> tuple[Any, Needs]:
-    """Compile ``expr``; return the program and what it reads (see ``Needs``)."""
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]*")
+
+
+def leaf_name(var: str, fld: str, key: str) -> str:
+    """The top-level CEL name for ``var.fld[key]``: one per key, whatever characters it holds."""
+    if _PLAIN_KEY.fullmatch(key):
+        return f"cs__{var}__{fld}__k__{key}"
+    return f"cs__{var}__{fld}__x__{key.encode().hex()}"  # distinct prefix: never collides
+
+
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    """One read of a variable in an expression (outside strings and macro-bound names)."""
+
+    var: str
+    fld: str | None
+    start: int
+    end: int  # end of ``var.fld`` (of ``var`` when there is no field)
+    key: str | None  # the constant key read right after a map field, if any
+    key_end: int  # end of ``var.fld.key`` / ``var.fld['key']`` (``end`` when no key)
+    flat: bool  # ``var.fld`` may become a top-level variable (it is not ``has(var.fld)``)
+    leaf: bool  # ``var.fld.key`` may become one too (it is not ``has(var.fld.key)``)
+
+
+def _in_has(expr: str, start: int, end: int) -> bool:
+    return bool(_HAS_OPEN.search(expr, 0, start) and _CLOSE.match(expr, end))
+
+
+def _analyse(expr: str) -> tuple[Any, list[_Ref], set[str]]:
+    """Compile ``expr`` and find what it reads; raise ``CelProblem`` for unknown names."""
     program = _compile(expr)
     strings = [m.span() for m in _STRINGS.finditer(expr)]
 
@@ -83,45 +114,85 @@ def compile_expr(expr: str) -> tuple[Any, Needs]:
         raise CelProblem(
             f"unknown variable {unknown[0]!r} (variables: request, identity, client, runtime)"
         )
-    needs: dict[Need, set[str] | None] = {}
-    nested_only: dict[Need, set[str] | None] = {}
-    pieces: list[str] = []
-    pos = 0
+    refs: list[_Ref] = []
     for m in _REF.finditer(expr):
         var, fld = m.group(1), m.group(2)
         if var in bound or in_string(m.start()):
             continue
+        if expr[: m.start()].rstrip().endswith("."):  # ``x. request``: a field name, not ours
+            continue
         if not fld:
+            refs.append(_Ref(var, None, m.start(), m.end(), None, m.end(), False, False))
+            continue
+        if fld not in VARIABLES[var]:
+            raise CelProblem(f"{var} has no field {fld!r} (fields: {', '.join(VARIABLES[var])})")
+        key: str | None = None
+        key_end = m.end()
+        if (var, fld) in MAP_FIELDS:
+            k = _KEY.match(expr, m.end())
+            if k is not None:
+                key = k.group(1) or k.group(2) or k.group(3) or ""
+                key_end = k.end()
+        # ``has(identity.tenant)`` needs a field selection: that occurrence stays nested.
+        flat = not _in_has(expr, m.start(), m.end())
+        leaf = key is not None and not _in_has(expr, m.start(), key_end)
+        refs.append(_Ref(var, fld, m.start(), m.end(), key, key_end, flat, leaf))
+    return program, refs, bound
+
+
+def _add(target: dict[Need, set[str] | None], need: Need, key: str | None) -> None:
+    if need in target and (target[need] is None or key is None):
+        target[need] = None
+    else:
+        target[need] = (target.get(need) or set()) | {key} if key is not None else None
+
+
+def _rewrite(
+    expr: str, refs: list[_Ref], leaf_fields: frozenset[tuple[str, str]]
+) -> tuple[
+    str, dict[Need, set[str] | None], dict[Need, set[str] | None], set[tuple[str, str, str]]
+]:
+    """Rewrite reads to top-level names: (text, needs, needs if nested, leaves read)."""
+    needs: dict[Need, set[str] | None] = {}
+    nested_only: dict[Need, set[str] | None] = {}
+    leaves: set[tuple[str, str, str]] = set()
+    pieces: list[str] = []
+    pos = 0
+    for ref in refs:
+        var, fld = ref.var, ref.fld
+        if fld is None:
             for f in VARIABLES[var]:
                 needs[(var, f, False)] = None
                 nested_only[(var, f, False)] = None
             continue
-        if fld not in VARIABLES[var]:
-            raise CelProblem(f"{var} has no field {fld!r} (fields: {', '.join(VARIABLES[var])})")
-        keys: set[str] | None = None
-        if (var, fld) in MAP_FIELDS:
-            key = _KEY.match(expr, m.end())
-            if key is not None:
-                keys = {key.group(1) or key.group(2) or key.group(3) or ""}
-        # ``has(identity.tenant)`` needs a field selection: that occurrence stays nested.
-        flat = not (_HAS_OPEN.search(expr, 0, m.start()) and _CLOSE.match(expr, m.end()))
-        for target, is_flat in ((needs, flat), (nested_only, False)):
-            need = (var, fld, is_flat)
-            if need in target and (target[need] is None or keys is None):
-                target[need] = None
-            else:
-                target[need] = (target.get(need) or set()) | keys if keys is not None else None
-        if flat:
-            pieces.append(expr[pos : m.start()])
+        if (var, fld) in leaf_fields and ref.leaf and ref.key is not None:
+            leaves.add((var, fld, ref.key))
+            pieces.append(expr[pos : ref.start])
+            pieces.append(leaf_name(var, fld, ref.key))
+            pos = ref.key_end
+            continue
+        _add(needs, (var, fld, ref.flat), ref.key)
+        _add(nested_only, (var, fld, False), ref.key)
+        if ref.flat:
+            pieces.append(expr[pos : ref.start])
             pieces.append(flat_name(var, fld))
-            pos = m.end()
+            pos = ref.end
     pieces.append(expr[pos:])
-    rewritten = "".join(pieces)
+    return "".join(pieces), needs, nested_only, leaves
+
+
+def compile_expr(expr: str) -> tuple[Any, Needs]:
+    """Compile ``expr``; return the program and what it reads (see ``Needs``)."""
+    program, refs, bound = _analyse(expr)
+    rewritten, needs, nested_only, _ = _rewrite(expr, refs, frozenset())
     if rewritten != expr:
-        try:
-            program = _compile(rewritten)
-        except CelProblem:  # a construct the rewrite does not understand: stay nested
+        if any(b.startswith("cs__") for b in bound):  # a macro variable would shadow ours
             needs = nested_only
+        else:
+            try:
+                program = _compile(rewritten)
+            except CelProblem:  # a construct the rewrite does not understand: stay nested
+                needs = nested_only
     return program, {k: (frozenset(v) if v is not None else None) for k, v in needs.items()}
 
 
@@ -204,6 +275,40 @@ _GETTERS: dict[str, dict[str, _Getter]] = {
 }
 
 
+def _as_dict(value: Any) -> dict[Any, Any]:
+    return value if type(value) is dict else dict(value)
+
+
+# The maps that constant-key reads come from, as the nested getters see them: ``request.body``
+# as parsed (any JSON value), the others copied to a dict as ``_GETTERS`` does (a plain dict
+# is used as is: the same keys and values without the copy).
+_MAPS: dict[tuple[str, str], _Getter] = {
+    ("request", "body"): lambda v: v.body,
+    ("request", "headers"): lambda v: _as_dict(v.ctx.request.headers),
+    ("request", "query"): lambda v: _as_dict(v.ctx.request.query),
+    ("request", "params"): lambda v: _as_dict(v.params),
+    ("identity", "claims"): lambda v: _as_dict(v.ctx.identity.claims),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FastPath:
+    """The route's rules with constant-key map reads as top-level variables of their own.
+
+    ``request.body.tenantId`` reads ``cs__request__body__k__tenantId`` (only that string is
+    converted, ~1.3 us) instead of a pruned ``{tenantId: ...}`` map (~3.1 us). It is taken
+    only when every such map is a mapping holding every key read: then each leaf variable
+    holds exactly what the map lookup returned, and the programs evaluate the same. Otherwise
+    (a key missing, a body that is a list or null, a value CEL cannot convert) the route's
+    plain programs run, so errors and their messages stay as they were.
+    """
+
+    pairs: tuple[tuple[CelRule, Any], ...]  # each rule with its rewritten program
+    leaves: tuple[tuple[_Getter, tuple[tuple[str, str], ...]], ...]  # map -> (name, key)
+    flat: tuple[tuple[str, _Getter], ...]
+    nested: tuple[tuple[str, tuple[tuple[str, _Getter], ...]], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class CelPlan:
     """The rules of one route and how to build the variables they read."""
@@ -211,6 +316,8 @@ class CelPlan:
     rules: tuple[CelRule, ...]
     flat: tuple[tuple[str, _Getter], ...]  # top-level CEL name -> getter
     nested: tuple[tuple[str, tuple[tuple[str, _Getter], ...]], ...]  # var -> fields
+    pairs: tuple[tuple[CelRule, Any], ...]  # each rule with its program, in rule order
+    fast: FastPath | None = None
 
 
 def _pruned(get: _Getter, keys: frozenset[str]) -> _Getter:
@@ -225,7 +332,11 @@ def _pruned(get: _Getter, keys: frozenset[str]) -> _Getter:
     return getter
 
 
-def make_plan(rules: tuple[CelRule, ...], needs: Mapping[Need, Any]) -> CelPlan:
+def _variables(
+    needs: Mapping[Need, Any],
+) -> tuple[
+    tuple[tuple[str, _Getter], ...], tuple[tuple[str, tuple[tuple[str, _Getter], ...]], ...]
+]:
     def getter(var: str, fld: str, keys: Any) -> _Getter:
         get = _GETTERS[var][fld]
         return get if keys is None else _pruned(get, frozenset(keys))
@@ -244,10 +355,99 @@ def make_plan(rules: tuple[CelRule, ...], needs: Mapping[Need, Any]) -> CelPlan:
         )
         if chosen:
             nested.append((var, chosen))
-    return CelPlan(rules, flat, tuple(nested))
+    return flat, tuple(nested)
+
+
+def make_plan(rules: tuple[CelRule, ...], needs: Mapping[Need, Any]) -> CelPlan:
+    flat, nested = _variables(needs)
+    pairs = tuple((rule, rule.program) for rule in rules)
+    return CelPlan(rules, flat, nested, pairs, _fast_path(rules))
+
+
+def _fast_path(rules: tuple[CelRule, ...]) -> FastPath | None:
+    """Rewrite the rules' constant-key map reads to leaves, or None when none can be.
+
+    A map field becomes leaves only if *every* read of it in the route is a constant-key read
+    (not ``has(m.k)``, not ``m`` whole, not ``m[expr]``): then its map is not converted at all.
+    """
+    analysed = []
+    leaf_fields = set(MAP_FIELDS)
+    for rule in rules:
+        _, refs, bound = _analyse(rule.expr)
+        if any(b.startswith("cs__") for b in bound):
+            return None
+        for ref in refs:
+            if ref.fld is None:
+                leaf_fields -= {(ref.var, f) for f in VARIABLES[ref.var]}
+            elif not ref.leaf:
+                leaf_fields.discard((ref.var, ref.fld))
+        analysed.append((rule, refs))
+    fields = frozenset(leaf_fields)
+    programs: list[Any] = []
+    needs: dict[Need, set[str] | None] = {}
+    leaves: set[tuple[str, str, str]] = set()
+    for rule, refs in analysed:
+        text, rule_needs, _, rule_leaves = _rewrite(rule.expr, refs, fields)
+        if not rule_leaves:  # this rule reads no leaf: it runs as compiled, reads as it does
+            programs.append(rule.program)
+            merge_needs(needs, compile_expr(rule.expr)[1])
+            continue
+        try:
+            plain = _rewrite(rule.expr, refs, frozenset())[0]
+            if plain != rule.expr:
+                _compile(plain)  # the plain rewrite compiled too, so the rule is not nested
+            programs.append(_compile(text))
+        except CelProblem:
+            return None
+        merge_needs(
+            needs, {k: (frozenset(v) if v is not None else None) for k, v in rule_needs.items()}
+        )
+        leaves |= rule_leaves
+    if not leaves:
+        return None
+    by_map: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for var, fld, key in sorted(leaves):
+        by_map.setdefault((var, fld), []).append((leaf_name(var, fld, key), key))
+    flat, nested = _variables(needs)
+    return FastPath(
+        tuple(zip(rules, programs, strict=True)),
+        tuple((_MAPS[m], tuple(keys)) for m, keys in by_map.items()),
+        flat,
+        nested,
+    )
+
+
+def _fast_context(fast: FastPath, view: RequestView) -> Any:
+    """The fast path's ``cel.Context``, or None when the plain one must be built instead."""
+    try:
+        variables = {}
+        for get, keys in fast.leaves:
+            value = get(view)
+            # ``type is dict`` first: the ABC isinstance check costs ~0.1 us more for a dict.
+            if type(value) is not dict and not isinstance(value, Mapping):
+                return None
+            for name, key in keys:
+                if key not in value:
+                    return None
+                variables[name] = value[key]
+        for name, get in fast.flat:
+            variables[name] = get(view)
+        for var, fields in fast.nested:
+            variables[var] = {f: get(view) for f, get in fields}
+        return cel.Context(variables=variables)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return None  # the plain path converts the same values and reports the error as before
 
 
 def evaluate(plan: CelPlan, view: RequestView, hits: list[RuleHit]) -> None:
+    fast = plan.fast
+    if fast is not None:
+        context = _fast_context(fast, view)
+        if context is not None:
+            _execute(fast.pairs, context, hits)
+            return
     try:
         variables = {name: get(view) for name, get in plan.flat}
         for var, fields in plan.nested:
@@ -260,9 +460,13 @@ def evaluate(plan: CelPlan, view: RequestView, hits: list[RuleHit]) -> None:
         for rule in plan.rules:
             hits.append(RuleHit(rule.id, rule.severity, rule.message or reason))
         return
-    for rule in plan.rules:
+    _execute(plan.pairs, context, hits)
+
+
+def _execute(pairs: tuple[tuple[CelRule, Any], ...], context: Any, hits: list[RuleHit]) -> None:
+    for rule, program in pairs:
         try:
-            result = rule.program.execute(context)
+            result = program.execute(context)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
