@@ -191,7 +191,10 @@ def _identity(metadata: Any, options: AdapterOptions) -> Identity:
     # payload (and the options), so it is built once per distinct payload (bounded cache,
     # one per options object: the look-up hashes only the payload bytes).
     cache = options._identities
-    key = payload.SerializeToString(deterministic=True)
+    # The key is the payload's bytes: they determine the payload, so equal keys are equal
+    # payloads. Not ``deterministic=True`` (which sorts map keys: 0.6 us instead of 0.3 us):
+    # an equal payload whose map serialises in another order only costs a cache miss.
+    key = payload.SerializeToString()
     identity = cache.get(key)
     if identity is not None:
         return identity

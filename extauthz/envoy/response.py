@@ -23,10 +23,11 @@ from typing import Any
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.auth.v3.external_auth_pb2 import (
     CheckResponse,
+    OkHttpResponse,
 )
 
 from ..context import Identity
-from ..decision import MONITOR, Decision
+from ..decision import ALLOW, MONITOR, Decision
 
 GRPC_OK = 0
 GRPC_PERMISSION_DENIED = 7
@@ -70,6 +71,21 @@ def decision_to_check_response(
     return _denied(decision, decision_id, error_code)
 
 
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """An OK template serialised, cut around the per-request parts (``decision_to_check_bytes``)."""
+
+    head: bytes  # ok_response content before the subject header, and that header's tag;
+    # without a subject header: all of the content and the dynamic_metadata tag
+    tail: bytes  # the subject header's append_action, the content after it, the metadata tag
+    meta: bytes  # the constant Struct entries, and the tag of the decisionId entry
+    ok_len: int  # the ok_response content's length without the subject header
+    meta_len: int  # the Struct content's length without the decisionId entry
+
+
+_NO_WIRE = _Wire(b"", b"", b"", 0, 0)
+
+
 # Hot path: with upb, one ``CopyFrom`` of a prebuilt response is far cheaper than appending
 # its headers and setting its metadata fields one by one (an ALLOW response, serialised, costs
 # half as much). So every response starts as a copy of a template holding its constant parts,
@@ -79,6 +95,7 @@ def decision_to_check_response(
 class _Template:
     response: CheckResponse
     header_index: int  # the header whose value is set per request (subject, decision id), or -1
+    wire: _Wire = _NO_WIRE  # OK templates only
 
 
 _TEMPLATES_MAX = 4096  # per kind; a full cache is reset
@@ -156,7 +173,150 @@ def _ok_template(
         fields[META_POLICY_VERSION].string_value = policy_version
     if not cacheable:
         fields[META_CACHE].string_value = "no-store"
-    return _Template(response, subject_index)
+    # Wire parts: a repeated field serialises as its elements in order and ``headers`` (2) comes
+    # before ``headers_to_remove`` (5), so head + subject header + tail is the whole content.
+    split = subject_index if has_subject else len(headers)
+    head = OkHttpResponse(headers=headers[:split]).SerializeToString()
+    tail = OkHttpResponse(headers=headers[split + 1 :], headers_to_remove=remove)
+    tail_bytes = tail.SerializeToString()
+    meta = response.dynamic_metadata.SerializeToString()
+    if has_subject:
+        wire = _Wire(
+            head + _TAG_HEADERS,
+            _OVERWRITE_BYTES + tail_bytes + _TAG_METADATA,
+            meta + _TAG_FIELDS,
+            len(head) + len(tail_bytes),
+            len(meta),
+        )
+    else:
+        wire = _Wire(
+            head + tail_bytes + _TAG_METADATA,
+            b"",
+            meta + _TAG_FIELDS,
+            len(head) + len(tail_bytes),
+            len(meta),
+        )
+    return _Template(response, subject_index, wire)
+
+
+def decision_to_check_bytes(
+    decision: Decision,
+    identity: Identity | None = None,
+    *,
+    error_code: str = POLICY_VIOLATION,
+    cacheable: bool = True,
+) -> bytes:
+    """``decision_to_check_response(...)`` serialised; ALLOW (the hot path) without a message.
+
+    The bytes parse to the same ``CheckResponse`` (tests/envoy/test_envoy_response_bytes.py).
+    """
+    if decision.action != ALLOW:  # MONITOR and BLOCK: the message, then its bytes
+        return decision_to_check_response(
+            decision, identity, error_code=error_code, cacheable=cacheable
+        ).SerializeToString()
+    # Hot path: protobuf wire format is concatenation, so the response is the template's
+    # constant bytes around the two per-request parts (the subject header, the decisionId map
+    # entry), each length prefix computed from the lengths inside it, and one join: 1.2 us where
+    # CheckResponse() + CopyFrom + two sets + SerializeToString cost 3.4 us (3.5-4 us less per
+    # whole check, where the message path also runs on colder caches).
+    # Each embedded message is written once, fields in number order, headers in the order of
+    # the message path (decision, route, subject, tenant): what upb writes, but for the order
+    # of map entries, which a map does not have.
+    meta = decision.metadata
+    decision_id = (meta.request_id or uuid.uuid4().hex).encode()
+    subject = tenant = None
+    if identity is not None and identity.authenticated:
+        subject, tenant = identity.subject, identity.tenant
+    key = (ALLOW, meta.route_id, bool(subject), tenant, meta.policy_version, cacheable)
+    wire = (_OK_TEMPLATES.get(key) or _template(_OK_TEMPLATES, _ok_template, key)).wire
+    varint = _varint
+    # Struct.fields entry {"decisionId": Value(string_value=...)}, after the constant entries.
+    id_len = varint(len(decision_id))
+    value_len = 1 + len(id_len) + len(decision_id)  # Value: tag, length, UTF-8
+    value_len_bytes = varint(value_len)
+    entry_len = _DECISION_ID_KEY_LEN + len(value_len_bytes) + value_len
+    entry_len_bytes = varint(entry_len)
+    struct_len = wire.meta_len + 1 + len(entry_len_bytes) + entry_len
+    if not subject:
+        return b"".join(
+            (
+                _OK_PREFIX,
+                varint(wire.ok_len),
+                wire.head,
+                varint(struct_len),
+                wire.meta,
+                entry_len_bytes,
+                _DECISION_ID_KEY,
+                value_len_bytes,
+                _TAG_STRING_VALUE,
+                id_len,
+                decision_id,
+            )
+        )
+    raw = subject.encode()  # str → UTF-8 as upb does (a lone surrogate raises, as there)
+    raw_len = varint(len(raw))
+    header_len = _SUBJECT_KEY_LEN + len(raw_len) + len(raw)  # HeaderValue: key, value
+    header_len_bytes = varint(header_len)
+    option_len = 1 + len(header_len_bytes) + header_len + _OVERWRITE_LEN  # HeaderValueOption
+    option_len_bytes = varint(option_len)
+    ok_len = wire.ok_len + 1 + len(option_len_bytes) + option_len
+    return b"".join(
+        (
+            _OK_PREFIX,
+            varint(ok_len),
+            wire.head,
+            option_len_bytes,
+            _TAG_HEADER,
+            header_len_bytes,
+            _SUBJECT_KEY,
+            raw_len,
+            raw,
+            wire.tail,
+            varint(struct_len),
+            wire.meta,
+            entry_len_bytes,
+            _DECISION_ID_KEY,
+            value_len_bytes,
+            _TAG_STRING_VALUE,
+            id_len,
+            decision_id,
+        )
+    )
+
+
+# Constant wire pieces of ``decision_to_check_bytes``. A tag byte is field number << 3 | 2 (a
+# length-delimited field); every length that follows one is a varint.
+_OK_PREFIX = b"\x0a\x00\x1a"  # CheckResponse.status (1): empty (code OK); ok_response (3) tag
+_TAG_HEADERS = b"\x12"  # OkHttpResponse.headers (2)
+_TAG_METADATA = b"\x22"  # CheckResponse.dynamic_metadata (4)
+_TAG_FIELDS = b"\x0a"  # Struct.fields (1), one map entry
+_TAG_HEADER = b"\x0a"  # HeaderValueOption.header (1)
+_TAG_STRING_VALUE = b"\x1a"  # Value.string_value (3)
+# HeaderValue.key (1) = the subject header, then the tag of its value (2).
+_SUBJECT_KEY = HeaderValue(key=HEADER_SUBJECT).SerializeToString() + b"\x12"
+_SUBJECT_KEY_LEN = len(_SUBJECT_KEY)
+_OVERWRITE_BYTES = HeaderValueOption(append_action=_OVERWRITE).SerializeToString()  # field 3
+_OVERWRITE_LEN = len(_OVERWRITE_BYTES)
+_DECISION_ID_KEY = b"\x0a\x0adecisionId\x12"  # map entry key (1) "decisionId", value (2) tag
+_DECISION_ID_KEY_LEN = len(_DECISION_ID_KEY)
+
+
+def _encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# Lengths below 2048 (nearly all of them) are a table look-up: the loop costs 4x more.
+_VARINTS = tuple(_encode_varint(n) for n in range(2048))
+
+
+def _varint(n: int) -> bytes:
+    """Protobuf base-128 varint of a length."""
+    return _VARINTS[n] if n < 2048 else _encode_varint(n)
 
 
 def _denied(decision: Decision, decision_id: str, error_code: str) -> CheckResponse:

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 from .._exceptions import InvalidContext
 from ..envoy.request import AdapterOptions, check_request_to_context
-from ..envoy.response import decision_to_check_response
+from ..envoy.response import decision_to_check_bytes, decision_to_check_response
 from .decide import Outcome, decide, internal_error, invalid_request
 from .state import ServerState
 
@@ -52,13 +52,13 @@ class AuthorizationServicer:
             else:
                 identity = ctx.identity
                 outcome = await decide(self._state, ctx, "grpc")
-            response = decision_to_check_response(
+            # The answer's bytes directly: for ALLOW no CheckResponse message is built.
+            return decision_to_check_bytes(
                 outcome.decision,
                 identity,
                 error_code=outcome.error_code,
                 cacheable=outcome.cacheable,
             )
-            return response.SerializeToString()
         except BaseException:  # last resort: even a bug in the response builder is a denial
             outcome = internal_error()
             return decision_to_check_response(
