@@ -55,8 +55,12 @@ def test_method_path_and_raw_query_split() -> None:
             },
             {"x-a": "1,2"},
         ),
+        (
+            {"headers": {"": "empty-name", ":method": "GET", ":": "colon", "x-b": "2"}},
+            {"": "empty-name", "x-b": "2"},
+        ),
     ],
-    ids=["pseudo-headers-dropped", "comma-joined-kept", "header-map-preferred"],
+    ids=["pseudo-headers-dropped", "comma-joined-kept", "header-map-preferred", "empty-name-kept"],
 )
 def test_headers(http: dict[str, Any], expected: dict[str, str]) -> None:
     assert dict(check_request_to_context(make(http)).request.headers) == expected
@@ -182,3 +186,13 @@ def test_identity_is_built_once_per_payload_and_read_only() -> None:
     assert custom.identity.tenant == "u-cache"  # options are part of the key
     with pytest.raises(TypeError):
         first.claims["sub"] = "root"  # type: ignore[index]
+
+
+def test_timestamp_unset_versus_epoch() -> None:
+    """An unset ``time`` gives no timestamp; one explicitly at the epoch is still formatted."""
+    assert check_request_to_context(make()).timestamp == ""
+    req = make()
+    req.attributes.request.time.SetInParent()
+    assert check_request_to_context(req).timestamp == "1970-01-01T00:00:00.000Z"
+    req.attributes.request.time.nanos = 1_500_000
+    assert check_request_to_context(req).timestamp == "1970-01-01T00:00:00.001Z"
