@@ -131,10 +131,11 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
     if plan is not None:
         first = len(hits)
         cel_mod.evaluate(plan, cel_mod.RequestView(ctx, canonical.path, params, value), hits)
-        for i, rule_hit in enumerate(hits[first:], first):
-            for rule in plan.rules:
-                if rule.id == rule_hit.id and not rule.blocking:
-                    advisory.add(i)
+        if len(hits) > first:  # usually no rule fires: no slice and enumerate to build
+            for i, rule_hit in enumerate(hits[first:], first):
+                for rule in plan.rules:
+                    if rule.id == rule_hit.id and not rule.blocking:
+                        advisory.add(i)
     if (
         verified is not None
         and webhook is not None
@@ -179,11 +180,9 @@ def finish(pending: Pending) -> Decision:
     policy = pending.policy
     route = pending.route
     hits = pending.hits
+    # Positional (route_id, mode, policy_version, request_id): ~0.25 µs cheaper than keywords.
     meta = DecisionMetadata(
-        route_id=route.id if route is not None else None,
-        mode=pending.mode,
-        policy_version=policy.version,
-        request_id=pending.ctx.id,
+        route.id if route is not None else None, pending.mode, policy.version, pending.ctx.id
     )
     if not hits:
         return Decision(ALLOW, 200, "allowed", (), NO_RISK, meta)
@@ -227,27 +226,63 @@ def internal_error(policy: CompiledPolicy, ctx: Any, exc: BaseException) -> Deci
     )
 
 
+def begin(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Decision | Pending:
+    """Decide up to the replay claim: the ``Decision``, or the ``Pending`` that needs a claim.
+
+    Never raises. Most checks need no claim, so an async caller decides them without awaiting
+    (no coroutine per check) and awaits ``claim_async`` only for a webhook delivery.
+    """
+    try:
+        pending = prepare(policy, ctx, now)
+        if pending.replay_key is None:
+            return finish(pending)
+        return pending
+    except Exception as exc:
+        return internal_error(policy, ctx, exc)
+
+
+def complete(pending: Pending, claimed: bool | BaseException, fail_open: bool) -> Decision:
+    """The ``Decision`` once the claim ``begin`` asked for has answered (or failed); never raises."""
+    try:
+        apply_claim(pending, claimed, fail_open)
+        return finish(pending)
+    except Exception as exc:
+        return internal_error(pending.policy, pending.ctx, exc)
+
+
 def _claim(pending: Pending, replay_store: Any) -> Any:
     """Claim this delivery's event id: the store's answer, or an awaitable of it (async store)."""
     store = DEFAULT_REPLAY_STORE if replay_store is None else replay_store
     return store.claim(pending.replay_key, pending.replay_ttl)
 
 
-def _not_awaitable(result: Any) -> Any:
-    """A sync caller cannot await: close an async store's coroutine and call the store unusable."""
-    if isinstance(result, Awaitable):
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-        raise ReplayStoreUnavailable("an async replay store needs evaluate_async()")
-    return result
+def claim_sync(pending: Pending, replay_store: Any) -> bool | Exception:
+    """The store's answer to ``pending``'s claim, or what it raised.
+
+    An async store cannot be awaited here: its coroutine is closed and the store counts as
+    unavailable.
+    """
+    try:
+        result = _claim(pending, replay_store)
+        if isinstance(result, Awaitable):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise ReplayStoreUnavailable("an async replay store needs evaluate_async()")
+        return bool(result)
+    except Exception as exc:
+        return exc
 
 
-async def _awaited(result: Any) -> Any:
-    """An async store's answer, awaited; a sync store's answer as it is."""
-    if isinstance(result, Awaitable):
-        return await result
-    return result
+async def claim_async(pending: Pending, replay_store: Any) -> bool | Exception:
+    """The (sync or async) store's answer to ``pending``'s claim, or what it raised."""
+    try:
+        result = _claim(pending, replay_store)
+        if isinstance(result, Awaitable):
+            result = await result
+        return bool(result)
+    except Exception as exc:
+        return exc
 
 
 def evaluate(
@@ -259,18 +294,10 @@ def evaluate(
     now: float | None = None,
 ) -> Decision:
     """Decide one request. Never raises for any ``RequestContext`` content."""
-    try:
-        pending = prepare(policy, ctx, time.time() if now is None else now)
-        if pending.replay_key is not None:
-            outcome: bool | BaseException
-            try:
-                outcome = bool(_not_awaitable(_claim(pending, replay_store)))
-            except Exception as exc:
-                outcome = exc
-            apply_claim(pending, outcome, replay_fail_open)
-        return finish(pending)
-    except Exception as exc:
-        return internal_error(policy, ctx, exc)
+    result = begin(policy, ctx, time.time() if now is None else now)
+    if isinstance(result, Pending):
+        return complete(result, claim_sync(result, replay_store), replay_fail_open)
+    return result
 
 
 async def evaluate_async(
@@ -282,15 +309,7 @@ async def evaluate_async(
     now: float | None = None,
 ) -> Decision:
     """``evaluate`` for asyncio callers: awaits an ``AsyncReplayStore`` claim."""
-    try:
-        pending = prepare(policy, ctx, time.time() if now is None else now)
-        if pending.replay_key is not None:
-            outcome: bool | BaseException
-            try:
-                outcome = bool(await _awaited(_claim(pending, replay_store)))
-            except Exception as exc:
-                outcome = exc
-            apply_claim(pending, outcome, replay_fail_open)
-        return finish(pending)
-    except Exception as exc:
-        return internal_error(policy, ctx, exc)
+    result = begin(policy, ctx, time.time() if now is None else now)
+    if isinstance(result, Pending):
+        return complete(result, await claim_async(result, replay_store), replay_fail_open)
+    return result

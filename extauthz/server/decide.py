@@ -19,11 +19,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 from .._frozen import frozen_dataclass
 from ..context import RequestContext
 from ..decision import BLOCK, Decision, DecisionMetadata, RuleHit
-from ..engine import evaluate_async
+from ..engine.model import CompiledPolicy
+from ..engine.pipeline import Pending, begin, claim_async, complete
 from ..envoy.response import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -75,25 +78,61 @@ def internal_error(request_id: str | None = None) -> Outcome:
     return Outcome(decision, INTERNAL_ERROR)
 
 
-async def decide(state: ServerState, ctx: RequestContext, transport: str) -> Outcome:
-    """Evaluate ``ctx`` against the current policy (taken once); never raises."""
+def decide_now(
+    state: ServerState, ctx: RequestContext, transport: str
+) -> Outcome | Coroutine[Any, Any, Outcome]:
+    """Evaluate ``ctx`` against the current policy (taken once); never raises.
+
+    Returns the ``Outcome`` or, when a webhook replay claim is due (the only await in a check),
+    a coroutine to await for it: a check needing no claim creates no coroutine (see ``decide``).
+    """
     metrics = state.metrics
-    config = state.config
     start = time.perf_counter()
     try:
         policy = state.policy_source.current()
         metrics.observe_policy(policy)
-        decision = await evaluate_async(
-            policy, ctx, replay_store=state.replay_store, replay_fail_open=config.replay_fail_open
-        )
-        route = policy.routes_by_id.get(decision.metadata.route_id or "")
-        # Positional: cheaper than keywords for a frozen dataclass, on every check.
-        outcome = Outcome(decision, POLICY_VIOLATION, route is None or route.webhook is None)
+        result = begin(policy, ctx, time.time())
+        if isinstance(result, Pending):
+            return _decide_after_claim(state, ctx, transport, start, result)
+        outcome = _outcome(policy, result)
     except Exception:
         metrics.observe_error("internal_error")
         outcome = internal_error(ctx.id)
-        decision = outcome.decision
+    decision = outcome.decision
     metrics.observe_decision(
         decision.action, decision.metadata.route_id, time.perf_counter() - start, transport
     )
     return outcome
+
+
+async def decide(state: ServerState, ctx: RequestContext, transport: str) -> Outcome:
+    """``decide_now``, awaited when it has to be; never raises."""
+    decided = decide_now(state, ctx, transport)
+    return decided if isinstance(decided, Outcome) else await decided
+
+
+async def _decide_after_claim(
+    state: ServerState, ctx: RequestContext, transport: str, start: float, pending: Pending
+) -> Outcome:
+    """The rest of ``decide_now`` for a check whose replay claim has to be awaited."""
+    metrics = state.metrics
+    try:
+        claimed = await claim_async(pending, state.replay_store)
+        outcome = _outcome(
+            pending.policy, complete(pending, claimed, state.config.replay_fail_open)
+        )
+    except Exception:
+        metrics.observe_error("internal_error")
+        outcome = internal_error(ctx.id)
+    decision = outcome.decision
+    metrics.observe_decision(
+        decision.action, decision.metadata.route_id, time.perf_counter() - start, transport
+    )
+    return outcome
+
+
+def _outcome(policy: CompiledPolicy, decision: Decision) -> Outcome:
+    """Not cacheable when the decision's route takes webhooks (it depends on replay state)."""
+    route = policy.routes_by_id.get(decision.metadata.route_id or "")
+    # Positional: cheaper than keywords for a frozen dataclass, on every check.
+    return Outcome(decision, POLICY_VIOLATION, route is None or route.webhook is None)

@@ -1,7 +1,7 @@
 """The ``envoy.service.auth.v3.Authorization/Check`` servicer: thin, and it never raises.
 
 An RPC error makes Envoy drop our status, headers and body and fall back to
-``status_on_error``, so every failure here is turned into a denial (see ``decide``). The
+``status_on_error``, so every failure here is turned into a denial (see ``decide_now``). The
 request bytes are parsed here rather than by grpcio, so even bytes that are not a
 ``CheckRequest`` get a deterministic 400 instead of an RPC error.
 """
@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from .._exceptions import InvalidContext
 from ..envoy.request import AdapterOptions, check_request_to_context
 from ..envoy.response import decision_to_check_bytes, decision_to_check_response
-from .decide import Outcome, decide, internal_error, invalid_request
+from .decide import Outcome, decide_now, internal_error, invalid_request
 from .state import ServerState
 
 SERVICE_NAME = "envoy.service.auth.v3.Authorization"
@@ -38,7 +38,8 @@ class AuthorizationServicer:
         state.metrics.count_in_flight(lambda: self.active)
 
     async def check(self, request_bytes: bytes, context: Any) -> bytes:
-        # Hot path: conversion and answer in this one coroutine (``decide`` is the only other).
+        # Hot path: conversion, decision and answer in this one coroutine; another is created
+        # only for a webhook delivery's replay claim (see ``decide_now``).
         self.active += 1
         self.last_started = time.monotonic()
         try:
@@ -51,7 +52,9 @@ class AuthorizationServicer:
                 outcome: Outcome = invalid_request(str(exc) or "not a CheckRequest")
             else:
                 identity = ctx.identity
-                outcome = await decide(self._state, ctx, "grpc")
+                decided = decide_now(self._state, ctx, "grpc")
+                # Awaited only when it is a coroutine: a webhook delivery's replay claim.
+                outcome = decided if isinstance(decided, Outcome) else await decided
             # The answer's bytes directly: for ALLOW no CheckResponse message is built.
             return decision_to_check_bytes(
                 outcome.decision,

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from extauthz.context import Identity, RequestContext
-from extauthz.engine import evaluate
-from extauthz.engine.pipeline import prepare
+from extauthz.decision import Decision
+from extauthz.engine import InMemoryReplayStore, evaluate, evaluate_async
+from extauthz.engine.pipeline import Pending, begin, complete, prepare
+from extauthz.engine.webhook import sign
 from extauthz.policy import load_policy_text
 
 BASE = """
@@ -255,3 +257,96 @@ def test_one_policy_shared_by_threads(demo, ctx) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         parallel = list(pool.map(lambda c: evaluate(demo, c).to_dict(), contexts))
     assert parallel == serial
+
+
+HOOK_POLICY = """
+policyVersion: "0.1"
+defaults: {mode: enforce}
+routes:
+  - id: hook
+    match: {method: POST, path: /hook}
+    webhook: {provider: stripe, secret: whsec_x, timestampTolerance: 300}
+    rules:
+      - {id: small.amount, type: cel, action: monitor, config: {expr: "request.body.amount < 100"}}
+  - id: open
+    match: {method: GET, path: /open}
+"""
+HOOK_NOW = 1_767_225_600
+
+
+def hook_ctx(ctx, amount: int = 5) -> RequestContext:
+    body = json.dumps({"id": "evt_1", "type": "x", "amount": amount}).encode()
+    headers = sign("stripe", "whsec_x", body, timestamp=HOOK_NOW)
+    return ctx("POST", "/hook", raw=body, content_type="application/json", headers=headers)
+
+
+def test_begin_decides_without_a_claim_and_stops_before_one(ctx) -> None:
+    p = load_policy_text(HOOK_POLICY)
+    plain = begin(p, ctx("GET", "/open"), HOOK_NOW)
+    assert isinstance(plain, Decision) and plain == evaluate(p, ctx("GET", "/open"))
+    pending = begin(p, hook_ctx(ctx), HOOK_NOW)
+    assert isinstance(pending, Pending)
+    assert (pending.replay_key, pending.replay_ttl) == ("webhook:hook:evt_1", 660)
+    unsigned = ctx("POST", "/hook", body={"id": "evt_1"})
+    assert isinstance(begin(p, unsigned, HOOK_NOW), Decision)  # bad signature: nothing to claim
+
+
+@pytest.mark.parametrize(
+    ("claimed", "fail_open", "action", "status", "ids"),
+    [
+        (True, False, "MONITOR", 200, ("small.amount",)),
+        (False, False, "BLOCK", 403, ("webhook.stripe.replay", "small.amount")),
+        (
+            ConnectionError("down"),
+            False,
+            "BLOCK",
+            503,
+            ("webhook.stripe.replayStoreUnavailable", "small.amount"),
+        ),
+        (
+            ConnectionError("down"),
+            True,
+            "MONITOR",
+            200,
+            ("webhook.stripe.replayStoreUnavailable", "small.amount"),
+        ),
+    ],
+)
+def test_complete_puts_the_claim_before_advisory_cel_hits(  # type: ignore[no-untyped-def]
+    ctx, claimed, fail_open: bool, action: str, status: int, ids: tuple[str, ...]
+) -> None:
+    p = load_policy_text(HOOK_POLICY)
+    pending = begin(p, hook_ctx(ctx, amount=500), HOOK_NOW)
+    assert isinstance(pending, Pending) and pending.advisory == {0}
+    d = complete(pending, claimed, fail_open)
+    assert (d.action, d.status_code, d.rule_ids) == (action, status, ids)
+    if action == "BLOCK":  # the CEL hit stayed advisory after the shift: not counted as "+1 more"
+        assert d.reason.startswith(ids[0]) and "more" not in d.reason
+
+
+def test_complete_never_raises_on_engine_bugs(ctx, monkeypatch) -> None:
+    import extauthz.engine.pipeline as pipeline
+
+    p = load_policy_text(HOOK_POLICY)
+    pending = begin(p, hook_ctx(ctx), HOOK_NOW)
+    assert isinstance(pending, Pending)
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(pipeline, "finish", boom)
+    d = complete(pending, True, False)
+    assert (d.action, d.status_code, d.rule_ids) == ("BLOCK", 500, ("engine.internalError",))
+    assert d.metadata.request_id == pending.ctx.id
+
+
+async def test_evaluate_async_awaits_nothing_without_a_claim(ctx) -> None:
+    p = load_policy_text(HOOK_POLICY)
+    coro = evaluate_async(p, ctx("GET", "/open"))
+    with pytest.raises(StopIteration) as done:  # finished on its first step: never suspended
+        coro.send(None)
+    assert done.value.value == evaluate(p, ctx("GET", "/open"))
+    store = InMemoryReplayStore()
+    first = await evaluate_async(p, hook_ctx(ctx), replay_store=store, now=HOOK_NOW)
+    again = await evaluate_async(p, hook_ctx(ctx), replay_store=store, now=HOOK_NOW)
+    assert first.action == "ALLOW" and again.rule_ids == ("webhook.stripe.replay",)
