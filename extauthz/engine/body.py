@@ -101,6 +101,8 @@ def _decode(text: str) -> Any:
 def media_type(content_type: str | None) -> str:
     if not content_type:
         return ""
+    if content_type == "application/json":  # hot path: already bare and lower case
+        return content_type
     return content_type.partition(";")[0].strip().lower()
 
 
@@ -186,7 +188,7 @@ def _parse_json(raw: bytes, max_depth: int) -> ParsedBody:
         return ParsedBody(MALFORMED, error=f"invalid JSON: {exc.msg} at char {exc.pos}")
     except (ValueError, RecursionError) as exc:  # huge integers, refused constants
         return ParsedBody(MALFORMED, error=f"invalid JSON: {str(exc)[:120]}")
-    return ParsedBody(JSON, value, depth=depth)
+    return ParsedBody(JSON, value, None, depth)  # positional: keywords cost ~0.1 µs here
 
 
 def _parse_form(raw: bytes) -> ParsedBody:

@@ -481,17 +481,22 @@ def unknown_fields(tree: FieldTree, value: Any, limit: int = 10) -> list[str]:
     while stack:
         node, t, path = stack.pop()
         if type(node) is dict:
-            if t.open and not t.props:
+            props = t.props
+            if t.open and not props:
                 continue
             for key, child in node.items():
-                sub = t.child(key)
-                dotted = f"{path}.{key}" if path else key
+                # hot path: a declared key costs one dict lookup (``child`` only for the rest),
+                # and the dotted path is built only when it is reported or descended into
+                sub = props.get(key)
                 if sub is None:
-                    found.append(dotted)
-                    if len(found) >= limit:
-                        return found
-                elif (type(child) is dict or type(child) is list) and sub is not OPEN:
-                    stack.append((child, sub, dotted))
+                    sub = t.child(key)
+                    if sub is None:
+                        found.append(f"{path}.{key}" if path else key)
+                        if len(found) >= limit:
+                            return found
+                        continue
+                if (type(child) is dict or type(child) is list) and sub is not OPEN:
+                    stack.append((child, sub, f"{path}.{key}" if path else key))
         elif type(node) is list and t.items is not None and t.items is not OPEN:
             for child in node:
                 if type(child) is dict or type(child) is list:

@@ -48,6 +48,22 @@ def test_content_types() -> None:
 
 
 @pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "Application/JSON",
+        " application/json ",
+        "application/json; charset=utf-8",
+    ],
+)
+def test_media_type_fast_path_agrees_with_the_general_one(content_type: str) -> None:
+    assert b.media_type(content_type) == "application/json"
+    assert parse(b'{"a": [1, {"b": 2}]}', content_type) == b.ParsedBody(
+        b.JSON, {"a": [1, {"b": 2}]}, depth=3
+    )
+
+
+@pytest.mark.parametrize(
     ("raw", "reason"),
     [
         (b'{"a": 1,}', "invalid JSON"),

@@ -149,6 +149,30 @@ def test_additional_and_pattern_properties_declare_keys() -> None:
     assert unknown_fields(tree, {"x": {"x-trace": 1, "y": 2}}) == ["x.y"]
 
 
+def test_unknown_fields_open_objects_patterns_and_limit() -> None:
+    tree = field_tree(
+        {
+            "properties": {
+                "open": {
+                    "type": "object",
+                    "additionalProperties": True,
+                    "properties": {"inner": {"properties": {"ok": {}}}},
+                },
+                "p": {"type": "object", "patternProperties": {"^x-": {}}, "properties": {"d": {}}},
+            }
+        }
+    )
+    # An open object accepts undeclared keys (and anything below them) but still checks below
+    # the keys it declares.
+    body = {"open": {"free": {"deep": 1}, "inner": {"ok": 1, "bad": 2}}}
+    assert unknown_fields(tree, body) == ["open.inner.bad"]
+    # A pattern declares the keys it matches, and what is below them is free-form.
+    assert unknown_fields(tree, {"p": {"d": 1, "x-a": {"z": 1}, "y": [1]}}) == ["p.y"]
+    many = {f"k{i}": 1 for i in range(20)}
+    assert unknown_fields(tree, many) == [f"k{i}" for i in range(10)]
+    assert unknown_fields(tree, many, limit=3) == ["k0", "k1", "k2"]
+
+
 def test_contract_hits() -> None:
     contract = compile_contract(USER, reject_unknown=True, source="<inline>")
     hits: list[RuleHit] = []
