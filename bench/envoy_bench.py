@@ -13,6 +13,10 @@ Each case also prints the CPU time the PDP and Envoy spent per request (from /pr
 measured run): the machine has few cores, so every µs either process spends is throughput lost.
 Targets (issue 3): extauthz keeps >= 70% of the floor's throughput and its p99 stays <= 1.5x
 the floor's, on the same transport. Run: ``.venv/bin/python bench/envoy_bench.py``.
+
+The floor is a plain grpc.aio server on asyncio, as the issue measured it. ``extauthz serve``
+runs on uvloop when it is installed (a default dependency), and uvloop alone makes the no-op
+server faster: ``--floor-loop uvloop`` compares against that stricter floor.
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 # --- the no-op ext_authz server (the Python floor) -----------------------------------------
-def run_noop_server(target: str) -> None:
+def run_noop_server(target: str, loop: str = "asyncio") -> None:
     """grpc.aio, one generic handler returning a constant OK CheckResponse."""
     import grpc
     from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
@@ -155,13 +159,19 @@ def run_noop_server(target: str) -> None:
         await stop.wait()
         await server.stop(0)
 
-    asyncio.run(main())
+    if loop == "uvloop":  # what ``extauthz serve`` runs on when uvloop is installed
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 @contextmanager
-def noop_server(socket_path: str | None, port: int | None) -> Iterator[int]:
+def noop_server(socket_path: str | None, port: int | None, loop: str) -> Iterator[int]:
     target = f"unix:{socket_path}" if socket_path else f"127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, __file__, "--noop-server", target])
+    argv = [sys.executable, __file__, "--noop-server", target, "--floor-loop", loop]
+    proc = subprocess.Popen(argv)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -218,10 +228,17 @@ def main() -> int:
         default="uds,tcp",
         help="comma-separated subset of uds,tcp (envoy-alone always runs)",
     )
+    parser.add_argument(
+        "--floor-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop of the no-op floor server (asyncio: the plain grpc.aio server the "
+        "target is defined against; uvloop: the loop extauthz itself runs on)",
+    )
     parser.add_argument("--noop-server", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop_server:
-        run_noop_server(args.noop_server)
+        run_noop_server(args.noop_server, args.floor_loop)
         return 0
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
@@ -235,7 +252,7 @@ def main() -> int:
         port = free_port() if transport == "tcp" else None
         target = {"pdp_socket": sock} if sock else {"pdp_address": ("127.0.0.1", port)}
         if kind == "floor":
-            return noop_server(sock, port), target
+            return noop_server(sock, port, args.floor_loop), target
         return extauthz_server(workdir, sock, port), target
 
     def measure(name: str, proc: EnvoyProcess, pdp_pid: int | None = None) -> None:
@@ -259,7 +276,7 @@ def main() -> int:
 
     print(
         f"wrk: {args.connections} connections x {args.duration}s, {args.rounds} interleaved "
-        f"rounds, Envoy --concurrency {args.envoy_concurrency}, "
+        f"rounds, Envoy --concurrency {args.envoy_concurrency}, floor on {args.floor_loop}, "
         "POST /api/v1/licenses/activate (JWT + clean JSON body)"
     )
     try:
