@@ -56,7 +56,9 @@ def decisions(state: ServerState) -> dict[tuple[str, str], int]:
     return dict(state.metrics.decisions.counts)
 
 
-async def test_a_check_without_a_claim_is_decided_without_a_coroutine(make_state) -> None:  # type: ignore[no-untyped-def]
+async def test_a_check_without_a_claim_is_decided_without_a_coroutine(
+    make_state: Callable[..., ServerState],
+) -> None:
     state = make_state()
     outcome = decide_now(state, context(state, "GET", "/healthz"), "grpc")
     assert isinstance(outcome, Outcome) and outcome.decision.action == "ALLOW"
@@ -66,7 +68,9 @@ async def test_a_check_without_a_claim_is_decided_without_a_coroutine(make_state
     assert decisions(state) == {("ALLOW", "health"): 1, ("BLOCK", "admin"): 1}
 
 
-async def test_a_webhook_delivery_awaits_its_claim_once(make_state) -> None:  # type: ignore[no-untyped-def]
+async def test_a_webhook_delivery_awaits_its_claim_once(
+    make_state: Callable[..., ServerState],
+) -> None:
     state = make_state()
     pending = decide_now(state, webhook(state, "evt_decide_1"), "grpc")
     assert inspect.iscoroutine(pending)
@@ -84,7 +88,9 @@ class SlowStore:
         return True
 
 
-async def test_a_slow_store_is_an_outage_within_the_deadline(make_state) -> None:  # type: ignore[no-untyped-def]
+async def test_a_slow_store_is_an_outage_within_the_deadline(
+    make_state: Callable[..., ServerState],
+) -> None:
     for fail_open, action, status in ((False, "BLOCK", 503), (True, "MONITOR", 200)):
         state = make_state(SlowStore(), fail_open=fail_open)
         loop = asyncio.get_running_loop()
@@ -103,7 +109,9 @@ class BrokenSource:
         raise RuntimeError("boom")
 
 
-async def test_an_internal_error_is_an_outcome_not_an_exception(make_state) -> None:  # type: ignore[no-untyped-def]
+async def test_an_internal_error_is_an_outcome_not_an_exception(
+    make_state: Callable[..., ServerState],
+) -> None:
     state = make_state()
     state.policy_source = BrokenSource()
     outcome = decide_now(state, context(state, "GET", "/healthz"), "grpc")
@@ -113,7 +121,9 @@ async def test_an_internal_error_is_an_outcome_not_an_exception(make_state) -> N
     assert decisions(state) == {("BLOCK", "unmatched"): 1}
 
 
-async def test_servicer_answers_plain_and_webhook_checks_and_ends_idle(make_state) -> None:  # type: ignore[no-untyped-def]
+async def test_servicer_answers_plain_and_webhook_checks_and_ends_idle(
+    make_state: Callable[..., ServerState],
+) -> None:
     state = make_state()
     servicer = AuthorizationServicer(state)
     plain = await servicer.check(check_request("GET", "/healthz").SerializeToString(), None)
