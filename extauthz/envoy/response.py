@@ -237,22 +237,20 @@ def decision_to_check_bytes(
     entry_len = _DECISION_ID_KEY_LEN + len(value_len_bytes) + value_len
     entry_len_bytes = varint(entry_len)
     struct_len = wire.meta_len + 1 + len(entry_len_bytes) + entry_len
-    if not subject:
-        return b"".join(
-            (
-                _OK_PREFIX,
-                varint(wire.ok_len),
-                wire.head,
-                varint(struct_len),
-                wire.meta,
-                entry_len_bytes,
-                _DECISION_ID_KEY,
-                value_len_bytes,
-                _TAG_STRING_VALUE,
-                id_len,
-                decision_id,
-            )
-        )
+    # dynamic_metadata: the constant entries, then the decisionId entry; last in both shapes,
+    # joined by tuple concatenation (star-unpacking into one tuple costs ~0.13 µs more here)
+    metadata = (
+        varint(struct_len),
+        wire.meta,
+        entry_len_bytes,
+        _DECISION_ID_KEY,
+        value_len_bytes,
+        _TAG_STRING_VALUE,
+        id_len,
+        decision_id,
+    )
+    if not subject:  # ``head`` holds the whole ok_response and the metadata tag
+        return b"".join((_OK_PREFIX, varint(wire.ok_len), wire.head) + metadata)  # noqa: RUF005
     raw = subject.encode()  # str → UTF-8 as upb does (a lone surrogate raises, as there)
     raw_len = varint(len(raw))
     header_len = _SUBJECT_KEY_LEN + len(raw_len) + len(raw)  # HeaderValue: key, value
@@ -260,28 +258,19 @@ def decision_to_check_bytes(
     option_len = 1 + len(header_len_bytes) + header_len + _OVERWRITE_LEN  # HeaderValueOption
     option_len_bytes = varint(option_len)
     ok_len = wire.ok_len + 1 + len(option_len_bytes) + option_len
-    return b"".join(
-        (
-            _OK_PREFIX,
-            varint(ok_len),
-            wire.head,
-            option_len_bytes,
-            _TAG_HEADER,
-            header_len_bytes,
-            _SUBJECT_KEY,
-            raw_len,
-            raw,
-            wire.tail,
-            varint(struct_len),
-            wire.meta,
-            entry_len_bytes,
-            _DECISION_ID_KEY,
-            value_len_bytes,
-            _TAG_STRING_VALUE,
-            id_len,
-            decision_id,
-        )
+    ok_response = (
+        _OK_PREFIX,
+        varint(ok_len),
+        wire.head,
+        option_len_bytes,
+        _TAG_HEADER,
+        header_len_bytes,
+        _SUBJECT_KEY,
+        raw_len,
+        raw,
+        wire.tail,
     )
+    return b"".join(ok_response + metadata)
 
 
 # Constant wire pieces of ``decision_to_check_bytes``. A tag byte is field number << 3 | 2 (a
