@@ -86,23 +86,17 @@ def decide_now(
     Returns the ``Outcome`` or, when a webhook replay claim is due (the only await in a check),
     a coroutine to await for it: a check needing no claim creates no coroutine (see ``decide``).
     """
-    metrics = state.metrics
     start = time.perf_counter()
     try:
         policy = state.policy_source.current()
-        metrics.observe_policy(policy)
+        state.metrics.observe_policy(policy)
         result = begin(policy, ctx, time.time())
         if isinstance(result, Pending):
             return _decide_after_claim(state, ctx, transport, start, result)
         outcome = _outcome(policy, result)
     except Exception:
-        metrics.observe_error("internal_error")
-        outcome = internal_error(ctx.id)
-    decision = outcome.decision
-    metrics.observe_decision(
-        decision.action, decision.metadata.route_id, time.perf_counter() - start, transport
-    )
-    return outcome
+        outcome = _failed(state, ctx)
+    return _observed(state, outcome, start, transport)
 
 
 async def decide(state: ServerState, ctx: RequestContext, transport: str) -> Outcome:
@@ -115,17 +109,26 @@ async def _decide_after_claim(
     state: ServerState, ctx: RequestContext, transport: str, start: float, pending: Pending
 ) -> Outcome:
     """The rest of ``decide_now`` for a check whose replay claim has to be awaited."""
-    metrics = state.metrics
     try:
         claimed = await claim_async(pending, state.replay_store)
         outcome = _outcome(
             pending.policy, complete(pending, claimed, state.config.replay_fail_open)
         )
     except Exception:
-        metrics.observe_error("internal_error")
-        outcome = internal_error(ctx.id)
+        outcome = _failed(state, ctx)
+    return _observed(state, outcome, start, transport)
+
+
+def _failed(state: ServerState, ctx: RequestContext) -> Outcome:
+    """Count the internal error and deny with 500 (``internal_error`` logs it with an id)."""
+    state.metrics.observe_error("internal_error")
+    return internal_error(ctx.id)
+
+
+def _observed(state: ServerState, outcome: Outcome, start: float, transport: str) -> Outcome:
+    """Count the decision and its latency since ``start``, once per check."""
     decision = outcome.decision
-    metrics.observe_decision(
+    state.metrics.observe_decision(
         decision.action, decision.metadata.route_id, time.perf_counter() - start, transport
     )
     return outcome
