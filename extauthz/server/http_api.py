@@ -1,7 +1,8 @@
 """HTTP on the server's event loop: the JSON evaluation API, probes and metrics.
 
     POST /v1/evaluate   RequestContext JSON → Decision JSON (the server's policy, never the
-                        caller's); a body that is not a valid context → 400 with the reason
+                        caller's); a body that is not a valid context → 400 with the reason;
+                        ``?explain=1`` → {decision, explain} when EXPLAIN_API is on, else 403
     GET  /live          200 while the process runs
     GET  /ready         200 when ready (see ``health.readiness``), else 503 with the reason
     GET  /health        JSON report; 200 for ok/degraded, 503 for unhealthy
@@ -26,6 +27,7 @@ from aiohttp import web
 from .. import __version__
 from .._exceptions import InvalidContext
 from ..context import RequestContext
+from ..decision import Decision
 from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
 from ..metrics import CONTENT_TYPE_LATEST
 from .decide import decide
@@ -92,7 +94,24 @@ class HttpApi:
         except InvalidContext as exc:
             state.metrics.observe_error(InvalidContext.code)
             return _json({"error": str(exc), "code": INVALID_REQUEST}, 400)
-        outcome = await decide(state, ctx, "http")
+        explain = request.query.get("explain", "") not in ("", "0", "false")
+        if explain and not state.config.explain_api:
+            return _json(
+                {"error": "explain is off on this server (EXPLAIN_API=1 turns it on)",
+                 "code": "EXPLAIN_DISABLED"},
+                403,
+            )  # fmt: skip
+        tracer = state.tracer
+        started = (
+            tracer.start("contractshield.evaluate", request.headers, "http") if tracer else None
+        )
+        try:
+            outcome = await decide(state, ctx, "http")
+        finally:
+            if started is not None:
+                tracer.end(started)
+        if explain:
+            return _json(explained(state, ctx, outcome.decision))
         return web.Response(body=outcome.decision.to_json().encode(), headers=_JSON_HEADERS)
 
     async def live(self, request: web.BaseRequest) -> web.Response:
@@ -109,6 +128,14 @@ class HttpApi:
     async def metrics(self, request: web.BaseRequest) -> web.Response:
         exposition = self.state.metrics.exposition()
         return web.Response(body=exposition, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def explained(state: ServerState, ctx: RequestContext, decision: Decision) -> dict[str, Any]:
+    """``{"decision": ..., "explain": ...}`` under the policy now loaded (EXPLAIN_API only)."""
+    from ..engine.explain import explain
+
+    policy = state.policy_source.current()
+    return {"decision": decision.to_dict(), "explain": explain(policy, ctx, decision).to_dict()}
 
 
 def create_runner(
