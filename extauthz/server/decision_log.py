@@ -48,6 +48,7 @@ MAX_BODY_CHARS = 4096
 MAX_MESSAGE_CHARS = 300
 MAX_VALUE_CHARS = 256
 MASK = "***"
+SENTINEL_TIMEOUT_SECONDS = 10.0
 # Headers that carry credentials or signatures: refused in DECISION_LOG_HEADERS, whatever the
 # operator asks (a prefix or substring match, lower case).
 _NEVER_HEADERS = re.compile(
@@ -269,6 +270,10 @@ class _LineListener(logging.handlers.QueueListener):
 
     def prepare(self, record: Any) -> logging.LogRecord:
         return logging.LogRecord("extauthz.decisions", logging.INFO, "", 0, record, None, None)
+
+    def enqueue_sentinel(self) -> None:
+        # The base class uses put_nowait, which fails on a full queue: wait for room instead.
+        self.queue.put(self._sentinel, timeout=SENTINEL_TIMEOUT_SECONDS)
 
 
 class DecisionLog:
