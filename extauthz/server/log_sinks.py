@@ -5,8 +5,8 @@
                        ``{pid}`` in PATH gives each worker process its own file
     http(s)://URL      ``HttpBatchHandler``: newline-delimited JSON POSTed in batches
 
-A handler never runs on the request path: ``DecisionLog`` hands each line to a
-``QueueListener`` thread, which calls the handlers. The HTTP handler has its own bounded queue
+A handler never runs on the request path: ``DecisionLog``'s writer thread calls it with one
+record per batch, whose message is the batch's lines joined by newlines. The HTTP handler has its own bounded queue
 and sender thread on top, so a slow or dead receiver costs nothing but dropped lines, which
 it counts (``contractshield_log_records_dropped_total{sink="http"}``).
 """
@@ -83,6 +83,33 @@ class LineFormatter(logging.Formatter):
         return str(record.msg)
 
 
+class BatchRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """``RotatingFileHandler`` for batches: one write per file, rotating between lines so
+    that no file grows past ``maxBytes`` (unless one line alone is larger)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+            size = self.stream.seek(0, 2)
+            chunk: list[str] = []
+            for line in self.format(record).split("\n"):
+                n = len(line.encode("utf-8")) + 1
+                if self.maxBytes > 0 and size + n > self.maxBytes and (chunk or size):
+                    self.stream.write("".join(chunk))
+                    chunk = []
+                    self.doRollover()
+                    if self.stream is None:  # delay=True leaves it closed after a rollover
+                        self.stream = self._open()
+                    size = 0
+                chunk.append(line + "\n")
+                size += n
+            self.stream.write("".join(chunk))
+            self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
 class HttpBatchHandler(logging.Handler):
     """POST lines as ``application/x-ndjson`` batches; bounded, backs off, counts drops.
 
@@ -121,12 +148,12 @@ class HttpBatchHandler(logging.Handler):
         self._thread.start()
 
     def emit(self, record: logging.LogRecord) -> None:
-        line = self.format(record)
         with self._wake:
-            if len(self._lines) >= self._max:
-                self._lines.popleft()
-                self._drop(1)
-            self._lines.append(line)
+            for line in self.format(record).split("\n"):  # a record may hold a batch
+                if len(self._lines) >= self._max:
+                    self._lines.popleft()
+                    self._drop(1)
+                self._lines.append(line)
             if len(self._lines) >= self.batch:
                 self._wake.notify()
 
@@ -212,7 +239,7 @@ def make_handler(
         handler = logging.StreamHandler(sys.stdout)
     elif spec.kind == "file":
         path = spec.target.replace("{pid}", str(os.getpid()))
-        handler = logging.handlers.RotatingFileHandler(
+        handler = BatchRotatingFileHandler(
             path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", delay=True
         )
     else:

@@ -70,7 +70,7 @@ class ListHandler(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(str(record.msg))
+        self.lines.extend(str(record.msg).split("\n"))
 
 
 def _log(handler: logging.Handler, **config: Any) -> DecisionLog:
@@ -235,7 +235,7 @@ class SlowHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.gate.wait(10)
-        self.count += 1
+        self.count += len(str(record.msg).split("\n"))
 
 
 def test_a_stuck_sink_never_blocks_a_submit_and_drops_are_counted() -> None:
@@ -245,7 +245,7 @@ def test_a_stuck_sink_never_blocks_a_submit_and_drops_are_counted() -> None:
     log = DecisionLog(settings, metrics=metrics, handlers=[slow])
     for _ in range(50):
         log.submit(_decision(), _ctx(), 0, "grpc")  # returns at once although the sink hangs
-    assert log.dropped >= 44  # 5 queued, at most one being written
+    assert log.dropped >= 40  # 5 queued, at most 5 more in the batch being written
     assert 'contractshield_log_records_dropped_total{sink="queue"}' in metrics.exposition().decode()
     slow.gate.set()
     log.close()
