@@ -35,6 +35,7 @@ class ServerProcess:
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         workdir: str | os.PathLike[str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="contractshield-pdp-"))
         self.policy = Path(policy)
@@ -43,6 +44,7 @@ class ServerProcess:
         self.http_port = http_port
         self.extra_args = list(extra_args or ())
         self.env = dict(env or {})
+        self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,7 +53,16 @@ class ServerProcess:
         if self.unix_socket:
             argv += ["--unix-socket", self.unix_socket]
         argv += ["--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port)]
+        if self.workers > 1:
+            argv += ["--workers", str(self.workers)]
         return argv + self.extra_args
+
+    @property
+    def unix_sockets(self) -> list[str]:
+        """The socket of every worker (Envoy's PDP endpoints); ``[unix_socket]`` for one."""
+        from ..server.workers import worker_sockets
+
+        return worker_sockets(self.unix_socket, self.workers) if self.unix_socket else []
 
     @property
     def log_path(self) -> Path:
@@ -86,10 +97,9 @@ class ServerProcess:
         raise TimeoutError(f"extauthz serve not ready within {timeout} s: {self.log_tail()}")
 
     def _answers(self) -> bool:
-        if self.unix_socket and not (
-            os.path.exists(self.unix_socket) and unix_socket.is_live(self.unix_socket)
-        ):
-            return False
+        for path in self.unix_sockets:
+            if not (os.path.exists(path) and unix_socket.is_live(path)):
+                return False
         if self.grpc_port and not port_answers("127.0.0.1", self.grpc_port):
             return False
         if self.http_port:

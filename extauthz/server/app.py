@@ -26,7 +26,7 @@ from grpc_health.v1._async import HealthServicer
 
 from .._exceptions import InvalidConfig
 from ..metrics import MeteredReplayStore, Metrics
-from . import decision_log, heap, tracing
+from . import decision_log, heap, tracing, workers
 from . import socket as unix_socket
 from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
@@ -84,6 +84,7 @@ def build_state(config: ServerConfig) -> ServerState:
         reload=reloader.reload_now,
     )
     state.on_shutdown.append(reloader.stop)
+    state.worker = workers.WorkerRole.from_environ()
     state.tracer = tracing.from_environment()
     if state.tracer is not None:
         log.info("tracing: OpenTelemetry spans exported over OTLP (OTEL_* variables)")
@@ -111,6 +112,7 @@ class Server:
     grpc_port: int | None = None  # bound TCP port, when GRPC_PORT is set
     http_port: int | None = None  # bound HTTP port, when HTTP_PORT is set
     _socket_inode: int | None = None
+    _publish_task: asyncio.Task[None] | None = None
 
     async def start(self) -> Server:
         state, config = self.state, self.state.config
@@ -131,7 +133,9 @@ class Server:
         options = [
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
-            ("grpc.so_reuseport", 0),  # a second instance must fail to bind, not share the port
+            # A second instance must fail to bind, not share the port; workers share it (the
+            # supervisor has checked that nobody else holds it).
+            ("grpc.so_reuseport", 1 if state.worker is not None else 0),
         ]
         server = grpc.aio.server(options=options)
         self.servicer = AuthorizationServicer(state)
@@ -176,7 +180,9 @@ class Server:
             )
             await runner.setup()
             self.http_runner = runner
-            site = web.TCPSite(runner, config.http_host, config.http_port, reuse_port=False)
+            site = web.TCPSite(
+                runner, config.http_host, config.http_port, reuse_port=state.worker is not None
+            )
             try:
                 await site.start()
             except OSError as exc:
@@ -185,6 +191,8 @@ class Server:
                     f"{exc.strerror or exc}"
                 ) from exc
             self.http_port = runner.addresses[0][1] if runner.addresses else config.http_port
+        if state.worker is not None:
+            self._publish_task = asyncio.get_running_loop().create_task(self._publish())
         log.info(
             "serving policy %s (unix socket %s, grpc port %s, http %s:%s)",
             version,
@@ -216,6 +224,9 @@ class Server:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         self._remove_socket()
+        if self._publish_task is not None:
+            self._publish_task.cancel()
+            state.worker.publish(state, state.metrics.registry_exposition())
         state.metrics.set_down()
         for hook in state.on_shutdown:
             try:
@@ -224,6 +235,18 @@ class Server:
                     await result
             except Exception:
                 log.exception("shutdown hook failed")
+
+    async def _publish(self) -> None:
+        """A worker's figures and status for its siblings' ``/metrics`` and ``/health``."""
+        state, role = self.state, self.state.worker
+        role.retire_predecessor()
+        state.metrics.aggregate = role.exposition
+        while True:
+            try:
+                role.publish(state, state.metrics.registry_exposition())
+            except Exception:  # a full disk must not stop the worker deciding
+                log.exception("worker %s: cannot publish metrics", role.name)
+            await asyncio.sleep(workers.PUBLISH_INTERVAL_SECONDS)
 
     @staticmethod
     async def _quiesce(servicer: AuthorizationServicer, deadline: float) -> None:
@@ -272,7 +295,8 @@ async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     heap.freeze()  # the policy stays out of full collections (see ``heap``)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    print(f"extauthz: ready (pid {os.getpid()})", file=sys.stderr, flush=True)
+    role = "ready" if state.worker is None else f"worker {state.worker.name} ready"
+    print(f"extauthz: {role} (pid {os.getpid()})", file=sys.stderr, flush=True)
     await stop.wait()
     await server.stop(config.grace_seconds)
     heap.disable()
