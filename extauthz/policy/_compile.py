@@ -48,6 +48,7 @@ DEFAULT_SECRET_ENV = {
     "slack": "SLACK_SIGNING_SECRET",
     "twilio": "TWILIO_AUTH_TOKEN",
 }
+_SEALED = "a policy sent with the request cannot read the server's "
 SIGNATURE_HEADER = {
     "stripe": "stripe-signature",
     "github": "x-hub-signature-256",
@@ -65,8 +66,9 @@ _ATTRS = {
 
 
 class _Collector:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, sealed: bool = False) -> None:
         self.source = source
+        self.sealed = sealed  # a caller-supplied policy: no files, no environment
         self.problems: list[PolicyProblem] = []
 
     def add(self, path: list[Any] | str, reason: str) -> None:
@@ -122,10 +124,20 @@ def _vulns(raw: Any, base: VulnerabilityConfig) -> VulnerabilityConfig:
 
 
 def compile_document(
-    doc: Any, *, source: str, base_dir: Path, policy_bytes: bytes, loaded_at: float | None = None
+    doc: Any,
+    *,
+    source: str,
+    base_dir: Path,
+    policy_bytes: bytes,
+    loaded_at: float | None = None,
+    sealed: bool = False,
 ) -> tuple[CompiledPolicy | None, list[PolicyProblem]]:
-    """Compile a parsed policy document; return (policy, []) or (None, problems)."""
-    out = _Collector(source)
+    """Compile a parsed policy document; return (policy, []) or (None, problems).
+
+    ``sealed``: the policy came from a caller (``POST /evaluate``), so it may not read the
+    server's files (schema refs) or environment (secrets): each would be an oracle on them.
+    """
+    out = _Collector(source, sealed)
     out.problems.extend(structure_problems(doc, source))
     if not isinstance(doc, Mapping):
         if not out.problems:
@@ -333,6 +345,9 @@ def _compile_contract(
             )
             return None, False
         return None, True
+    if isinstance(ref, str) and out.sealed:
+        out.add(section.where("requestSchemaRef"), _SEALED + "files (use requestSchema)")
+        return None, False
     if isinstance(ref, str):
         where = section.where("requestSchemaRef")
         path = (base_dir / ref).resolve()
@@ -423,6 +438,9 @@ def _compile_webhook(
         out.add(replay_rule, "a webhook-replay rule needs replay protection, which "
                 "replayProtection: false turns off; remove one of them")  # fmt: skip
         ok = False
+    if secret is None and out.sealed:
+        out.add(section.where(), _SEALED + "environment variables (give secret)")
+        return None
     if isinstance(ref, str):
         value = os.environ.get(ref)
         if not value:

@@ -1,5 +1,7 @@
 """HTTP on the server's event loop: the JSON evaluation API, probes and metrics.
 
+    POST /evaluate      {"context": ...} → {"decision": ..., "durationMs": ...} (upstream's
+                        sidecar API; see ``evaluate_api``)
     POST /v1/evaluate   RequestContext JSON → Decision JSON (the server's policy, never the
                         caller's); a body that is not a valid context → 400 with the reason;
                         ``?explain=1`` → {decision, explain} when EXPLAIN_API is on, else 403
@@ -30,6 +32,7 @@ from ..context import RequestContext
 from ..decision import Decision
 from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
 from ..metrics import CONTENT_TYPE_LATEST
+from . import evaluate_api
 from .decide import decide
 from .health import health_report, readiness
 from .state import ServerState
@@ -55,6 +58,7 @@ class HttpApi:
         self.state = state
         self.routes: dict[str, tuple[str, Handler]] = {
             "/v1/evaluate": ("POST", self.evaluate),
+            "/evaluate": ("POST", self.evaluate_upstream),
             "/live": ("GET", self.live),
             "/ready": ("GET", self.ready),
             "/health": ("GET", self.health),
@@ -113,6 +117,11 @@ class HttpApi:
         if explain:
             return _json(explained(state, ctx, outcome.decision))
         return web.Response(body=outcome.decision.to_json().encode(), headers=_JSON_HEADERS)
+
+    async def evaluate_upstream(self, request: web.BaseRequest) -> web.Response:
+        """Upstream ContractShield's ``POST /evaluate`` (see ``evaluate_api``)."""
+        status, answer = await evaluate_api.evaluate(self.state, await request.read())
+        return _json(answer, status)
 
     async def live(self, request: web.BaseRequest) -> web.Response:
         return _json({"status": "ok"})

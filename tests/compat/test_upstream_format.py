@@ -312,3 +312,15 @@ def test_context_json_round_trips_upstream_fields() -> None:
         }
     )
     assert raw.request.body.raw == b"hi"
+
+
+def test_explain_places_a_renamed_hit_in_its_check_and_its_rule(policy) -> None:
+    from extauthz.engine.explain import explain
+
+    ctx = RequestContext.from_dict(
+        express_context("POST", "/api/orders", {**ORDER, "note": "x" * 3000}, identity=ACME)
+    )
+    d = evaluate(policy, ctx, now=NOW)
+    (hit,) = explain(policy, ctx, d).hits
+    assert (hit.id, hit.phase) == ("limit.body.orders", "limits")
+    assert hit.location is not None and hit.location.endswith("policy.yaml: routes[1].rules[2]")
