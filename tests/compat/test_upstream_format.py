@@ -324,3 +324,41 @@ def test_explain_places_a_renamed_hit_in_its_check_and_its_rule(policy) -> None:
     (hit,) = explain(policy, ctx, d).hits
     assert (hit.id, hit.phase) == ("limit.body.orders", "limits")
     assert hit.location is not None and hit.location.endswith("policy.yaml: routes[1].rules[2]")
+
+
+@pytest.mark.parametrize(
+    ("rule", "delivery", "hit"),
+    [
+        ("{id: sig, type: webhook-signature, action: monitor}", "forged", "sig"),
+        ("{id: rep, type: webhook-replay, action: monitor}", "replayed", "rep"),
+        ("{id: lim, type: limit, action: monitor, config: {maxBodyBytes: 8}}", "valid", "lim"),
+        (
+            "{id: con, type: contract, action: monitor, config: {requestSchema: {required: [x]}}}",
+            "valid",
+            "con",
+        ),
+        ("{id: cel, type: cel, action: monitor, config: {expr: 'false'}}", "valid", "cel"),
+    ],
+)
+def test_action_monitor_is_honoured_for_every_rule_type(rule: str, delivery: str, hit: str) -> None:
+    policy = load_policy_text(
+        'policyVersion: "0.1"\nroutes:\n- id: hook\n  match: {path: /hooks/stripe}\n'
+        f"  webhook: {{provider: stripe, secret: {STRIPE_SECRET}}}\n  rules: [{rule}]\n"
+    )
+    store = InMemoryReplayStore()
+    event = {"id": f"evt_{hit}", "type": "invoice.paid"}
+    if delivery == "replayed":
+        assert decide(policy, stripe_delivery(event), replay_store=store).action == "ALLOW"
+    ctx = stripe_delivery(event, secret="whsec_wrong" if delivery == "forged" else STRIPE_SECRET)
+    d = decide(policy, ctx, replay_store=store)
+    assert (d.action, d.status_code, d.rule_ids) == ("MONITOR", 200, (hit,))
+    # The same rule with action: block blocks.
+    blocking = load_policy_text(
+        'policyVersion: "0.1"\nroutes:\n- id: hook\n  match: {path: /hooks/stripe}\n'
+        f"  webhook: {{provider: stripe, secret: {STRIPE_SECRET}}}\n"
+        f"  rules: [{rule.replace('monitor', 'block')}]\n"
+    )
+    store = InMemoryReplayStore()
+    if delivery == "replayed":
+        decide(blocking, stripe_delivery(event), replay_store=store)
+    assert decide(blocking, ctx, replay_store=store).action == "BLOCK"
