@@ -155,8 +155,9 @@ class Server:
                 raise InvalidConfig(
                     f"GRPC_PORT: cannot bind {address} (in use, or not a local address)"
                 ) from exc
-        await server.start()
-        self.grpc_server = server
+        if config.unix_socket or config.grpc_port:  # HTTP only: no gRPC server threads at all
+            await server.start()
+            self.grpc_server = server
         if config.unix_socket:
             unix_socket.set_mode(config.unix_socket, config.socket_mode)
             self._socket_inode = os.stat(config.unix_socket).st_ino
