@@ -109,10 +109,14 @@ class ServerProcess:
         return True
 
     def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` of the server's own log; decision-log records (on stdout by
+        default, in the same file here) are left out."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+        own = [ln for ln in text.splitlines() if '"log":"contractshield.decision"' not in ln]
+        return "\n".join(own[-lines:])
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:

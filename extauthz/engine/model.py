@@ -8,7 +8,7 @@ reload swaps one reference.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cel import CelPlan
@@ -45,6 +45,9 @@ class CompiledRoute:
     contract: Contract | None = None
     webhook: WebhookConfig | None = None
     cel: CelPlan | None = None
+    # Where each part came from in the policy, for ``explain``: rule (hit) id -> "routes[2].
+    # rules[0]", and "@route", "@limits", "@vulnerability", "@contract", "@webhook" -> path.
+    locations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

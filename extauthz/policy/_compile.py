@@ -234,6 +234,7 @@ def _compile_route(
         contract=contract,
         webhook=webhook,
         cel=plan if plan is not None and plan is not False else None,
+        locations=route_locations(r, i),
     )
 
 
@@ -378,3 +379,17 @@ def _compile_rules(raw: Any, at: list[Any], out: _Collector) -> cel_mod.CelPlan 
     if not ok:
         return False
     return cel_mod.make_plan(tuple(rules), needs)
+
+
+def route_locations(r: Mapping[str, Any], i: int) -> dict[str, str]:
+    """Where route ``i``'s parts are in the policy (``CompiledRoute.locations``, for explain)."""
+    at = f"routes[{i}]"
+    out = {"@route": at}
+    for key in ("vulnerability", "limits", "contract", "webhook", "rules"):
+        if key in r:
+            out["@" + key] = f"{at}.{key}"
+    rules = r.get("rules")
+    for j, rule in enumerate(rules if isinstance(rules, list) else ()):
+        if isinstance(rule, Mapping) and isinstance(rule.get("id"), str):
+            out.setdefault(rule["id"], f"{at}.rules[{j}]")
+    return out

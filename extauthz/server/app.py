@@ -25,7 +25,7 @@ from grpc_health.v1._async import HealthServicer
 
 from .._exceptions import InvalidConfig
 from ..metrics import MeteredReplayStore, Metrics
-from . import heap
+from . import decision_log, heap, tracing
 from . import socket as unix_socket
 from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
@@ -84,6 +84,13 @@ def build_state(config: ServerConfig) -> ServerState:
         reload=reloader.reload_now,
     )
     state.on_shutdown.append(reloader.stop)
+    state.tracer = tracing.from_environment()
+    if state.tracer is not None:
+        log.info("tracing: OpenTelemetry spans exported over OTLP (OTEL_* variables)")
+        state.on_shutdown.append(state.tracer.shutdown)
+    state.decision_log = decision_log.from_config(config, metrics, traced=state.tracer is not None)
+    if state.decision_log is not None:
+        state.on_shutdown.append(state.decision_log.close)
     if config.redis_url:
         state.on_shutdown.append(replay_store.close)
     return state

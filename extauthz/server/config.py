@@ -37,6 +37,16 @@ class ServerConfig:
     grpc_host: str = "0.0.0.0"
     redis_url: str | None = None
     log_level: str = "info"
+    # Decision log (see ``decision_log``): sinks, ALLOW sampling, what a record may carry.
+    decision_log: str = "stdout"  # stdout | file:PATH | http(s)://URL, comma-separated | off
+    decision_log_sample_allow: float = 0.0
+    decision_log_headers: str = "user-agent,content-type,content-length,x-forwarded-for"
+    decision_log_body_routes: str = ""  # route ids whose (masked) bodies are logged
+    decision_log_redact: str = ""  # PATH=mask|hash|drop, comma-separated
+    decision_log_file_max_bytes: int = 100 * MIB
+    decision_log_file_backups: int = 5
+    decision_log_queue: int = 10_000
+    explain_api: bool = False  # /v1/evaluate?explain=1; off in production settings
     hot_reload: bool = True
     reload_debounce_ms: int = 500
     replay_fail_open: bool = False
@@ -117,6 +127,9 @@ class ServerConfig:
                 raise InvalidConfig(f"{name.upper()}: path longer than 107 bytes: {path}")
         if self.unix_socket is not None and self.unix_socket == self.http_unix_socket:
             raise InvalidConfig("HTTP_UNIX_SOCKET: must not be the gRPC UNIX_SOCKET")
+        from .decision_log import DecisionLogSettings
+
+        DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):
@@ -192,4 +205,9 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "replay_fail_open": _bool,
     "grace_seconds": _float,
     "log_level": _log_level,
+    "decision_log_sample_allow": _float,
+    "decision_log_file_max_bytes": _int,
+    "decision_log_file_backups": _int,
+    "decision_log_queue": _int,
+    "explain_api": _bool,
 }

@@ -21,7 +21,8 @@ from .._exceptions import InvalidContext
 from ..context import Identity
 from ..envoy.request import AdapterOptions, check_request_to_context
 from ..envoy.response import decision_to_check_bytes, decision_to_check_response
-from .decide import Outcome, decide_now, internal_error, invalid_request
+from . import tracing
+from .decide import Outcome, decide_now, internal_error, invalid_request, observe_rejected
 from .state import ServerState
 
 SERVICE_NAME = "envoy.service.auth.v3.Authorization"
@@ -63,7 +64,9 @@ class AuthorizationServicer:
                 ctx = check_request_to_context(req, self._options)
             except (InvalidContext, DecodeError) as exc:
                 self._state.metrics.observe_error(InvalidContext.code)
-                outcome: Outcome = invalid_request(str(exc) or "not a CheckRequest")
+                outcome: Outcome = observe_rejected(
+                    self._state, invalid_request(str(exc) or "not a CheckRequest"), transport
+                )
             else:
                 identity = ctx.identity
                 decided = decide_now(self._state, ctx, transport)
@@ -105,8 +108,28 @@ class AuthorizationServicer:
             outcome.decision, error_code=outcome.error_code
         ).SerializeToString()
 
+    async def traced_check(self, request_bytes: bytes, context: Any) -> bytes:
+        """``check`` inside an OpenTelemetry span joined to Envoy's trace (tracing on only)."""
+        tracer = self._state.tracer
+        carrier = tracing.carrier_from_metadata(context.invocation_metadata())
+        if not carrier:  # no context on the call itself: the checked request's own headers
+            try:
+                headers = CheckRequest.FromString(request_bytes).attributes.request.http.headers
+                carrier = dict(headers)
+            except Exception:  # the check itself answers bad bytes with a 400
+                carrier = {}
+        started = tracer.start("ext_authz.check", carrier, "grpc")
+        try:
+            return await self.check(request_bytes, context)
+        finally:
+            tracer.end(started)
+
     def handler(self) -> grpc.GenericRpcHandler:
-        """A generic handler taking raw bytes (no grpcio-side deserialisation that could fail)."""
+        """A generic handler taking raw bytes (no grpcio-side deserialisation that could fail).
+
+        With tracing off the plain ``check`` is registered: no span, no wrapper coroutine.
+        """
+        check = self.check if self._state.tracer is None else self.traced_check
         return grpc.method_handlers_generic_handler(
-            SERVICE_NAME, {"Check": grpc.unary_unary_rpc_method_handler(self.check)}
+            SERVICE_NAME, {"Check": grpc.unary_unary_rpc_method_handler(check)}
         )

@@ -3,7 +3,8 @@ ext_authz, probes and metrics. The server machinery (parsing, keep-alive, limits
 ``http_server``; this module only maps one ``HttpIn`` to one ``HttpOut``.
 
     POST /v1/evaluate   RequestContext JSON → Decision JSON (the server's policy, never the
-                        caller's); a body that is not a valid context → 400 with the reason
+                        caller's); a body that is not a valid context → 400 with the reason;
+                        ``?explain=1`` → {decision, explain} when EXPLAIN_API is on, else 403
     POST /v1/check      CheckRequest bytes → CheckResponse bytes (application/x-protobuf): the
                         gRPC servicer's path over HTTP, for the client's HTTP transport
     *    /ext_authz/... Envoy's ``http_service`` ext_authz (see ``http_authz``)
@@ -24,14 +25,16 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
+from urllib.parse import parse_qs
 
 from .. import __version__
 from .._exceptions import InvalidContext
 from .._http import HttpIn, HttpOut
 from ..context import RequestContext
+from ..decision import Decision
 from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
 from ..metrics import CONTENT_TYPE_LATEST
-from .decide import Outcome, decide_now
+from .decide import Outcome, decide, decide_now
 from .grpc_service import AuthorizationServicer
 from .health import health_report, readiness
 from .http_authz import AUTHZ_PREFIX, HttpAuthorization
@@ -112,10 +115,37 @@ class HttpApi:
         except InvalidContext as exc:
             state.metrics.observe_error(InvalidContext.code)
             return _json({"error": str(exc), "code": INVALID_REQUEST}, 400)
+        explain = bool(request.query) and _explain_asked(request.query)
+        if explain and not state.config.explain_api:
+            return _json(
+                {"error": "explain is off on this server (EXPLAIN_API=1 turns it on)",
+                 "code": "EXPLAIN_DISABLED"},
+                403,
+            )  # fmt: skip
+        if explain or state.tracer is not None:
+            return self._evaluate_observed(request, ctx, explain)
         decided = decide_now(state, ctx, "http")
         if isinstance(decided, Outcome):
             return _decision(decided)
         return _decision_later(decided)
+
+    async def _evaluate_observed(
+        self, request: HttpIn, ctx: RequestContext, explain: bool
+    ) -> HttpOut:
+        """``evaluate`` inside a trace span (tracing on) and/or with the explanation."""
+        state = self.state
+        tracer = state.tracer
+        started = (
+            tracer.start("contractshield.evaluate", request.headers, "http") if tracer else None
+        )
+        try:
+            outcome = await decide(state, ctx, "http")
+        finally:
+            if started is not None:
+                tracer.end(started)  # type: ignore[union-attr]
+        if explain:
+            return _json(explained(state, ctx, outcome.decision))
+        return _decision(outcome)
 
     def check(self, request: HttpIn) -> Answer:
         answer = self.servicer.respond(request.body, "http")
@@ -136,6 +166,19 @@ class HttpApi:
 
     def metrics(self, request: HttpIn) -> Answer:
         return HttpOut(200, self.state.metrics.exposition(), CONTENT_TYPE_LATEST)
+
+
+def _explain_asked(query: str) -> bool:
+    value = parse_qs(query, keep_blank_values=True).get("explain", [""])[-1]
+    return value not in ("", "0", "false")
+
+
+def explained(state: ServerState, ctx: RequestContext, decision: Decision) -> dict[str, Any]:
+    """``{"decision": ..., "explain": ...}`` under the policy now loaded (EXPLAIN_API only)."""
+    from ..engine.explain import explain
+
+    policy = state.policy_source.current()
+    return {"decision": decision.to_dict(), "explain": explain(policy, ctx, decision).to_dict()}
 
 
 def _decision(outcome: Outcome) -> HttpOut:

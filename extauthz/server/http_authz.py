@@ -17,7 +17,7 @@ from ..context import Identity
 from ..envoy.http_request import forwarded_request_to_context
 from ..envoy.http_response import decision_to_http
 from ..envoy.request import AdapterOptions
-from .decide import Outcome, decide_now, internal_error, invalid_request
+from .decide import Outcome, decide_now, internal_error, invalid_request, observe_rejected
 from .grpc_service import AuthorizationServicer
 from .state import ServerState
 
@@ -47,7 +47,9 @@ class HttpAuthorization:
                 ctx = forwarded_request_to_context(request, self._options)
             except InvalidContext as exc:
                 self._state.metrics.observe_error(InvalidContext.code)
-                outcome: Outcome = invalid_request(str(exc))
+                outcome: Outcome = observe_rejected(
+                    self._state, invalid_request(str(exc)), TRANSPORT
+                )
             else:
                 identity = ctx.identity
                 decided = decide_now(self._state, ctx, TRANSPORT)
