@@ -110,7 +110,13 @@ def library_round_trips(sock: Path, port: int, n: int) -> dict[str, list[float]]
 
         return once
 
+    from extauthz.client._http_transport import HttpTransport, _exchange
+
+    raw = HttpTransport(f"http+unix://{sock}")
+    raw_sock = raw._connect(1.0)
+    message = b"%s%d\r\n\r\n%s" % (raw._head, len(body), body)
     fns: dict[str, Callable[[], object]] = {
+        "socket + hand-split head (ours), unix": lambda: _exchange(raw_sock, message, 1.0),
         "http.client, unix": via_http_client(UnixHTTPConnection("localhost")),
         "http.client, tcp": via_http_client(http.client.HTTPConnection("127.0.0.1", port)),
     }
