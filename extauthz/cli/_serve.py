@@ -48,6 +48,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--grace-seconds", help="drain time on SIGTERM (default 5) [GRACE_SECONDS]")
     p.add_argument("--max-request-bytes", help="gRPC receive limit [MAX_REQUEST_BYTES]")
+    p.add_argument(
+        "--allow-request-policy",
+        action="store_const",
+        const="true",
+        help="let POST /evaluate carry the caller's own policy (unsafe) [ALLOW_REQUEST_POLICY]",
+    )
     p.set_defaults(func=run)
 
 

@@ -47,6 +47,9 @@ class ServerConfig:
     decision_log_file_backups: int = 5
     decision_log_queue: int = 10_000
     explain_api: bool = False  # /v1/evaluate?explain=1; off in production settings
+    # POST /evaluate with a "policy" (upstream's sidecar takes the caller's): off, because a
+    # caller-supplied policy lets any caller allow itself.
+    allow_request_policy: bool = False
     hot_reload: bool = True
     reload_debounce_ms: int = 500
     replay_fail_open: bool = False
@@ -210,4 +213,5 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "decision_log_file_backups": _int,
     "decision_log_queue": _int,
     "explain_api": _bool,
+    "allow_request_policy": _bool,
 }

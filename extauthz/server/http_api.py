@@ -2,6 +2,8 @@
 ext_authz, probes and metrics. The server machinery (parsing, keep-alive, limits) is
 ``http_server``; this module only maps one ``HttpIn`` to one ``HttpOut``.
 
+    POST /evaluate      {"context": ...} → {"decision": ..., "durationMs": ...} (upstream's
+                        sidecar API; see ``evaluate_api``)
     POST /v1/evaluate   RequestContext JSON → Decision JSON (the server's policy, never the
                         caller's); a body that is not a valid context → 400 with the reason;
                         ``?explain=1`` → {decision, explain} when EXPLAIN_API is on, else 403
@@ -34,6 +36,7 @@ from ..context import RequestContext
 from ..decision import Decision
 from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
 from ..metrics import CONTENT_TYPE_LATEST
+from . import evaluate_api
 from .decide import Outcome, decide, decide_now
 from .grpc_service import AuthorizationServicer
 from .health import health_report, readiness
@@ -63,6 +66,7 @@ class HttpApi:
         self.authz = HttpAuthorization(state, servicer)
         self.routes: dict[str, tuple[str, Handler]] = {
             "/v1/evaluate": ("POST", self.evaluate),
+            "/evaluate": ("POST", self.evaluate_upstream),
             "/v1/check": ("POST", self.check),
             "/live": ("GET", self.live),
             "/ready": ("GET", self.ready),
@@ -152,6 +156,11 @@ class HttpApi:
         if isinstance(answer, bytes):
             return HttpOut(200, answer, PROTOBUF)
         return _bytes_later(answer)
+
+    async def evaluate_upstream(self, request: HttpIn) -> HttpOut:
+        """Upstream ContractShield's ``POST /evaluate`` (see ``evaluate_api``)."""
+        status, answer = await evaluate_api.evaluate(self.state, request.body)
+        return _json(answer, status)
 
     def live(self, request: HttpIn) -> Answer:
         return _json({"status": "ok"})
