@@ -31,6 +31,9 @@ class ServerConfig:
     grpc_port: int = 0  # 0 = no TCP gRPC listener
     http_port: int = 3100  # 0 = no HTTP API
     http_host: str = "127.0.0.1"
+    # The HTTP API (and Envoy's HTTP-mode ext_authz) on a Unix socket, with the gRPC socket's
+    # hygiene and SOCKET_MODE; None = off.
+    http_unix_socket: str | None = None
     grpc_host: str = "0.0.0.0"
     redis_url: str | None = None
     log_level: str = "info"
@@ -97,9 +100,15 @@ class ServerConfig:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise InvalidConfig(f"{name.upper()}: {port} is not a port (0-65535)")
-        if self.unix_socket is None and self.grpc_port == 0 and self.http_port == 0:
+        if (
+            self.unix_socket is None
+            and self.grpc_port == 0
+            and self.http_port == 0
+            and self.http_unix_socket is None
+        ):
             raise InvalidConfig(
-                "nothing to serve: set UNIX_SOCKET, GRPC_PORT or HTTP_PORT (--unix-socket, ...)"
+                "nothing to serve: set UNIX_SOCKET, GRPC_PORT, HTTP_PORT or HTTP_UNIX_SOCKET "
+                "(--unix-socket, ...)"
             )
         if self.log_level not in LOG_LEVELS:
             raise InvalidConfig(
@@ -115,8 +124,12 @@ class ServerConfig:
             raise InvalidConfig("GRACE_SECONDS: must not be negative")
         if self.max_request_bytes is not None and self.max_request_bytes < 64 * 1024:
             raise InvalidConfig("MAX_REQUEST_BYTES: must be at least 65536")
-        if self.unix_socket is not None and len(os.fsencode(self.unix_socket)) > 107:
-            raise InvalidConfig(f"UNIX_SOCKET: path longer than 107 bytes: {self.unix_socket}")
+        for name in ("unix_socket", "http_unix_socket"):
+            path = getattr(self, name)
+            if path is not None and len(os.fsencode(path)) > 107:
+                raise InvalidConfig(f"{name.upper()}: path longer than 107 bytes: {path}")
+        if self.unix_socket is not None and self.unix_socket == self.http_unix_socket:
+            raise InvalidConfig("HTTP_UNIX_SOCKET: must not be the gRPC UNIX_SOCKET")
         from .decision_log import DecisionLogSettings
 
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
