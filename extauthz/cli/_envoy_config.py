@@ -85,6 +85,13 @@ def register(subparsers: Any) -> None:
         help="verify JWTs with the inline demo HS256 key (demo only, never production)",
     )
     p.add_argument(
+        "--authz-mode",
+        choices=("grpc", "http"),
+        default="grpc",
+        help="how Envoy asks the PDP: gRPC ext_authz (default) or Envoy's HTTP mode "
+        "(http_service; point --socket at the PDP's --http-unix-socket)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -120,6 +127,8 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--jwks-file", args.jwks_file]
     if args.demo_jwt:
         words.append("--demo-jwt")
+    if args.authz_mode != "grpc":
+        words += ["--authz-mode", args.authz_mode]
     if args.format != "yaml":
         words += ["--format", args.format]
     return shlex.join(words)
@@ -141,6 +150,7 @@ def options_from_args(args: argparse.Namespace) -> _ec.EnvoyConfigOptions:
         status_on_error=args.status_on_error,
         jwks_file=args.jwks_file,
         demo_jwt=args.demo_jwt,
+        authz_mode=args.authz_mode,
         workers=args.workers,
     )
 

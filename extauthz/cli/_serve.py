@@ -20,6 +20,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grpc-host", help="TCP gRPC bind address (default 0.0.0.0) [GRPC_HOST]")
     p.add_argument("--http-port", help="HTTP API/probes port, 0 = off (default 3100) [HTTP_PORT]")
     p.add_argument("--http-host", help="HTTP bind address (default 127.0.0.1) [HTTP_HOST]")
+    p.add_argument(
+        "--http-unix-socket",
+        help="serve the HTTP API (and Envoy's HTTP-mode ext_authz) on this Unix socket "
+        "[HTTP_UNIX_SOCKET]",
+    )
     p.add_argument("--redis-url", help="shared webhook replay store [REDIS_URL]")
     p.add_argument("--log-level", help="debug|info|warning|error (default info) [LOG_LEVEL]")
     p.add_argument(
@@ -43,6 +48,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--grace-seconds", help="drain time on SIGTERM (default 5) [GRACE_SECONDS]")
     p.add_argument("--max-request-bytes", help="gRPC receive limit [MAX_REQUEST_BYTES]")
+    p.add_argument(
+        "--allow-request-policy",
+        action="store_const",
+        const="true",
+        help="let POST /evaluate carry the caller's own policy (unsafe) [ALLOW_REQUEST_POLICY]",
+    )
     p.add_argument(
         "--workers", help="worker processes, or auto = usable cores (default 1) [WORKERS]"
     )

@@ -26,10 +26,12 @@ from . import _process, free_port, port_answers
 ENVOY_DIR = Path(__file__).resolve().parents[2] / "envoy"
 SIDECAR_CONFIG = ENVOY_DIR / "envoy.yaml"
 CENTRALIZED_CONFIG = ENVOY_DIR / "envoy-tcp.yaml"
+HTTP_MODE_CONFIG = ENVOY_DIR / "envoy-http.yaml"  # ext_authz http_service, HTTP Unix socket
 PDP_CLUSTER = "contractshield"
 UPSTREAM_CLUSTER = "upstream"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 JWT_AUTHN_FILTER = "envoy.filters.http.jwt_authn"
+HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 DEFAULT_START_TIMEOUT = 20.0
 
 
@@ -129,10 +131,14 @@ def render_config(
         }
     filters = hcm["http_filters"]
     if timeout is not None:
-        _find(filters, EXT_AUTHZ_FILTER)["typed_config"]["grpc_service"]["timeout"] = timeout
+        authz = _find(filters, EXT_AUTHZ_FILTER)["typed_config"]
+        service = authz["grpc_service"] if "grpc_service" in authz else authz["http_service"]
+        service.get("server_uri", service)["timeout"] = timeout
     if not ext_authz:
         hcm["http_filters"] = [
-            f for f in filters if f["name"] not in (EXT_AUTHZ_FILTER, JWT_AUTHN_FILTER)
+            f
+            for f in filters
+            if f["name"] not in (EXT_AUTHZ_FILTER, JWT_AUTHN_FILTER, HEADER_MUTATION_FILTER)
         ]
         config["static_resources"]["clusters"] = [c for c in clusters if c["name"] != PDP_CLUSTER]
     if direct_response:

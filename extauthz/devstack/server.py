@@ -32,6 +32,7 @@ class ServerProcess:
         unix_socket_path: str | os.PathLike[str] | None = None,
         grpc_port: int = 0,
         http_port: int = 0,
+        http_unix_socket_path: str | os.PathLike[str] | None = None,
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         workdir: str | os.PathLike[str] | None = None,
@@ -42,6 +43,7 @@ class ServerProcess:
         self.unix_socket = os.fspath(unix_socket_path) if unix_socket_path else None
         self.grpc_port = grpc_port
         self.http_port = http_port
+        self.http_unix_socket = os.fspath(http_unix_socket_path) if http_unix_socket_path else None
         self.extra_args = list(extra_args or ())
         self.env = dict(env or {})
         self.workers = workers
@@ -52,6 +54,8 @@ class ServerProcess:
         argv = [sys.executable, "-m", "extauthz", "serve", "--policy", str(self.policy)]
         if self.unix_socket:
             argv += ["--unix-socket", self.unix_socket]
+        if self.http_unix_socket:
+            argv += ["--http-unix-socket", self.http_unix_socket]
         argv += ["--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port)]
         if self.workers > 1:
             argv += ["--workers", str(self.workers)]
@@ -63,6 +67,15 @@ class ServerProcess:
         from ..server.workers import worker_sockets
 
         return worker_sockets(self.unix_socket, self.workers) if self.unix_socket else []
+
+    @property
+    def http_unix_sockets(self) -> list[str]:
+        """The HTTP socket of every worker; ``[http_unix_socket]`` for one."""
+        from ..server.workers import worker_sockets
+
+        if not self.http_unix_socket:
+            return []
+        return worker_sockets(self.http_unix_socket, self.workers)
 
     @property
     def log_path(self) -> Path:
@@ -97,7 +110,7 @@ class ServerProcess:
         raise TimeoutError(f"extauthz serve not ready within {timeout} s: {self.log_tail()}")
 
     def _answers(self) -> bool:
-        for path in self.unix_sockets:
+        for path in [*self.unix_sockets, *self.http_unix_sockets]:
             if not (os.path.exists(path) and unix_socket.is_live(path)):
                 return False
         if self.grpc_port and not port_answers("127.0.0.1", self.grpc_port):

@@ -161,7 +161,23 @@ def _route_for(
     return route, {}
 
 
+def _builtin(hit_id: str, route: CompiledRoute | None) -> str:
+    """The built-in id behind ``hit_id`` (a rule that configures a check renames its hits)."""
+    if route is None:
+        return hit_id
+    return next((b for b, o in route.overrides.items() if o.id == hit_id), hit_id)
+
+
+def _signature_held(route: CompiledRoute, decision: Decision) -> bool:
+    """Whether the engine's own signature check passed: no hit of that check (renamed or not)."""
+    if route.webhook is None:
+        return False
+    failed = {route.webhook.signature_id}  # an id, not a signature: a set lookup, no equality
+    return not any(_builtin(h.id, route) in failed for h in decision.rule_hits)
+
+
 def _phase_of(hit_id: str, route: CompiledRoute | None) -> str:
+    hit_id = _builtin(hit_id, route)
     if hit_id in (PATH_AMBIGUOUS, ROUTE_UNMATCHED):
         return "route"
     if hit_id == INTERNAL_ERROR or hit_id.startswith("server."):
@@ -299,7 +315,15 @@ def explain(policy: CompiledPolicy, ctx: RequestContext, decision: Decision) -> 
             request.body, request.content_type, limits.max_json_depth, limits.max_body_bytes
         )
         value = parsed.value if parsed.kind in (body_mod.JSON, body_mod.FORM) else None
-        view = cel_mod.RequestView(ctx, canonical.path, params, value)
+        view = cel_mod.RequestView(
+            ctx,
+            canonical.path,
+            params,
+            value,
+            route.id,
+            route.webhook.provider if route.webhook is not None else "",
+            _signature_held(route, decision),
+        )
         hit_ids = {h.id for h in decision.rule_hits}
         for rule in plan.rules:
             cel_traces.append(

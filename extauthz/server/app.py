@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
@@ -31,7 +30,8 @@ from . import socket as unix_socket
 from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
 from .health import HealthWatcher
-from .http_api import create_runner
+from .http_api import HttpApi
+from .http_server import HttpServer
 from .state import ServerState
 
 log = logging.getLogger("extauthz.server")
@@ -106,12 +106,13 @@ class Server:
 
     state: ServerState
     grpc_server: grpc.aio.Server | None = None
-    http_runner: web.BaseRunner | None = None
+    http_server: HttpServer | None = None
     health: HealthWatcher | None = None
     servicer: AuthorizationServicer | None = None
     grpc_port: int | None = None  # bound TCP port, when GRPC_PORT is set
     http_port: int | None = None  # bound HTTP port, when HTTP_PORT is set
     _socket_inode: int | None = None
+    _http_socket_inode: int | None = None
     _publish_task: asyncio.Task[None] | None = None
 
     async def start(self) -> Server:
@@ -165,43 +166,63 @@ class Server:
                 raise InvalidConfig(
                     f"GRPC_PORT: cannot bind {address} (in use, or not a local address)"
                 ) from exc
-        await server.start()
-        self.grpc_server = server
+        if config.unix_socket or config.grpc_port:  # HTTP only: no gRPC server threads at all
+            await server.start()
+            self.grpc_server = server
         if config.unix_socket:
             unix_socket.set_mode(config.unix_socket, config.socket_mode)
             self._socket_inode = os.stat(config.unix_socket).st_ino
         await self.health.update()
         self.health.start()
-        if config.http_port:
-            runner = create_runner(
-                state,
-                max_request_bytes=max_bytes,
-                access_log=log if log.isEnabledFor(logging.DEBUG) else None,
-            )
-            await runner.setup()
-            self.http_runner = runner
-            site = web.TCPSite(
-                runner, config.http_host, config.http_port, reuse_port=state.worker is not None
-            )
-            try:
-                await site.start()
-            except OSError as exc:
-                raise InvalidConfig(
-                    f"HTTP_PORT: cannot listen on {config.http_host}:{config.http_port}: "
-                    f"{exc.strerror or exc}"
-                ) from exc
-            self.http_port = runner.addresses[0][1] if runner.addresses else config.http_port
+        if config.http_port or config.http_unix_socket:
+            await self._start_http(max_bytes)
         if state.worker is not None:
             self._publish_task = asyncio.get_running_loop().create_task(self._publish())
         log.info(
-            "serving policy %s (unix socket %s, grpc port %s, http %s:%s)",
+            "serving policy %s (unix socket %s, grpc port %s, http %s:%s, http socket %s)",
             version,
             config.unix_socket or "off",
             self.grpc_port or "off",
             config.http_host,
             self.http_port or "off",
+            config.http_unix_socket or "off",
         )
         return self
+
+    async def _start_http(self, max_bytes: int) -> None:
+        """The HTTP API on TCP and/or a Unix socket (same hygiene as the gRPC socket)."""
+        state, config = self.state, self.state.config
+        assert self.servicer is not None
+        http = self.http_server = HttpServer(
+            HttpApi(state, self.servicer), max_body_bytes=max_bytes
+        )
+        if config.http_port:
+            try:
+                self.http_port = await http.listen_tcp(
+                    config.http_host, config.http_port, reuse_port=state.worker is not None
+                )
+            except OSError as exc:
+                raise InvalidConfig(
+                    f"HTTP_PORT: cannot listen on {config.http_host}:{config.http_port}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+        if config.http_unix_socket:
+            path = config.http_unix_socket
+            try:
+                unix_socket.prepare(path, "HTTP_UNIX_SOCKET")
+            except OSError as exc:
+                raise InvalidConfig(f"HTTP_UNIX_SOCKET: cannot prepare {path}: {exc}") from exc
+            old_umask = os.umask(0o777 & ~config.socket_mode)  # no window with a looser mode
+            try:
+                await http.listen_unix(path)
+            except OSError as exc:
+                raise InvalidConfig(
+                    f"HTTP_UNIX_SOCKET: cannot bind {path}: {exc.strerror or exc}"
+                ) from exc
+            finally:
+                os.umask(old_umask)
+            unix_socket.set_mode(path, config.socket_mode)
+            self._http_socket_inode = os.stat(path).st_ino
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, answer what is in flight within ``grace``, remove the socket.
@@ -221,8 +242,8 @@ class Server:
             await self._quiesce(self.servicer, deadline)
         if self.grpc_server is not None:
             await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
+        if self.http_server is not None:
+            await self.http_server.close(max(0.0, deadline - time.monotonic()))
         self._remove_socket()
         if self._publish_task is not None:
             self._publish_task.cancel()
@@ -257,12 +278,16 @@ class Server:
             await asyncio.sleep(DRAIN_POLL_SECONDS)
 
     def _remove_socket(self) -> None:
-        path = self.state.config.unix_socket
-        if not path or self._socket_inode is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(path).st_ino == self._socket_inode:  # never remove a successor's socket
-                unix_socket.remove(path)
+        config = self.state.config
+        for path, inode in (
+            (config.unix_socket, self._socket_inode),
+            (config.http_unix_socket, self._http_socket_inode),
+        ):
+            if not path or inode is None:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == inode:  # never remove a successor's socket
+                    unix_socket.remove(path)
 
 
 async def serve(config: ServerConfig, state: ServerState | None = None) -> int:

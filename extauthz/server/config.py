@@ -31,6 +31,9 @@ class ServerConfig:
     grpc_port: int = 0  # 0 = no TCP gRPC listener
     http_port: int = 3100  # 0 = no HTTP API
     http_host: str = "127.0.0.1"
+    # The HTTP API (and Envoy's HTTP-mode ext_authz) on a Unix socket, with the gRPC socket's
+    # hygiene and SOCKET_MODE; None = off.
+    http_unix_socket: str | None = None
     grpc_host: str = "0.0.0.0"
     redis_url: str | None = None
     log_level: str = "info"
@@ -44,6 +47,9 @@ class ServerConfig:
     decision_log_file_backups: int = 5
     decision_log_queue: int = 10_000
     explain_api: bool = False  # /v1/evaluate?explain=1; off in production settings
+    # POST /evaluate with a "policy" (upstream's sidecar takes the caller's): off, because a
+    # caller-supplied policy lets any caller allow itself.
+    allow_request_policy: bool = False
     hot_reload: bool = True
     reload_debounce_ms: int = 500
     replay_fail_open: bool = False
@@ -95,9 +101,15 @@ class ServerConfig:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise InvalidConfig(f"{name.upper()}: {port} is not a port (0-65535)")
-        if self.unix_socket is None and self.grpc_port == 0 and self.http_port == 0:
+        if (
+            self.unix_socket is None
+            and self.grpc_port == 0
+            and self.http_port == 0
+            and self.http_unix_socket is None
+        ):
             raise InvalidConfig(
-                "nothing to serve: set UNIX_SOCKET, GRPC_PORT or HTTP_PORT (--unix-socket, ...)"
+                "nothing to serve: set UNIX_SOCKET, GRPC_PORT, HTTP_PORT or HTTP_UNIX_SOCKET "
+                "(--unix-socket, ...)"
             )
         if self.log_level not in LOG_LEVELS:
             raise InvalidConfig(
@@ -113,19 +125,27 @@ class ServerConfig:
             raise InvalidConfig("GRACE_SECONDS: must not be negative")
         if self.max_request_bytes is not None and self.max_request_bytes < 64 * 1024:
             raise InvalidConfig("MAX_REQUEST_BYTES: must be at least 65536")
-        if self.unix_socket is not None and len(os.fsencode(self.unix_socket)) > 107:
-            raise InvalidConfig(f"UNIX_SOCKET: path longer than 107 bytes: {self.unix_socket}")
+        for name in ("unix_socket", "http_unix_socket"):
+            path = getattr(self, name)
+            if path is not None and len(os.fsencode(path)) > 107:
+                raise InvalidConfig(f"{name.upper()}: path longer than 107 bytes: {path}")
+        if self.unix_socket is not None and self.unix_socket == self.http_unix_socket:
+            raise InvalidConfig("HTTP_UNIX_SOCKET: must not be the gRPC UNIX_SOCKET")
         if self.workers > 1 and self.redis_url is None:
             raise InvalidConfig(
                 f"WORKERS: {self.workers} workers with the in-memory replay store would let a "
                 "webhook replay through on another worker; set REDIS_URL (shared) or run 1 worker"
             )
-        if self.workers > 1 and self.unix_socket is not None:
-            from .workers import worker_socket
+        for name in ("unix_socket", "http_unix_socket"):
+            path = getattr(self, name)
+            if self.workers > 1 and path is not None:
+                from .workers import worker_socket
 
-            longest = worker_socket(self.unix_socket, self.workers - 1)
-            if len(os.fsencode(longest)) > 107:
-                raise InvalidConfig(f"UNIX_SOCKET: worker socket longer than 107 bytes: {longest}")
+                longest = worker_socket(path, self.workers - 1)
+                if len(os.fsencode(longest)) > 107:
+                    raise InvalidConfig(
+                        f"{name.upper()}: worker socket longer than 107 bytes: {longest}"
+                    )
         from .decision_log import DecisionLogSettings
 
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
@@ -215,5 +235,6 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "decision_log_file_backups": _int,
     "decision_log_queue": _int,
     "explain_api": _bool,
+    "allow_request_policy": _bool,
     "workers": _workers,
 }

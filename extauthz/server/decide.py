@@ -79,17 +79,23 @@ def internal_error(request_id: str | None = None) -> Outcome:
 
 
 def decide_now(
-    state: ServerState, ctx: RequestContext, transport: str
+    state: ServerState,
+    ctx: RequestContext,
+    transport: str,
+    policy: CompiledPolicy | None = None,
 ) -> Outcome | Coroutine[Any, Any, Outcome]:
     """Evaluate ``ctx`` against the current policy (taken once); never raises.
 
     Returns the ``Outcome`` or, when a webhook replay claim is due (the only await in a check),
     a coroutine to await for it: a check needing no claim creates no coroutine (see ``decide``).
+    ``policy`` replaces the server's for this check (a caller-supplied policy on ``/evaluate``,
+    only where the operator allowed it).
     """
     start = time.perf_counter()
     try:
-        policy = state.policy_source.current()
-        state.metrics.observe_policy(policy)
+        if policy is None:
+            policy = state.policy_source.current()
+            state.metrics.observe_policy(policy)
         result = begin(policy, ctx, time.time())
         if isinstance(result, Pending):
             return _decide_after_claim(state, ctx, transport, start, result)
@@ -99,9 +105,14 @@ def decide_now(
     return _observed(state, outcome, start, transport, ctx)
 
 
-async def decide(state: ServerState, ctx: RequestContext, transport: str) -> Outcome:
+async def decide(
+    state: ServerState,
+    ctx: RequestContext,
+    transport: str,
+    policy: CompiledPolicy | None = None,
+) -> Outcome:
     """``decide_now``, awaited when it has to be; never raises."""
-    decided = decide_now(state, ctx, transport)
+    decided = decide_now(state, ctx, transport, policy)
     return decided if isinstance(decided, Outcome) else await decided
 
 

@@ -290,8 +290,10 @@ class Supervisor:
             else:
                 text = str(value)
             env[f.name.upper()] = text
-        if self.config.unix_socket:
-            env["UNIX_SOCKET"] = worker_socket(self.config.unix_socket, index)
+        for name in ("unix_socket", "http_unix_socket"):  # one socket per worker
+            path = getattr(self.config, name, None)
+            if path:
+                env[name.upper()] = worker_socket(path, index)
         env["WORKERS"] = "1"
         env["HOT_RELOAD"] = "false"  # the supervisor watches, and logs a refusal once
         env[WORKER_INDEX_ENV] = str(index)
