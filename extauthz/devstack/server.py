@@ -110,6 +110,8 @@ class ServerProcess:
         raise TimeoutError(f"extauthz serve not ready within {timeout} s: {self.log_tail()}")
 
     def _answers(self) -> bool:
+        if self.workers > 1 and f"{self.workers} workers)" not in self.log_tail(200):
+            return False  # the supervisor says so once every worker has started serving
         for path in [*self.unix_sockets, *self.http_unix_sockets]:
             if not (os.path.exists(path) and unix_socket.is_live(path)):
                 return False

@@ -264,3 +264,52 @@ def test_sigterm_drains_every_worker_and_removes_their_sockets(fleet: Fleet) -> 
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not any(os.path.exists(p) for p in fleet.server.unix_sockets)
+
+
+def test_tcp_ports_are_shared_by_the_workers_with_so_reuseport(tmp_path: Path) -> None:
+    """Fresh connections to GRPC_PORT and HTTP_PORT reach both workers (the kernel spreads
+    them); the decision log's ``worker`` (host:pid) says which one decided."""
+    redis = RedisServer().start()
+    server = ServerProcess(
+        grpc_port=free_port(),
+        http_port=free_port(),
+        workers=WORKERS,
+        env={"REDIS_URL": redis.url, "DECISION_LOG": "stdout"},
+        workdir=tmp_path / "server",
+    )
+    try:
+        server.start()
+        for _ in range(16):  # one connection each
+            with ContractShieldClient(f"127.0.0.1:{server.grpc_port}", cache_enabled=False) as c:
+                assert c.evaluate("GET", "/admin/x").action == "BLOCK"
+            body = json.dumps({"request": {"method": "GET", "path": "/admin/x"}}).encode()
+            req = urllib.request.Request(f"{server.http_url}/v1/evaluate", data=body)
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                assert json.loads(resp.read())["action"] == "BLOCK"
+
+        def records() -> list[dict[str, Any]]:
+            return [
+                json.loads(line)
+                for line in server.log_path.read_text().splitlines()
+                if '"log":"contractshield.decision"' in line
+            ]
+
+        wait_for(lambda: len(records()) == 32, "every decision logged (a batched writer)")
+        by_transport: dict[str, set[str]] = {}
+        for record in records():
+            by_transport.setdefault(record["transport"], set()).add(record["worker"])
+        assert {t: len(w) for t, w in by_transport.items()} == {"grpc": WORKERS, "http": WORKERS}
+        # A second fleet on the same port is refused, not let into the SO_REUSEPORT group.
+        second = subprocess.run(
+            [*server.argv[:-4], "--http-port", "0", "--workers", "2"],
+            env={**os.environ, "REDIS_URL": redis.url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 2
+        assert f"GRPC_PORT: cannot listen on 0.0.0.0:{server.grpc_port}" in second.stderr
+    finally:
+        server.kill()
+        redis.stop()
