@@ -313,3 +313,35 @@ def test_tcp_ports_are_shared_by_the_workers_with_so_reuseport(tmp_path: Path) -
     finally:
         server.kill()
         redis.stop()
+
+
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves no supervisor to forward anything: each worker gets SIGTERM from the
+    kernel (PR_SET_PDEATHSIG), drains and removes its socket, so nothing is left behind."""
+    redis = RedisServer().start()
+    server = ServerProcess(
+        unix_socket_path=tmp_path / "pdp.sock",
+        http_port=free_port(),
+        workers=WORKERS,
+        env={"REDIS_URL": redis.url, "DECISION_LOG": "off"},
+        workdir=tmp_path / "server",
+    )
+    try:
+        server.start()
+        with urllib.request.urlopen(f"{server.http_url}/health", timeout=5) as resp:
+            pids = [w["pid"] for w in json.loads(resp.read())["workers"]]
+        assert len(pids) == WORKERS
+        server.kill()
+
+        def gone(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for(lambda: all(gone(pid) for pid in pids), "every orphaned worker exited")
+        assert not any(os.path.exists(p) for p in server.unix_sockets)
+    finally:
+        server.kill()
+        redis.stop()
