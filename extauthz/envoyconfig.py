@@ -1,8 +1,8 @@
 """Render an Envoy v3 bootstrap that puts ContractShield in front of an upstream.
 
 The config is built with envoy-data-plane's typed (betterproto2) classes, so a misspelt field or
-a wrong type fails here, in Python, rather than at Envoy start-up. That library is an optional
-dependency (extra ``config``) imported inside the functions: the PDP never needs it.
+a wrong type fails here, in Python, rather than at Envoy start-up. That library is a dependency
+imported inside the functions only: the PDP's import and hot path never load it.
 
 The shape, in filter order: a listener → ``jwt_authn`` (optional; local JWKS; missing tokens let
 through so the *policy* answers token-less calls) → ``ext_authz`` (gRPC to the ``contractshield``
@@ -133,8 +133,8 @@ def _require_data_plane() -> None:
         if not (exc.name or "").startswith(("envoy_data_plane", "betterproto2")):
             raise
         raise InvalidConfig(
-            "envoy config generation needs the optional dependency envoy-data-plane: "
-            "pip install 'extauthz[config]'"
+            "envoy config generation needs envoy-data-plane (a dependency of extauthz): "
+            "pip install envoy-data-plane"
         ) from exc
 
 

@@ -29,8 +29,7 @@ def register(subparsers: Any) -> None:
         help="print an Envoy v3 bootstrap (listener, jwt_authn, ext_authz, clusters)",
         description=(
             "Render an Envoy v3 bootstrap that sends every request through ContractShield's "
-            "ext_authz gRPC server. Needs the optional dependency envoy-data-plane "
-            "(pip install 'extauthz[config]')."
+            "ext_authz gRPC server (rendered with envoy-data-plane's typed classes)."
         ),
     )
     where = p.add_mutually_exclusive_group()

