@@ -7,7 +7,8 @@ imported inside the functions only: the PDP's import and hot path never load it.
 The shape, in filter order: a listener → ``jwt_authn`` (optional; local JWKS; missing tokens let
 through so the *policy* answers token-less calls) → ``ext_authz`` (gRPC to the ``contractshield``
 cluster on a Unix socket or TCP, raw body packed as bytes, JWT payload forwarded as metadata) →
-``router`` to the ``upstream`` cluster. The PDP cluster is HTTP/2 and health-checked with the
+``router`` to the ``upstream`` cluster; the connection manager normalises paths and refuses
+encoded slashes (``_path_hardening``). The PDP cluster is HTTP/2 and health-checked with the
 gRPC health protocol; the admin interface listens on localhost.
 """
 
@@ -276,6 +277,7 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
             ],
         ),
         http_filters=filters,
+        **_path_hardening(),
     )
     return Listener(
         name="ingress",
@@ -291,6 +293,24 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
             )
         ],
     )
+
+
+def _path_hardening() -> dict[str, Any]:
+    """HCM path settings for every mode: defence in depth beside the engine's canonicalisation.
+
+    Envoy resolves ``.``/``..`` and ``//`` before routing and before ext_authz, so the PDP, the
+    route table and the upstream all see one path; an encoded slash or backslash (``%2F``,
+    ``%5C``), which servers read differently, is refused by Envoy with a 400.
+    """
+    from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+        HttpConnectionManagerPathWithEscapedSlashesAction as EscapedSlashes,
+    )
+
+    return {
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": EscapedSlashes.REJECT_REQUEST,
+    }
 
 
 def _jwt_authn(opts: EnvoyConfigOptions) -> Any:
