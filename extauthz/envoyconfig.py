@@ -74,6 +74,13 @@ class EnvoyConfigOptions:
     health_interval_ms: int = DEFAULT_HEALTH_INTERVAL_MS
     jwks_file: str | None = None  # a JWKS file Envoy reads at start-up ...
     demo_jwt: bool = False  # ... or the inline demo HS256 key; neither: no jwt_authn filter
+    # TLS to a PDP on TCP (``address``): Envoy verifies the PDP against this CA ...
+    pdp_tls_ca_file: str | None = None
+    # ... presents this client certificate (mTLS; the PDP's TLS_CLIENT_CA_FILE) ...
+    pdp_tls_cert_file: str | None = None
+    pdp_tls_key_file: str | None = None
+    # ... and sends this SNI, requiring it among the PDP certificate's DNS names
+    pdp_tls_server_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.socket is not None and self.address is not None:
@@ -84,6 +91,7 @@ class EnvoyConfigOptions:
             raise InvalidConfig("give at most one of jwks_file and demo_jwt")
         if self.address is not None:
             split_host_port(self.address, what="address")
+        self._validate_pdp_tls()
         split_host_port(self.upstream, what="upstream")
         for name in ("listen_port", "admin_port"):
             port = getattr(self, name)
@@ -97,6 +105,26 @@ class EnvoyConfigOptions:
             )
         if self.timeout_ms <= 0 or self.health_interval_ms <= 0:
             raise InvalidConfig("timeout_ms and health_interval_ms must be positive")
+
+    def _validate_pdp_tls(self) -> None:
+        """Refuse half a TLS setting (Envoy would either not start or not verify the PDP)."""
+        given = [
+            name
+            for name in ("pdp_tls_ca_file", "pdp_tls_cert_file", "pdp_tls_key_file")
+            if getattr(self, name) is not None
+        ]
+        if self.pdp_tls_server_name is not None:
+            given.append("pdp_tls_server_name")
+        if not given:
+            return
+        if self.address is None:
+            raise InvalidConfig("PDP TLS needs the PDP on TCP (address); a Unix socket is plain")
+        if self.pdp_tls_ca_file is None:
+            raise InvalidConfig(
+                f"{given[0]} without pdp_tls_ca_file: Envoy would not verify the PDP's certificate"
+            )
+        if (self.pdp_tls_cert_file is None) != (self.pdp_tls_key_file is None):
+            raise InvalidConfig("give both pdp_tls_cert_file and pdp_tls_key_file (or neither)")
 
     def with_(self, **changes: Any) -> EnvoyConfigOptions:
         """A copy with some options changed (switching transport clears the other one)."""
@@ -208,6 +236,7 @@ def _import_extensions() -> None:
     import envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3
     import envoy_data_plane.envoy.extensions.filters.http.router.v3
     import envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3
+    import envoy_data_plane.envoy.extensions.transport_sockets.tls.v3
     import envoy_data_plane.envoy.extensions.upstreams.http.v3  # noqa: F401
 
 
@@ -416,6 +445,7 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
         name=PDP_CLUSTER,
         type=kind,
         connect_timeout=_ms(opts.timeout_ms),
+        transport_socket=_pdp_transport_socket(opts),
         typed_extension_protocol_options={
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _pack(protocol)
         },
@@ -430,6 +460,52 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
             )
         ],
     )
+
+
+def _pdp_transport_socket(opts: EnvoyConfigOptions) -> Any:
+    """``UpstreamTlsContext`` for a PDP on TCP with TLS (None: plaintext, the default).
+
+    ALPN ``h2`` as gRPC expects; the PDP's chain is checked against ``pdp_tls_ca_file`` and,
+    with a server name, its DNS names too. Envoy reads the files at start-up.
+    """
+    if opts.pdp_tls_ca_file is None:
+        return None
+    from envoy_data_plane.envoy.config.core.v3 import DataSource, TransportSocket
+    from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
+        CertificateValidationContext,
+        CommonTlsContext,
+        SubjectAltNameMatcher,
+        SubjectAltNameMatcherSanType,
+        TlsCertificate,
+        UpstreamTlsContext,
+    )
+    from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
+
+    validation = CertificateValidationContext(trusted_ca=DataSource(filename=opts.pdp_tls_ca_file))
+    if opts.pdp_tls_server_name is not None:
+        validation.match_typed_subject_alt_names = [
+            SubjectAltNameMatcher(
+                san_type=SubjectAltNameMatcherSanType.DNS,
+                matcher=StringMatcher(exact=opts.pdp_tls_server_name),
+            )
+        ]
+    certificates = []
+    if opts.pdp_tls_cert_file is not None and opts.pdp_tls_key_file is not None:
+        certificates.append(
+            TlsCertificate(
+                certificate_chain=DataSource(filename=opts.pdp_tls_cert_file),
+                private_key=DataSource(filename=opts.pdp_tls_key_file),
+            )
+        )
+    context = UpstreamTlsContext(
+        common_tls_context=CommonTlsContext(
+            alpn_protocols=["h2"],
+            tls_certificates=certificates,
+            validation_context=validation,
+        ),
+        sni=opts.pdp_tls_server_name or "",
+    )
+    return TransportSocket(name="envoy.transport_sockets.tls", typed_config=_pack(context))
 
 
 def _upstream_cluster(opts: EnvoyConfigOptions) -> Any:

@@ -21,6 +21,7 @@ from ._client import (
 )
 from ._request import CheckInput, ClaimNames, build_check_request, describe
 from ._response import Verdict, to_verdict
+from ._tls import TlsOptions
 from ._transport import AsyncGrpcTransport, AsyncTransport, GrpcTransport, Transport
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ClientStats",
     "ContractShieldClient",
     "GrpcTransport",
+    "TlsOptions",
     "Transport",
     "Verdict",
     "build_check_request",

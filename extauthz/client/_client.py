@@ -38,6 +38,7 @@ from ._request import (
     describe,
 )
 from ._response import Verdict, to_verdict
+from ._tls import TlsOptions
 from ._transport import AsyncGrpcTransport, AsyncTransport, GrpcTransport, Transport
 
 log = logging.getLogger("extauthz.client")
@@ -248,9 +249,12 @@ class ContractShieldClient:
         on_cache_hit: OnCacheHit | None = None,
         on_failover: OnFailover | None = None,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+        tls: TlsOptions | None = None,
     ) -> None:
         if (target is None) == (transport is None):
             raise InvalidConfig("give exactly one of target or transport")
+        if tls is not None and transport is not None:
+            raise InvalidConfig("tls applies to a target; configure the transport instead")
         self._core = _Core(
             timeout_ms=timeout_ms,
             retries=retries,
@@ -267,7 +271,9 @@ class ContractShieldClient:
             on_failover=on_failover,
             claim_names=claim_names,
         )
-        self._transport: Transport = transport if transport is not None else GrpcTransport(target)  # type: ignore[arg-type]
+        self._transport: Transport = (
+            transport if transport is not None else GrpcTransport(target, tls=tls)
+        )  # type: ignore[arg-type]
 
     def evaluate(
         self,
@@ -373,9 +379,12 @@ class AsyncContractShieldClient:
         on_cache_hit: OnCacheHit | None = None,
         on_failover: OnFailover | None = None,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+        tls: TlsOptions | None = None,
     ) -> None:
         if (target is None) == (transport is None):
             raise InvalidConfig("give exactly one of target or transport")
+        if tls is not None and transport is not None:
+            raise InvalidConfig("tls applies to a target; configure the transport instead")
         self._core = _Core(
             timeout_ms=timeout_ms,
             retries=retries,
@@ -393,7 +402,7 @@ class AsyncContractShieldClient:
             claim_names=claim_names,
         )
         self._transport: AsyncTransport = (
-            transport if transport is not None else AsyncGrpcTransport(target)  # type: ignore[arg-type]
+            transport if transport is not None else AsyncGrpcTransport(target, tls=tls)  # type: ignore[arg-type]
         )
 
     async def evaluate(

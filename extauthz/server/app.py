@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -33,11 +34,13 @@ from .grpc_service import AuthorizationServicer
 from .health import HealthWatcher
 from .http_api import create_runner
 from .state import ServerState
+from .tls import TlsFiles, TlsReloader
 
 log = logging.getLogger("extauthz.server")
 
 DRAIN_QUIET_SECONDS = 0.2  # a drain ends once no check has started for this long
 DRAIN_POLL_SECONDS = 0.02
+TLS_WATCH_SECONDS = 1.0  # how often the HTTP listener looks for new TLS files
 
 
 # --- policy source and replay store ------------------------------------------------------
@@ -103,7 +106,11 @@ class Server:
     servicer: AuthorizationServicer | None = None
     grpc_port: int | None = None  # bound TCP port, when GRPC_PORT is set
     http_port: int | None = None  # bound HTTP port, when HTTP_PORT is set
+    tls: TlsReloader | None = None  # TCP listeners' TLS files, when TLS_CERT_FILE is set
     _socket_inode: int | None = None
+    _http_site: web.TCPSite | None = None
+    _http_tls_generation: int = 0
+    _tls_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> Server:
         state, config = self.state, self.state.config
@@ -126,6 +133,8 @@ class Server:
             ("grpc.max_send_message_length", max_bytes),
             ("grpc.so_reuseport", 0),  # a second instance must fail to bind, not share the port
         ]
+        tls_files = TlsFiles.from_config(config)
+        self.tls = TlsReloader(tls_files) if tls_files is not None else None
         server = grpc.aio.server(options=options)
         self.servicer = AuthorizationServicer(state)
         server.add_generic_rpc_handlers((self.servicer.handler(),))
@@ -149,7 +158,10 @@ class Server:
         if config.grpc_port:
             address = f"{config.grpc_host}:{config.grpc_port}"
             try:
-                self.grpc_port = server.add_insecure_port(address)
+                if self.tls is not None:
+                    self.grpc_port = server.add_secure_port(address, self.tls.grpc_credentials())
+                else:
+                    self.grpc_port = server.add_insecure_port(address)
             except RuntimeError as exc:
                 raise InvalidConfig(
                     f"GRPC_PORT: cannot bind {address} (in use, or not a local address)"
@@ -169,7 +181,14 @@ class Server:
             )
             await runner.setup()
             self.http_runner = runner
-            site = web.TCPSite(runner, config.http_host, config.http_port, reuse_port=False)
+            http_tls = self.tls if config.http_tls else None
+            site = web.TCPSite(
+                runner,
+                config.http_host,
+                config.http_port,
+                reuse_port=False,
+                ssl_context=http_tls.ssl_context() if http_tls is not None else None,
+            )
             try:
                 await site.start()
             except OSError as exc:
@@ -177,14 +196,19 @@ class Server:
                     f"HTTP_PORT: cannot listen on {config.http_host}:{config.http_port}: "
                     f"{exc.strerror or exc}"
                 ) from exc
+            self._http_site = site
             self.http_port = runner.addresses[0][1] if runner.addresses else config.http_port
+            if http_tls is not None:
+                self._http_tls_generation = http_tls.generation
+                self._tls_watch = asyncio.create_task(self._watch_http_tls(http_tls))
         log.info(
-            "serving policy %s (unix socket %s, grpc port %s, http %s:%s)",
+            "serving policy %s (unix socket %s, grpc port %s, http %s:%s, tls %s)",
             version,
             config.unix_socket or "off",
             self.grpc_port or "off",
             config.http_host,
             self.http_port or "off",
+            ("mtls" if self.tls.files.mutual else "on") if self.tls else "off",
         )
         return self
 
@@ -206,6 +230,10 @@ class Server:
             await self._quiesce(self.servicer, deadline)
         if self.grpc_server is not None:
             await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
+        if self._tls_watch is not None:
+            self._tls_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tls_watch
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         self._remove_socket()
@@ -217,6 +245,41 @@ class Server:
                     await result
             except Exception:
                 log.exception("shutdown hook failed")
+
+    async def _watch_http_tls(self, tls: TlsReloader) -> None:
+        """Re-open the HTTP listener with a new context when the TLS files changed.
+
+        An ``SSLContext`` can gain a CA but never lose one, so a new context (and a new
+        listening socket on the same port) is the only way a removed client CA stops being
+        trusted. Open connections keep their old session; new ones get the new files.
+        """
+        while True:
+            await asyncio.sleep(TLS_WATCH_SECONDS)
+            tls.refresh()
+            if tls.generation == self._http_tls_generation or self.http_runner is None:
+                continue
+            try:
+                context = tls.ssl_context()
+            except (OSError, ssl.SSLError) as exc:
+                log.error("HTTP listener keeps its TLS files: %s", exc)
+                continue
+            if self._http_site is not None:
+                await self._http_site.stop()
+                self._http_site = None
+            site = web.TCPSite(
+                self.http_runner,
+                self.state.config.http_host,
+                self.http_port,
+                reuse_port=False,
+                ssl_context=context,
+            )
+            try:
+                await site.start()
+            except OSError as exc:  # the port was taken in between: try again next round
+                log.error("HTTP listener could not re-open on port %s: %s", self.http_port, exc)
+                continue
+            self._http_site, self._http_tls_generation = site, tls.generation
+            log.info("HTTP listener re-opened with the new TLS files")
 
     @staticmethod
     async def _quiesce(servicer: AuthorizationServicer, deadline: float) -> None:
