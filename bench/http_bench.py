@@ -1,7 +1,8 @@
 """``POST /v1/evaluate`` throughput with 8 connections against a real ``extauthz serve``.
 
-The issue's bar: the Node.js ContractShield sidecar sustains 7.3-8.0k evaluations/s on this
-machine class (warn-level logging, its policy in every body). We run the server at its default
+The bar (issue 14): >= 0.5x the upstream Node.js ContractShield sidecar, which sustains 15.5k
+evaluations/s on this machine class (measured by the issue's author: it cannot run here, so
+the ratio is to that figure, not to a same-run floor). We run the server at its default
 log level (no access log) on the demo policy, load it with wrk (8 connections, 1 thread by
 default so the load generator takes one core and the server the other) and print throughput
 and latency. Without wrk, an aiohttp client does the same job (less precise: it shares the
@@ -48,6 +49,8 @@ CONTEXTS = {
     },
     "health": {"request": {"method": "GET", "path": "/healthz"}},
 }
+
+NODE_SIDECAR_RPS = 15_500
 
 LUA = """
 wrk.method = "POST"
@@ -163,8 +166,9 @@ def main() -> int:
                 r = asyncio.run(run_aiohttp(url, body, args.duration, args.connections))
             print(
                 f"{name:<16} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non2xx']:>8.0f}"
+                f"  {r['rps'] / NODE_SIDECAR_RPS:.2f}x node"
             )
-        print("target: >= 8000 evaluations/s (Node.js sidecar: 7.3-8.0k on this machine class)")
+        print("target: >= 7750 evaluations/s (0.5x the Node.js sidecar's 15.5k/s, issue 14)")
     return 0
 
 

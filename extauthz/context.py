@@ -24,9 +24,14 @@ CONTEXT_VERSION = "0.1"
 
 @frozen_dataclass
 class BodyJson:
-    """A parsed JSON (or form) body; ``sample`` may be any JSON value, ``None`` included."""
+    """A parsed JSON (or form) body; ``sample`` may be any JSON value, ``None`` included.
+
+    ``redacted``: the caller's adapter masked values in the sample (upstream's
+    ``json.redacted``); the contract then checks its structure, not the masked values.
+    """
 
     sample: Any
+    redacted: bool = False
 
 
 @frozen_dataclass
@@ -37,6 +42,11 @@ class Body:
     raw: bytes | None = None
     json: BodyJson | None = None
     partial: bool = False  # Envoy truncated it (x-envoy-auth-partial-body: true)
+
+    @property
+    def redacted(self) -> bool:
+        """The caller's adapter masked values in the parsed sample (``json.redacted``)."""
+        return self.json is not None and self.json.redacted
 
 
 EMPTY_BODY = Body()
@@ -77,6 +87,7 @@ class ClientInfo:
 class RuntimeInfo:
     service: str | None = None
     env: str | None = None
+    language: str | None = None
 
 
 @frozen_dataclass
@@ -114,6 +125,8 @@ class RequestContext:
                 body["rawBase64"] = base64.b64encode(r.body.raw).decode("ascii")
         if r.body.json is not None:
             body["json"] = {"sample": r.body.json.sample}
+            if r.body.json.redacted:
+                body["json"]["redacted"] = True
         if r.body.partial:
             body["partial"] = True
         request: dict[str, Any] = {
@@ -145,7 +158,11 @@ class RequestContext:
                 "claims": dict(i.claims),
             },
             "client": {"ip": self.client.ip, "userAgent": self.client.user_agent},
-            "runtime": {"service": self.runtime.service, "env": self.runtime.env},
+            "runtime": {
+                "language": self.runtime.language,
+                "service": self.runtime.service,
+                "env": self.runtime.env,
+            },
         }
 
     def to_json(self) -> str:
@@ -189,7 +206,15 @@ def _str_map(data: Any, where: str, *, lower: bool = False) -> dict[str, str]:
 def _parse_body(data: Any) -> Body:
     b = _obj(data, "request.body")
     raw: bytes | None = None
-    if isinstance(b.get("raw"), str):
+    encoding = b.get("rawEncoding", "utf-8")
+    if encoding not in ("utf-8", "utf8", "base64"):
+        raise InvalidContext("request.body.rawEncoding: expected 'utf-8' or 'base64'")
+    if isinstance(b.get("raw"), str) and encoding == "base64":
+        try:
+            raw = base64.b64decode(b["raw"], validate=True)
+        except ValueError as exc:
+            raise InvalidContext("request.body.raw: not valid base64 (rawEncoding)") from exc
+    elif isinstance(b.get("raw"), str):
         raw = b["raw"].encode("utf-8", "surrogatepass")
     elif isinstance(b.get("rawBase64"), str):
         try:
@@ -203,7 +228,10 @@ def _parse_body(data: Any) -> Body:
     if js is not None:
         if not isinstance(js, Mapping) or "sample" not in js:
             raise InvalidContext("request.body.json: expected an object with 'sample'")
-        body_json = BodyJson(js["sample"])
+        redacted = js.get("redacted", False)
+        if not isinstance(redacted, bool):
+            raise InvalidContext("request.body.json.redacted: expected a boolean")
+        body_json = BodyJson(js["sample"], redacted)
     size = b.get("sizeBytes")
     if size is None:
         size = len(raw) if raw is not None else 0
@@ -263,6 +291,7 @@ def _parse_context(data: Any) -> RequestContext:
     )
     client = _obj(root.get("client"), "client")
     runtime = _obj(root.get("runtime"), "runtime")
+    _check_webhook_hints(root.get("webhook"))
     return RequestContext(
         request=request,
         identity=identity,
@@ -270,9 +299,25 @@ def _parse_context(data: Any) -> RequestContext:
             ip=_opt_str(client, "ip", "client"), user_agent=_opt_str(client, "userAgent", "client")
         ),
         runtime=RuntimeInfo(
-            service=_opt_str(runtime, "service", "runtime"), env=_opt_str(runtime, "env", "runtime")
+            service=_opt_str(runtime, "service", "runtime"),
+            env=_opt_str(runtime, "env", "runtime"),
+            language=_opt_str(runtime, "language", "runtime"),
         ),
         id=str(root.get("id") or ""),
         timestamp=str(root.get("timestamp") or ""),
         version=str(root.get("version") or CONTEXT_VERSION),
     )
+
+
+def _check_webhook_hints(data: Any) -> None:
+    """Accept upstream's ``webhook`` test hints, and never use them.
+
+    ``signatureValid`` and ``replayed`` are claims any caller can make: the engine verifies
+    signatures over the raw bytes and claims event ids itself, so the hints are checked for
+    shape (a context stays well-formed) and then dropped.
+    """
+    hints = _obj(data, "webhook")
+    _opt_str(hints, "provider", "webhook")
+    for key in ("signatureValid", "replayed"):
+        if hints.get(key) is not None and not isinstance(hints[key], bool):
+            raise InvalidContext(f"webhook.{key}: expected a boolean")

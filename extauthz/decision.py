@@ -70,6 +70,7 @@ class Decision:
             "reason": self.reason,
             "ruleHits": [h.to_dict() for h in self.rule_hits],
             "risk": {"score": self.risk.score, "level": self.risk.level},
+            "redactions": [],  # upstream's directives for the caller's logs; none are issued
             "metadata": {
                 "routeId": m.route_id,
                 "mode": m.mode,

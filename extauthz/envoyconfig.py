@@ -52,7 +52,21 @@ DEFAULT_STATUS_ON_ERROR = 503
 HEALTH_SERVICE_NAME = "envoy.service.auth.v3.Authorization"
 DEFAULT_HEALTH_INTERVAL_MS = 5_000
 
+#: HTTP ext_authz mode (``authz_mode="http"``): Envoy's ``path_prefix``, the headers the PDP
+#: trusts (each removed from the client's request first), the PDP's readiness path.
+HTTP_PATH_PREFIX = "/ext_authz"
+HTTP_PAYLOAD_HEADER = "x-jwt-payload"
+HTTP_TRUSTED_HEADERS = (
+    HTTP_PAYLOAD_HEADER,
+    "x-contractshield-client-address",
+    "x-contractshield-content-length",
+)
+HTTP_HEALTH_PATH = "/ready"
+HTTP_IDLE_TIMEOUT_S = 60  # below the PDP's 75 s keep-alive: Envoy closes first
+HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
+
 Format = Literal["yaml", "json"]
+AuthzMode = Literal["grpc", "http"]
 _SNAKE: Any = None  # betterproto2.Casing.SNAKE, bound lazily
 
 
@@ -74,6 +88,7 @@ class EnvoyConfigOptions:
     health_interval_ms: int = DEFAULT_HEALTH_INTERVAL_MS
     jwks_file: str | None = None  # a JWKS file Envoy reads at start-up ...
     demo_jwt: bool = False  # ... or the inline demo HS256 key; neither: no jwt_authn filter
+    authz_mode: AuthzMode = "grpc"  # "http": Envoy's http_service mode (docs/envoy.md)
     # TLS to a PDP on TCP (``address``): Envoy verifies the PDP against this CA ...
     pdp_tls_ca_file: str | None = None
     # ... presents this client certificate (mTLS; the PDP's TLS_CLIENT_CA_FILE) ...
@@ -83,6 +98,8 @@ class EnvoyConfigOptions:
     pdp_tls_server_name: str | None = None
 
     def __post_init__(self) -> None:
+        if self.authz_mode not in ("grpc", "http"):
+            raise InvalidConfig(f"authz_mode must be grpc or http, got {self.authz_mode!r}")
         if self.socket is not None and self.address is not None:
             raise InvalidConfig("give one of socket (Unix path) or address (HOST:PORT), not both")
         if self.socket is None and self.address is None:
@@ -233,6 +250,7 @@ def _import_extensions() -> None:
     """Load the typed classes; this also registers every ``@type`` we emit for ``Any``."""
     import envoy_data_plane.envoy.config.bootstrap.v3
     import envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3
+    import envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3
     import envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3
     import envoy_data_plane.envoy.extensions.filters.http.router.v3
     import envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3
@@ -281,6 +299,10 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
     )
 
     filters = []
+    if opts.authz_mode == "http":
+        filters.append(
+            HttpFilter(name=HEADER_MUTATION_FILTER, typed_config=_pack(_header_mutation()))
+        )
     if opts.demo_jwt or opts.jwks_file is not None:
         filters.append(HttpFilter(name=JWT_FILTER, typed_config=_pack(_jwt_authn(opts))))
     filters.append(
@@ -368,14 +390,16 @@ def _jwt_authn(opts: EnvoyConfigOptions) -> Any:
             ]
         )
     )
+    # gRPC mode reads the payload from metadata; HTTP mode from a header (which a client's copy
+    # never reaches: ``_header_mutation`` removes it first).
+    if opts.authz_mode == "http":
+        provider = JwtProvider(
+            local_jwks=jwks, forward=False, forward_payload_header=HTTP_PAYLOAD_HEADER
+        )
+    else:
+        provider = JwtProvider(local_jwks=jwks, forward=False, payload_in_metadata=JWT_PAYLOAD_KEY)
     return JwtAuthentication(
-        providers={
-            JWT_PROVIDER: JwtProvider(
-                local_jwks=jwks,
-                forward=False,
-                payload_in_metadata=JWT_PAYLOAD_KEY,
-            )
-        },
+        providers={JWT_PROVIDER: provider},
         rules=[RequirementRule(match=RouteMatch(prefix="/"), requires=requirement)],
     )
 
@@ -388,11 +412,31 @@ def _ext_authz(opts: EnvoyConfigOptions) -> Any:
     )
     from envoy_data_plane.envoy.type.v3 import HttpStatus
 
+    service: dict[str, Any]
+    if opts.authz_mode == "http":
+        from envoy_data_plane.envoy.type.matcher.v3 import (
+            ListStringMatcher,
+            RegexMatcher,
+            StringMatcher,
+        )
+
+        service = {
+            "http_service": _http_service(opts),
+            # every client header, as gRPC mode sends them (HTTP mode's default is five)
+            "allowed_headers": ListStringMatcher(
+                patterns=[StringMatcher(safe_regex=RegexMatcher(regex=".*"))]
+            ),
+        }
+    else:
+        service = {
+            "grpc_service": GrpcService(
+                envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=PDP_CLUSTER),
+                timeout=_ms(opts.timeout_ms),
+            ),
+            "metadata_context_namespaces": [JWT_FILTER],
+        }
     return ExtAuthz(
-        grpc_service=GrpcService(
-            envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=PDP_CLUSTER),
-            timeout=_ms(opts.timeout_ms),
-        ),
+        **service,
         transport_api_version=ApiVersion.V3,
         failure_mode_allow=opts.failure_mode_allow,
         status_on_error=HttpStatus(code=_status_code(opts.status_on_error)),
@@ -401,7 +445,64 @@ def _ext_authz(opts: EnvoyConfigOptions) -> Any:
             allow_partial_message=True,
             pack_as_bytes=True,
         ),
-        metadata_context_namespaces=[JWT_FILTER],
+    )
+
+
+def _header_mutation() -> Any:
+    from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutation as Mutation
+    from envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3 import (
+        HeaderMutation,
+        Mutations,
+    )
+
+    return HeaderMutation(
+        mutations=Mutations(request_mutations=[Mutation(remove=h) for h in HTTP_TRUSTED_HEADERS])
+    )
+
+
+def _http_service(opts: EnvoyConfigOptions) -> Any:
+    from envoy_data_plane.envoy.config.core.v3 import HeaderValue, HttpUri
+    from envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3 import (
+        AuthorizationRequest,
+        AuthorizationResponse,
+        HttpService,
+    )
+    from envoy_data_plane.envoy.type.matcher.v3 import (
+        ListStringMatcher,
+        StringMatcher,
+    )
+
+    def exact(*names: str) -> Any:
+        return ListStringMatcher(patterns=[StringMatcher(exact=n) for n in names])
+
+    return HttpService(
+        server_uri=HttpUri(
+            uri=f"http://{PDP_CLUSTER}", cluster=PDP_CLUSTER, timeout=_ms(opts.timeout_ms)
+        ),
+        path_prefix=HTTP_PATH_PREFIX,
+        authorization_request=AuthorizationRequest(
+            headers_to_add=[
+                HeaderValue(
+                    key="x-contractshield-client-address",
+                    value="%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                ),
+                HeaderValue(key="x-contractshield-content-length", value="%REQ(content-length)%"),
+            ],
+        ),
+        authorization_response=AuthorizationResponse(
+            allowed_upstream_headers=exact(
+                "x-contractshield-decision",
+                "x-contractshield-route",
+                "x-contractshield-subject",
+                "x-contractshield-tenant",
+            ),
+            allowed_client_headers=exact(
+                "content-type", "x-contractshield-decision", "x-contractshield-decision-id"
+            ),
+            dynamic_metadata_from_headers=ListStringMatcher(
+                patterns=[StringMatcher(prefix="x-contractshield-")]
+            ),
+        ),
     )
 
 
@@ -420,8 +521,13 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
         Address,
         HealthCheck,
         HealthCheckGrpcHealthCheck,
+        HealthCheckHttpHealthCheck,
+        Http1ProtocolOptions,
         Http2ProtocolOptions,
         Pipe,
+    )
+    from envoy_data_plane.envoy.config.core.v3 import (
+        HttpProtocolOptions as CommonHttpProtocolOptions,
     )
     from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
         HttpProtocolOptions,
@@ -436,11 +542,23 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
         host, port = split_host_port(opts.address)
         address = _tcp(host, port)
         kind = ClusterDiscoveryType.STATIC if _is_ip(host) else ClusterDiscoveryType.STRICT_DNS
-    protocol = HttpProtocolOptions(
-        explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
-            http2_protocol_options=Http2ProtocolOptions()
+    if opts.authz_mode == "http":  # HTTP/1.1, pooled, idled out before the PDP's keep-alive
+        protocol = HttpProtocolOptions(
+            common_http_protocol_options=CommonHttpProtocolOptions(
+                idle_timeout=timedelta(seconds=HTTP_IDLE_TIMEOUT_S)
+            ),
+            explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                http_protocol_options=Http1ProtocolOptions()
+            ),
         )
-    )
+        health = {"http_health_check": HealthCheckHttpHealthCheck(path=HTTP_HEALTH_PATH)}
+    else:
+        protocol = HttpProtocolOptions(
+            explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                http2_protocol_options=Http2ProtocolOptions()
+            )
+        )
+        health = {"grpc_health_check": HealthCheckGrpcHealthCheck(service_name=HEALTH_SERVICE_NAME)}
     return Cluster(
         name=PDP_CLUSTER,
         type=kind,
@@ -456,7 +574,7 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
                 interval=_ms(opts.health_interval_ms),
                 unhealthy_threshold=2,
                 healthy_threshold=1,
-                grpc_health_check=HealthCheckGrpcHealthCheck(service_name=HEALTH_SERVICE_NAME),
+                **health,
             )
         ],
     )
@@ -465,7 +583,7 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
 def _pdp_transport_socket(opts: EnvoyConfigOptions) -> Any:
     """``UpstreamTlsContext`` for a PDP on TCP with TLS (None: plaintext, the default).
 
-    ALPN ``h2`` as gRPC expects; the PDP's chain is checked against ``pdp_tls_ca_file`` and,
+    ALPN ``h2`` as gRPC expects (``http/1.1`` in HTTP mode); the PDP's chain is checked against ``pdp_tls_ca_file`` and,
     with a server name, its DNS names too. Envoy reads the files at start-up.
     """
     if opts.pdp_tls_ca_file is None:
@@ -499,7 +617,7 @@ def _pdp_transport_socket(opts: EnvoyConfigOptions) -> Any:
         )
     context = UpstreamTlsContext(
         common_tls_context=CommonTlsContext(
-            alpn_protocols=["h2"],
+            alpn_protocols=["h2"] if opts.authz_mode == "grpc" else ["http/1.1"],
             tls_certificates=certificates,
             validation_context=validation,
         ),

@@ -100,6 +100,12 @@ class Metrics:
             ("type",),
             registry=r,
         )
+        self.log_dropped = Counter(
+            "contractshield_log_records_dropped",
+            "Decision-log records dropped, by sink (queue full, http receiver behind or down).",
+            ("sink",),
+            registry=r,
+        )
         self.up = Gauge("contractshield_up", "1 while the PDP process is serving.", registry=r)
         self.up.set(1)
         for result in ("success", "failure"):
@@ -141,6 +147,10 @@ class Metrics:
         if child is None:
             child = self._error_children[code] = self.errors.labels(code)
         child.inc()
+
+    def observe_log_drop(self, sink: str, n: int = 1) -> None:
+        """Called off the hot path, by the decision log when a record cannot be kept."""
+        self.log_dropped.labels(sink).inc(n)
 
     # -- lifecycle -----------------------------------------------------------------------
     def observe_reload(self, ok: bool) -> None:

@@ -19,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--now", type=float, default=None, help="epoch seconds for webhook timestamps"
     )
     parser.add_argument("--compact", action="store_true", help="one-line JSON output")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help='also explain it: {"decision": ..., "explain": {phases, hits with policy '
+        "locations, CEL inputs}}",
+    )
     parser.set_defaults(func=run)
 
 
@@ -43,8 +49,13 @@ def run(args: argparse.Namespace) -> int:
     except InvalidContext as exc:
         return fail(f"{args.context}: invalid context: {exc}")
     decision = evaluate(policy, ctx, now=args.now)
+    out = decision.to_dict()
+    if args.explain:
+        from ..engine.explain import explain
+
+        out = {"decision": out, "explain": explain(policy, ctx, decision).to_dict()}
     if args.compact:
-        print(decision.to_json())
+        print(json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=str))
     else:
-        print(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
     return 0

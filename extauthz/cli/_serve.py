@@ -20,6 +20,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grpc-host", help="TCP gRPC bind address (default 0.0.0.0) [GRPC_HOST]")
     p.add_argument("--http-port", help="HTTP API/probes port, 0 = off (default 3100) [HTTP_PORT]")
     p.add_argument("--http-host", help="HTTP bind address (default 127.0.0.1) [HTTP_HOST]")
+    p.add_argument(
+        "--http-unix-socket",
+        help="serve the HTTP API (and Envoy's HTTP-mode ext_authz) on this Unix socket "
+        "[HTTP_UNIX_SOCKET]",
+    )
     p.add_argument("--redis-url", help="shared webhook replay store [REDIS_URL]")
     p.add_argument("--log-level", help="debug|info|warning|error (default info) [LOG_LEVEL]")
     p.add_argument(
@@ -55,6 +60,12 @@ def register(subparsers: Any) -> None:
         const=False,
         default=None,
         help="keep the HTTP listener plain when TLS is on [HTTP_TLS=false]",
+    )
+    p.add_argument(
+        "--allow-request-policy",
+        action="store_const",
+        const="true",
+        help="let POST /evaluate carry the caller's own policy (unsafe) [ALLOW_REQUEST_POLICY]",
     )
     p.set_defaults(func=run)
 

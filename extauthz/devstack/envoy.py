@@ -27,10 +27,12 @@ from . import _process, free_port, port_answers
 ENVOY_DIR = shipped_dir("envoy")
 SIDECAR_CONFIG = ENVOY_DIR / "envoy.yaml"
 CENTRALIZED_CONFIG = ENVOY_DIR / "envoy-tcp.yaml"
+HTTP_MODE_CONFIG = ENVOY_DIR / "envoy-http.yaml"  # ext_authz http_service, HTTP Unix socket
 PDP_CLUSTER = "contractshield"
 UPSTREAM_CLUSTER = "upstream"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 JWT_AUTHN_FILTER = "envoy.filters.http.jwt_authn"
+HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 DEFAULT_START_TIMEOUT = 20.0
 
 
@@ -125,10 +127,14 @@ def render_config(
         }
     filters = hcm["http_filters"]
     if timeout is not None:
-        _find(filters, EXT_AUTHZ_FILTER)["typed_config"]["grpc_service"]["timeout"] = timeout
+        authz = _find(filters, EXT_AUTHZ_FILTER)["typed_config"]
+        service = authz["grpc_service"] if "grpc_service" in authz else authz["http_service"]
+        service.get("server_uri", service)["timeout"] = timeout
     if not ext_authz:
         hcm["http_filters"] = [
-            f for f in filters if f["name"] not in (EXT_AUTHZ_FILTER, JWT_AUTHN_FILTER)
+            f
+            for f in filters
+            if f["name"] not in (EXT_AUTHZ_FILTER, JWT_AUTHN_FILTER, HEADER_MUTATION_FILTER)
         ]
         config["static_resources"]["clusters"] = [c for c in clusters if c["name"] != PDP_CLUSTER]
     if direct_response:
@@ -262,3 +268,84 @@ def validate(
 def new_ports() -> tuple[int, int]:
     """(listener, admin) ports for one Envoy."""
     return free_port(), free_port()
+
+
+# --- observability add-ons for tests and the bench: an access log, a tracer ------------------
+ACCESS_LOG_FORMAT = (
+    "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% "
+    "decision=%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decisionId)% "
+    "trace=%TRACE_ID% request=%REQ(X-REQUEST-ID)%\n"
+)
+COLLECTOR_CLUSTER = "trace_collector"
+
+
+def add_access_log(config: dict[str, Any], path: str, fmt: str = ACCESS_LOG_FORMAT) -> None:
+    """A file access log on the listener's HTTP connection manager, showing the decision id."""
+    _hcm(config)["access_log"] = [
+        {
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": path,
+                "log_format": {"text_format_source": {"inline_string": fmt}},
+            },
+        }
+    ]
+
+
+def add_tracing(config: dict[str, Any], collector: tuple[str, int], kind: str = "otlp") -> None:
+    """Trace every request: ``otlp`` (OpenTelemetry tracer, W3C ``traceparent``, OTLP/HTTP to
+    ``collector``) or ``zipkin`` (B3 headers, Zipkin JSON to ``collector``)."""
+    host, port = collector
+    if kind == "otlp":
+        provider = {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "service_name": "envoy",
+                "http_service": {
+                    "http_uri": {
+                        "uri": f"http://{host}:{port}/v1/traces",
+                        "cluster": COLLECTOR_CLUSTER,
+                        "timeout": "1s",
+                    }
+                },
+            },
+        }
+    elif kind == "zipkin":
+        provider = {
+            "name": "envoy.tracers.zipkin",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig",
+                "collector_cluster": COLLECTOR_CLUSTER,
+                "collector_endpoint": "/api/v2/spans",
+                "collector_endpoint_version": "HTTP_JSON",
+                "shared_span_context": False,
+            },
+        }
+    else:
+        raise ValueError(f"unknown tracer kind {kind!r} (otlp, zipkin)")
+    _hcm(config)["tracing"] = {"provider": provider, "random_sampling": {"value": 100}}
+    config["static_resources"]["clusters"].append(
+        {
+            "name": COLLECTOR_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": COLLECTOR_CLUSTER,
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {
+                                "endpoint": {
+                                    "address": {
+                                        "socket_address": {"address": host, "port_value": port}
+                                    }
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+        }
+    )

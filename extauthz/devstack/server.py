@@ -32,6 +32,7 @@ class ServerProcess:
         unix_socket_path: str | os.PathLike[str] | None = None,
         grpc_port: int = 0,
         http_port: int = 0,
+        http_unix_socket_path: str | os.PathLike[str] | None = None,
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         workdir: str | os.PathLike[str] | None = None,
@@ -41,6 +42,7 @@ class ServerProcess:
         self.unix_socket = os.fspath(unix_socket_path) if unix_socket_path else None
         self.grpc_port = grpc_port
         self.http_port = http_port
+        self.http_unix_socket = os.fspath(http_unix_socket_path) if http_unix_socket_path else None
         self.extra_args = list(extra_args or ())
         self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
@@ -50,6 +52,8 @@ class ServerProcess:
         argv = [sys.executable, "-m", "extauthz", "serve", "--policy", str(self.policy)]
         if self.unix_socket:
             argv += ["--unix-socket", self.unix_socket]
+        if self.http_unix_socket:
+            argv += ["--http-unix-socket", self.http_unix_socket]
         argv += ["--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port)]
         return argv + self.extra_args
 
@@ -90,6 +94,10 @@ class ServerProcess:
             os.path.exists(self.unix_socket) and unix_socket.is_live(self.unix_socket)
         ):
             return False
+        if self.http_unix_socket and not (
+            os.path.exists(self.http_unix_socket) and unix_socket.is_live(self.http_unix_socket)
+        ):
+            return False
         if self.grpc_port and not port_answers("127.0.0.1", self.grpc_port):
             return False
         if self.http_port:
@@ -101,10 +109,14 @@ class ServerProcess:
         return True
 
     def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` of the server's own log; decision-log records (on stdout by
+        default, in the same file here) are left out."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+        own = [ln for ln in text.splitlines() if '"log":"contractshield.decision"' not in ln]
+        return "\n".join(own[-lines:])
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:

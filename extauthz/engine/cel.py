@@ -20,17 +20,22 @@ import cel
 
 from ..context import RequestContext
 from ..decision import RuleHit
+from .cel_env import INTERNAL_REQUEST_FIELDS, USER_VARIABLES, CelEnvProblem, translate
 
+# The engine's variables: the policy-visible ones (``cel_env.USER_VARIABLES``) with
+# ``request.body`` as the parsed value and the body envelope's parts as fields of their own.
 VARIABLES: dict[str, tuple[str, ...]] = {
-    "request": ("method", "path", "headers", "query", "params", "body", "contentType"),
-    "identity": ("authenticated", "subject", "tenant", "scopes", "claims"),
-    "client": ("ip", "userAgent"),
-    "runtime": ("service", "env"),
+    **USER_VARIABLES,
+    "request": (*USER_VARIABLES["request"], *INTERNAL_REQUEST_FIELDS),
+    "webhook": ("provider", "signatureValid"),
 }
+_NAMES = ", ".join(USER_VARIABLES)
 _STRINGS = re.compile(
     r"""[rRbB]{0,2}(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""", re.S
 )
-_REF = re.compile(r"(?<![\w.])(request|identity|client|runtime)\b(?:\s*\.\s*([A-Za-z_]\w*))?")
+_REF = re.compile(
+    r"(?<![\w.])(request|identity|client|runtime|webhook)\b(?:\s*\.\s*([A-Za-z_]\w*))?"
+)
 _MACRO_VAR = re.compile(
     r"\.\s*(?:all|exists|exists_one|existsOne|map|filter|sortBy|transformList|transformMap)\s*\(\s*([A-Za-z_]\w*)\s*,"
 )
@@ -99,7 +104,9 @@ def _in_has(expr: str, start: int, end: int) -> bool:
     return bool(_HAS_OPEN.search(expr, 0, start) and _CLOSE.match(expr, end))
 
 
-def _analyse(expr: str) -> tuple[Any, list[_Ref], set[str]]:
+def _analyse(
+    expr: str, fields: Mapping[str, tuple[str, ...]] = VARIABLES
+) -> tuple[Any, list[_Ref], set[str]]:
     """Compile ``expr`` and find what it reads; raise ``CelProblem`` for unknown names."""
     program = _compile(expr)
     strings = [m.span() for m in _STRINGS.finditer(expr)]
@@ -111,9 +118,7 @@ def _analyse(expr: str) -> tuple[Any, list[_Ref], set[str]]:
     bound = set(_MACRO_VAR.findall(code))
     unknown = sorted(set(program.variables()) - set(VARIABLES) - bound)
     if unknown:
-        raise CelProblem(
-            f"unknown variable {unknown[0]!r} (variables: request, identity, client, runtime)"
-        )
+        raise CelProblem(f"unknown variable {unknown[0]!r} (variables: {_NAMES})")
     refs: list[_Ref] = []
     for m in _REF.finditer(expr):
         var, fld = m.group(1), m.group(2)
@@ -124,8 +129,13 @@ def _analyse(expr: str) -> tuple[Any, list[_Ref], set[str]]:
         if not fld:
             refs.append(_Ref(var, None, m.start(), m.end(), None, m.end(), False, False))
             continue
-        if fld not in VARIABLES[var]:
-            raise CelProblem(f"{var} has no field {fld!r} (fields: {', '.join(VARIABLES[var])})")
+        if fld not in fields[var]:
+            raise CelProblem(f"{var} has no field {fld!r} (fields: {', '.join(fields[var])})")
+        if (var, fld) == ("webhook", "replayed"):
+            raise CelProblem(
+                "webhook.replayed is not known while CEL rules run (the replay claim comes "
+                "after them); configure replay protection with a webhook-replay rule"
+            )
         key: str | None = None
         key_end = m.end()
         if (var, fld) in MAP_FIELDS:
@@ -181,8 +191,25 @@ def _rewrite(
     return "".join(pieces), needs, nested_only, leaves
 
 
+def internal_code(expr: str) -> str:
+    """``expr`` checked against the policy-visible environment and translated to the engine's.
+
+    Raises ``CelProblem`` (syntax, unknown names, reads without a meaning).
+    """
+    _analyse(expr, USER_VARIABLES)
+    try:
+        return translate(expr)
+    except CelEnvProblem as exc:
+        raise CelProblem(str(exc)) from None
+
+
 def compile_expr(expr: str) -> tuple[Any, Needs]:
-    """Compile ``expr``; return the program and what it reads (see ``Needs``)."""
+    """Compile ``expr``; return the program and what it reads (see ``Needs``).
+
+    ``expr`` is written against upstream's environment (``cel_env``); the program runs the
+    translated code.
+    """
+    expr = internal_code(expr)
     program, refs, bound = _analyse(expr)
     rewritten, needs, nested_only, _ = _rewrite(expr, refs, frozenset())
     if rewritten != expr:
@@ -243,34 +270,59 @@ class RequestView:
     ctx: RequestContext
     path: str
     params: Mapping[str, str]
-    body: Any
+    body: Any  # the parsed JSON or form value (``request.body.json.sample``), or None
+    route_id: str = ""
+    webhook_provider: str = ""  # the route's webhook provider, "" without one
+    signature_valid: bool = False  # the engine's own verification, never the caller's hint
+
+
+def _json(v: RequestView) -> dict[str, Any]:
+    return {"sample": v.body, "redacted": v.ctx.request.body.redacted}
+
+
+def _envelope(v: RequestView) -> dict[str, Any]:
+    body = v.ctx.request.body
+    return {"present": body.present, "sizeBytes": body.size_bytes, "json": _json(v)}
 
 
 _Getter = Callable[[RequestView], Any]
+# Missing identity, client and runtime fields read as "" / false / [] / {}, as upstream
+# documents: ``identity.tenant != ""`` is false for a caller without a tenant.
 _GETTERS: dict[str, dict[str, _Getter]] = {
     "request": {
         "method": lambda v: v.ctx.request.method,
         "path": lambda v: v.path,
+        "routeId": lambda v: v.route_id,
         "headers": lambda v: dict(v.ctx.request.headers),
         "query": lambda v: dict(v.ctx.request.query),
         "params": lambda v: dict(v.params),
         "body": lambda v: v.body,
-        "contentType": lambda v: v.ctx.request.content_type,
+        "contentType": lambda v: v.ctx.request.content_type or "",
+        "bodyPresent": lambda v: v.ctx.request.body.present,
+        "bodySize": lambda v: v.ctx.request.body.size_bytes,
+        "bodyRedacted": lambda v: v.ctx.request.body.redacted,
+        "bodyJson": _json,
+        "bodyEnvelope": _envelope,
     },
     "identity": {
         "authenticated": lambda v: v.ctx.identity.authenticated,
-        "subject": lambda v: v.ctx.identity.subject,
-        "tenant": lambda v: v.ctx.identity.tenant,
+        "subject": lambda v: v.ctx.identity.subject or "",
+        "tenant": lambda v: v.ctx.identity.tenant or "",
         "scopes": lambda v: list(v.ctx.identity.scopes),
         "claims": lambda v: dict(v.ctx.identity.claims),
     },
     "client": {
-        "ip": lambda v: v.ctx.client.ip,
-        "userAgent": lambda v: v.ctx.client.user_agent,
+        "ip": lambda v: v.ctx.client.ip or "",
+        "userAgent": lambda v: v.ctx.client.user_agent or "",
     },
     "runtime": {
-        "service": lambda v: v.ctx.runtime.service,
-        "env": lambda v: v.ctx.runtime.env,
+        "language": lambda v: v.ctx.runtime.language or "",
+        "service": lambda v: v.ctx.runtime.service or "",
+        "env": lambda v: v.ctx.runtime.env or "",
+    },
+    "webhook": {
+        "provider": lambda v: v.webhook_provider,
+        "signatureValid": lambda v: v.signature_valid,
     },
 }
 
@@ -373,7 +425,8 @@ def _fast_path(rules: tuple[CelRule, ...]) -> FastPath | None:
     analysed = []
     leaf_fields = set(MAP_FIELDS)
     for rule in rules:
-        _, refs, bound = _analyse(rule.expr)
+        code = translate(rule.expr)
+        _, refs, bound = _analyse(code)
         if any(b.startswith("cs__") for b in bound):
             return None
         for ref in refs:
@@ -381,20 +434,20 @@ def _fast_path(rules: tuple[CelRule, ...]) -> FastPath | None:
                 leaf_fields -= {(ref.var, f) for f in VARIABLES[ref.var]}
             elif not ref.leaf:
                 leaf_fields.discard((ref.var, ref.fld))
-        analysed.append((rule, refs))
+        analysed.append((rule, code, refs))
     fields = frozenset(leaf_fields)
     programs: list[Any] = []
     needs: dict[Need, set[str] | None] = {}
     leaves: set[tuple[str, str, str]] = set()
-    for rule, refs in analysed:
-        text, rule_needs, _, rule_leaves = _rewrite(rule.expr, refs, fields)
+    for rule, code, refs in analysed:
+        text, rule_needs, _, rule_leaves = _rewrite(code, refs, fields)
         if not rule_leaves:  # this rule reads no leaf: it runs as compiled, reads as it does
             programs.append(rule.program)
             merge_needs(needs, compile_expr(rule.expr)[1])
             continue
         try:
-            plain = _rewrite(rule.expr, refs, frozenset())[0]
-            if plain != rule.expr:
+            plain = _rewrite(code, refs, frozenset())[0]
+            if plain != code:
                 _compile(plain)  # the plain rewrite compiled too, so the rule is not nested
             programs.append(_compile(text))
         except CelProblem:

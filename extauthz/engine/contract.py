@@ -504,15 +504,63 @@ def unknown_fields(tree: FieldTree, value: Any, limit: int = 10) -> list[str]:
     return found
 
 
+# A sample the caller's adapter redacted (``json.redacted: true``) has masked values
+# (``"licenseKey": "***"``) that no value constraint can judge. It is validated against the
+# schema's *structure*: objects and arrays where the schema has them, required keys, unknown
+# keys, array sizes; scalar types and value keywords are dropped, ``oneOf`` reads as
+# ``anyOf`` (its branches may differ only in values), and ``not``/``if`` (which could turn a
+# dropped value test into a refusal) are dropped.
+_VALUE_KEYWORDS = frozenset({
+    "pattern", "minLength", "maxLength", "format", "enum", "const", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "contentEncoding",
+    "contentMediaType", "contentSchema", "not", "if", "then", "else", "propertyNames",
+})  # fmt: skip
+
+
+def structural_schema(schema: Any) -> Any:
+    """``schema`` with its value constraints removed (see above); the input is not changed."""
+    if not isinstance(schema, Mapping):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _VALUE_KEYWORDS:
+            continue
+        if key == "type":
+            kinds = [value] if isinstance(value, str) else list(value)
+            kept = [k for k in kinds if k in ("object", "array")]
+            if kept and len(kept) == len(kinds):
+                out["type"] = value
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            out[key] = {k: structural_schema(v) for k, v in value.items()}
+        elif key == "oneOf" and isinstance(value, list):
+            branches = {"anyOf": [structural_schema(v) for v in value]}
+            out["allOf"] = [*out.get("allOf", []), branches]
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            kept = [structural_schema(v) for v in value]
+            out[key] = [*out.get(key, []), *kept] if key == "allOf" else kept
+        elif key in _SCHEMA_ONE or (key == "items" and isinstance(value, list)):
+            out[key] = (
+                [structural_schema(v) for v in value]
+                if isinstance(value, list)
+                else structural_schema(value)
+            )
+        else:
+            out[key] = value
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Contract:
     validate: Validator
     engine: str
     unknown: FieldTree | None  # None: unknown fields allowed
     schema_source: str  # file path or "<inline>", for messages
+    structural: Validator | None = None  # for redacted samples; see ``structural_schema``
 
-    def check(self, value: Any, hits: list[RuleHit]) -> None:
-        error = self.validate(value)
+    def check(self, value: Any, hits: list[RuleHit], redacted: bool = False) -> None:
+        validate = self.structural if redacted and self.structural is not None else self.validate
+        error = validate(value)
         if error is not None:
             hits.append(RuleHit(SCHEMA_INVALID, "high", error[:300]))
         if self.unknown is not None:
@@ -528,4 +576,5 @@ def compile_contract(
 ) -> Contract:
     validate, used = compile_validator(schema, engine=engine)
     tree = field_tree(schema) if reject_unknown else None
-    return Contract(validate, used, tree, source)
+    structural, _ = compile_validator(structural_schema(schema), engine=engine)
+    return Contract(validate, used, tree, source, structural)

@@ -33,7 +33,7 @@ def body_size(body: Body, headers: Mapping[str, str]) -> int:
         size = len(body.raw)
     if body.partial:
         declared = headers.get("content-length", "")
-        if declared.isdigit() and len(declared) < 20:
+        if declared.isascii() and declared.isdigit() and len(declared) < 20:
             size = max(size, int(declared))
     return size
 

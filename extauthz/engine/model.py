@@ -8,7 +8,7 @@ reload swaps one reference.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cel import CelPlan
@@ -35,6 +35,17 @@ class Defaults:
 
 
 @dataclass(frozen=True, slots=True)
+class HitOverride:
+    """What a rule that configures a built-in check (``type: limit``, ``webhook-signature``,
+    ...) makes of that check's hits: its own id, its severity (None: the check's own) and
+    its action (a ``monitor`` rule's hits never block)."""
+
+    id: str
+    severity: str | None = None
+    blocking: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledRoute:
     id: str
     methods: tuple[str, ...]
@@ -45,6 +56,11 @@ class CompiledRoute:
     contract: Contract | None = None
     webhook: WebhookConfig | None = None
     cel: CelPlan | None = None
+    # built-in hit id (``limit.body.max``) -> the configuring rule's override; usually empty
+    overrides: Mapping[str, HitOverride] = field(default_factory=dict)
+    # Where each part came from in the policy, for ``explain``: rule (hit) id -> "routes[2].
+    # rules[0]", and "@route", "@limits", "@vulnerability", "@contract", "@webhook" -> path.
+    locations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ INTERNAL_ERROR = "engine.internalError"
 DEFAULT_REPLAY_STORE = InMemoryReplayStore()
 _RISK_CRITICAL = Risk(90, "critical")
 _RISK_HIGH = Risk(60, "high")
+_RISK_UNMATCHED_MONITOR = Risk(30, "med")
 _PARSED_KINDS = (body_mod.JSON, body_mod.FORM)
 
 
@@ -86,7 +87,9 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
                 advisory.add(len(hits))
             hits.append(
                 RuleHit(
-                    ROUTE_UNMATCHED, "med", f"no route matches {method[:16]} {canonical.path[:200]}"
+                    ROUTE_UNMATCHED,
+                    "med" if action == "monitor" else "high",  # as upstream scores them
+                    f"no route matches {method[:16]} {canonical.path[:200]}",
                 )
             )
     else:
@@ -111,7 +114,7 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
     contract = route.contract
     if contract is not None:
         if (parsed.kind in _PARSED_KINDS and not parsed.sniffed) or parsed.kind == body_mod.NONE:
-            contract.check(value, hits)
+            contract.check(value, hits, redacted=request.body.redacted)
         elif parsed.kind == body_mod.OPAQUE or parsed.sniffed:
             hits.append(
                 RuleHit(
@@ -130,12 +133,26 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
     plan = route.cel
     if plan is not None:
         first = len(hits)
-        cel_mod.evaluate(plan, cel_mod.RequestView(ctx, canonical.path, params, value), hits)
+        view = cel_mod.RequestView(
+            ctx,
+            canonical.path,
+            params,
+            value,
+            route.id,
+            webhook.provider if webhook is not None else "",
+            verified is not None,
+        )
+        cel_mod.evaluate(plan, view, hits)
         if len(hits) > first:  # usually no rule fires: no slice and enumerate to build
             for i, rule_hit in enumerate(hits[first:], first):
                 for rule in plan.rules:
                     if rule.id == rule_hit.id and not rule.blocking:
                         advisory.add(i)
+    if route.overrides:  # rules of type limit, contract, webhook-*: monitor ones never block
+        for i, h in enumerate(hits):
+            override = route.overrides.get(h.id)
+            if override is not None and not override.blocking:
+                advisory.add(i)
     if (
         verified is not None
         and webhook is not None
@@ -170,6 +187,9 @@ def apply_claim(pending: Pending, claimed: bool | BaseException, fail_open: bool
                 f"replay store unavailable, failing closed: {detail}",
             )
             advisory = False
+    override = route.overrides.get(hit.id)
+    if override is not None and not override.blocking:
+        advisory = True
     pending.hits.insert(at, hit)
     pending.advisory = {i + 1 if i >= at else i for i in pending.advisory}
     if advisory:
@@ -186,12 +206,20 @@ def finish(pending: Pending) -> Decision:
     )
     if not hits:
         return Decision(ALLOW, 200, "allowed", (), NO_RISK, meta)
-    risk = _RISK_CRITICAL if any(h.severity == "critical" for h in hits) else _RISK_HIGH
     advisory = pending.advisory
+    builtin = hits  # the checks' own ids decide the status, whatever a rule renamed them to
+    if route is not None and route.overrides:
+        hits = [_renamed(h, route.overrides.get(h.id)) for h in hits]
+    if len(hits) == 1 and hits[0].id == ROUTE_UNMATCHED and advisory:
+        risk = _RISK_UNMATCHED_MONITOR  # upstream's score for a monitored unmatched route
+    elif any(h.severity == "critical" for h in hits):
+        risk = _RISK_CRITICAL
+    else:
+        risk = _RISK_HIGH
     blocking = [h for i, h in enumerate(hits) if i not in advisory]
     if blocking and pending.mode == ENFORCE:
         defaults = policy.defaults
-        ids = {h.id for h in blocking}
+        ids = {h.id for i, h in enumerate(builtin) if i not in advisory}
         if route is not None and route.webhook is not None and route.webhook.unavailable_id in ids:
             status = 503
         elif limits_mod.BODY_MAX in ids:
@@ -210,6 +238,13 @@ def finish(pending: Pending) -> Decision:
     else:
         reason = f"allowed with advisory hits: {', '.join(h.id for h in hits)}"
     return Decision(MONITOR, 200, reason, tuple(hits), risk, meta)
+
+
+def _renamed(hit: RuleHit, override: Any) -> RuleHit:
+    """``hit`` under the id and severity of the rule that configures its check, if any."""
+    if override is None:
+        return hit
+    return RuleHit(override.id, override.severity or hit.severity, hit.message)
 
 
 def internal_error(policy: CompiledPolicy, ctx: Any, exc: BaseException) -> Decision:

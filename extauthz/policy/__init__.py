@@ -44,13 +44,15 @@ def load_policy_text(
 
 
 def load_policy_bytes(
-    data: bytes, *, source: str = "<string>", base_dir: Path | None = None
+    data: bytes, *, source: str = "<string>", base_dir: Path | None = None, sealed: bool = False
 ) -> CompiledPolicy:
+    """Load a policy from bytes; ``sealed`` refuses schema files and environment secrets
+    (a policy that came from a caller, see ``compile_document``)."""
     doc, problems = parse_document(data, source)
     if problems:
         raise InvalidPolicy(problems)
     policy, problems = compile_document(
-        doc, source=source, base_dir=base_dir or Path.cwd(), policy_bytes=data
+        doc, source=source, base_dir=base_dir or Path.cwd(), policy_bytes=data, sealed=sealed
     )
     if policy is None:
         raise InvalidPolicy(problems)

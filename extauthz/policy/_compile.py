@@ -19,13 +19,42 @@ from ..engine import cel as cel_mod
 from ..engine.contract import Contract, SchemaProblem, compile_contract
 from ..engine.limits import Limits
 from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
-from ..engine.model import CompiledPolicy, CompiledRoute, Defaults
+from ..engine.model import CompiledPolicy, CompiledRoute, Defaults, HitOverride
 from ..engine.vulnerability import DEFAULT_ENABLED, OFF, Check, VulnerabilityConfig
 from ..engine.webhook import DEFAULT_TOLERANCE, WebhookConfig
+from . import _rule_types as rule_types
 from ._loader import parse_schema_file
 from ._schema import format_path, structure_problems
 
-RESERVED_PREFIXES = ("vulnerability.", "limit.", "contract.", "webhook.", "request.", "route.")
+PROVIDERS = ("stripe", "github", "slack", "twilio")
+# The hit ids the engine's own checks report: a CEL rule may not take one (an alert on
+# ``limit.body.max`` must mean the limit). Rules that configure a check rename its hits.
+BUILTIN_IDS = frozenset(
+    {
+        "request.path.ambiguous", "route.unmatched", "request.body.malformed",
+        "engine.internalError", "vulnerability.prototypePollution",
+        "vulnerability.pathTraversal", "vulnerability.ssrfInternal",
+        "vulnerability.commandInjection", "vulnerability.nosqlInjection",
+        *rule_types.LIMIT_HITS.values(), *rule_types.CONTRACT_HITS,
+        *(f"webhook.{p}.{k}" for p in PROVIDERS
+          for k in ("signature", "eventType", "replay", "replayStoreUnavailable")),
+    }
+)  # fmt: skip
+# Where a webhook's secret comes from when the policy names none (upstream's getSecret hook
+# reads these): each provider's conventional variable name.
+DEFAULT_SECRET_ENV = {
+    "stripe": "STRIPE_WEBHOOK_SECRET",
+    "github": "GITHUB_WEBHOOK_SECRET",
+    "slack": "SLACK_SIGNING_SECRET",
+    "twilio": "TWILIO_AUTH_TOKEN",
+}
+_SEALED = "a policy sent with the request cannot read the server's "
+SIGNATURE_HEADER = {
+    "stripe": "stripe-signature",
+    "github": "x-hub-signature-256",
+    "slack": "x-slack-signature",
+    "twilio": "x-twilio-signature",
+}
 MAX_SCHEMA_BYTES = 4 * 1024 * 1024
 _ATTRS = {
     "prototypePollution": "prototype_pollution",
@@ -37,8 +66,9 @@ _ATTRS = {
 
 
 class _Collector:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, sealed: bool = False) -> None:
         self.source = source
+        self.sealed = sealed  # a caller-supplied policy: no files, no environment
         self.problems: list[PolicyProblem] = []
 
     def add(self, path: list[Any] | str, reason: str) -> None:
@@ -94,10 +124,20 @@ def _vulns(raw: Any, base: VulnerabilityConfig) -> VulnerabilityConfig:
 
 
 def compile_document(
-    doc: Any, *, source: str, base_dir: Path, policy_bytes: bytes, loaded_at: float | None = None
+    doc: Any,
+    *,
+    source: str,
+    base_dir: Path,
+    policy_bytes: bytes,
+    loaded_at: float | None = None,
+    sealed: bool = False,
 ) -> tuple[CompiledPolicy | None, list[PolicyProblem]]:
-    """Compile a parsed policy document; return (policy, []) or (None, problems)."""
-    out = _Collector(source)
+    """Compile a parsed policy document; return (policy, []) or (None, problems).
+
+    ``sealed``: the policy came from a caller (``POST /evaluate``), so it may not read the
+    server's files (schema refs) or environment (secrets): each would be an oracle on them.
+    """
+    out = _Collector(source, sealed)
     out.problems.extend(structure_problems(doc, source))
     if not isinstance(doc, Mapping):
         if not out.problems:
@@ -202,60 +242,114 @@ def _compile_route(
                 )
                 ok = False
             seen_match.setdefault(key, i)
+    parts = rule_types.split(r, at, out.add)
+    ok = ok and parts.ok
+    sections = parts.sections
     # contract
     contract: Contract | None = None
-    c = r.get("contract")
-    if isinstance(c, Mapping):
-        contract = _compile_contract(
-            c, [*at, "contract"], out, base_dir, hasher, files, schema_cache
+    if "contract" in sections:
+        contract, fine = _compile_contract(
+            sections["contract"], out, base_dir, hasher, files, schema_cache
         )
-        if contract is None:
-            ok = False
+        ok = ok and fine
     # webhook
     webhook: WebhookConfig | None = None
-    w = r.get("webhook")
-    if isinstance(w, Mapping):
-        webhook = _compile_webhook(w, [*at, "webhook"], out)
+    if "webhook" in sections:
+        webhook = _compile_webhook(sections["webhook"], parts.replay_rule, out)
         if webhook is None:
             ok = False
     # rules
-    plan = _compile_rules(r.get("rules"), [*at, "rules"], out)
+    plan = _compile_rules(parts.cel_rules, [*at, "rules"], out)
     if plan is False:
+        ok = False
+    overrides = _overrides(parts, webhook, out)
+    if overrides is None:
         ok = False
     if not ok or pattern is None or not isinstance(route_id, str):
         return None
+    limits = sections["limits"].values if "limits" in sections else None
     return CompiledRoute(
         id=route_id,
         methods=tuple(str(m) for m in methods),
         pattern=pattern,
         mode=_str(r, "mode", defaults.mode),
-        limits=_limits(r.get("limits"), defaults.limits),
+        limits=_limits(limits, defaults.limits),
         vulnerability=_vulns(r.get("vulnerability"), defaults.vulnerability),
         contract=contract,
         webhook=webhook,
         cel=plan if plan is not None and plan is not False else None,
+        overrides=overrides or {},
+        locations=route_locations(r, i),
     )
 
 
+def _overrides(
+    parts: rule_types.RouteParts, webhook: WebhookConfig | None, out: _Collector
+) -> dict[str, HitOverride] | None:
+    """Built-in hit id -> the configuring rule's override; None when one is refused."""
+    result: dict[str, HitOverride] = {}
+    by: dict[str, list[Any]] = {}
+    ok = True
+    for target, override, where in parts.overrides:
+        if target in (rule_types.VERIFY, rule_types.REPLAY):
+            if webhook is None:
+                continue  # reported by _compile_webhook (no provider)
+            target = webhook.signature_id if target == rule_types.VERIFY else webhook.replay_id
+        if target in by:
+            out.add(where, f"{target} is already configured by {format_path(by[target])}")
+            ok = False
+            continue
+        if override.id in BUILTIN_IDS and override.id != target:
+            out.add(
+                [*where, "id"],
+                f"{override.id!r} is the id of another built-in check; this rule names "
+                f"{target} hits",
+            )
+            ok = False
+            continue
+        by[target] = where
+        if override != HitOverride(target):  # the same id, severity and action: no-op
+            result[target] = override
+    return result if ok else None
+
+
 def _compile_contract(
-    c: Mapping[str, Any],
-    at: list[Any],
+    section: rule_types.Section,
     out: _Collector,
     base_dir: Path,
     hasher: Any,
     files: list[Path],
     schema_cache: dict[Path, tuple[Any, str | None]],
-) -> Contract | None:
+) -> tuple[Contract | None, bool]:
+    """(contract or None, fine): a contract without a schema and without
+    ``rejectUnknownFields: true`` checks nothing, as upstream (no contract, fine)."""
+    c = section.values
     ref = c.get("requestSchemaRef")
     inline = c.get("requestSchema")
+    if "openapiRef" in c:
+        out.add(
+            section.where("openapiRef"),
+            "openapiRef is not supported yet; give the body schema as requestSchemaRef "
+            "(upstream's engine reads only requestSchemaRef too) and remove openapiRef",
+        )
+        return None, False
     if ref is not None and inline is not None:
-        out.add(at, "give either requestSchemaRef or requestSchema, not both")
-        return None
+        out.add(section.where(), "give either requestSchemaRef or requestSchema, not both")
+        return None, False
     if ref is None and inline is None:
-        out.add(at, "a contract needs requestSchemaRef or requestSchema")
-        return None
+        if c.get("rejectUnknownFields") is True:
+            out.add(
+                section.where("rejectUnknownFields"),
+                "rejectUnknownFields needs a schema to know which fields are declared: add "
+                "requestSchemaRef or requestSchema, or set it to false",
+            )
+            return None, False
+        return None, True
+    if isinstance(ref, str) and out.sealed:
+        out.add(section.where("requestSchemaRef"), _SEALED + "files (use requestSchema)")
+        return None, False
     if isinstance(ref, str):
-        where = [*at, "requestSchemaRef"]
+        where = section.where("requestSchemaRef")
         path = (base_dir / ref).resolve()
         if path not in schema_cache:
             schema, error, data = _read_schema(path)
@@ -266,22 +360,23 @@ def _compile_contract(
         schema, error = schema_cache[path]
         if error is not None:
             out.add(where, error)
-            return None
+            return None, False
         source = str(path)
     elif isinstance(inline, Mapping | bool):
-        where = [*at, "requestSchema"]
+        where = section.where("requestSchema")
         schema, source = inline, "<inline>"
     else:
-        return None
+        return None, False
     try:
-        return compile_contract(
+        contract = compile_contract(
             schema, reject_unknown=bool(c.get("rejectUnknownFields", False)), source=source
         )
+        return contract, True
     except SchemaProblem as exc:
         out.add(where, f"{source}: {exc}" if source != "<inline>" else str(exc))
     except (RecursionError, ValueError, TypeError) as exc:
         out.add(where, f"schema cannot be compiled: {exc}")
-    return None
+    return None, False
 
 
 def _read_schema(path: Path) -> tuple[Any, str | None, bytes]:
@@ -301,59 +396,101 @@ def _read_schema(path: Path) -> tuple[Any, str | None, bytes]:
     return schema, None, data
 
 
-def _compile_webhook(w: Mapping[str, Any], at: list[Any], out: _Collector) -> WebhookConfig | None:
+def _compile_webhook(
+    section: rule_types.Section, replay_rule: list[Any] | None, out: _Collector
+) -> WebhookConfig | None:
+    w = section.values
     provider = w.get("provider")
     secret = w.get("secret")
     ref = w.get("secretRef")
-    if secret is not None and ref is not None:
-        out.add(at, "give either secret or secretRef, not both")
+    ok = True
+    if not isinstance(provider, str):
+        out.add(
+            section.where(),
+            "a webhook needs a provider (the route's webhook.provider, or config.provider of "
+            "a webhook rule)",
+        )
         return None
-    if secret is None and ref is None:
-        out.add(at, "a webhook needs secretRef (the name of an environment variable) or secret")
+    if secret is not None and ref is not None:
+        out.add(section.where(), "give either secret or secretRef, not both")
+        return None
+    if "toleranceSeconds" in w and "timestampTolerance" in w:
+        out.add(
+            section.where("toleranceSeconds"),
+            "toleranceSeconds is the deprecated name of timestampTolerance; give only "
+            "timestampTolerance",
+        )
+        ok = False
+    header = w.get("header")
+    expected = SIGNATURE_HEADER.get(provider, "")
+    if isinstance(header, str) and header.lower() != expected:
+        out.add(
+            section.where("header"),
+            f"{provider} signatures are read from {expected!r}; another header is not supported",
+        )
+        ok = False
+    replay = w.get("replayProtection", True) is not False
+    if not replay and "idempotency" in w:
+        out.add(section.where("idempotency"), "idempotency asks for replay protection, "
+                "which replayProtection: false turns off; remove one of them")  # fmt: skip
+        ok = False
+    if not replay and replay_rule is not None:
+        out.add(replay_rule, "a webhook-replay rule needs replay protection, which "
+                "replayProtection: false turns off; remove one of them")  # fmt: skip
+        ok = False
+    if secret is None and out.sealed:
+        out.add(section.where(), _SEALED + "environment variables (give secret)")
         return None
     if isinstance(ref, str):
         value = os.environ.get(ref)
         if not value:
             if ref.isidentifier() and ref.isascii():  # else refused above, without its value
-                out.add([*at, "secretRef"], f"environment variable {ref} is not set or empty")
+                out.add(
+                    section.where("secretRef"), f"environment variable {ref} is not set or empty"
+                )
             return None
         secret = value
-    if not isinstance(secret, str) or not isinstance(provider, str):
+    elif secret is None:
+        env = DEFAULT_SECRET_ENV[provider]
+        secret = os.environ.get(env)
+        if not secret:
+            out.add(
+                section.where("provider"),
+                f"no {provider} webhook secret: set the environment variable {env} (the "
+                f"{provider} default), or give secretRef (a variable's name) or secret",
+            )
+            return None
+    if not isinstance(secret, str) or not ok:
         return None
     types = w.get("allowedEventTypes")
+    tolerance = _int(w, "timestampTolerance", _int(w, "toleranceSeconds", DEFAULT_TOLERANCE))
     return WebhookConfig(
         provider=provider,
         secret=secret.encode("utf-8"),
-        tolerance=_int(w, "timestampTolerance", DEFAULT_TOLERANCE),
-        replay_protection=w.get("replayProtection", True) is not False,
+        tolerance=tolerance,
+        replay_protection=replay,
         allowed_event_types=frozenset(str(t) for t in types) if isinstance(types, list) else None,
         require_raw_body=w.get("requireRawBody", True) is not False,
     )
 
 
-def _compile_rules(raw: Any, at: list[Any], out: _Collector) -> cel_mod.CelPlan | bool | None:
-    if not isinstance(raw, list) or not raw:
+def _compile_rules(
+    raw: list[tuple[int, Mapping[str, Any]]], at: list[Any], out: _Collector
+) -> cel_mod.CelPlan | bool | None:
+    """The route's CEL rules (``(index, rule)``) as a plan, None without any, False if refused."""
+    if not raw:
         return None
     rules: list[cel_mod.CelRule] = []
     needs: dict[str, dict[str, set[str] | None]] = {}
     ok = True
-    seen: dict[str, int] = {}
-    for j, rule in enumerate(raw):
-        if not isinstance(rule, Mapping):
-            ok = False
-            continue
+    for j, rule in raw:
         rid = rule.get("id")
-        if isinstance(rid, str):
-            if rid in seen:
-                out.add([*at, j, "id"], f"duplicate rule id {rid!r} (also rules[{seen[rid]}])")
-                ok = False
-            elif rid.startswith(RESERVED_PREFIXES):
-                out.add(
-                    [*at, j, "id"],
-                    f"rule ids must not start with a built-in prefix {RESERVED_PREFIXES}",
-                )
-                ok = False
-            seen.setdefault(rid, j)
+        if isinstance(rid, str) and rid in BUILTIN_IDS:
+            out.add(
+                [*at, j, "id"],
+                f"{rid!r} is the id of a built-in check; a CEL rule needs an id of its own",
+            )
+            ok = False
         expr = _obj(rule.get("config")).get("expr")
         if not isinstance(expr, str) or not isinstance(rid, str):
             ok = False
@@ -378,3 +515,17 @@ def _compile_rules(raw: Any, at: list[Any], out: _Collector) -> cel_mod.CelPlan 
     if not ok:
         return False
     return cel_mod.make_plan(tuple(rules), needs)
+
+
+def route_locations(r: Mapping[str, Any], i: int) -> dict[str, str]:
+    """Where route ``i``'s parts are in the policy (``CompiledRoute.locations``, for explain)."""
+    at = f"routes[{i}]"
+    out = {"@route": at}
+    for key in ("vulnerability", "limits", "contract", "webhook", "rules"):
+        if key in r:
+            out["@" + key] = f"{at}.{key}"
+    rules = r.get("rules")
+    for j, rule in enumerate(rules if isinstance(rules, list) else ()):
+        if isinstance(rule, Mapping) and isinstance(rule.get("id"), str):
+            out.setdefault(rule["id"], f"{at}.rules[{j}]")
+    return out

@@ -53,6 +53,84 @@ _LIMITS = {
     },
 }
 _METHOD = {"type": "string", "pattern": "^(\\*|[A-Z]+)$"}
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"}
+_TOLERANCE = {"type": "integer", "minimum": 1, "maximum": 86400}
+_WEBHOOK_KEYS: dict[str, Any] = {
+    "provider": {"enum": ["stripe", "github", "slack", "twilio"]},
+    "secretRef": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+    "secret": {"type": "string", "minLength": 1},
+    "timestampTolerance": _TOLERANCE,
+    "toleranceSeconds": _TOLERANCE,  # upstream's older name (deprecated alias)
+    "replayProtection": {"type": "boolean"},
+    "allowedEventTypes": {"type": "array", "items": {"type": "string", "minLength": 1}},
+    "requireRawBody": {"type": "boolean"},
+    "header": {"type": "string", "minLength": 1},
+    "idempotency": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {k: {"type": "string"} for k in ("store", "table", "key")},
+    },
+}
+# The route's ``webhook``; ``provider`` may also come from a webhook rule's config.
+_WEBHOOK = {"type": "object", "additionalProperties": False, "properties": _WEBHOOK_KEYS}
+_CONTRACT_KEYS: dict[str, Any] = {
+    "requestSchemaRef": {"type": "string", "minLength": 1},
+    "requestSchema": {"type": ["object", "boolean"]},
+    "rejectUnknownFields": {"type": "boolean"},
+    "openapiRef": {"type": "string", "minLength": 1},
+}
+# Rule types: ``cel`` is a condition; the others configure a built-in check of the route
+# (their ``config`` keys merge into the route's section of the same name).
+RULE_TYPES = (
+    "cel",
+    "webhook",
+    "webhook-signature",
+    "webhook-replay",
+    "limit",
+    "limits",
+    "contract",
+)
+
+
+def _config(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties, **extra}
+
+
+_RULE_CONFIG = {
+    # Length is checked when compiling (one clear message, without echoing the expression).
+    "cel": _config({"expr": {"type": "string", "minLength": 1}}, required=["expr"]),
+    "webhook": _config(_WEBHOOK_KEYS),
+    "webhook-signature": _config(_WEBHOOK_KEYS),
+    "webhook-replay": _config({}),
+    "limit": _config(_LIMITS["properties"], minProperties=1),
+    "limits": _config(_LIMITS["properties"], minProperties=1),
+    "contract": _config(_CONTRACT_KEYS),
+}
+_RULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "type"],
+    "properties": {
+        "id": _ID,
+        "type": {"enum": list(RULE_TYPES)},
+        # "allow" is in upstream's type but has no meaning there; refused when compiling.
+        "action": {"enum": ["block", "monitor", "allow"]},
+        "severity": _SEVERITY,
+        "message": {"type": "string"},
+        "description": {"type": "string"},
+        "config": {"type": "object"},
+    },
+    "allOf": [
+        {
+            "if": {"properties": {"type": {"const": t}}, "required": ["type"]},
+            "then": {
+                "properties": {"config": schema},
+                **({"required": ["config"]} if t in ("cel", "limit", "limits") else {}),
+            },
+        }
+        for t, schema in _RULE_CONFIG.items()
+    ],
+}
 
 POLICY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -85,7 +163,7 @@ POLICY_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "required": ["id", "match"],
                 "properties": {
-                    "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"},
+                    "id": _ID,
                     "description": {"type": "string"},
                     "match": {
                         "type": "object",
@@ -102,70 +180,11 @@ POLICY_SCHEMA: dict[str, Any] = {
                         },
                     },
                     "mode": _MODE,
-                    "contract": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "requestSchemaRef": {"type": "string", "minLength": 1},
-                            "requestSchema": {"type": ["object", "boolean"]},
-                            "rejectUnknownFields": {"type": "boolean"},
-                        },
-                    },
+                    "contract": _config(_CONTRACT_KEYS),
                     "limits": _LIMITS,
                     "vulnerability": _VULNS,
-                    "webhook": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["provider"],
-                        "properties": {
-                            "provider": {"enum": ["stripe", "github", "slack", "twilio"]},
-                            "secretRef": {
-                                "type": "string",
-                                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
-                            },
-                            "secret": {"type": "string", "minLength": 1},
-                            "timestampTolerance": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": 86400,
-                            },
-                            "replayProtection": {"type": "boolean"},
-                            "allowedEventTypes": {
-                                "type": "array",
-                                "items": {"type": "string", "minLength": 1},
-                            },
-                            "requireRawBody": {"type": "boolean"},
-                        },
-                    },
-                    "rules": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["id", "type", "config"],
-                            "properties": {
-                                "id": {
-                                    "type": "string",
-                                    "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
-                                },
-                                "type": {"const": "cel"},
-                                "action": {"enum": ["block", "monitor"]},
-                                "severity": _SEVERITY,
-                                "message": {"type": "string"},
-                                "description": {"type": "string"},
-                                "config": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "required": ["expr"],
-                                    "properties": {
-                                        # Length is checked when compiling (one clear
-                                        # message, without echoing the expression).
-                                        "expr": {"type": "string", "minLength": 1}
-                                    },
-                                },
-                            },
-                        },
-                    },
+                    "webhook": _WEBHOOK,
+                    "rules": {"type": "array", "items": _RULE},
                 },
             },
         },

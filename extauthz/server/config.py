@@ -31,9 +31,25 @@ class ServerConfig:
     grpc_port: int = 0  # 0 = no TCP gRPC listener
     http_port: int = 3100  # 0 = no HTTP API
     http_host: str = "127.0.0.1"
+    # The HTTP API (and Envoy's HTTP-mode ext_authz) on a Unix socket, with the gRPC socket's
+    # hygiene and SOCKET_MODE; None = off.
+    http_unix_socket: str | None = None
     grpc_host: str = "0.0.0.0"
     redis_url: str | None = None
     log_level: str = "info"
+    # Decision log (see ``decision_log``): sinks, ALLOW sampling, what a record may carry.
+    decision_log: str = "stdout"  # stdout | file:PATH | http(s)://URL, comma-separated | off
+    decision_log_sample_allow: float = 0.0
+    decision_log_headers: str = "user-agent,content-type,content-length,x-forwarded-for"
+    decision_log_body_routes: str = ""  # route ids whose (masked) bodies are logged
+    decision_log_redact: str = ""  # PATH=mask|hash|drop, comma-separated
+    decision_log_file_max_bytes: int = 100 * MIB
+    decision_log_file_backups: int = 5
+    decision_log_queue: int = 10_000
+    explain_api: bool = False  # /v1/evaluate?explain=1; off in production settings
+    # POST /evaluate with a "policy" (upstream's sidecar takes the caller's): off, because a
+    # caller-supplied policy lets any caller allow itself.
+    allow_request_policy: bool = False
     hot_reload: bool = True
     reload_debounce_ms: int = 500
     replay_fail_open: bool = False
@@ -89,9 +105,15 @@ class ServerConfig:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise InvalidConfig(f"{name.upper()}: {port} is not a port (0-65535)")
-        if self.unix_socket is None and self.grpc_port == 0 and self.http_port == 0:
+        if (
+            self.unix_socket is None
+            and self.grpc_port == 0
+            and self.http_port == 0
+            and self.http_unix_socket is None
+        ):
             raise InvalidConfig(
-                "nothing to serve: set UNIX_SOCKET, GRPC_PORT or HTTP_PORT (--unix-socket, ...)"
+                "nothing to serve: set UNIX_SOCKET, GRPC_PORT, HTTP_PORT or HTTP_UNIX_SOCKET "
+                "(--unix-socket, ...)"
             )
         if self.log_level not in LOG_LEVELS:
             raise InvalidConfig(
@@ -107,8 +129,15 @@ class ServerConfig:
             raise InvalidConfig("GRACE_SECONDS: must not be negative")
         if self.max_request_bytes is not None and self.max_request_bytes < 64 * 1024:
             raise InvalidConfig("MAX_REQUEST_BYTES: must be at least 65536")
-        if self.unix_socket is not None and len(os.fsencode(self.unix_socket)) > 107:
-            raise InvalidConfig(f"UNIX_SOCKET: path longer than 107 bytes: {self.unix_socket}")
+        for name in ("unix_socket", "http_unix_socket"):
+            path = getattr(self, name)
+            if path is not None and len(os.fsencode(path)) > 107:
+                raise InvalidConfig(f"{name.upper()}: path longer than 107 bytes: {path}")
+        if self.unix_socket is not None and self.unix_socket == self.http_unix_socket:
+            raise InvalidConfig("HTTP_UNIX_SOCKET: must not be the gRPC UNIX_SOCKET")
+        from .decision_log import DecisionLogSettings
+
+        DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
         self._validate_tls()
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
@@ -209,4 +238,10 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "http_tls": _bool,
     "grace_seconds": _float,
     "log_level": _log_level,
+    "decision_log_sample_allow": _float,
+    "decision_log_file_max_bytes": _int,
+    "decision_log_file_backups": _int,
+    "decision_log_queue": _int,
+    "explain_api": _bool,
+    "allow_request_policy": _bool,
 }

@@ -79,29 +79,40 @@ def internal_error(request_id: str | None = None) -> Outcome:
 
 
 def decide_now(
-    state: ServerState, ctx: RequestContext, transport: str
+    state: ServerState,
+    ctx: RequestContext,
+    transport: str,
+    policy: CompiledPolicy | None = None,
 ) -> Outcome | Coroutine[Any, Any, Outcome]:
     """Evaluate ``ctx`` against the current policy (taken once); never raises.
 
     Returns the ``Outcome`` or, when a webhook replay claim is due (the only await in a check),
     a coroutine to await for it: a check needing no claim creates no coroutine (see ``decide``).
+    ``policy`` replaces the server's for this check (a caller-supplied policy on ``/evaluate``,
+    only where the operator allowed it).
     """
     start = time.perf_counter()
     try:
-        policy = state.policy_source.current()
-        state.metrics.observe_policy(policy)
+        if policy is None:
+            policy = state.policy_source.current()
+            state.metrics.observe_policy(policy)
         result = begin(policy, ctx, time.time())
         if isinstance(result, Pending):
             return _decide_after_claim(state, ctx, transport, start, result)
         outcome = _outcome(policy, result)
     except Exception:
         outcome = _failed(state, ctx)
-    return _observed(state, outcome, start, transport)
+    return _observed(state, outcome, start, transport, ctx)
 
 
-async def decide(state: ServerState, ctx: RequestContext, transport: str) -> Outcome:
+async def decide(
+    state: ServerState,
+    ctx: RequestContext,
+    transport: str,
+    policy: CompiledPolicy | None = None,
+) -> Outcome:
     """``decide_now``, awaited when it has to be; never raises."""
-    decided = decide_now(state, ctx, transport)
+    decided = decide_now(state, ctx, transport, policy)
     return decided if isinstance(decided, Outcome) else await decided
 
 
@@ -116,7 +127,7 @@ async def _decide_after_claim(
         )
     except Exception:
         outcome = _failed(state, ctx)
-    return _observed(state, outcome, start, transport)
+    return _observed(state, outcome, start, transport, ctx)
 
 
 def _failed(state: ServerState, ctx: RequestContext) -> Outcome:
@@ -125,12 +136,31 @@ def _failed(state: ServerState, ctx: RequestContext) -> Outcome:
     return internal_error(ctx.id)
 
 
-def _observed(state: ServerState, outcome: Outcome, start: float, transport: str) -> Outcome:
-    """Count the decision and its latency since ``start``, once per check."""
+def _observed(
+    state: ServerState,
+    outcome: Outcome,
+    start: float,
+    transport: str,
+    ctx: RequestContext | None = None,
+) -> Outcome:
+    """Count the decision and its latency since ``start``, once per check; log it if sampled."""
     decision = outcome.decision
-    state.metrics.observe_decision(
-        decision.action, decision.metadata.route_id, time.perf_counter() - start, transport
-    )
+    latency = time.perf_counter() - start
+    state.metrics.observe_decision(decision.action, decision.metadata.route_id, latency, transport)
+    tracer = state.tracer
+    if tracer is not None:  # tracing off: this test is all a check pays
+        tracer.annotate(decision)
+    decision_log = state.decision_log
+    if decision_log is not None:  # DECISION_LOG=off: likewise
+        decision_log.submit(decision, ctx, latency, transport)
+    return outcome
+
+
+def observe_rejected(state: ServerState, outcome: Outcome, transport: str) -> Outcome:
+    """Log a request that never became a context (a 400 ``invalid_request``)."""
+    decision_log = state.decision_log
+    if decision_log is not None:
+        decision_log.submit(outcome.decision, None, 0.0, transport)
     return outcome
 
 

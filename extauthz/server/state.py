@@ -56,6 +56,10 @@ class ServerState:
     # Seams for the hot reloader and the Redis store (see ``app.build_state``): ``reload`` is
     # called on SIGHUP; each ``on_shutdown`` callable (sync or async) runs once after drain.
     reload: Callable[[], Any] | None = None
+    # The decision log (``decision_log.DecisionLog``), None when DECISION_LOG=off.
+    decision_log: Any = None
+    # OpenTelemetry (``tracing.CheckTracer``), None unless the OTEL_* variables turn it on.
+    tracer: Any = None
     on_shutdown: list[Callable[[], Any]] = field(default_factory=list)
 
     def policy(self) -> CompiledPolicy:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from extauthz.devstack.envoy import CENTRALIZED_CONFIG, SIDECAR_CONFIG
+from extauthz.devstack.envoy import CENTRALIZED_CONFIG, ENVOY_DIR, SIDECAR_CONFIG
 
 HARDENING = {
     "normalize_path": True,
@@ -44,7 +44,11 @@ def pdp_answer(body: bytes) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) and "ruleHits" in answer else None
 
 
-@pytest.mark.parametrize("config", [SIDECAR_CONFIG, CENTRALIZED_CONFIG], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "config",
+    sorted({SIDECAR_CONFIG, CENTRALIZED_CONFIG, *ENVOY_DIR.glob("*.yaml")}),
+    ids=lambda p: p.name,
+)
 def test_shipped_configs_carry_the_hardening(config) -> None:  # type: ignore[no-untyped-def]
     data = yaml.safe_load(config.read_text())
     hcm = data["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]

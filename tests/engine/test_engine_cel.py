@@ -96,7 +96,7 @@ def test_false_or_error_is_a_hit(expr: str, why: str, ctx) -> None:
 
 
 def test_body_is_null_without_a_parsed_body(ctx) -> None:
-    p = policy_with("request.body == null")
+    p = policy_with("request.body.json.sample == null && !request.body.present")
     c = ctx("GET", "/items/1")
     assert evaluate(p, c).action == "ALLOW"
 
@@ -135,8 +135,14 @@ def test_compile_reads_fields_per_variable() -> None:
         "headers",
         "query",
         "params",
+        "routeId",
         "body",
         "contentType",
+        "bodyPresent",
+        "bodySize",
+        "bodyRedacted",
+        "bodyJson",
+        "bodyEnvelope",
     }
     assert all(v is None for v in needs.values())
     _, needs = compile_expr("identity.scopes.exists(request, request == 'x')")
@@ -152,11 +158,14 @@ def test_compile_reads_fields_per_variable() -> None:
         ('request.headers["a"] == request.headers.b', frozenset({"a", "b"})),
         ("has(request.body.qty)", frozenset({"qty"})),
         ("request.body.items.exists(i, i > 0)", frozenset({"items"})),
-        ("request.body.size() > 0", None),
-        ("size(request.body) > 0", None),
-        ("'qty' in request.body", None),
-        ("request.body == null", None),
-        ("request.body['a'] == 1 && request.body[request.query.k] == 1", None),
+        ("request.body.json.sample.size() > 0", None),
+        ("size(request.body.json.sample) > 0", None),
+        ("'qty' in request.body.json.sample", None),
+        ("request.body.json.sample == null", None),
+        (
+            "request.body.json.sample['a'] == 1 && request.body.json.sample[request.query.k] == 1",
+            None,
+        ),
     ],
 )
 def test_map_fields_are_pruned_to_the_keys_read(expr: str, keys) -> None:

@@ -21,7 +21,7 @@ CONFIGS = sorted(ENVOY_DIR.glob("*.yaml"))
 
 
 def test_there_are_configs_to_check() -> None:
-    assert {p.name for p in CONFIGS} >= {"envoy.yaml", "envoy-tcp.yaml"}
+    assert {p.name for p in CONFIGS} >= {"envoy.yaml", "envoy-tcp.yaml", "envoy-http.yaml"}
 
 
 TLS_DIR = "/etc/envoy/tls/"  # where envoy-tcp-mtls.yaml expects its PEM files
@@ -79,6 +79,40 @@ def test_ext_authz_options_we_rely_on(name: str) -> None:
     assert authz["metadata_context_namespaces"] == ["envoy.filters.http.jwt_authn"]
     provider = filters["envoy.filters.http.jwt_authn"]["providers"]["contractshield_demo"]
     assert provider["payload_in_metadata"] == "jwt_payload"
+
+
+def test_http_mode_options_we_rely_on() -> None:
+    """What the HTTP-mode PDP trusts (docs/envoy.md): the headers it reads are removed from the
+    client's request first, the client address comes from Envoy, and every header is forwarded."""
+    config = yaml.safe_load((ENVOY_DIR / "envoy-http.yaml").read_text())
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    filters = {f["name"]: f["typed_config"] for f in hcm["typed_config"]["http_filters"]}
+    assert list(filters) == [
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.router",
+    ]
+    removed = {
+        m["remove"]
+        for m in filters["envoy.filters.http.header_mutation"]["mutations"]["request_mutations"]
+    }
+    assert removed == {
+        "x-jwt-payload",
+        "x-contractshield-client-address",
+        "x-contractshield-content-length",
+    }
+    provider = filters["envoy.filters.http.jwt_authn"]["providers"]["contractshield_demo"]
+    assert provider["forward_payload_header"] == "x-jwt-payload"
+    authz = filters["envoy.filters.http.ext_authz"]
+    assert authz["failure_mode_allow"] is False
+    assert authz["http_service"]["path_prefix"] == "/ext_authz"
+    request = authz["http_service"]["authorization_request"]
+    added = {h["key"]: h["value"] for h in request["headers_to_add"]}
+    assert added["x-contractshield-client-address"] == "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+    assert authz["allowed_headers"]["patterns"] == [{"safe_regex": {"regex": ".*"}}]
+    pdp = next(c for c in config["static_resources"]["clusters"] if c["name"] == "contractshield")
+    assert pdp["health_checks"][0]["http_health_check"] == {"path": "/ready"}
 
 
 def test_rendered_configs_validate(tmp_path: Path) -> None:

@@ -72,6 +72,10 @@ VARIANTS: dict[str, EnvoyConfigOptions] = {
     "failure-mode-allow": EnvoyConfigOptions(failure_mode_allow=True, demo_jwt=True),
     "small-body": EnvoyConfigOptions(max_body_bytes=1024, timeout_ms=50),
     "large-body": EnvoyConfigOptions(max_body_bytes=64 * 1024 * 1024, timeout_ms=2000),
+    "http-mode-unix": EnvoyConfigOptions(
+        socket="/tmp/cs/http.sock", demo_jwt=True, authz_mode="http"
+    ),
+    "http-mode-tcp": EnvoyConfigOptions(address="pdp.default.svc:3100", authz_mode="http"),
     "ipv6": EnvoyConfigOptions(
         address="[::1]:9000", upstream="[::1]:8081", listen_address="::", admin_address="::1"
     ),
@@ -274,6 +278,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED: dict[str, list[str]] = {
     "envoy/envoy.yaml": ["--socket", "/tmp/contractshield/pdp.sock", "--demo-jwt"],
     "envoy/envoy-tcp.yaml": ["--address", "127.0.0.1:9001", "--demo-jwt"],
+    "envoy/envoy-http.yaml": [
+        "--socket",
+        "/tmp/contractshield/http.sock",
+        "--demo-jwt",
+        "--authz-mode",
+        "http",
+    ],
 }
 
 

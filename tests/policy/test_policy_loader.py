@@ -203,7 +203,7 @@ def test_contract_errors(tmp_path: Path) -> None:
     assert "invalid JSON Schema" in where["routes[1].contract.requestSchemaRef"]
     assert "invalid JSON" in where["routes[2].contract.requestSchemaRef"]
     assert "only local" in where["routes[3].contract.requestSchemaRef"]
-    assert "needs requestSchemaRef or requestSchema" in where["routes[4].contract"]
+    assert "rejectUnknownFields needs a schema" in where["routes[4].contract.rejectUnknownFields"]
     assert "not both" in where["routes[5].contract"]
     assert "invalid JSON Schema" in where["routes[6].contract.requestSchema"]
 
@@ -222,6 +222,7 @@ def test_schema_refs_resolve_relative_to_the_policy_file(tmp_path: Path, monkeyp
 
 def test_webhook_errors(monkeypatch) -> None:
     monkeypatch.delenv("CS_TEST_MISSING_SECRET", raising=False)
+    monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
     found = route_problems(
         "- {id: a, match: {path: /a}, webhook: {provider: stripe}}\n"
         "- {id: b, match: {path: /b}, webhook: {provider: stripe, secret: x, secretRef: Y}}\n"
@@ -229,7 +230,9 @@ def test_webhook_errors(monkeypatch) -> None:
         "- {id: d, match: {path: /d}, webhook: {provider: github, secret: s, tolerance: 5}}\n"
     )
     where = dict(found)
-    assert "needs secretRef" in where["routes[0].webhook"]
+    assert (
+        "set the environment variable STRIPE_WEBHOOK_SECRET" in where["routes[0].webhook.provider"]
+    )
     assert "not both" in where["routes[1].webhook"]
     assert "CS_TEST_MISSING_SECRET is not set" in where["routes[2].webhook.secretRef"]
     assert "unknown key" in where["routes[3].webhook.tolerance"]
@@ -253,7 +256,7 @@ def test_rule_errors() -> None:
         "  rules:\n"
         "    - {id: x, type: cel, config: {expr: 'true'}}\n"
         "    - {id: x, type: cel, config: {expr: 'true'}}\n"
-        "    - {id: limit.mine, type: cel, config: {expr: 'true'}}\n"
+        "    - {id: limit.body.max, type: cel, config: {expr: 'true'}}\n"
         "    - {id: y, type: rego, config: {expr: 'true'}}\n"
         "    - {id: z, type: cel, config: {expr: 'user.admin'}}\n"
         "    - {id: w, type: cel, config: {expr: 'request.bodyy == 1'}}\n"
@@ -262,11 +265,11 @@ def test_rule_errors() -> None:
     )
     where = dict(found)
     assert "duplicate rule id 'x'" in where["routes[0].rules[1].id"]
-    assert "built-in prefix" in where["routes[0].rules[2].id"]
-    assert "'cel'" in where["routes[0].rules[3].type"]
+    assert "id of a built-in check" in where["routes[0].rules[2].id"]
+    assert "'cel', 'webhook'" in where["routes[0].rules[3].type"]
     assert "unknown variable 'user'" in where["routes[0].rules[4].config.expr"]
     assert "no field 'bodyy'" in where["routes[0].rules[5].config.expr"]
-    assert "'block', 'monitor'" in where["routes[0].rules[6].action"]
+    assert "'block', 'monitor', 'allow'" in where["routes[0].rules[6].action"]
     assert "required key is missing" in where["routes[0].rules[7].config.expr"]
 
 

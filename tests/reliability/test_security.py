@@ -151,6 +151,11 @@ def test_secrets_never_leak_into_logs_metrics_decisions_or_errors(tmp_path: Path
         "LOG_LEVEL": "debug",
         "HOT_RELOAD": "true",
         "RELOAD_DEBOUNCE_MS": "100",
+        # The decision log at its most talkative: every ALLOW too, and the bodies of the
+        # webhook routes (whose requests carry the signatures).
+        "DECISION_LOG_SAMPLE_ALLOW": "1",
+        "DECISION_LOG_BODY_ROUTES": "stripe-webhook,github-webhook,env-webhook,license-activate",
+        "DECISION_LOG_HEADERS": "user-agent,content-type,x-github-delivery",
     }
     seen: list[str] = []
     with running_stack(policy=policy, env=env) as stack:
@@ -228,6 +233,11 @@ def test_secrets_never_leak_into_logs_metrics_decisions_or_errors(tmp_path: Path
             seen.append(_get(f"{stack.server.http_url}{endpoint}"))
         log = stack.server.log_path.read_text(errors="replace")
     assert "DEBUG" in log  # the scan below covers the most verbose level
+    records = [json.loads(ln) for ln in log.splitlines() if '"log":"contractshield.decision"' in ln]
+    # Every decision was logged and is scanned below: 8 through Envoy (the bad JWT stops at
+    # Envoy's jwt_authn, 401), 2 straight over gRPC, 1 through the HTTP API.
+    assert len(records) == len(calls) - 1 + 2 + 1
+    assert any(r["request"] and "body" in r["request"] for r in records)
     assert "(value not shown)" in log  # both bad edits were refused, and logged, redacted
     haystack = "\n".join([log, *seen])
     needles = {
@@ -241,6 +251,11 @@ def test_secrets_never_leak_into_logs_metrics_decisions_or_errors(tmp_path: Path
     }
     leaks = {name: haystack.count(value) for name, value in needles.items() if value in haystack}
     assert not leaks, leaks
+    # The signatures the requests carried: the echo upstream returns them to their sender, but
+    # the PDP's own output (its log, the decision log included) never holds one.
+    signatures = [v for *_, headers in calls for k, v in headers.items() if "signature" in k]
+    assert len(signatures) == 6
+    assert not [v for v in signatures if v in log or v.split("v1=")[-1] in log]
 
 
 # --- HMAC comparisons are constant-time ---------------------------------------------------------

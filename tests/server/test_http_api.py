@@ -247,3 +247,26 @@ async def test_unexpected_handler_failure_is_a_json_500(start_inproc, free_port)
         body = await resp.json()
     assert body["code"] == "INTERNAL_ERROR" and "error id" in body["error"]
     assert "exploded" not in body["error"]
+
+
+async def test_explain_is_off_by_default(http) -> None:  # type: ignore[no-untyped-def]
+    async with http.post("/v1/evaluate?explain=1", json=context()) as resp:
+        assert resp.status == 403
+        body = await resp.json()
+    assert body["code"] == "EXPLAIN_DISABLED" and "EXPLAIN_API" in body["error"]
+
+
+async def test_explain_when_turned_on(start_inproc, free_port) -> None:  # type: ignore[no-untyped-def]
+    server = await start_inproc(http_port=free_port(), explain_api=True)
+    ctx = context("GET", "/admin/users")
+    async with (
+        aiohttp.ClientSession(f"http://127.0.0.1:{server.http_port}") as session,
+        session.post("/v1/evaluate?explain=1", json=ctx) as resp,
+    ):
+        assert resp.status == 200
+        out = await resp.json()
+    assert out["decision"]["action"] == "BLOCK"
+    (hit,) = out["explain"]["hits"]
+    assert hit["id"] == "admin.denied" and hit["phase"] == "cel"
+    assert hit["location"].endswith("demo.yaml: routes[4].rules[0]")
+    assert out["explain"]["cel"][0]["inputs"] == {}  # "false" reads nothing

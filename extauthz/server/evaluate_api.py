@@ -1,0 +1,95 @@
+"""``POST /evaluate``: upstream ContractShield's sidecar call, on the server's policy.
+
+    request   {"context": RequestContext}            (upstream's client SDK sends this)
+    answer    {"decision": Decision, "durationMs": float}
+
+Upstream's sidecar also takes ``"policy"`` from the caller; here that is refused with 400
+unless the operator set ``ALLOW_REQUEST_POLICY`` (a caller-supplied policy lets any caller
+allow itself). Allowed, such a policy is compiled *sealed* (no schema files, no environment
+secrets: either would be an oracle on the server) and kept in a small cache keyed by its
+bytes, so a caller that sends the same policy each time compiles it once.
+
+Independent of the HTTP server: a handler passes the body bytes and sends what comes back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+from cachetools import LRUCache
+
+from .._exceptions import InvalidContext, InvalidPolicy
+from ..context import RequestContext
+from ..engine.model import CompiledPolicy
+from ..envoy.response import INVALID_REQUEST
+from .decide import decide
+from .state import ServerState
+
+KEYS = ("context", "policy", "options")
+POLICY_CACHE_SIZE = 32
+_cache: LRUCache[str, CompiledPolicy] = LRUCache(POLICY_CACHE_SIZE)
+
+
+def _error(reason: str, **extra: Any) -> tuple[int, dict[str, Any]]:
+    return 400, {"error": reason, "code": INVALID_REQUEST, **extra}
+
+
+def _caller_policy(state: ServerState, doc: Any) -> CompiledPolicy | tuple[int, dict[str, Any]]:
+    from ..policy import load_policy_bytes
+
+    if not state.config.allow_request_policy:
+        return _error(
+            "this server decides with its own policy: a request may not carry one "
+            "(ALLOW_REQUEST_POLICY=true allows it; a caller-supplied policy lets any caller "
+            "allow itself)"
+        )
+    data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    key = hashlib.sha256(data).hexdigest()  # sealed: the same bytes, the same policy
+    policy = _cache.get(key)
+    if policy is None:
+        try:
+            policy = load_policy_bytes(data, source="<request policy>", sealed=True)
+        except InvalidPolicy as exc:
+            return _error(
+                "the request's policy is invalid",
+                problems=[f"{p.path}: {p.reason}" if p.path else p.reason for p in exc.errors],
+            )
+        _cache[key] = policy
+    return policy
+
+
+async def evaluate(state: ServerState, body: bytes) -> tuple[int, dict[str, Any]]:
+    """(status, JSON answer) for one ``POST /evaluate`` body; never raises for bad input."""
+    start = time.perf_counter()
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        return _error(f"body is not valid JSON: {exc}")
+    if not isinstance(data, dict) or "context" not in data:
+        return _error('expected {"context": {...}}')
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        return _error(f"unknown key {unknown[0]!r} (allowed: context, policy)")
+    if data.get("options") is not None:
+        return _error("options are not accepted: the server's settings apply")
+    policy: CompiledPolicy | None = None
+    if data.get("policy") is not None:
+        compiled = _caller_policy(state, data["policy"])
+        if isinstance(compiled, tuple):
+            return compiled
+        policy = compiled
+    context = data["context"]
+    try:
+        if isinstance(context, dict) and not context.get("id"):
+            context["id"] = os.urandom(16).hex()  # every decision carries a request id
+        ctx = RequestContext.from_dict(context)
+    except InvalidContext as exc:
+        state.metrics.observe_error(InvalidContext.code)
+        return _error(f"context: {exc}")
+    outcome = await decide(state, ctx, "http", policy)
+    duration = (time.perf_counter() - start) * 1000
+    return 200, {"decision": outcome.decision.to_dict(), "durationMs": round(duration, 3)}
