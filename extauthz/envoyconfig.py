@@ -1,13 +1,14 @@
 """Render an Envoy v3 bootstrap that puts ContractShield in front of an upstream.
 
 The config is built with envoy-data-plane's typed (betterproto2) classes, so a misspelt field or
-a wrong type fails here, in Python, rather than at Envoy start-up. That library is an optional
-dependency (extra ``config``) imported inside the functions: the PDP never needs it.
+a wrong type fails here, in Python, rather than at Envoy start-up. That library is a dependency
+imported inside the functions only: the PDP's import and hot path never load it.
 
 The shape, in filter order: a listener → ``jwt_authn`` (optional; local JWKS; missing tokens let
 through so the *policy* answers token-less calls) → ``ext_authz`` (gRPC to the ``contractshield``
 cluster on a Unix socket or TCP, raw body packed as bytes, JWT payload forwarded as metadata) →
-``router`` to the ``upstream`` cluster. The PDP cluster is HTTP/2 and health-checked with the
+``router`` to the ``upstream`` cluster; the connection manager normalises paths and refuses
+encoded slashes (``_path_hardening``). The PDP cluster is HTTP/2 and health-checked with the
 gRPC health protocol; the admin interface listens on localhost.
 """
 
@@ -89,6 +90,13 @@ class EnvoyConfigOptions:
     demo_jwt: bool = False  # ... or the inline demo HS256 key; neither: no jwt_authn filter
     authz_mode: AuthzMode = "grpc"  # "http": Envoy's http_service mode (docs/envoy.md)
     workers: int = 1  # ``serve --workers N`` on ``socket``: one PDP endpoint per worker socket
+    # TLS to a PDP on TCP (``address``): Envoy verifies the PDP against this CA ...
+    pdp_tls_ca_file: str | None = None
+    # ... presents this client certificate (mTLS; the PDP's TLS_CLIENT_CA_FILE) ...
+    pdp_tls_cert_file: str | None = None
+    pdp_tls_key_file: str | None = None
+    # ... and sends this SNI, requiring it among the PDP certificate's DNS names
+    pdp_tls_server_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.authz_mode not in ("grpc", "http"):
@@ -103,6 +111,7 @@ class EnvoyConfigOptions:
             raise InvalidConfig("give at most one of jwks_file and demo_jwt")
         if self.address is not None:
             split_host_port(self.address, what="address")
+        self._validate_pdp_tls()
         split_host_port(self.upstream, what="upstream")
         for name in ("listen_port", "admin_port"):
             port = getattr(self, name)
@@ -116,6 +125,26 @@ class EnvoyConfigOptions:
             )
         if self.timeout_ms <= 0 or self.health_interval_ms <= 0:
             raise InvalidConfig("timeout_ms and health_interval_ms must be positive")
+
+    def _validate_pdp_tls(self) -> None:
+        """Refuse half a TLS setting (Envoy would either not start or not verify the PDP)."""
+        given = [
+            name
+            for name in ("pdp_tls_ca_file", "pdp_tls_cert_file", "pdp_tls_key_file")
+            if getattr(self, name) is not None
+        ]
+        if self.pdp_tls_server_name is not None:
+            given.append("pdp_tls_server_name")
+        if not given:
+            return
+        if self.address is None:
+            raise InvalidConfig("PDP TLS needs the PDP on TCP (address); a Unix socket is plain")
+        if self.pdp_tls_ca_file is None:
+            raise InvalidConfig(
+                f"{given[0]} without pdp_tls_ca_file: Envoy would not verify the PDP's certificate"
+            )
+        if (self.pdp_tls_cert_file is None) != (self.pdp_tls_key_file is None):
+            raise InvalidConfig("give both pdp_tls_cert_file and pdp_tls_key_file (or neither)")
 
     def with_(self, **changes: Any) -> EnvoyConfigOptions:
         """A copy with some options changed (switching transport clears the other one)."""
@@ -153,8 +182,8 @@ def _require_data_plane() -> None:
         if not (exc.name or "").startswith(("envoy_data_plane", "betterproto2")):
             raise
         raise InvalidConfig(
-            "envoy config generation needs the optional dependency envoy-data-plane: "
-            "pip install 'extauthz[config]'"
+            "envoy config generation needs envoy-data-plane (a dependency of extauthz): "
+            "pip install envoy-data-plane"
         ) from exc
 
 
@@ -228,6 +257,7 @@ def _import_extensions() -> None:
     import envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3
     import envoy_data_plane.envoy.extensions.filters.http.router.v3
     import envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3
+    import envoy_data_plane.envoy.extensions.transport_sockets.tls.v3
     import envoy_data_plane.envoy.extensions.upstreams.http.v3  # noqa: F401
 
 
@@ -301,6 +331,7 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
             ],
         ),
         http_filters=filters,
+        **_path_hardening(),
     )
     return Listener(
         name="ingress",
@@ -316,6 +347,24 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
             )
         ],
     )
+
+
+def _path_hardening() -> dict[str, Any]:
+    """HCM path settings for every mode: defence in depth beside the engine's canonicalisation.
+
+    Envoy resolves ``.``/``..`` and ``//`` before routing and before ext_authz, so the PDP, the
+    route table and the upstream all see one path; an encoded slash or backslash (``%2F``,
+    ``%5C``), which servers read differently, is refused by Envoy with a 400.
+    """
+    from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+        HttpConnectionManagerPathWithEscapedSlashesAction as EscapedSlashes,
+    )
+
+    return {
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": EscapedSlashes.REJECT_REQUEST,
+    }
 
 
 def _jwt_authn(opts: EnvoyConfigOptions) -> Any:
@@ -520,6 +569,7 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
         name=PDP_CLUSTER,
         type=kind,
         connect_timeout=_ms(opts.timeout_ms),
+        transport_socket=_pdp_transport_socket(opts),
         typed_extension_protocol_options={
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _pack(protocol)
         },
@@ -534,6 +584,52 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
             )
         ],
     )
+
+
+def _pdp_transport_socket(opts: EnvoyConfigOptions) -> Any:
+    """``UpstreamTlsContext`` for a PDP on TCP with TLS (None: plaintext, the default).
+
+    ALPN ``h2`` as gRPC expects (``http/1.1`` in HTTP mode); the PDP's chain is checked against ``pdp_tls_ca_file`` and,
+    with a server name, its DNS names too. Envoy reads the files at start-up.
+    """
+    if opts.pdp_tls_ca_file is None:
+        return None
+    from envoy_data_plane.envoy.config.core.v3 import DataSource, TransportSocket
+    from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
+        CertificateValidationContext,
+        CommonTlsContext,
+        SubjectAltNameMatcher,
+        SubjectAltNameMatcherSanType,
+        TlsCertificate,
+        UpstreamTlsContext,
+    )
+    from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
+
+    validation = CertificateValidationContext(trusted_ca=DataSource(filename=opts.pdp_tls_ca_file))
+    if opts.pdp_tls_server_name is not None:
+        validation.match_typed_subject_alt_names = [
+            SubjectAltNameMatcher(
+                san_type=SubjectAltNameMatcherSanType.DNS,
+                matcher=StringMatcher(exact=opts.pdp_tls_server_name),
+            )
+        ]
+    certificates = []
+    if opts.pdp_tls_cert_file is not None and opts.pdp_tls_key_file is not None:
+        certificates.append(
+            TlsCertificate(
+                certificate_chain=DataSource(filename=opts.pdp_tls_cert_file),
+                private_key=DataSource(filename=opts.pdp_tls_key_file),
+            )
+        )
+    context = UpstreamTlsContext(
+        common_tls_context=CommonTlsContext(
+            alpn_protocols=["h2"] if opts.authz_mode == "grpc" else ["http/1.1"],
+            tls_certificates=certificates,
+            validation_context=validation,
+        ),
+        sni=opts.pdp_tls_server_name or "",
+    )
+    return TransportSocket(name="envoy.transport_sockets.tls", typed_config=_pack(context))
 
 
 def _upstream_cluster(opts: EnvoyConfigOptions) -> Any:

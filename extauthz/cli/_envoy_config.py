@@ -29,8 +29,7 @@ def register(subparsers: Any) -> None:
         help="print an Envoy v3 bootstrap (listener, jwt_authn, ext_authz, clusters)",
         description=(
             "Render an Envoy v3 bootstrap that sends every request through ContractShield's "
-            "ext_authz gRPC server. Needs the optional dependency envoy-data-plane "
-            "(pip install 'extauthz[config]')."
+            "ext_authz gRPC server (rendered with envoy-data-plane's typed classes)."
         ),
     )
     where = p.add_mutually_exclusive_group()
@@ -84,6 +83,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="verify JWTs with the inline demo HS256 key (demo only, never production)",
     )
+    tls = p.add_argument_group("TLS to a PDP on TCP (--address)")
+    tls.add_argument("--pdp-tls-ca", metavar="PEM", help="verify the PDP against this CA file")
+    tls.add_argument("--pdp-tls-cert", metavar="PEM", help="Envoy's client certificate (mTLS)")
+    tls.add_argument("--pdp-tls-key", metavar="PEM", help="its private key")
+    tls.add_argument(
+        "--pdp-tls-server-name", metavar="DNS", help="SNI, required among the PDP's DNS names"
+    )
     p.add_argument(
         "--authz-mode",
         choices=("grpc", "http"),
@@ -127,6 +133,9 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--jwks-file", args.jwks_file]
     if args.demo_jwt:
         words.append("--demo-jwt")
+    for name in ("pdp_tls_ca", "pdp_tls_cert", "pdp_tls_key", "pdp_tls_server_name"):
+        if getattr(args, name, None):
+            words += [f"--{name.replace('_', '-')}", getattr(args, name)]
     if args.authz_mode != "grpc":
         words += ["--authz-mode", args.authz_mode]
     if args.format != "yaml":
@@ -150,6 +159,10 @@ def options_from_args(args: argparse.Namespace) -> _ec.EnvoyConfigOptions:
         status_on_error=args.status_on_error,
         jwks_file=args.jwks_file,
         demo_jwt=args.demo_jwt,
+        pdp_tls_ca_file=args.pdp_tls_ca,
+        pdp_tls_cert_file=args.pdp_tls_cert,
+        pdp_tls_key_file=args.pdp_tls_key,
+        pdp_tls_server_name=args.pdp_tls_server_name,
         authz_mode=args.authz_mode,
         workers=args.workers,
     )

@@ -48,6 +48,19 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--grace-seconds", help="drain time on SIGTERM (default 5) [GRACE_SECONDS]")
     p.add_argument("--max-request-bytes", help="gRPC receive limit [MAX_REQUEST_BYTES]")
+    p.add_argument("--tls-cert-file", help="PEM certificate for the TCP listeners [TLS_CERT_FILE]")
+    p.add_argument("--tls-key-file", help="PEM private key for it [TLS_KEY_FILE]")
+    p.add_argument(
+        "--tls-client-ca-file", help="require client certs signed by this CA [TLS_CLIENT_CA_FILE]"
+    )
+    p.add_argument(
+        "--no-http-tls",
+        dest="http_tls",
+        action="store_const",
+        const=False,
+        default=None,
+        help="keep the HTTP listener plain when TLS is on [HTTP_TLS=false]",
+    )
     p.add_argument(
         "--allow-request-policy",
         action="store_const",

@@ -22,6 +22,7 @@ from ._client import (
 from ._http_transport import AsyncHttpTransport, HttpTransport
 from ._request import CheckInput, ClaimNames, build_check_request, describe
 from ._response import Verdict, to_verdict
+from ._tls import TlsOptions
 from ._transport import AsyncGrpcTransport, AsyncTransport, GrpcTransport, Transport
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "ContractShieldClient",
     "GrpcTransport",
     "HttpTransport",
+    "TlsOptions",
     "Transport",
     "Verdict",
     "build_check_request",

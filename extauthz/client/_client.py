@@ -39,6 +39,7 @@ from ._request import (
     describe,
 )
 from ._response import Verdict, to_verdict
+from ._tls import TlsOptions
 from ._transport import AsyncGrpcTransport, AsyncTransport, GrpcTransport, Transport
 
 log = logging.getLogger("extauthz.client")
@@ -275,8 +276,13 @@ class ContractShieldClient:
         on_cache_hit: OnCacheHit | None = None,
         on_failover: OnFailover | None = None,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+        tls: TlsOptions | None = None,
     ) -> None:
         kind = _kind(target, transport)
+        if tls is not None and kind != "grpc":
+            raise InvalidConfig(
+                "tls applies to a gRPC target (host:port); not to a transport or http"
+            )
         self._core = _Core(
             timeout_ms=timeout_ms,
             retries=retries,
@@ -297,7 +303,7 @@ class ContractShieldClient:
         if kind == "http":
             self._transport = HttpTransport(target)  # type: ignore[arg-type]
         elif kind == "grpc":
-            self._transport = GrpcTransport(target)  # type: ignore[arg-type]
+            self._transport = GrpcTransport(target, tls=tls)  # type: ignore[arg-type]
         else:
             self._transport = transport  # type: ignore[assignment]
 
@@ -405,8 +411,13 @@ class AsyncContractShieldClient:
         on_cache_hit: OnCacheHit | None = None,
         on_failover: OnFailover | None = None,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+        tls: TlsOptions | None = None,
     ) -> None:
         kind = _kind(target, transport)
+        if tls is not None and kind != "grpc":
+            raise InvalidConfig(
+                "tls applies to a gRPC target (host:port); not to a transport or http"
+            )
         self._core = _Core(
             timeout_ms=timeout_ms,
             retries=retries,
@@ -427,7 +438,7 @@ class AsyncContractShieldClient:
         if kind == "http":
             self._transport = AsyncHttpTransport(target)  # type: ignore[arg-type]
         elif kind == "grpc":
-            self._transport = AsyncGrpcTransport(target)  # type: ignore[arg-type]
+            self._transport = AsyncGrpcTransport(target, tls=tls)  # type: ignore[arg-type]
         else:
             self._transport = transport  # type: ignore[assignment]
 

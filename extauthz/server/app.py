@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -33,11 +34,13 @@ from .health import HealthWatcher
 from .http_api import HttpApi
 from .http_server import HttpServer
 from .state import ServerState
+from .tls import TlsFiles, TlsReloader
 
 log = logging.getLogger("extauthz.server")
 
 DRAIN_QUIET_SECONDS = 0.2  # a drain ends once no check has started for this long
 DRAIN_POLL_SECONDS = 0.02
+TLS_WATCH_SECONDS = 1.0  # how often the HTTP listener looks for new TLS files
 
 
 # --- policy source and replay store ------------------------------------------------------
@@ -111,9 +114,13 @@ class Server:
     servicer: AuthorizationServicer | None = None
     grpc_port: int | None = None  # bound TCP port, when GRPC_PORT is set
     http_port: int | None = None  # bound HTTP port, when HTTP_PORT is set
+    tls: TlsReloader | None = None  # TCP listeners' TLS files, when TLS_CERT_FILE is set
     _socket_inode: int | None = None
     _http_socket_inode: int | None = None
     _publish_task: asyncio.Task[None] | None = None
+    _http_tcp: asyncio.Server | None = None  # the TCP listener, re-opened on new TLS files
+    _http_tls_generation: int = 0
+    _tls_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> Server:
         state, config = self.state, self.state.config
@@ -138,6 +145,8 @@ class Server:
             # supervisor has checked that nobody else holds it).
             ("grpc.so_reuseport", 1 if state.worker is not None else 0),
         ]
+        tls_files = TlsFiles.from_config(config)
+        self.tls = TlsReloader(tls_files) if tls_files is not None else None
         server = grpc.aio.server(options=options)
         self.servicer = AuthorizationServicer(state)
         server.add_generic_rpc_handlers((self.servicer.handler(),))
@@ -161,7 +170,10 @@ class Server:
         if config.grpc_port:
             address = f"{config.grpc_host}:{config.grpc_port}"
             try:
-                self.grpc_port = server.add_insecure_port(address)
+                if self.tls is not None:
+                    self.grpc_port = server.add_secure_port(address, self.tls.grpc_credentials())
+                else:
+                    self.grpc_port = server.add_insecure_port(address)
             except RuntimeError as exc:
                 raise InvalidConfig(
                     f"GRPC_PORT: cannot bind {address} (in use, or not a local address)"
@@ -179,13 +191,14 @@ class Server:
         if state.worker is not None:
             self._publish_task = asyncio.get_running_loop().create_task(self._publish())
         log.info(
-            "serving policy %s (unix socket %s, grpc port %s, http %s:%s, http socket %s)",
+            "serving policy %s (unix socket %s, grpc port %s, http %s:%s, http socket %s, tls %s)",
             version,
             config.unix_socket or "off",
             self.grpc_port or "off",
             config.http_host,
             self.http_port or "off",
             config.http_unix_socket or "off",
+            ("mtls" if self.tls.files.mutual else "on") if self.tls else "off",
         )
         return self
 
@@ -197,15 +210,23 @@ class Server:
             HttpApi(state, self.servicer), max_body_bytes=max_bytes
         )
         if config.http_port:
+            http_tls = self.tls if config.http_tls else None
             try:
                 self.http_port = await http.listen_tcp(
-                    config.http_host, config.http_port, reuse_port=state.worker is not None
+                    config.http_host,
+                    config.http_port,
+                    reuse_port=state.worker is not None,
+                    ssl_context=http_tls.ssl_context() if http_tls is not None else None,
                 )
             except OSError as exc:
                 raise InvalidConfig(
                     f"HTTP_PORT: cannot listen on {config.http_host}:{config.http_port}: "
                     f"{exc.strerror or exc}"
                 ) from exc
+            self._http_tcp = http.servers[-1]
+            if http_tls is not None:
+                self._http_tls_generation = http_tls.generation
+                self._tls_watch = asyncio.create_task(self._watch_http_tls(http_tls))
         if config.http_unix_socket:
             path = config.http_unix_socket
             try:
@@ -242,6 +263,10 @@ class Server:
             await self._quiesce(self.servicer, deadline)
         if self.grpc_server is not None:
             await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
+        if self._tls_watch is not None:
+            self._tls_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tls_watch
         if self.http_server is not None:
             await self.http_server.close(max(0.0, deadline - time.monotonic()))
         self._remove_socket()
@@ -268,6 +293,41 @@ class Server:
             except Exception:  # a full disk must not stop the worker deciding
                 log.exception("worker %s: cannot publish metrics", role.name)
             await asyncio.sleep(workers.PUBLISH_INTERVAL_SECONDS)
+
+    async def _watch_http_tls(self, tls: TlsReloader) -> None:
+        """Re-open the HTTP TCP listener with a new context when the TLS files changed.
+
+        An ``SSLContext`` can gain a CA but never lose one, so a new context (and a new
+        listening socket on the same port) is the only way a removed client CA stops being
+        trusted. Open connections keep their old session; new ones get the new files.
+        """
+        while True:
+            await asyncio.sleep(TLS_WATCH_SECONDS)
+            tls.refresh()
+            http = self.http_server
+            if tls.generation == self._http_tls_generation or http is None or not self.http_port:
+                continue
+            try:
+                context = tls.ssl_context()
+            except (OSError, ssl.SSLError) as exc:
+                log.error("HTTP listener keeps its TLS files: %s", exc)
+                continue
+            if self._http_tcp is not None:
+                self._http_tcp.close()
+                http.servers.remove(self._http_tcp)
+                self._http_tcp = None
+            try:
+                await http.listen_tcp(
+                    self.state.config.http_host,
+                    self.http_port,
+                    reuse_port=self.state.worker is not None,
+                    ssl_context=context,
+                )
+            except OSError as exc:  # the port was taken in between: try again next round
+                log.error("HTTP listener could not re-open on port %s: %s", self.http_port, exc)
+                continue
+            self._http_tcp, self._http_tls_generation = http.servers[-1], tls.generation
+            log.info("HTTP listener re-opened with the new TLS files")
 
     @staticmethod
     async def _quiesce(servicer: AuthorizationServicer, deadline: float) -> None:

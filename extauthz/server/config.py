@@ -64,6 +64,11 @@ class ServerConfig:
     scopes_claim: str = "scope"
     jwt_metadata_key: str = "jwt_payload"
     workers: int = 1  # worker processes under a supervisor (``workers``); WORKERS=auto: cores
+    # TLS for the TCP listeners (server/tls.py): cert + key, and a client CA for mTLS.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    http_tls: bool = True  # false: the HTTP listener stays plain (e.g. probes on localhost)
 
     def effective_max_request_bytes(self, policy_max_body_bytes: int = 0) -> int:
         """The gRPC receive limit: explicit, else the policy's largest body plus headroom."""
@@ -149,11 +154,35 @@ class ServerConfig:
         from .decision_log import DecisionLogSettings
 
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
+        self._validate_tls()
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):
             raise InvalidConfig(
                 f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}"
+            )
+
+    def _validate_tls(self) -> None:
+        """Refuse half a TLS setting: a listener that is meant to be secured must be."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            given, missing = (
+                ("TLS_CERT_FILE", "TLS_KEY_FILE")
+                if self.tls_key_file is None
+                else ("TLS_KEY_FILE", "TLS_CERT_FILE")
+            )
+            raise InvalidConfig(f"{given} is set but {missing} is not: give both (or neither)")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise InvalidConfig(
+                "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE (mTLS is TLS first)"
+            )
+        if (
+            self.tls_cert_file is not None
+            and self.grpc_port == 0
+            and not (self.http_port and self.http_tls)
+        ):
+            raise InvalidConfig(
+                "TLS_CERT_FILE: no TCP listener to secure (set GRPC_PORT, or HTTP_PORT with "
+                "HTTP_TLS on); the Unix socket is never TLS"
             )
 
 
@@ -228,6 +257,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "max_request_bytes": _int,
     "hot_reload": _bool,
     "replay_fail_open": _bool,
+    "http_tls": _bool,
     "grace_seconds": _float,
     "log_level": _log_level,
     "decision_log_sample_allow": _float,

