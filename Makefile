@@ -10,6 +10,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# xds-protos and opentelemetry-proto both ship opentelemetry/proto/**/*_pb2.py, and the
+	# one installed last wins; xds-protos' older copies lack what the OTLP exporter imports
+	# (InstrumentationScope). Reinstall opentelemetry-proto's own files, same version.
+	$(BIN)/pip install --quiet --force-reinstall --no-deps \
+	  "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $(STAMP)
 
 demo: $(STAMP)

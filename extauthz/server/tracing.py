@@ -150,8 +150,18 @@ def from_environment(environ: Mapping[str, str] | None = None) -> CheckTracer | 
     if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "console":
         exporter = ConsoleSpanExporter()
     else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:
+            from .._exceptions import InvalidConfig
 
+            # xds-protos ships older copies of opentelemetry/proto/**/*_pb2.py; installed
+            # after opentelemetry-proto, they replace its files (one name, two packages).
+            raise InvalidConfig(
+                f"OTLP exporter cannot be imported ({exc}); if xds-protos overwrote "
+                "opentelemetry-proto's files, run: pip install --force-reinstall --no-deps "
+                "opentelemetry-proto"
+            ) from exc
         exporter = OTLPSpanExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return CheckTracer(provider)
