@@ -7,6 +7,7 @@ environment here, at load, so a missing secret refuses the policy instead of fai
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -22,6 +23,7 @@ from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
 from ..engine.model import CompiledPolicy, CompiledRoute, Defaults, HitOverride
 from ..engine.vulnerability import DEFAULT_ENABLED, OFF, Check, VulnerabilityConfig
 from ..engine.webhook import DEFAULT_TOLERANCE, WebhookConfig
+from . import _openapi
 from . import _rule_types as rule_types
 from ._loader import parse_schema_file
 from ._schema import format_path, structure_problems
@@ -70,6 +72,7 @@ class _Collector:
         self.source = source
         self.sealed = sealed  # a caller-supplied policy: no files, no environment
         self.problems: list[PolicyProblem] = []
+        self.openapi: _openapi.OpenApiLoader | None = None  # one per load: documents read once
 
     def add(self, path: list[Any] | str, reason: str) -> None:
         where = path if isinstance(path, str) else format_path(path)
@@ -326,13 +329,13 @@ def _compile_contract(
     c = section.values
     ref = c.get("requestSchemaRef")
     inline = c.get("requestSchema")
-    if "openapiRef" in c:
-        out.add(
-            section.where("openapiRef"),
-            "openapiRef is not supported yet; give the body schema as requestSchemaRef "
-            "(upstream's engine reads only requestSchemaRef too) and remove openapiRef",
-        )
-        return None, False
+    operation: _openapi.Operation | None = None
+    if isinstance(c.get("openapiRef"), str):
+        operation = _load_operation(section, out, base_dir, hasher, files)
+        if operation is None:
+            return None, False
+        if ref is None and inline is None:  # else: body from the policy, the rest from the spec
+            inline = True if operation.body_schema is None else operation.body_schema
     if ref is not None and inline is not None:
         out.add(section.where(), "give either requestSchemaRef or requestSchema, not both")
         return None, False
@@ -362,6 +365,9 @@ def _compile_contract(
             out.add(where, error)
             return None, False
         source = str(path)
+    elif operation is not None and "requestSchema" not in c:
+        where = section.where("openapiRef")
+        schema, source = inline, operation.where
     elif isinstance(inline, Mapping | bool):
         where = section.where("requestSchema")
         schema, source = inline, "<inline>"
@@ -371,12 +377,42 @@ def _compile_contract(
         contract = compile_contract(
             schema, reject_unknown=bool(c.get("rejectUnknownFields", False)), source=source
         )
+        if operation is not None:
+            contract = dataclasses.replace(
+                contract,
+                parameters=operation.parameters,
+                body_optional=not operation.body_required,
+            )
         return contract, True
     except SchemaProblem as exc:
         out.add(where, f"{source}: {exc}" if source != "<inline>" else str(exc))
     except (RecursionError, ValueError, TypeError) as exc:
         out.add(where, f"schema cannot be compiled: {exc}")
     return None, False
+
+
+def _load_operation(
+    section: rule_types.Section, out: _Collector, base_dir: Path, hasher: Any, files: list[Path]
+) -> _openapi.Operation | None:
+    """The OpenAPI operation (or schema) ``openapiRef`` names; its files join ``files``."""
+    c = section.values
+    if out.sealed:
+        out.add(section.where("openapiRef"), _SEALED + "files (use requestSchema)")
+        return None
+    if out.openapi is None:
+        out.openapi = _openapi.OpenApiLoader(base_dir, MAX_SCHEMA_BYTES)
+    try:
+        operation = out.openapi.operation(
+            c["openapiRef"], reject_unknown_parameters=c.get("rejectUnknownParameters") is True
+        )
+    except _openapi.OpenApiProblem as exc:
+        out.add(section.where("openapiRef"), str(exc))
+        operation = None
+    for path, data in out.openapi.files.items():  # read so far, also when refused (watched)
+        if path not in files:
+            files.append(path)
+            hasher.update(b"\0" + str(path).encode() + b"\0" + data)
+    return operation
 
 
 def _read_schema(path: Path) -> tuple[Any, str | None, bytes]:

@@ -78,6 +78,7 @@ _CONTRACT_KEYS: dict[str, Any] = {
     "requestSchema": {"type": ["object", "boolean"]},
     "rejectUnknownFields": {"type": "boolean"},
     "openapiRef": {"type": "string", "minLength": 1},
+    "rejectUnknownParameters": {"type": "boolean"},
 }
 # Rule types: ``cel`` is a condition; the others configure a built-in check of the route
 # (their ``config`` keys merge into the route's section of the same name).
