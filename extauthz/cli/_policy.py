@@ -1,4 +1,7 @@
-"""``extauthz policy check FILE``: validate a policy the way the server would load it."""
+"""``extauthz policy check FILE``: validate a policy the way the server would load it.
+
+``extauthz policy from-openapi SPEC``: print an editable policy with one route per operation.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("policy", help="policy tools (check)")
+    parser = subparsers.add_parser("policy", help="policy tools (check, from-openapi)")
     sub = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     check = sub.add_parser(
         "check",
@@ -15,6 +18,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     check.add_argument("file", help="policy file (YAML or JSON)")
     check.set_defaults(func=run)
+    gen = sub.add_parser(
+        "from-openapi",
+        help="print a policy with one route per operation of an OpenAPI 3.0/3.1 document",
+    )
+    gen.add_argument("spec", help="OpenAPI document (YAML or JSON)")
+    gen.add_argument(
+        "--ref",
+        help="the spec's path as the policy's openapiRefs give it, relative to where the "
+        "policy will be (default: SPEC as given)",
+    )
+    gen.set_defaults(func=run_from_openapi)
+
+
+def run_from_openapi(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from ..policy._openapi import OpenApiProblem, policy_from_spec
+
+    try:
+        doc = policy_from_spec(Path(args.spec).resolve(), args.ref or args.spec)
+    except OpenApiProblem as exc:
+        print(f"{args.spec}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

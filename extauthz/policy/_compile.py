@@ -175,6 +175,12 @@ def compile_document(
         )
         if route is not None:
             routes.append(route)
+    spec = doc.get("openapi")
+    if isinstance(spec, Mapping) and isinstance(spec.get("spec"), str):
+        n = len(raw_routes) if isinstance(raw_routes, list) else 0
+        for route in _spec_routes(spec, n, defaults, out, base_dir, hasher, files, schema_cache,
+                                  seen_ids, seen_match):  # fmt: skip
+            routes.append(route)
     if out.problems:
         return None, out.problems
     try:
@@ -389,6 +395,45 @@ def _compile_contract(
     except (RecursionError, ValueError, TypeError) as exc:
         out.add(where, f"schema cannot be compiled: {exc}")
     return None, False
+
+
+def _spec_routes(
+    spec: Mapping[str, Any], first: int, defaults: Defaults, out: _Collector, *args: Any
+) -> list[CompiledRoute]:
+    """The routes of ``openapi: {spec: ...}``, compiled like the policy's own; a problem is
+    named ``openapi[METHOD /path].<key>``."""
+    base_dir, hasher, files = args[0], args[1], args[2]
+    if out.sealed:
+        out.add("openapi.spec", _SEALED + "files")
+        return []
+    if out.openapi is None:
+        out.openapi = _openapi.OpenApiLoader(base_dir, MAX_SCHEMA_BYTES)
+    try:
+        made = _openapi.spec_routes(spec, out.openapi)
+    except _openapi.OpenApiProblem as exc:
+        out.add("openapi.spec", str(exc))
+        made = []
+    for path, data in out.openapi.files.items():
+        if path not in files:
+            files.append(path)
+            hasher.update(b"\0" + str(path).encode() + b"\0" + data)
+    compiled: list[CompiledRoute] = []
+    for k, (label, route_doc) in enumerate(made):
+        i = first + k
+        at = f"routes[{i}]"
+        mark = len(out.problems)
+        for p in structure_problems({"policyVersion": "0.1", "routes": [route_doc]}, ""):
+            out.add(p.path.replace("routes[0]", at, 1), p.reason)
+        route = None
+        if len(out.problems) == mark:
+            route = _compile_route(route_doc, i, defaults, out, *args)
+        for j in range(mark, len(out.problems)):
+            p = out.problems[j]
+            if p.path.startswith(at):
+                out.problems[j] = PolicyProblem(p.file, label + p.path[len(at) :], p.reason)
+        if route is not None:
+            compiled.append(route)
+    return compiled
 
 
 def _load_operation(

@@ -399,3 +399,112 @@ def _translate_30(raw: Mapping[str, Any], out: dict[str, Any]) -> None:
                 out[exclusive] = out.pop(bound)
             else:
                 del out[exclusive]
+
+
+# -- routes from a spec (``openapi: {spec: ...}``) ----------------------------------------
+_ID_BAD = re.compile(r"[^A-Za-z0-9_.:-]+")
+_OPTION_KEYS = ("mode", "limits", "vulnerability", "rules", "webhook")
+_CONTRACT_OPTIONS = ("rejectUnknownFields", "rejectUnknownParameters")
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def route_id(op: Mapping[str, Any], method: str, path: str) -> str:
+    """A policy route id for an operation: its ``operationId``, made a valid id."""
+    raw = op.get("operationId")
+    text = raw if isinstance(raw, str) and raw else f"{method}-{path}"
+    return _ID_BAD.sub("-", text).strip("-_.:") or method
+
+
+def operations(doc: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(method, path, operation) for every operation of a document, in document order."""
+    found = []
+    for path, item in _obj(doc.get("paths")).items():
+        for method in HTTP_METHODS:
+            op = _obj(item).get(method)
+            if isinstance(op, Mapping):
+                found.append((method, path, op))
+    return found
+
+
+def spec_routes(
+    section: Mapping[str, Any], loader: OpenApiLoader
+) -> list[tuple[str, dict[str, Any]]]:
+    """(label, route document) for each operation of ``section['spec']``.
+
+    A route's parts, later ones winning: the section's defaults, the operation's
+    ``x-contractshield`` and ``x-cel-expression``, then the policy's ``operations.<id>``.
+    """
+    spec = section["spec"]
+    doc, _ = loader.document((loader.base_dir / spec).resolve())
+    prefix = str(section.get("pathPrefix", "")).rstrip("/")
+    overrides = _obj(section.get("operations"))
+    routes: list[tuple[str, dict[str, Any]]] = []
+    for method, path, op in operations(doc):
+        rid = route_id(op, method, path)
+        ext = _obj(op.get("x-contractshield"))
+        mine = _obj(overrides.get(rid))
+        if ext.get("skip") is True or mine.get("skip") is True:
+            continue
+        contract: dict[str, Any] = {
+            "openapiRef": f"{spec}#/paths/{_escape(path)}/{method}",
+            **{k: section[k] for k in _CONTRACT_OPTIONS if k in section},
+            **{k: ext[k] for k in _CONTRACT_OPTIONS if k in ext},
+            **{k: mine[k] for k in _CONTRACT_OPTIONS if k in mine},
+        }
+        route: dict[str, Any] = {
+            "id": rid,
+            "match": {"method": method.upper(), "path": (prefix + path) or "/"},
+            "contract": contract,
+        }
+        for key in _OPTION_KEYS:
+            for source in (section, ext, mine):
+                if key in source and key != "rules":
+                    route[key] = source[key]
+        rules: list[Any] = []
+        cel = op.get("x-cel-expression")
+        exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
+        for n, expr in enumerate(exprs):
+            rules.append(
+                {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
+                 "config": {"expr": expr}}
+            )  # fmt: skip
+        for source in (section, ext, mine):
+            if isinstance(source.get("rules"), list):
+                rules.extend(source["rules"])
+        if rules:
+            route["rules"] = rules
+        routes.append((f"openapi[{method.upper()} {path}]", route))
+    return routes
+
+
+def policy_from_spec(spec_path: Path, spec_ref: str) -> dict[str, Any]:
+    """An editable policy for a spec (``extauthz policy from-openapi``): one route each."""
+    loader = OpenApiLoader(spec_path.parent, 64 * 1024 * 1024)
+    doc, _ = loader.document(spec_path)
+    routes = []
+    for method, path, op in operations(doc):
+        rid = route_id(op, method, path)
+        route: dict[str, Any] = {
+            "id": rid,
+            "match": {"method": method.upper(), "path": path},
+            "contract": {"openapiRef": f"{spec_ref}#/paths/{_escape(path)}/{method}"},
+        }
+        cel = op.get("x-cel-expression")
+        exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
+        if exprs:
+            route["rules"] = [
+                {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
+                 "config": {"expr": e}}
+                for n, e in enumerate(exprs)
+            ]  # fmt: skip
+        routes.append(route)
+    title = _obj(doc.get("info")).get("title")
+    out: dict[str, Any] = {"policyVersion": "0.1"}
+    if isinstance(title, str):
+        out["name"] = title
+    out["defaults"] = {"mode": "enforce", "unmatchedRouteAction": "block"}
+    out["routes"] = routes
+    return out

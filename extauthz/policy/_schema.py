@@ -133,6 +133,35 @@ _RULE = {
     ],
 }
 
+# ``openapi``: routes from an OpenAPI document (``_openapi.spec_routes``). Each option is
+# checked again, with the route schema, as part of every route it makes.
+_SPEC_OPTIONS: dict[str, Any] = {
+    k: {"type": "object"} for k in ("limits", "vulnerability", "webhook")
+} | {
+    "mode": {"type": "string"},
+    "rules": {"type": "array"},
+    "rejectUnknownFields": {"type": "boolean"},
+    "rejectUnknownParameters": {"type": "boolean"},
+}
+_OPENAPI = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["spec"],
+    "properties": {
+        "spec": {"type": "string", "minLength": 1},
+        "pathPrefix": {"type": "string", "pattern": "^(/.*)?$"},
+        "operations": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {**_SPEC_OPTIONS, "skip": {"type": "boolean"}},
+            },
+        },
+        **_SPEC_OPTIONS,
+    },
+}
+
 POLICY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -157,6 +186,7 @@ POLICY_SCHEMA: dict[str, Any] = {
                 "vulnerabilityChecks": _VULNS,
             },
         },
+        "openapi": _OPENAPI,
         "routes": {
             "type": "array",
             "items": {

@@ -230,3 +230,72 @@ def test_sealed_policy_cannot_read_a_spec() -> None:
             sealed=True,
         )
     assert "cannot read the server's files" in info.value.errors[0].reason
+
+
+SPEC_POLICY = """
+policyVersion: "0.1"
+defaults: {unmatchedRouteAction: block}
+routes:
+  - id: health
+    match: {method: GET, path: /health}
+openapi:
+  spec: ./store31.json
+  pathPrefix: /api
+  operations:
+    getOrder:
+      mode: monitor
+      rules: [{id: no-admin, type: cel, config: {expr: "request.headers['x-role'] != 'admin'"}}]
+"""
+
+
+def test_routes_from_a_spec(tmp_path: Path) -> None:
+    p = _load(tmp_path, SPEC_POLICY)
+    assert p.route_ids == ("health", "createOrder", "getOrder")  # deleteOrder: x-... skip
+    ok = {"sku": "ABC-1234", "qty": 1}
+    assert _ids(p, "POST", "/api/orders", body=ok) == []
+    # (the CEL rule on the missing qty fails closed as well)
+    assert _ids(p, "POST", "/api/orders", body={"sku": "ABC-1234"})[0] == "contract.schema.invalid"
+    # x-cel-expression: upstream's per-operation rule, id from the operationId
+    assert _ids(p, "POST", "/api/orders", body={**ok, "qty": 101}) == ["createOrder.cel"]
+    # x-contractshield: rejectUnknownParameters for this operation
+    assert _ids(p, "POST", "/api/orders", body=ok, query={"x": "1"}) == [
+        "contract.parameter.unknown"
+    ]
+    # the policy's own overrides per operation
+    d = evaluate(p, build_ctx("GET", "/api/orders/o-1", headers={"x-role": "admin"}))
+    assert ([h.id for h in d.rule_hits], d.action) == (["no-admin"], "MONITOR")
+    d = evaluate(p, build_ctx("GET", "/api/orders/x", headers={"x-role": "user"}))
+    assert ([h.id for h in d.rule_hits], d.action) == (["contract.parameter.invalid"], "MONITOR")
+    assert _ids(p, "DELETE", "/api/orders/o-1") == ["route.unmatched"]
+    assert sorted(f.name for f in p.files) == ["p.yaml", "store31.json"]
+
+
+def test_spec_route_problems_name_the_operation(tmp_path: Path) -> None:
+    text = SPEC_POLICY.replace("request.headers['x-role'] != 'admin'", "request.nope(")
+    errors = _refused(tmp_path, text)
+    assert [e[0] for e in errors] == ["openapi[GET /orders/{orderId}].rules[0].config.expr"]
+    text = SPEC_POLICY.replace("mode: monitor", "mode: loud")
+    assert [e[0] for e in _refused(tmp_path, text)] == ["openapi[GET /orders/{orderId}].mode"]
+    text = SPEC_POLICY.replace("store31.json", "nope.json")
+    assert _refused(tmp_path, text)[0][0] == "openapi.spec"
+
+
+def test_cli_from_openapi_prints_a_policy_that_loads(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for f in DATA.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    run = subprocess.run(
+        [sys.executable, "-m", "extauthz", "policy", "from-openapi", "store31.json"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (tmp_path / "gen.yaml").write_text(run.stdout)
+    p = load_policy(tmp_path / "gen.yaml")
+    assert p.route_ids == ("createOrder", "getOrder", "deleteOrder")
+    assert _ids(p, "POST", "/orders", body={"sku": "ABC-1234", "qty": 101}) == ["createOrder.cel"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "extauthz", "policy", "from-openapi", "common.yaml"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "an OpenAPI 3.0.x or 3.1.x document is needed" in bad.stderr
