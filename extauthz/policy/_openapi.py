@@ -15,6 +15,7 @@ dialect is translated (``nullable``, boolean ``exclusiveMinimum``/``exclusiveMax
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,11 @@ from ._loader import parse_schema_file
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
 _JSON = re.compile(r"(application/json|[a-z0-9.+-]+/[a-z0-9.+-]*\+json)(\s*;.*)?\Z", re.I)
-_ANNOTATION_KEYS = frozenset({"example", "discriminator", "xml", "externalDocs", "nullable"})
+# Dropped: OpenAPI annotations (``nullable`` is translated first), and ``$id``/``$schema``: every
+# ``$ref`` is rewritten to the bundle's root, so no embedded resource may move the base URI.
+_ANNOTATION_KEYS = frozenset(
+    {"example", "discriminator", "xml", "externalDocs", "nullable", "$id", "$schema"}
+)
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 _SCHEMA_ONE = (
     "items", "additionalProperties", "contains", "not", "if", "then", "else", "propertyNames",
@@ -74,6 +79,9 @@ class OpenApiLoader:
     files: dict[Path, bytes] = field(default_factory=dict)  # every file read, in order
     _docs: dict[str, Any] = field(default_factory=dict)  # file URI -> parsed document
     _validated: set[str] = field(default_factory=set)
+    # parameter schema (canonical JSON) -> validator: most APIs repeat a handful of them,
+    # and compiling one (metaschema check + code generation) costs milliseconds
+    _param_validators: dict[str, Any] = field(default_factory=dict)
 
     # -- files --------------------------------------------------------------------------
     def _read(self, path: Path) -> Any:
@@ -215,7 +223,9 @@ class OpenApiLoader:
                     loc == "header" and name.lower() in ("accept", "content-type", "authorization")
                 ):
                     continue  # not checked (OpenAPI says these three header entries are ignored)
-                compiled = self._parameter(bundler, p, p_base, p_where, name, loc)
+                compiled = self._parameter(
+                    bundler, p, p_base, p_where, name, loc, self._param_validators
+                )
                 if compiled is not None:
                     params[(loc, name)] = compiled  # an operation's entry overrides the item's
         checks = None
@@ -227,7 +237,13 @@ class OpenApiLoader:
 
     @staticmethod
     def _parameter(
-        bundler: _Bundler, p: Mapping[str, Any], base: str, where: str, name: str, loc: str
+        bundler: _Bundler,
+        p: Mapping[str, Any],
+        base: str,
+        where: str,
+        name: str,
+        loc: str,
+        cache: dict[str, Any],
     ) -> Parameter | None:
         raw = p.get("schema")
         if raw is None:
@@ -246,10 +262,14 @@ class OpenApiLoader:
             sep = "\0"  # repeated keys arrive as one value here: one item
         else:
             sep = _SEPARATORS.get(str(style), ",")
-        try:
-            validate, _ = compile_validator(schema)
-        except SchemaProblem as exc:
-            raise OpenApiProblem(f"{where}/schema: {exc}") from None
+        key = json.dumps(schema, sort_keys=True, default=repr)
+        validate = cache.get(key)
+        if validate is None:
+            try:
+                validate, _ = compile_validator(schema)
+            except SchemaProblem as exc:
+                raise OpenApiProblem(f"{where}/schema: {exc}") from None
+            cache[key] = validate
         required = bool(p.get("required", loc == "path"))
         return Parameter(name, loc, required, kind, item_kind, sep, validate)
 
