@@ -37,6 +37,7 @@ BUILTIN_IDS = frozenset(
         "engine.internalError", "vulnerability.prototypePollution",
         "vulnerability.pathTraversal", "vulnerability.ssrfInternal",
         "vulnerability.commandInjection", "vulnerability.nosqlInjection",
+        "vulnerability.sqlInjection", "vulnerability.xss",
         *rule_types.LIMIT_HITS.values(), *rule_types.CONTRACT_HITS,
         *(f"webhook.{p}.{k}" for p in PROVIDERS
           for k in ("signature", "eventType", "replay", "replayStoreUnavailable")),
@@ -64,6 +65,8 @@ _ATTRS = {
     "ssrfInternal": "ssrf_internal",
     "commandInjection": "command_injection",
     "nosqlInjection": "nosql_injection",
+    "sqlInjection": "sql_injection",
+    "xss": "xss",
 }
 
 

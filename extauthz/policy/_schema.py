@@ -40,6 +40,8 @@ _VULNS = {
             "ssrfInternal",
             "commandInjection",
             "nosqlInjection",
+            "sqlInjection",
+            "xss",
         )
     },
 }
