@@ -20,6 +20,10 @@ the floor's, on the same transport. Issue 14: extauthz in HTTP mode >= 1.4x the 
 The floor is a plain grpc.aio server on asyncio, as the issue measured it. ``extauthz serve``
 runs on uvloop when it is installed (a default dependency), and uvloop alone makes the no-op
 server faster: ``--floor-loop uvloop`` compares against that stricter floor.
+
+``--workers 1,2,...`` measures ``extauthz serve --workers W`` instead (one Unix socket per
+worker, all listed in Envoy's PDP cluster; a real Redis for replay claims, as several workers
+require): req/s per worker count, its ratio to one worker, and the machine's usable cores.
 """
 
 from __future__ import annotations
@@ -228,9 +232,24 @@ def noop_server(
         proc.wait(timeout=10)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and its children (a supervisor's workers)."""
+    total = cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(cpu_seconds(int(c)) for c in children)
+
+
 @contextmanager
 def extauthz_server(
-    workdir: Path, socket_path: str | None, port: int | None, http: bool = False
+    workdir: Path,
+    socket_path: str | None,
+    port: int | None,
+    http: bool = False,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Iterator[int]:
     server = ServerProcess(
         policy=DEMO_POLICY,
@@ -238,8 +257,9 @@ def extauthz_server(
         http_unix_socket_path=socket_path if http else None,
         grpc_port=port or 0,
         http_port=0,
-        env={"LOG_LEVEL": "warning"},
+        env={"LOG_LEVEL": "warning", **(env or {})},
         workdir=workdir / "pdp",
+        workers=workers,
     )
     with server:
         assert server.process is not None
@@ -280,6 +300,9 @@ def main() -> int:
         help="event loop of the no-op floor server (asyncio: the plain grpc.aio server the "
         "target is defined against; uvloop: the loop extauthz itself runs on)",
     )
+    parser.add_argument(
+        "--workers", help="comma-separated worker counts (e.g. 1,2): the scaling run instead"
+    )
     parser.add_argument("--noop-server", help=argparse.SUPPRESS)
     parser.add_argument("--noop-http-server", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -292,6 +315,8 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
+    if args.workers:
+        return scaling(args, [int(w) for w in args.workers.split(",")])
     workdir = Path(tempfile.mkdtemp(prefix="cs-bench-", dir="/tmp"))
     script = wrk_script(workdir)
     runs: dict[str, list[dict[str, float]]] = {}
@@ -381,6 +406,59 @@ def main() -> int:
     bad = {name: n for name, n in bad.items() if n}
     if bad:
         print(f"WARNING: non-2xx responses (the figures are not comparable): {bad}")
+    return 0
+
+
+def scaling(args: argparse.Namespace, counts: list[int]) -> int:
+    """req/s of ``extauthz serve --workers W`` through Envoy, per W, interleaved rounds."""
+    from extauthz.devstack.redis import RedisServer
+    from extauthz.server.workers import usable_cores
+
+    workdir = Path(tempfile.mkdtemp(prefix="cs-bench-", dir="/tmp"))
+    script = wrk_script(workdir)
+    runs: dict[int, list[dict[str, float]]] = {}
+    cores = usable_cores()
+    print(
+        f"usable cores {cores}; wrk: {args.connections} connections x {args.duration}s, "
+        f"{args.rounds} interleaved rounds, Envoy --concurrency {args.envoy_concurrency}, "
+        f"workers {counts}, Unix sockets (one per worker), shared Redis"
+    )
+    try:
+        with RedisServer() as redis:
+            for round_no in range(1, args.rounds + 1):
+                print(f"round {round_no}", flush=True)
+                for w in counts:
+                    sock = str(workdir / "pdp.sock")
+                    from extauthz.server.workers import worker_sockets
+
+                    env = {"REDIS_URL": redis.url, "DECISION_LOG": "off"}
+                    with (
+                        extauthz_server(workdir, sock, None, workers=w, env=env) as pid,
+                        envoy(
+                            workdir, args.envoy_concurrency, pdp_sockets=worker_sockets(sock, w)
+                        ) as e,
+                    ):
+                        wrk(e.url, script, 2, args.connections)  # warm-up
+                        before = tree_cpu_seconds(pid)
+                        r = wrk(e.url, script, args.duration, args.connections)
+                        r["pdp_us"] = (tree_cpu_seconds(pid) - before) / (r["rps"] * args.duration)
+                        r["pdp_us"] *= 1e6
+                        runs.setdefault(w, []).append(r)
+                        print(
+                            f"  workers {w:<3} {r['rps']:>9.0f} req/s  p99 {r['p99']:6.2f} ms"
+                            f"  PDP {r['pdp_us']:4.0f} µs/req  non-2xx {r['non2xx']:.0f}",
+                            flush=True,
+                        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    med = {w: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for w, rs in runs.items()}
+    one = med.get(1)
+    print(f"\nmedians of {args.rounds} round(s), usable cores {cores}:")
+    print(f"{'workers':<8} {'req/s':>9} {'x 1 worker':>11} {'p99 ms':>8} {'PDP µs/req':>11}")
+    for w, r in med.items():
+        ratio = f"{r['rps'] / one['rps']:>10.2f}x" if one else f"{'-':>11}"
+        print(f"{w:<8} {r['rps']:>9.0f} {ratio} {r['p99']:>8.2f} {r['pdp_us']:>11.0f}")
+    print("target (>= W + 2 cores): W workers >= 0.85 W x one worker's req/s")
     return 0
 
 

@@ -88,6 +88,7 @@ class EnvoyConfigOptions:
     jwks_file: str | None = None  # a JWKS file Envoy reads at start-up ...
     demo_jwt: bool = False  # ... or the inline demo HS256 key; neither: no jwt_authn filter
     authz_mode: AuthzMode = "grpc"  # "http": Envoy's http_service mode (docs/envoy.md)
+    workers: int = 1  # ``serve --workers N`` on ``socket``: one PDP endpoint per worker socket
 
     def __post_init__(self) -> None:
         if self.authz_mode not in ("grpc", "http"):
@@ -96,6 +97,8 @@ class EnvoyConfigOptions:
             raise InvalidConfig("give one of socket (Unix path) or address (HOST:PORT), not both")
         if self.socket is None and self.address is None:
             object.__setattr__(self, "socket", DEFAULT_SOCKET)
+        if self.workers < 1 or (self.workers > 1 and self.socket is None):
+            raise InvalidConfig("workers must be >= 1, and more than 1 only with a Unix socket")
         if self.jwks_file is not None and self.demo_jwt:
             raise InvalidConfig("give at most one of jwks_file and demo_jwt")
         if self.address is not None:
@@ -486,12 +489,15 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
     )
 
     if opts.socket is not None:
-        address = Address(pipe=Pipe(path=os.fspath(opts.socket)))
+        from .server.workers import worker_sockets
+
+        paths = worker_sockets(os.fspath(opts.socket), opts.workers)
+        addresses = [Address(pipe=Pipe(path=path)) for path in paths]
         kind = ClusterDiscoveryType.STATIC
     else:
         assert opts.address is not None
         host, port = split_host_port(opts.address)
-        address = _tcp(host, port)
+        addresses = [_tcp(host, port)]
         kind = ClusterDiscoveryType.STATIC if _is_ip(host) else ClusterDiscoveryType.STRICT_DNS
     if opts.authz_mode == "http":  # HTTP/1.1, pooled, idled out before the PDP's keep-alive
         protocol = HttpProtocolOptions(
@@ -517,7 +523,7 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
         typed_extension_protocol_options={
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _pack(protocol)
         },
-        load_assignment=_load_assignment(PDP_CLUSTER, address),
+        load_assignment=_load_assignment(PDP_CLUSTER, *addresses),
         health_checks=[
             HealthCheck(
                 timeout=_ms(opts.timeout_ms),
@@ -542,7 +548,7 @@ def _upstream_cluster(opts: EnvoyConfigOptions) -> Any:
     )
 
 
-def _load_assignment(cluster: str, address: Any) -> Any:
+def _load_assignment(cluster: str, *addresses: Any) -> Any:
     from envoy_data_plane.envoy.config.endpoint.v3 import (
         ClusterLoadAssignment,
         Endpoint,
@@ -553,6 +559,8 @@ def _load_assignment(cluster: str, address: Any) -> Any:
     return ClusterLoadAssignment(
         cluster_name=cluster,
         endpoints=[
-            LocalityLbEndpoints(lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=address))])
+            LocalityLbEndpoints(
+                lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=a)) for a in addresses]
+            )
         ],
     )

@@ -54,6 +54,9 @@ def register(subparsers: Any) -> None:
         const="true",
         help="let POST /evaluate carry the caller's own policy (unsafe) [ALLOW_REQUEST_POLICY]",
     )
+    p.add_argument(
+        "--workers", help="worker processes, or auto = usable cores (default 1) [WORKERS]"
+    )
     p.set_defaults(func=run)
 
 
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if config.workers > 1:
+        return _supervise(config)
     try:
         state = build_state(config)
     except InvalidConfig as exc:
@@ -89,6 +94,20 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"extauthz serve: {exc}", 1)
     except InvalidConfig as exc:
         return fail(f"extauthz serve: {exc}", 2)
+
+
+def _supervise(config: Any) -> int:
+    """N workers under a supervisor (``server.workers``); a bad policy is refused here."""
+    from .._exceptions import InvalidConfig, InvalidPolicy
+    from ..server.workers import Supervisor
+    from ._report import fail
+
+    try:
+        return Supervisor(config).run()
+    except InvalidConfig as exc:
+        return fail(f"extauthz serve: {exc}", 2)
+    except InvalidPolicy as exc:
+        return fail(f"extauthz serve: invalid policy:\n{exc}", 2)
 
 
 def _loop_factory() -> Any:

@@ -83,6 +83,7 @@ def render_config(
     listen_port: int,
     admin_port: int,
     pdp_socket: str | None = None,
+    pdp_sockets: list[str] | None = None,
     pdp_address: tuple[str, int] | None = None,
     upstream: tuple[str, int] | None = None,
     direct_response: bool = False,
@@ -93,7 +94,8 @@ def render_config(
     """A copy of ``template`` with the varying parts replaced.
 
     ``direct_response`` answers 200 from Envoy itself (benchmarks: no upstream in the way);
-    ``ext_authz=False`` removes the PDP from the chain (the Envoy-alone baseline).
+    ``ext_authz=False`` removes the PDP from the chain (the Envoy-alone baseline);
+    ``pdp_sockets`` lists one endpoint per worker socket (``serve --workers N``).
     """
     if not isinstance(template, dict):
         template = load_config(template)
@@ -109,6 +111,11 @@ def render_config(
     pdp = _find(clusters, PDP_CLUSTER)
     if pdp_socket is not None:
         _endpoint(pdp)["address"] = {"pipe": {"path": pdp_socket}}
+        pdp["type"] = "STATIC"
+    elif pdp_sockets:
+        pdp["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+            {"endpoint": {"address": {"pipe": {"path": path}}}} for path in pdp_sockets
+        ]
         pdp["type"] = "STATIC"
     elif pdp_address is not None:
         _endpoint(pdp)["address"] = {

@@ -25,7 +25,7 @@ from grpc_health.v1._async import HealthServicer
 
 from .._exceptions import InvalidConfig
 from ..metrics import MeteredReplayStore, Metrics
-from . import decision_log, heap, tracing
+from . import decision_log, heap, tracing, workers
 from . import socket as unix_socket
 from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
@@ -84,6 +84,7 @@ def build_state(config: ServerConfig) -> ServerState:
         reload=reloader.reload_now,
     )
     state.on_shutdown.append(reloader.stop)
+    state.worker = workers.WorkerRole.from_environ()
     state.tracer = tracing.from_environment()
     if state.tracer is not None:
         log.info("tracing: OpenTelemetry spans exported over OTLP (OTEL_* variables)")
@@ -112,6 +113,7 @@ class Server:
     http_port: int | None = None  # bound HTTP port, when HTTP_PORT is set
     _socket_inode: int | None = None
     _http_socket_inode: int | None = None
+    _publish_task: asyncio.Task[None] | None = None
 
     async def start(self) -> Server:
         state, config = self.state, self.state.config
@@ -132,7 +134,9 @@ class Server:
         options = [
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
-            ("grpc.so_reuseport", 0),  # a second instance must fail to bind, not share the port
+            # A second instance must fail to bind, not share the port; workers share it (the
+            # supervisor has checked that nobody else holds it).
+            ("grpc.so_reuseport", 1 if state.worker is not None else 0),
         ]
         server = grpc.aio.server(options=options)
         self.servicer = AuthorizationServicer(state)
@@ -172,6 +176,8 @@ class Server:
         self.health.start()
         if config.http_port or config.http_unix_socket:
             await self._start_http(max_bytes)
+        if state.worker is not None:
+            self._publish_task = asyncio.get_running_loop().create_task(self._publish())
         log.info(
             "serving policy %s (unix socket %s, grpc port %s, http %s:%s, http socket %s)",
             version,
@@ -192,7 +198,9 @@ class Server:
         )
         if config.http_port:
             try:
-                self.http_port = await http.listen_tcp(config.http_host, config.http_port)
+                self.http_port = await http.listen_tcp(
+                    config.http_host, config.http_port, reuse_port=state.worker is not None
+                )
             except OSError as exc:
                 raise InvalidConfig(
                     f"HTTP_PORT: cannot listen on {config.http_host}:{config.http_port}: "
@@ -237,6 +245,9 @@ class Server:
         if self.http_server is not None:
             await self.http_server.close(max(0.0, deadline - time.monotonic()))
         self._remove_socket()
+        if self._publish_task is not None:
+            self._publish_task.cancel()
+            state.worker.publish(state, state.metrics.registry_exposition())
         state.metrics.set_down()
         for hook in state.on_shutdown:
             try:
@@ -245,6 +256,18 @@ class Server:
                     await result
             except Exception:
                 log.exception("shutdown hook failed")
+
+    async def _publish(self) -> None:
+        """A worker's figures and status for its siblings' ``/metrics`` and ``/health``."""
+        state, role = self.state, self.state.worker
+        role.retire_predecessor()
+        state.metrics.aggregate = role.exposition
+        while True:
+            try:
+                role.publish(state, state.metrics.registry_exposition())
+            except Exception:  # a full disk must not stop the worker deciding
+                log.exception("worker %s: cannot publish metrics", role.name)
+            await asyncio.sleep(workers.PUBLISH_INTERVAL_SECONDS)
 
     @staticmethod
     async def _quiesce(servicer: AuthorizationServicer, deadline: float) -> None:
@@ -297,7 +320,8 @@ async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     heap.freeze()  # the policy stays out of full collections (see ``heap``)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    print(f"extauthz: ready (pid {os.getpid()})", file=sys.stderr, flush=True)
+    role = "ready" if state.worker is None else f"worker {state.worker.name} ready"
+    print(f"extauthz: {role} (pid {os.getpid()})", file=sys.stderr, flush=True)
     await stop.wait()
     await server.stop(config.grace_seconds)
     heap.disable()

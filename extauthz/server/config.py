@@ -63,6 +63,7 @@ class ServerConfig:
     tenant_claim: str = "tenant"
     scopes_claim: str = "scope"
     jwt_metadata_key: str = "jwt_payload"
+    workers: int = 1  # worker processes under a supervisor (``workers``); WORKERS=auto: cores
 
     def effective_max_request_bytes(self, policy_max_body_bytes: int = 0) -> int:
         """The gRPC receive limit: explicit, else the policy's largest body plus headroom."""
@@ -130,6 +131,21 @@ class ServerConfig:
                 raise InvalidConfig(f"{name.upper()}: path longer than 107 bytes: {path}")
         if self.unix_socket is not None and self.unix_socket == self.http_unix_socket:
             raise InvalidConfig("HTTP_UNIX_SOCKET: must not be the gRPC UNIX_SOCKET")
+        if self.workers > 1 and self.redis_url is None:
+            raise InvalidConfig(
+                f"WORKERS: {self.workers} workers with the in-memory replay store would let a "
+                "webhook replay through on another worker; set REDIS_URL (shared) or run 1 worker"
+            )
+        for name in ("unix_socket", "http_unix_socket"):
+            path = getattr(self, name)
+            if self.workers > 1 and path is not None:
+                from .workers import worker_socket
+
+                longest = worker_socket(path, self.workers - 1)
+                if len(os.fsencode(longest)) > 107:
+                    raise InvalidConfig(
+                        f"{name.upper()}: worker socket longer than 107 bytes: {longest}"
+                    )
         from .decision_log import DecisionLogSettings
 
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
@@ -188,6 +204,12 @@ def _bool(raw: Any, source: str) -> bool:
     raise InvalidConfig(f"{source}: expected true or false, got {raw!r}")
 
 
+def _workers(raw: Any, source: str) -> int:
+    from .workers import parse_workers
+
+    return parse_workers(raw, source)
+
+
 def _log_level(raw: Any, source: str) -> str:
     value = _text(raw, source).lower()
     if value == "warn":
@@ -214,4 +236,5 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "decision_log_queue": _int,
     "explain_api": _bool,
     "allow_request_policy": _bool,
+    "workers": _workers,
 }

@@ -121,13 +121,16 @@ async def health_report(state: ServerState, version: str) -> dict[str, Any]:
         status = "degraded"
     else:
         status = "ok"
-    return {
+    report: dict[str, Any] = {
         "status": status,
         "version": version,
         "uptime": round(time.time() - state.started_at, 3),
         "draining": state.draining,
         "checks": {"redis": store.to_dict(), "policy": policy.to_dict()},
     }
+    if state.worker is not None:  # every worker's pid and policy version (``workers``)
+        report["workers"] = state.worker.statuses()
+    return report
 
 
 class HealthWatcher:

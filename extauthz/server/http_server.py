@@ -112,10 +112,13 @@ class HttpServer:
     def _factory(self) -> _Connection:
         return _Connection(self)
 
-    async def listen_tcp(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (0: any free port); the bound port."""
+    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Listen on ``host:port`` (0: any free port); the bound port. ``reuse_port``: shared
+        with the other workers of a supervisor (``workers``)."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(self._factory, host, port, reuse_port=False, backlog=1024)
+        server = await loop.create_server(
+            self._factory, host, port, reuse_port=reuse_port, backlog=1024
+        )
         self.servers.append(server)
         self._start_sweeper()
         return int(server.sockets[0].getsockname()[1])

@@ -53,12 +53,20 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def pipe_path(envoy_config: dict[str, Any]) -> str:
+PDP_REPLICAS = ("pdp", "pdp-1")
+
+
+def pipe_paths(envoy_config: dict[str, Any]) -> list[str]:
+    """Every endpoint of Envoy's PDP cluster (one socket per PDP replica)."""
     pdp = next(
         c for c in envoy_config["static_resources"]["clusters"] if c["name"] == "contractshield"
     )
-    endpoint = pdp["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-    return endpoint["address"]["pipe"]["path"]
+    endpoints = pdp["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    return [e["endpoint"]["address"]["pipe"]["path"] for e in endpoints]
+
+
+def pipe_path(envoy_config: dict[str, Any]) -> str:
+    return pipe_paths(envoy_config)[0]
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -72,8 +80,8 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return out
 
 
-def test_all_four_services_are_present(compose: dict[str, Any]) -> None:
-    assert set(services(compose)) == {"envoy", "pdp", "redis", "app"}
+def test_all_services_are_present(compose: dict[str, Any]) -> None:
+    assert set(services(compose)) == {"envoy", *PDP_REPLICAS, "redis", "app"}
     assert services(compose)["envoy"]["image"].startswith("envoyproxy/envoy:v1.")
     assert services(compose)["redis"]["image"].startswith("redis:")
     assert services(compose)["pdp"]["build"]["dockerfile"] == "compose/Dockerfile"
@@ -83,16 +91,19 @@ def test_all_four_services_are_present(compose: dict[str, Any]) -> None:
 def test_socket_volume_is_shared_at_the_path_envoy_dials(
     compose: dict[str, Any], envoy_config: dict[str, Any]
 ) -> None:
-    socket = pipe_path(envoy_config)
-    socket_dir = str(Path(socket).parent)
-    envoy, pdp = services(compose)["envoy"], services(compose)["pdp"]
+    sockets = pipe_paths(envoy_config)
+    assert len(sockets) == len(PDP_REPLICAS)
+    socket_dir = str(Path(sockets[0]).parent)
+    envoy = services(compose)["envoy"]
     volume = mounts(envoy)[socket_dir]
-    assert mounts(pdp)[socket_dir] == volume
     assert volume in compose["volumes"], "the socket lives on a named volume, not a host path"
-    assert env(pdp)["UNIX_SOCKET"] == socket
-    # only the two containers that talk over the socket mount it
+    for name in PDP_REPLICAS:
+        assert mounts(services(compose)[name])[socket_dir] == volume
+    # each replica binds its own endpoint of the cluster
+    assert sorted(env(services(compose)[n])["UNIX_SOCKET"] for n in PDP_REPLICAS) == sockets
+    # only the containers that talk over the sockets mount them
     others = [n for n, s in services(compose).items() if volume in mounts(s).values()]
-    assert sorted(others) == ["envoy", "pdp"]
+    assert sorted(others) == sorted(["envoy", *PDP_REPLICAS])
 
 
 def test_envoy_mounts_the_generated_config(compose: dict[str, Any]) -> None:
@@ -173,9 +184,12 @@ def test_start_order_waits_for_health(compose: dict[str, Any]) -> None:
     svc = services(compose)
     assert svc["envoy"]["depends_on"] == {
         "pdp": {"condition": "service_healthy"},
+        "pdp-1": {"condition": "service_healthy"},
         "app": {"condition": "service_healthy"},
     }
-    assert svc["pdp"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    for name in PDP_REPLICAS:  # the replicas share one replay store
+        assert svc[name]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+        assert env(svc[name])["REDIS_URL"] == env(svc["pdp"])["REDIS_URL"]
     assert env(svc["pdp"])["REDIS_URL"].startswith("redis://redis:")
 
 
@@ -195,7 +209,7 @@ def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck(compose: dict[str
     assert any(word == "HEALTHCHECK" for word, _ in steps)
     envs = " ".join(rest for word, rest in steps if word == "ENV")
     pdp_env = env(services(compose)["pdp"])
-    assert f"UNIX_SOCKET={pdp_env['UNIX_SOCKET']}" in envs
+    assert f"UNIX_SOCKET={Path(pdp_env['UNIX_SOCKET']).parent}/" in envs  # the compose one's dir
     # Envoy joins the PDP's group to open the 0660 socket
     gid = re.search(r"ARG APP_GID=(\d+)", DOCKERFILE.read_text()).group(1)  # type: ignore[union-attr]
     assert env(services(compose)["envoy"])["ENVOY_GID"] == gid
@@ -246,11 +260,109 @@ def test_compose_up_and_run_the_tour() -> None:
         )
         results = run_tour("http://127.0.0.1:8080", demo_steps(None))
         assert [r.status for r in results] == [r.expected for r in results], results
+        # Envoy's round robin sends the replays to both replicas: each one is blocked.
+        payload, headers = signed_stripe_event()
+        statuses = [post("http://127.0.0.1:8080/webhooks/stripe", payload, headers)]
+        statuses += [
+            post("http://127.0.0.1:8080/webhooks/stripe", payload, headers) for _ in range(4)
+        ]
+        assert statuses[0] == 200 and all(s != 200 for s in statuses[1:]), statuses
     finally:
         subprocess.run([*base, "down", "--volumes", "--remove-orphans"], timeout=300)
 
 
+def signed_stripe_event() -> tuple[bytes, dict[str, str]]:
+    """A fresh Stripe event signed with the demo policy's secret."""
+    import hashlib
+    import hmac
+    import json
+    import uuid
+
+    payload = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "type": "invoice.paid"}).encode()
+    ts = int(time.time())
+    sig = hmac.new(b"whsec_demo_contractshield", f"{ts}.".encode() + payload, hashlib.sha256)
+    return payload, {"stripe-signature": f"t={ts},v1={sig.hexdigest()}"}
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method="POST")
+    req.add_header("content-type", "application/json")
+    for key, value in headers.items():
+        req.add_header(key, value)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 # --- the PDP service's environment, run for real without Docker -------------------------------
+
+
+def test_two_replicas_with_the_compose_environment_share_replay_claims(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """Both PDP replicas, each from its service's environment (paths and ports moved to temp
+    ones), on one real Redis: an event claimed on one replica's socket is a replay on the
+    other's, in both directions."""
+    import os
+    import tempfile
+
+    from extauthz.client import ContractShieldClient
+    from extauthz.devstack import free_port
+    from extauthz.devstack.redis import RedisServer
+    from extauthz.server import socket as unix_socket
+
+    short = Path(tempfile.mkdtemp(prefix="cs-compose-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    with RedisServer(workdir=tmp_path) as redis:
+        sockets = []
+        try:
+            for name in PDP_REPLICAS:
+                environment = env(services(compose)[name])
+                sock = short / Path(environment["UNIX_SOCKET"]).name
+                sockets.append(sock)
+                environment |= {
+                    "POLICY_PATH": str(ROOT / environment["POLICY_PATH"].removeprefix("/app/")),
+                    "UNIX_SOCKET": str(sock),
+                    "HTTP_PORT": str(free_port()),
+                    "REDIS_URL": redis.url,
+                    "DECISION_LOG": "off",
+                }
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "extauthz", "serve"],
+                        env={"PATH": os.environ["PATH"], **environment},
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            deadline = time.monotonic() + 30
+            while not all(s.exists() and unix_socket.is_live(s) for s in sockets):
+                assert time.monotonic() < deadline, "replicas not serving"
+                assert all(p.poll() is None for p in procs), "a replica exited"
+                time.sleep(0.1)
+            assert len(set(sockets)) == len(PDP_REPLICAS)
+            for first, second in ((sockets[0], sockets[1]), (sockets[1], sockets[0])):
+                payload, headers = signed_stripe_event()
+                headers["content-type"] = "application/json"
+                actions = []
+                for sock in (first, second):
+                    with ContractShieldClient(f"unix://{sock}", cache_enabled=False) as client:
+                        decision = client.evaluate(
+                            "POST", "/webhooks/stripe", headers=headers, body=payload
+                        )
+                        actions.append(decision.action)
+                assert actions == ["ALLOW", "BLOCK"]
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                assert p.wait(timeout=20) == 0
+            shutil.rmtree(short, ignore_errors=True)
 
 
 def test_pdp_service_environment_starts_a_ready_server(

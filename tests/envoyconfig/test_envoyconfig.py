@@ -280,6 +280,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED: dict[str, list[str]] = {
     "envoy/envoy.yaml": ["--socket", "/tmp/contractshield/pdp.sock", "--demo-jwt"],
     "envoy/envoy-tcp.yaml": ["--address", "127.0.0.1:9001", "--demo-jwt"],
+    "envoy/envoy-workers.yaml": [
+        *("--socket", "/tmp/contractshield/pdp.sock", "--workers", "2", "--demo-jwt"),
+    ],
     "envoy/envoy-http.yaml": [
         "--socket",
         "/tmp/contractshield/http.sock",
