@@ -1,6 +1,7 @@
 """``extauthz policy check FILE``: validate a policy the way the server would load it.
 
 ``extauthz policy demo-path`` prints where the shipped demo policy is.
+``extauthz policy from-openapi SPEC``: print an editable policy with one route per operation.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("policy", help="policy tools (check, demo-path)")
+    parser = subparsers.add_parser("policy", help="policy tools (check, demo-path, from-openapi)")
     sub = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     check = sub.add_parser(
         "check",
@@ -23,6 +24,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="print the path of the shipped demo policy (in the wheel or the clone)",
     )
     demo_path.set_defaults(func=run_demo_path)
+    gen = sub.add_parser(
+        "from-openapi",
+        help="print a policy with one route per operation of an OpenAPI 3.0/3.1 document",
+    )
+    gen.add_argument("spec", help="OpenAPI document (YAML or JSON)")
+    gen.add_argument(
+        "--ref",
+        help="the spec's path as the policy's openapiRefs give it, relative to where the "
+        "policy will be (default: SPEC as given)",
+    )
+    gen.set_defaults(func=run_from_openapi)
 
 
 def run_demo_path(args: argparse.Namespace) -> int:
@@ -33,6 +45,22 @@ def run_demo_path(args: argparse.Namespace) -> int:
         print(f"extauthz policy demo-path: {path} is missing", file=sys.stderr)
         return 1
     print(path)
+    return 0
+
+
+def run_from_openapi(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from ..policy._openapi import OpenApiProblem, policy_from_spec
+
+    try:
+        doc = policy_from_spec(Path(args.spec).resolve(), args.ref or args.spec)
+    except OpenApiProblem as exc:
+        print(f"{args.spec}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100))
     return 0
 
 

@@ -557,6 +557,11 @@ class Contract:
     unknown: FieldTree | None  # None: unknown fields allowed
     schema_source: str  # file path or "<inline>", for messages
     structural: Validator | None = None  # for redacted samples; see ``structural_schema``
+    # From an OpenAPI operation (``openapiRef``): its declared parameters (a
+    # ``parameters.ParameterChecks``), and whether an absent body is fine
+    # (``requestBody.required: false``).
+    parameters: Any = None
+    body_optional: bool = False
 
     def check(self, value: Any, hits: list[RuleHit], redacted: bool = False) -> None:
         validate = self.structural if redacted and self.structural is not None else self.validate

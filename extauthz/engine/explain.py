@@ -29,6 +29,8 @@ _VULN_NAMES = {
     "ssrf_internal": "ssrfInternal",
     "command_injection": "commandInjection",
     "nosql_injection": "nosqlInjection",
+    "sql_injection": "sqlInjection",
+    "xss": "xss",
 }
 
 

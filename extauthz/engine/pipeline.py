@@ -113,7 +113,9 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
         return pending
     contract = route.contract
     if contract is not None:
-        if (parsed.kind in _PARSED_KINDS and not parsed.sniffed) or parsed.kind == body_mod.NONE:
+        if parsed.kind == body_mod.NONE and contract.body_optional:
+            pass
+        elif (parsed.kind in _PARSED_KINDS and not parsed.sniffed) or parsed.kind == body_mod.NONE:
             contract.check(value, hits, redacted=request.body.redacted)
         elif parsed.kind == body_mod.OPAQUE or parsed.sniffed:
             hits.append(
@@ -123,6 +125,8 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
                     f"body is not JSON (content type {request.content_type or 'missing'!r})",
                 )
             )
+        if contract.parameters is not None:  # 3b. declared path/query/header parameters
+            contract.parameters.check(params, request.query, request.headers, hits)
     # 4. webhook signature (5. replay is claimed after CEL, see module docstring)
     webhook = route.webhook
     verified = None

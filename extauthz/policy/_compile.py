@@ -7,6 +7,7 @@ environment here, at load, so a missing secret refuses the policy instead of fai
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -22,6 +23,7 @@ from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
 from ..engine.model import CompiledPolicy, CompiledRoute, Defaults, HitOverride
 from ..engine.vulnerability import DEFAULT_ENABLED, OFF, Check, VulnerabilityConfig
 from ..engine.webhook import DEFAULT_TOLERANCE, WebhookConfig
+from . import _openapi
 from . import _rule_types as rule_types
 from ._loader import parse_schema_file
 from ._schema import format_path, structure_problems
@@ -35,6 +37,7 @@ BUILTIN_IDS = frozenset(
         "engine.internalError", "vulnerability.prototypePollution",
         "vulnerability.pathTraversal", "vulnerability.ssrfInternal",
         "vulnerability.commandInjection", "vulnerability.nosqlInjection",
+        "vulnerability.sqlInjection", "vulnerability.xss",
         *rule_types.LIMIT_HITS.values(), *rule_types.CONTRACT_HITS,
         *(f"webhook.{p}.{k}" for p in PROVIDERS
           for k in ("signature", "eventType", "replay", "replayStoreUnavailable")),
@@ -62,6 +65,8 @@ _ATTRS = {
     "ssrfInternal": "ssrf_internal",
     "commandInjection": "command_injection",
     "nosqlInjection": "nosql_injection",
+    "sqlInjection": "sql_injection",
+    "xss": "xss",
 }
 
 
@@ -70,6 +75,7 @@ class _Collector:
         self.source = source
         self.sealed = sealed  # a caller-supplied policy: no files, no environment
         self.problems: list[PolicyProblem] = []
+        self.openapi: _openapi.OpenApiLoader | None = None  # one per load: documents read once
 
     def add(self, path: list[Any] | str, reason: str) -> None:
         where = path if isinstance(path, str) else format_path(path)
@@ -171,6 +177,12 @@ def compile_document(
             r, i, defaults, out, base_dir, hasher, files, schema_cache, seen_ids, seen_match
         )
         if route is not None:
+            routes.append(route)
+    spec = doc.get("openapi")
+    if isinstance(spec, Mapping) and isinstance(spec.get("spec"), str):
+        n = len(raw_routes) if isinstance(raw_routes, list) else 0
+        for route in _spec_routes(spec, n, defaults, out, base_dir, hasher, files, schema_cache,
+                                  seen_ids, seen_match):  # fmt: skip
             routes.append(route)
     if out.problems:
         return None, out.problems
@@ -326,13 +338,13 @@ def _compile_contract(
     c = section.values
     ref = c.get("requestSchemaRef")
     inline = c.get("requestSchema")
-    if "openapiRef" in c:
-        out.add(
-            section.where("openapiRef"),
-            "openapiRef is not supported yet; give the body schema as requestSchemaRef "
-            "(upstream's engine reads only requestSchemaRef too) and remove openapiRef",
-        )
-        return None, False
+    operation: _openapi.Operation | None = None
+    if isinstance(c.get("openapiRef"), str):
+        operation = _load_operation(section, out, base_dir, hasher, files)
+        if operation is None:
+            return None, False
+        if ref is None and inline is None:  # else: body from the policy, the rest from the spec
+            inline = True if operation.body_schema is None else operation.body_schema
     if ref is not None and inline is not None:
         out.add(section.where(), "give either requestSchemaRef or requestSchema, not both")
         return None, False
@@ -362,6 +374,9 @@ def _compile_contract(
             out.add(where, error)
             return None, False
         source = str(path)
+    elif operation is not None and "requestSchema" not in c:
+        where = section.where("openapiRef")
+        schema, source = inline, operation.where
     elif isinstance(inline, Mapping | bool):
         where = section.where("requestSchema")
         schema, source = inline, "<inline>"
@@ -371,12 +386,81 @@ def _compile_contract(
         contract = compile_contract(
             schema, reject_unknown=bool(c.get("rejectUnknownFields", False)), source=source
         )
+        if operation is not None:
+            contract = dataclasses.replace(
+                contract,
+                parameters=operation.parameters,
+                body_optional=not operation.body_required,
+            )
         return contract, True
     except SchemaProblem as exc:
         out.add(where, f"{source}: {exc}" if source != "<inline>" else str(exc))
     except (RecursionError, ValueError, TypeError) as exc:
         out.add(where, f"schema cannot be compiled: {exc}")
     return None, False
+
+
+def _spec_routes(
+    spec: Mapping[str, Any], first: int, defaults: Defaults, out: _Collector, *args: Any
+) -> list[CompiledRoute]:
+    """The routes of ``openapi: {spec: ...}``, compiled like the policy's own; a problem is
+    named ``openapi[METHOD /path].<key>``."""
+    base_dir, hasher, files = args[0], args[1], args[2]
+    if out.sealed:
+        out.add("openapi.spec", _SEALED + "files")
+        return []
+    if out.openapi is None:
+        out.openapi = _openapi.OpenApiLoader(base_dir, MAX_SCHEMA_BYTES)
+    try:
+        made = _openapi.spec_routes(spec, out.openapi)
+    except _openapi.OpenApiProblem as exc:
+        out.add("openapi.spec", str(exc))
+        made = []
+    for path, data in out.openapi.files.items():
+        if path not in files:
+            files.append(path)
+            hasher.update(b"\0" + str(path).encode() + b"\0" + data)
+    compiled: list[CompiledRoute] = []
+    for k, (label, route_doc) in enumerate(made):
+        i = first + k
+        at = f"routes[{i}]"
+        mark = len(out.problems)
+        for p in structure_problems({"policyVersion": "0.1", "routes": [route_doc]}, ""):
+            out.add(p.path.replace("routes[0]", at, 1), p.reason)
+        route = None
+        if len(out.problems) == mark:
+            route = _compile_route(route_doc, i, defaults, out, *args)
+        for j in range(mark, len(out.problems)):
+            p = out.problems[j]
+            if p.path.startswith(at):
+                out.problems[j] = PolicyProblem(p.file, label + p.path[len(at) :], p.reason)
+        if route is not None:
+            compiled.append(route)
+    return compiled
+
+
+def _load_operation(
+    section: rule_types.Section, out: _Collector, base_dir: Path, hasher: Any, files: list[Path]
+) -> _openapi.Operation | None:
+    """The OpenAPI operation (or schema) ``openapiRef`` names; its files join ``files``."""
+    c = section.values
+    if out.sealed:
+        out.add(section.where("openapiRef"), _SEALED + "files (use requestSchema)")
+        return None
+    if out.openapi is None:
+        out.openapi = _openapi.OpenApiLoader(base_dir, MAX_SCHEMA_BYTES)
+    try:
+        operation = out.openapi.operation(
+            c["openapiRef"], reject_unknown_parameters=c.get("rejectUnknownParameters") is True
+        )
+    except _openapi.OpenApiProblem as exc:
+        out.add(section.where("openapiRef"), str(exc))
+        operation = None
+    for path, data in out.openapi.files.items():  # read so far, also when refused (watched)
+        if path not in files:
+            files.append(path)
+            hasher.update(b"\0" + str(path).encode() + b"\0" + data)
+    return operation
 
 
 def _read_schema(path: Path) -> tuple[Any, str | None, bytes]:

@@ -28,7 +28,12 @@ LIMIT_HITS = {
     "maxJsonDepth": "limit.json.depth",
     "maxArrayLength": "limit.array.max",
 }
-CONTRACT_HITS = ("contract.schema.invalid", "contract.unknownField")
+CONTRACT_HITS = (
+    "contract.schema.invalid",
+    "contract.unknownField",
+    "contract.parameter.invalid",
+    "contract.parameter.unknown",
+)
 VERIFY = "@verify"  # webhook.<provider>.signature, once the provider is known
 REPLAY = "@replay"  # webhook.<provider>.replay
 _SECTION = {

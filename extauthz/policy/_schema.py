@@ -40,6 +40,8 @@ _VULNS = {
             "ssrfInternal",
             "commandInjection",
             "nosqlInjection",
+            "sqlInjection",
+            "xss",
         )
     },
 }
@@ -78,6 +80,7 @@ _CONTRACT_KEYS: dict[str, Any] = {
     "requestSchema": {"type": ["object", "boolean"]},
     "rejectUnknownFields": {"type": "boolean"},
     "openapiRef": {"type": "string", "minLength": 1},
+    "rejectUnknownParameters": {"type": "boolean"},
 }
 # Rule types: ``cel`` is a condition; the others configure a built-in check of the route
 # (their ``config`` keys merge into the route's section of the same name).
@@ -132,6 +135,35 @@ _RULE = {
     ],
 }
 
+# ``openapi``: routes from an OpenAPI document (``_openapi.spec_routes``). Each option is
+# checked again, with the route schema, as part of every route it makes.
+_SPEC_OPTIONS: dict[str, Any] = {
+    k: {"type": "object"} for k in ("limits", "vulnerability", "webhook")
+} | {
+    "mode": {"type": "string"},
+    "rules": {"type": "array"},
+    "rejectUnknownFields": {"type": "boolean"},
+    "rejectUnknownParameters": {"type": "boolean"},
+}
+_OPENAPI = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["spec"],
+    "properties": {
+        "spec": {"type": "string", "minLength": 1},
+        "pathPrefix": {"type": "string", "pattern": "^(/.*)?$"},
+        "operations": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {**_SPEC_OPTIONS, "skip": {"type": "boolean"}},
+            },
+        },
+        **_SPEC_OPTIONS,
+    },
+}
+
 POLICY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -156,6 +188,7 @@ POLICY_SCHEMA: dict[str, Any] = {
                 "vulnerabilityChecks": _VULNS,
             },
         },
+        "openapi": _OPENAPI,
         "routes": {
             "type": "array",
             "items": {

@@ -248,7 +248,7 @@ def test_strictness_is_kept_with_exact_fixes(monkeypatch: pytest.MonkeyPatch) ->
         "already set at routes[3].limits.maxBodyBytes"
         in found["routes[3].rules[0].config.maxBodyBytes"]
     )
-    assert "openapiRef is not supported yet" in found["routes[4].contract.openapiRef"]
+    assert "OpenAPI file not found" in found["routes[4].contract.openapiRef"]
     assert "'stripe-signature'" in found["routes[5].webhook.header"]
     assert "id of another built-in check" in found["routes[6].rules[0].id"]
     assert "needs a provider" in found["routes[7].rules[0]"]

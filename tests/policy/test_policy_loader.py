@@ -115,7 +115,7 @@ def test_problem_strings_are_file_path_reason() -> None:
     (problem,) = problems('policyVersion: "0.1"\nroutes: []\nextra: 1\n')
     assert (
         str(problem)
-        == "p.yaml: extra: unknown key (allowed: defaults, description, name, policyVersion, routes)"
+        == "p.yaml: extra: unknown key (allowed: defaults, description, name, openapi, policyVersion, routes)"
     )
 
 
@@ -148,8 +148,8 @@ def test_problem_strings_are_file_path_reason() -> None:
             "not of type 'integer'",
         ),
         (
-            "defaults: {vulnerabilityChecks: {sqlInjection: true}}\nroutes: []",
-            "defaults.vulnerabilityChecks.sqlInjection",
+            "defaults: {vulnerabilityChecks: {sqlInjektion: true}}\nroutes: []",
+            "defaults.vulnerabilityChecks.sqlInjektion",
             "unknown key",
         ),
         (

@@ -1,0 +1,530 @@
+"""Contracts from OpenAPI 3.0/3.1 documents (``contract.openapiRef``).
+
+``openapiRef`` is ``FILE#POINTER``: a JSON pointer into an OpenAPI document (YAML or JSON,
+relative to the policy file) naming an operation (``#/paths/~1pets/post``) or a schema
+(``#/components/schemas/Pet``). At load the document is validated with
+``openapi-spec-validator``; ``$ref``s (local and to other files) are looked up with
+``referencing`` (files are read by ``_retrieve`` here, so each joins the policy's watched files
+and version hash) and bundled into one self-contained 2020-12 schema: every referenced schema
+becomes an entry of the root's ``$defs`` (recursive schemas stay finite) and OpenAPI 3.0's
+dialect is translated (``nullable``, boolean ``exclusiveMinimum``/``exclusiveMaximum``;
+``example``, ``discriminator``, ``xml``, ``externalDocs`` and ``x-*`` dropped as annotations;
+``readOnly`` properties refused in a request and not required). The result is compiled by
+``engine.contract`` like a hand-written schema, so a request costs the same.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urldefrag, urljoin
+
+import referencing
+import referencing.exceptions
+from referencing.jsonschema import DRAFT202012
+
+from ..engine.contract import SchemaProblem, compile_validator
+from ..engine.parameters import Parameter, ParameterChecks
+from ._loader import parse_schema_file
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
+_JSON = re.compile(r"(application/json|[a-z0-9.+-]+/[a-z0-9.+-]*\+json)(\s*;.*)?\Z", re.I)
+# Dropped: OpenAPI annotations (``nullable`` is translated first), and ``$id``/``$schema``: every
+# ``$ref`` is rewritten to the bundle's root, so no embedded resource may move the base URI.
+_ANNOTATION_KEYS = frozenset(
+    {"example", "discriminator", "xml", "externalDocs", "nullable", "$id", "$schema"}
+)
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_ONE = (
+    "items", "additionalProperties", "contains", "not", "if", "then", "else", "propertyNames",
+    "additionalItems", "unevaluatedProperties", "unevaluatedItems",
+)  # fmt: skip
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SEPARATORS = {"form": ",", "simple": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
+
+
+class OpenApiProblem(ValueError):
+    """A document or pointer that cannot be used; the message names the place in the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """What a route's contract takes from an OpenAPI operation or schema."""
+
+    body_schema: Any  # a bundled 2020-12 schema, or None (no JSON/form body declared)
+    body_required: bool
+    parameters: ParameterChecks | None
+    where: str  # "file#pointer", for messages
+
+
+def _pointer_parts(pointer: str) -> list[str]:
+    if pointer in ("", "/"):
+        return [] if pointer == "" else [""]
+    if not pointer.startswith("/"):
+        raise OpenApiProblem(f"pointer {pointer!r} must start with '/'")
+    return [unquote(p).replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
+
+
+@dataclass
+class OpenApiLoader:
+    """One per policy load: each document is read, parsed and validated once."""
+
+    base_dir: Path
+    max_bytes: int
+    files: dict[Path, bytes] = field(default_factory=dict)  # every file read, in order
+    _docs: dict[str, Any] = field(default_factory=dict)  # file URI -> parsed document
+    _validated: set[str] = field(default_factory=set)
+    # parameter schema (canonical JSON) -> validator: most APIs repeat a handful of them,
+    # and compiling one (metaschema check + code generation) costs milliseconds
+    _param_validators: dict[str, Any] = field(default_factory=dict)
+
+    # -- files --------------------------------------------------------------------------
+    def _read(self, path: Path) -> Any:
+        uri = path.as_uri()
+        if uri in self._docs:
+            return self._docs[uri]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise OpenApiProblem(f"OpenAPI file not found: {path}") from None
+        except IsADirectoryError:
+            raise OpenApiProblem(f"OpenAPI path is a directory: {path}") from None
+        except OSError as exc:
+            raise OpenApiProblem(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        if len(data) > self.max_bytes:
+            raise OpenApiProblem(f"{path}: larger than {self.max_bytes} bytes")
+        doc, error = parse_schema_file(data, str(path))
+        if error is not None:
+            raise OpenApiProblem(f"{path}: {error}")
+        self.files[path] = data
+        self._docs[uri] = doc
+        return doc
+
+    def _retrieve(self, uri: str) -> referencing.Resource[Any]:
+        if not uri.startswith("file:"):
+            raise OpenApiProblem(f"$ref {uri!r}: only references to local files are supported")
+        return referencing.Resource.from_contents(
+            self._read(Path(unquote(uri[len("file://") :]))), default_specification=DRAFT202012
+        )
+
+    def _registry(self) -> referencing.Registry[Any]:
+        return referencing.Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
+
+    def document(self, path: Path) -> tuple[Any, str]:
+        """(document, dialect "3.0" or "3.1"), validated with openapi-spec-validator."""
+        doc = self._read(path)
+        uri = path.as_uri()
+        version = doc.get("openapi") if isinstance(doc, Mapping) else None
+        if not isinstance(version, str) or not re.match(r"3\.[01]\.\d+\Z", version):
+            raise OpenApiProblem(
+                f"{path}#/openapi: an OpenAPI 3.0.x or 3.1.x document is needed, got {version!r}"
+            )
+        dialect = version[:3]
+        if uri not in self._validated:
+            self._validate(doc, uri, path, dialect)
+            self._validated.add(uri)
+        return doc, dialect
+
+    @staticmethod
+    def _validate(doc: Any, uri: str, path: Path, dialect: str) -> None:
+        from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
+
+        cls = OpenAPIV30SpecValidator if dialect == "3.0" else OpenAPIV31SpecValidator
+        errors: list[str] = []
+        try:
+            for error in cls(doc, base_uri=uri).iter_errors():
+                where = "/".join(
+                    str(p).replace("~", "~0").replace("/", "~1")
+                    for p in getattr(error, "absolute_path", ())
+                )
+                errors.append(f"{path}#/{where}: {getattr(error, 'message', str(error))}")
+                if len(errors) >= 3:
+                    break
+        except Exception as exc:  # the validator's walk can trip over what it reported
+            if not errors:
+                errors.append(f"{path}: not a valid OpenAPI {dialect} document ({exc!r})")
+        if errors:
+            raise OpenApiProblem("; ".join(errors))
+
+    # -- operations ---------------------------------------------------------------------
+    def operation(self, ref: str, *, reject_unknown_parameters: bool = False) -> Operation:
+        file_part, _, pointer = ref.partition("#")
+        if not file_part:
+            raise OpenApiProblem(f"openapiRef {ref!r} must name a file (FILE#/pointer)")
+        path = (self.base_dir / file_part).resolve()
+        doc, dialect = self.document(path)
+        parts = _pointer_parts(pointer)
+        where = f"{path}#{pointer}"
+        node: Any = doc
+        for depth, p in enumerate(parts):
+            if isinstance(node, Mapping) and p in node:
+                node = node[p]
+            elif isinstance(node, list) and p.isdigit() and int(p) < len(node):
+                node = node[int(p)]
+            else:
+                at = "/" + "/".join(x.replace("~", "~0").replace("/", "~1") for x in parts[:depth])
+                raise OpenApiProblem(f"{path}#{pointer}: no {p!r} under {at if depth else '/'}")
+        base = path.as_uri()
+        if len(parts) == 3 and parts[0] == "paths" and parts[2] in HTTP_METHODS:
+            return self._operation(node, doc["paths"][parts[1]], base, dialect, where,
+                                   reject_unknown_parameters)  # fmt: skip
+        if not isinstance(node, Mapping | bool):
+            raise OpenApiProblem(f"{where}: points at neither an operation nor a schema")
+        schema = _Bundler(self._registry(), dialect).bundle(node, base, where)
+        return Operation(schema, True, None, where)
+
+    def _operation(
+        self, op: Any, item: Any, base: str, dialect: str, where: str, reject_unknown: bool
+    ) -> Operation:
+        if not isinstance(op, Mapping):
+            raise OpenApiProblem(f"{where}: an operation must be a mapping")
+        registry = self._registry()
+        bundler = _Bundler(registry, dialect)
+        body_schema: Any = None
+        body_required = False
+        body = op.get("requestBody")
+        if body is not None:
+            body, body_base, body_where = _deref(registry, body, base, f"{where}/requestBody")
+            body_required = bool(body.get("required", False))
+            chosen: list[tuple[str, Any]] = []
+            for media, mt in _obj(body.get("content")).items():
+                usable = _JSON.match(media) or media.split(";")[0].strip() in _FORM
+                if usable and isinstance(mt, Mapping) and "schema" in mt:
+                    chosen.append((media, mt["schema"]))
+            if chosen:
+                media, raw = chosen[0]
+                esc = media.replace("~", "~0").replace("/", "~1")
+                at = f"{body_where}/content/{esc}/schema"
+                body_schema = bundler.bundle(raw, body_base, at)
+                for other, raw2 in chosen[1:]:
+                    if bundler.bundle(raw2, body_base, at) != body_schema:
+                        raise OpenApiProblem(
+                            f"{body_where}/content: {media} and {other} give different "
+                            "schemas; one schema per operation body is supported"
+                        )
+        params: dict[tuple[str, str], Parameter] = {}
+        declared_query: set[str] = set()
+        for container, at in ((item, where.rsplit("/", 1)[0]), (op, where)):
+            raw_list = container.get("parameters", []) if isinstance(container, Mapping) else []
+            for i, raw_p in enumerate(raw_list if isinstance(raw_list, list) else []):
+                p, p_base, p_where = _deref(registry, raw_p, base, f"{at}/parameters/{i}")
+                loc = p.get("in")
+                name = p.get("name")
+                if not isinstance(name, str) or loc not in ("path", "query", "header", "cookie"):
+                    raise OpenApiProblem(f"{p_where}: a parameter needs a name and 'in'")
+                if loc == "query":
+                    declared_query.add(name)
+                if loc == "cookie" or (
+                    loc == "header" and name.lower() in ("accept", "content-type", "authorization")
+                ):
+                    continue  # not checked (OpenAPI says these three header entries are ignored)
+                compiled = self._parameter(
+                    bundler, p, p_base, p_where, name, loc, self._param_validators
+                )
+                if compiled is not None:
+                    params[(loc, name)] = compiled  # an operation's entry overrides the item's
+        checks = None
+        if params or reject_unknown:
+            checks = ParameterChecks(
+                tuple(params.values()), frozenset(declared_query) if reject_unknown else None
+            )
+        return Operation(body_schema, body_required, checks, where)
+
+    @staticmethod
+    def _parameter(
+        bundler: _Bundler,
+        p: Mapping[str, Any],
+        base: str,
+        where: str,
+        name: str,
+        loc: str,
+        cache: dict[str, Any],
+    ) -> Parameter | None:
+        raw = p.get("schema")
+        if raw is None:
+            return None  # a ``content`` parameter: not checked (documented)
+        schema = bundler.bundle(raw, base, f"{where}/schema")
+        target = schema
+        if isinstance(schema, Mapping) and "$ref" in schema:
+            target = schema.get("$defs", {}).get(schema["$ref"].rsplit("/", 1)[-1], schema)
+        kind = _type(target)
+        item_kind = _type(target.get("items")) if isinstance(target, Mapping) else ""
+        if kind == "object":
+            raise OpenApiProblem(f"{where}/schema: object parameters are not supported")
+        style = p.get("style", "simple" if loc in ("path", "header") else "form")
+        explode = p.get("explode", style == "form")
+        if kind == "array" and style == "form" and explode and loc == "query":
+            sep = "\0"  # repeated keys arrive as one value here: one item
+        else:
+            sep = _SEPARATORS.get(str(style), ",")
+        key = json.dumps(schema, sort_keys=True, default=repr)
+        validate = cache.get(key)
+        if validate is None:
+            try:
+                validate, _ = compile_validator(schema)
+            except SchemaProblem as exc:
+                raise OpenApiProblem(f"{where}/schema: {exc}") from None
+            cache[key] = validate
+        required = bool(p.get("required", loc == "path"))
+        return Parameter(name, loc, required, kind, item_kind, sep, validate)
+
+
+def _type(schema: Any) -> str:
+    if not isinstance(schema, Mapping):
+        return ""
+    t = schema.get("type")
+    if isinstance(t, list):
+        t = next((x for x in t if x != "null"), "")
+    return t if isinstance(t, str) else ""
+
+
+def _obj(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _deref(
+    registry: referencing.Registry[Any], node: Any, base: str, where: str
+) -> tuple[Mapping[str, Any], str, str]:
+    """Follow a (non-schema) ``$ref`` chain: (object, its base URI, its place)."""
+    for _ in range(32):
+        if not isinstance(node, Mapping):
+            raise OpenApiProblem(f"{where}: must be a mapping")
+        ref = node.get("$ref")
+        if not isinstance(ref, str):
+            return node, base, where
+        target = urljoin(base, ref)
+        try:
+            node = registry.resolver(base_uri=base).lookup(ref).contents
+        except OpenApiProblem:
+            raise
+        except referencing.exceptions.Unresolvable as exc:
+            raise OpenApiProblem(f"{where}/$ref: {ref!r} cannot be resolved ({exc})") from None
+        base, frag = urldefrag(target)
+        where = f"{unquote(base[len('file://') :])}#{frag}"
+    raise OpenApiProblem(f"{where}: $ref chain is too long")
+
+
+class _Bundler:
+    """Inline-free bundling: each referenced schema becomes one ``$defs`` entry."""
+
+    def __init__(self, registry: referencing.Registry[Any], dialect: str) -> None:
+        self.registry = registry
+        self.dialect = dialect
+
+    def bundle(self, schema: Any, base: str, where: str) -> Any:
+        self._defs: dict[str, Any] = {}
+        self._names: dict[str, str] = {}  # absolute URI -> $defs name
+        root = self._walk(schema, base, where)
+        if self._defs:
+            if root is True:
+                root = {}
+            if root is False:
+                root = {"not": {}}
+            root = {**root, "$defs": {**root.get("$defs", {}), **self._defs}}
+        return root
+
+    def _ref(self, ref: str, base: str, where: str) -> str:
+        target = urljoin(base, ref)
+        if target in self._names:
+            return "#/$defs/" + self._names[target]
+        try:
+            resolved = self.registry.resolver(base_uri=base).lookup(ref)
+        except OpenApiProblem as exc:
+            raise OpenApiProblem(f"{where}/$ref: {exc}") from None
+        except referencing.exceptions.Unresolvable as exc:
+            raise OpenApiProblem(f"{where}/$ref: {ref!r} cannot be resolved ({exc})") from None
+        new_base, frag = urldefrag(target)
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", (frag.rsplit("/", 1)[-1] or Path(
+            unquote(new_base)).stem) or "schema")  # fmt: skip
+        name, n = stem, 1
+        while name in self._defs or name in self._names.values():
+            n += 1
+            name = f"{stem}_{n}"
+        self._names[target] = name
+        self._defs[name] = {}  # placeholder while walking: cycles end here
+        place = f"{unquote(new_base[len('file://') :])}#{frag}"
+        self._defs[name] = self._walk(resolved.contents, new_base, place)
+        return "#/$defs/" + name
+
+    def _walk(self, s: Any, base: str, where: str) -> Any:
+        if isinstance(s, bool):
+            return s
+        if not isinstance(s, Mapping):
+            raise OpenApiProblem(f"{where}: a schema must be a mapping or a boolean")
+        ref = s.get("$ref")
+        if isinstance(ref, str):
+            out_ref = {"$ref": self._ref(ref, base, where)}
+            if self.dialect == "3.0":
+                return out_ref  # 3.0: siblings of $ref are ignored
+        out: dict[str, Any] = {}
+        for key, value in s.items():
+            if key == "$ref":
+                continue
+            if not isinstance(key, str) or key.startswith("x-") or key in _ANNOTATION_KEYS:
+                continue
+            if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+                out[key] = {k: self._walk(v, base, f"{where}/{key}/{k}") for k, v in value.items()}
+            elif key in _SCHEMA_ONE and isinstance(value, Mapping | bool):
+                out[key] = self._walk(value, base, f"{where}/{key}")
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                out[key] = [self._walk(v, base, f"{where}/{key}/{i}") for i, v in enumerate(value)]
+            else:
+                out[key] = value
+        if isinstance(ref, str):
+            out["$ref"] = out_ref["$ref"]
+        if self.dialect == "3.0":
+            _translate_30(s, out)
+        self._read_only(s, out, base)
+        return out
+
+    def _read_only(self, raw: Mapping[str, Any], out: dict[str, Any], base: str) -> None:
+        """A request must not carry a ``readOnly`` property; its ``required`` is for responses."""
+        props = raw.get("properties")
+        if not isinstance(props, Mapping):
+            return
+        hidden = set()
+        for name, p in props.items():
+            target = p
+            if isinstance(p, Mapping) and isinstance(p.get("$ref"), str):
+                try:
+                    target = self.registry.resolver(base_uri=base).lookup(p["$ref"]).contents
+                except (referencing.exceptions.Unresolvable, OpenApiProblem):
+                    continue  # reported by the walk
+            if isinstance(target, Mapping) and target.get("readOnly") is True:
+                hidden.add(name)
+        if not hidden:
+            return
+        out["properties"] = {k: (False if k in hidden else v) for k, v in out["properties"].items()}
+        if isinstance(out.get("required"), list):
+            out["required"] = [k for k in out["required"] if k not in hidden]
+
+
+def _translate_30(raw: Mapping[str, Any], out: dict[str, Any]) -> None:
+    """OpenAPI 3.0's schema dialect (an extended subset of draft 4/5) to 2020-12."""
+    if raw.get("nullable") is True:
+        t = out.get("type")
+        if isinstance(t, str):
+            out["type"] = [t, "null"]
+        if isinstance(out.get("enum"), list) and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        flag = out.get(exclusive)
+        if isinstance(flag, bool):
+            if flag and bound in out:
+                out[exclusive] = out.pop(bound)
+            else:
+                del out[exclusive]
+
+
+# -- routes from a spec (``openapi: {spec: ...}``) ----------------------------------------
+_ID_BAD = re.compile(r"[^A-Za-z0-9_.:-]+")
+_OPTION_KEYS = ("mode", "limits", "vulnerability", "rules", "webhook")
+_CONTRACT_OPTIONS = ("rejectUnknownFields", "rejectUnknownParameters")
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def route_id(op: Mapping[str, Any], method: str, path: str) -> str:
+    """A policy route id for an operation: its ``operationId``, made a valid id."""
+    raw = op.get("operationId")
+    text = raw if isinstance(raw, str) and raw else f"{method}-{path}"
+    return _ID_BAD.sub("-", text).strip("-_.:") or method
+
+
+def operations(doc: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(method, path, operation) for every operation of a document, in document order."""
+    found = []
+    for path, item in _obj(doc.get("paths")).items():
+        for method in HTTP_METHODS:
+            op = _obj(item).get(method)
+            if isinstance(op, Mapping):
+                found.append((method, path, op))
+    return found
+
+
+def spec_routes(
+    section: Mapping[str, Any], loader: OpenApiLoader
+) -> list[tuple[str, dict[str, Any]]]:
+    """(label, route document) for each operation of ``section['spec']``.
+
+    A route's parts, later ones winning: the section's defaults, the operation's
+    ``x-contractshield`` and ``x-cel-expression``, then the policy's ``operations.<id>``.
+    """
+    spec = section["spec"]
+    doc, _ = loader.document((loader.base_dir / spec).resolve())
+    prefix = str(section.get("pathPrefix", "")).rstrip("/")
+    overrides = _obj(section.get("operations"))
+    routes: list[tuple[str, dict[str, Any]]] = []
+    for method, path, op in operations(doc):
+        rid = route_id(op, method, path)
+        ext = _obj(op.get("x-contractshield"))
+        mine = _obj(overrides.get(rid))
+        if ext.get("skip") is True or mine.get("skip") is True:
+            continue
+        contract: dict[str, Any] = {
+            "openapiRef": f"{spec}#/paths/{_escape(path)}/{method}",
+            **{k: section[k] for k in _CONTRACT_OPTIONS if k in section},
+            **{k: ext[k] for k in _CONTRACT_OPTIONS if k in ext},
+            **{k: mine[k] for k in _CONTRACT_OPTIONS if k in mine},
+        }
+        route: dict[str, Any] = {
+            "id": rid,
+            "match": {"method": method.upper(), "path": (prefix + path) or "/"},
+            "contract": contract,
+        }
+        for key in _OPTION_KEYS:
+            for source in (section, ext, mine):
+                if key in source and key != "rules":
+                    route[key] = source[key]
+        rules: list[Any] = []
+        cel = op.get("x-cel-expression")
+        exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
+        for n, expr in enumerate(exprs):
+            rules.append(
+                {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
+                 "config": {"expr": expr}}
+            )  # fmt: skip
+        for source in (section, ext, mine):
+            if isinstance(source.get("rules"), list):
+                rules.extend(source["rules"])
+        if rules:
+            route["rules"] = rules
+        routes.append((f"openapi[{method.upper()} {path}]", route))
+    return routes
+
+
+def policy_from_spec(spec_path: Path, spec_ref: str) -> dict[str, Any]:
+    """An editable policy for a spec (``extauthz policy from-openapi``): one route each."""
+    loader = OpenApiLoader(spec_path.parent, 64 * 1024 * 1024)
+    doc, _ = loader.document(spec_path)
+    routes = []
+    for method, path, op in operations(doc):
+        rid = route_id(op, method, path)
+        route: dict[str, Any] = {
+            "id": rid,
+            "match": {"method": method.upper(), "path": path},
+            "contract": {"openapiRef": f"{spec_ref}#/paths/{_escape(path)}/{method}"},
+        }
+        cel = op.get("x-cel-expression")
+        exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
+        if exprs:
+            route["rules"] = [
+                {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
+                 "config": {"expr": e}}
+                for n, e in enumerate(exprs)
+            ]  # fmt: skip
+        routes.append(route)
+    title = _obj(doc.get("info")).get("title")
+    out: dict[str, Any] = {"policyVersion": "0.1"}
+    if isinstance(title, str):
+        out["name"] = title
+    out["defaults"] = {"mode": "enforce", "unmatchedRouteAction": "block"}
+    out["routes"] = routes
+    return out
