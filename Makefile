@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# xds-protos ships its own, older copy of opentelemetry/proto/*: reinstall the real one
+	# last, or the OTLP exporter fails to import, depending on pip's install order.
+	$(BIN)/pip install --quiet --force-reinstall --no-deps opentelemetry-proto
 	touch $(STAMP)
 
 demo: $(STAMP)
