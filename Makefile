@@ -19,16 +19,16 @@ demo: $(STAMP)
 	$(BIN)/extauthz demo $(DEMO_ARGS)
 
 test: $(STAMP)
-	$(BIN)/ruff check extauthz tests bench
+	$(BIN)/ruff check extauthz tests bench compose/ci setup.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check extauthz tests bench
-	$(BIN)/ruff format --check extauthz tests bench
+	$(BIN)/ruff check extauthz tests bench compose/ci setup.py
+	$(BIN)/ruff format --check extauthz tests bench compose/ci setup.py
 
 format: $(STAMP)
-	$(BIN)/ruff format extauthz tests bench
-	$(BIN)/ruff check --fix extauthz tests bench
+	$(BIN)/ruff format extauthz tests bench compose/ci setup.py
+	$(BIN)/ruff check --fix extauthz tests bench compose/ci setup.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py

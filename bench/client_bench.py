@@ -1,7 +1,11 @@
-"""Client SDK latency against the REAL server: cache hit, remote Check over a Unix socket and
-over TCP, and (for the deployment-patterns table) the embedded middleware's in-process path.
+"""Client SDK latency against the REAL server: cache hit, remote Check over gRPC and over HTTP
+(``POST /v1/check``), each on a Unix socket and TCP, in interleaved rounds; the HTTP client
+libraries side by side on the same request bytes (why the transport uses ``http.client``); and
+(for the deployment-patterns table) the embedded middleware's in-process path.
 
-Prints figures only (never a pass/fail): the cache-hit target is <= 10 us per ``evaluate``.
+Prints figures only (never a pass/fail). Targets: cache hit <= 10 us per ``evaluate``; remote
+evaluate over the HTTP Unix socket p50 <= 0.35x the gRPC client's (Unix socket) p50 in the same
+run, and below 250 us on a quiet machine (issue 14).
 The request is a clean license activation with a JSON body and an identity (demo policy).
 Run: ``.venv/bin/python bench/client_bench.py [--remote N] [--hits N]``.
 """
@@ -81,6 +85,73 @@ def line(label: str, samples: list[float]) -> str:
     )
 
 
+def library_round_trips(sock: Path, port: int, n: int) -> dict[str, list[float]]:
+    """The same ``POST /v1/check`` (one CheckRequest's bytes) with each HTTP client library."""
+    import http.client
+    import socket
+
+    from extauthz.client._request import build_check_request
+
+    body = build_check_request(
+        describe("POST", PATH, headers=HEADERS, body=BODY, identity=IDENTITY)
+    ).SerializeToString()
+    headers = {"content-type": "application/x-protobuf"}
+    out: dict[str, list[float]] = {}
+
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(str(sock))
+
+    def via_http_client(conn: http.client.HTTPConnection) -> Callable[[], object]:
+        def once() -> object:
+            conn.request("POST", "/v1/check", body, headers)
+            return conn.getresponse().read()
+
+        return once
+
+    from extauthz.client._http_transport import HttpTransport, _exchange
+
+    raw = HttpTransport(f"http+unix://{sock}")
+    raw_sock = raw._connect(1.0)
+    message = b"%s%d\r\n\r\n%s" % (raw._head, len(body), body)
+    fns: dict[str, Callable[[], object]] = {
+        "socket + hand-split head (ours), unix": lambda: _exchange(raw_sock, message, 1.0),
+        "http.client, unix": via_http_client(UnixHTTPConnection("localhost")),
+        "http.client, tcp": via_http_client(http.client.HTTPConnection("127.0.0.1", port)),
+    }
+    try:
+        import urllib3
+
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1)
+        fns["urllib3, tcp"] = lambda: (
+            pool.request("POST", "/v1/check", body=body, headers=headers).data
+        )
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        tcp_client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+        uds_client = httpx.Client(
+            base_url="http://pdp", transport=httpx.HTTPTransport(uds=str(sock))
+        )
+        fns["httpx, tcp"] = lambda: (
+            tcp_client.post("/v1/check", content=body, headers=headers).content
+        )
+        fns["httpx, unix"] = lambda: (
+            uds_client.post("/v1/check", content=body, headers=headers).content
+        )
+    except ImportError:
+        pass
+    for fn in fns.values():
+        timed(fn, 200)
+    for _ in range(3):  # interleaved rounds
+        for name, fn in fns.items():
+            out.setdefault(name, []).extend(timed(fn, n // 3))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hits", type=int, default=200_000, help="cache-hit calls")
@@ -89,12 +160,23 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="cs-bench-", dir="/tmp"))
     sock = workdir / "pdp.sock"
-    port = free_port()
+    http_sock = workdir / "http.sock"
+    port, http_port = free_port(), free_port()
     server = ServerProcess(
-        policy=DEMO_POLICY, unix_socket_path=sock, grpc_port=port, http_port=0, workdir=workdir
+        policy=DEMO_POLICY,
+        unix_socket_path=sock,
+        grpc_port=port,
+        http_port=http_port,
+        http_unix_socket_path=http_sock,
+        workdir=workdir,
     )
     server.env["LOG_LEVEL"] = "warning"
-    targets = {"unix": f"unix://{sock}", "tcp": f"127.0.0.1:{port}"}
+    targets = {
+        "unix": f"unix://{sock}",
+        "tcp": f"127.0.0.1:{port}",
+        "http-unix": f"http+unix://{http_sock}",
+        "http-tcp": f"http://127.0.0.1:{http_port}",
+    }
     results: dict[str, list[float]] = {}
     with server:  # killed on exit, even on error
         print(f"server: extauthz serve, demo policy, {targets['unix']} and {targets['tcp']}")
@@ -110,14 +192,25 @@ def main() -> int:
         results["hit"] = hits
         print(line("cache hit (evaluate, sync)", hits))
 
-        for kind, target in targets.items():
-            with ContractShieldClient(target, timeout_ms=1000, cache_enabled=False) as client:
-                once = call(client)
-                timed(once, 300)  # warm-up: connection, server caches
-                samples = timed(once, args.remote)
-                assert client.stats().errors == 0
-            results[kind] = samples
-            print(line(f"remote Check over {kind} (no cache)", samples))
+        clients = {
+            kind: ContractShieldClient(target, timeout_ms=1000, cache_enabled=False)
+            for kind, target in targets.items()
+        }
+        try:
+            for client in clients.values():
+                timed(call(client), 300)  # warm-up: connection, server caches
+            for _ in range(3):  # interleaved rounds: the machine is shared
+                for kind, client in clients.items():
+                    results.setdefault(kind, []).extend(timed(call(client), args.remote // 3))
+            assert all(c.stats().errors == 0 for c in clients.values())
+        finally:
+            for client in clients.values():
+                client.close()
+        for kind in targets:
+            print(line(f"remote evaluate over {kind} (no cache)", results[kind]))
+        print("HTTP client libraries, the same POST /v1/check bytes (no SDK around them):")
+        for name, samples in library_round_trips(http_sock, http_port, args.remote).items():
+            print(line(f"  {name}", samples))
 
     try:
         from extauthz.middleware._common import EmbeddedDecider, FixedPolicy
@@ -136,6 +229,11 @@ def main() -> int:
     u50, t50 = pct(results["unix"], 0.5), pct(results["tcp"], 0.5)
     u99, t99 = pct(results["unix"], 0.99), pct(results["tcp"], 0.99)
     print(f"ratio tcp/unix: p50 {t50 / u50:.2f}x  p99 {t99 / u99:.2f}x")
+    h50 = pct(results["http-unix"], 0.5)
+    print(
+        f"ratio http-unix/unix (gRPC): p50 {h50 / u50:.2f}x (target <= 0.35x), "
+        f"http-unix p50 {h50:.0f} us (target < 250 us on a quiet machine)"
+    )
     print(f"ratio remote(unix) p50 / cache hit p50: {u50 / pct(results['hit'], 0.5):.0f}x")
     hit50 = pct(results["hit"], 0.5)
     print(f"cache-hit target <= 10 us: p50 {hit50:.1f} us -> {'met' if hit50 <= 10 else 'MISSED'}")

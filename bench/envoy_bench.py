@@ -6,17 +6,24 @@ is in the way and only the authorization path differs):
     envoy-alone      Envoy without jwt_authn/ext_authz                       (the ceiling)
     floor-uds/-tcp   Envoy + a no-op Python grpcio ext_authz server           (the Python floor)
     extauthz-uds/-tcp Envoy + ``extauthz serve`` with policies/demo.yaml
+    floor-http-uds   Envoy (``envoy-http.yaml``, http_service mode) + a no-op aiohttp server
+    extauthz-http-uds Envoy (``envoy-http.yaml``) + ``extauthz serve --http-unix-socket``
 
 The request is the demo's main route: ``POST /api/v1/licenses/activate`` with a valid HS256
 token and a clean JSON body (schema, vulnerability checks and two CEL rules run; ALLOW).
 Each case also prints the CPU time the PDP and Envoy spent per request (from /proc, over the
 measured run): the machine has few cores, so every µs either process spends is throughput lost.
 Targets (issue 3): extauthz keeps >= 70% of the floor's throughput and its p99 stays <= 1.5x
-the floor's, on the same transport. Run: ``.venv/bin/python bench/envoy_bench.py``.
+the floor's, on the same transport. Issue 14: extauthz in HTTP mode >= 1.4x the gRPC floor's
+(floor-uds) throughput, p99 <= that floor's p99 (the ``x grpc floor`` columns). Run: ``.venv/bin/python bench/envoy_bench.py``.
 
 The floor is a plain grpc.aio server on asyncio, as the issue measured it. ``extauthz serve``
 runs on uvloop when it is installed (a default dependency), and uvloop alone makes the no-op
 server faster: ``--floor-loop uvloop`` compares against that stricter floor.
+
+``--workers 1,2,...`` measures ``extauthz serve --workers W`` instead (one Unix socket per
+worker, all listed in Envoy's PDP cluster; a real Redis for replay claims, as several workers
+require): req/s per worker count, its ratio to one worker, and the machine's usable cores.
 """
 
 from __future__ import annotations
@@ -45,7 +52,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from extauthz.devstack import free_port, port_answers  # noqa: E402
-from extauthz.devstack.envoy import SIDECAR_CONFIG, EnvoyProcess, render_config  # noqa: E402
+from extauthz.devstack.envoy import (  # noqa: E402
+    HTTP_MODE_CONFIG,
+    SIDECAR_CONFIG,
+    EnvoyProcess,
+    render_config,
+)
 from extauthz.devstack.server import DEMO_POLICY, ServerProcess  # noqa: E402
 
 JWT_SECRET = b"contractshield-demo-jwt-key"
@@ -167,10 +179,41 @@ def run_noop_server(target: str, loop: str = "asyncio") -> None:
         asyncio.run(main())
 
 
+def run_noop_http_server(socket_path: str, loop: str = "asyncio") -> None:
+    """aiohttp's low-level server answering 200 to every request (HTTP mode's OK), as the
+    issue measured the HTTP floor."""
+    from aiohttp import web
+
+    async def handler(request: web.BaseRequest) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    async def main() -> None:
+        runner = web.ServerRunner(web.Server(handler, access_log=None), handle_signals=False)
+        await runner.setup()
+        await web.UnixSite(runner, socket_path).start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
 @contextmanager
-def noop_server(socket_path: str | None, port: int | None, loop: str) -> Iterator[int]:
+def noop_server(
+    socket_path: str | None, port: int | None, loop: str, http: bool = False
+) -> Iterator[int]:
     target = f"unix:{socket_path}" if socket_path else f"127.0.0.1:{port}"
     argv = [sys.executable, __file__, "--noop-server", target, "--floor-loop", loop]
+    if http:
+        argv = [sys.executable, __file__, "--noop-http-server", str(socket_path)]
+        argv += ["--floor-loop", loop]
     proc = subprocess.Popen(argv)
     try:
         deadline = time.monotonic() + 20
@@ -189,15 +232,34 @@ def noop_server(socket_path: str | None, port: int | None, loop: str) -> Iterato
         proc.wait(timeout=10)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and its children (a supervisor's workers)."""
+    total = cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(cpu_seconds(int(c)) for c in children)
+
+
 @contextmanager
-def extauthz_server(workdir: Path, socket_path: str | None, port: int | None) -> Iterator[int]:
+def extauthz_server(
+    workdir: Path,
+    socket_path: str | None,
+    port: int | None,
+    http: bool = False,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> Iterator[int]:
     server = ServerProcess(
         policy=DEMO_POLICY,
-        unix_socket_path=socket_path,
+        unix_socket_path=None if http else socket_path,
+        http_unix_socket_path=socket_path if http else None,
         grpc_port=port or 0,
         http_port=0,
-        env={"LOG_LEVEL": "warning"},
+        env={"LOG_LEVEL": "warning", **(env or {})},
         workdir=workdir / "pdp",
+        workers=workers,
     )
     with server:
         assert server.process is not None
@@ -205,9 +267,11 @@ def extauthz_server(workdir: Path, socket_path: str | None, port: int | None) ->
 
 
 @contextmanager
-def envoy(workdir: Path, concurrency: int, **overrides: object) -> Iterator[EnvoyProcess]:
+def envoy(
+    workdir: Path, concurrency: int, template: Path = SIDECAR_CONFIG, **overrides: object
+) -> Iterator[EnvoyProcess]:
     config = render_config(
-        SIDECAR_CONFIG,
+        template,
         listen_port=free_port(),
         admin_port=free_port(),
         direct_response=True,
@@ -225,8 +289,9 @@ def main() -> int:
     parser.add_argument("--envoy-concurrency", type=int, default=1)
     parser.add_argument(
         "--transports",
-        default="uds,tcp",
-        help="comma-separated subset of uds,tcp (envoy-alone always runs)",
+        default="uds,tcp,http-uds",
+        help="comma-separated subset of uds,tcp,http-uds (envoy-alone always runs; http-uds "
+        "is Envoy's HTTP ext_authz mode over a Unix socket)",
     )
     parser.add_argument(
         "--floor-loop",
@@ -235,25 +300,39 @@ def main() -> int:
         help="event loop of the no-op floor server (asyncio: the plain grpc.aio server the "
         "target is defined against; uvloop: the loop extauthz itself runs on)",
     )
+    parser.add_argument(
+        "--workers", help="comma-separated worker counts (e.g. 1,2): the scaling run instead"
+    )
     parser.add_argument("--noop-server", help=argparse.SUPPRESS)
+    parser.add_argument("--noop-http-server", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.noop_http_server:
+        run_noop_http_server(args.noop_http_server, args.floor_loop)
+        return 0
     if args.noop_server:
         run_noop_server(args.noop_server, args.floor_loop)
         return 0
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
+    if args.workers:
+        return scaling(args, [int(w) for w in args.workers.split(",")])
     workdir = Path(tempfile.mkdtemp(prefix="cs-bench-", dir="/tmp"))
     script = wrk_script(workdir)
     runs: dict[str, list[dict[str, float]]] = {}
 
     def pdp(kind: str, transport: str) -> tuple[Any, dict[str, Any]]:
-        sock = str(workdir / f"{kind}.sock") if transport == "uds" else None
+        http = transport == "http-uds"
+        sock = str(workdir / f"{kind}-{transport}.sock") if transport != "tcp" else None
         port = free_port() if transport == "tcp" else None
-        target = {"pdp_socket": sock} if sock else {"pdp_address": ("127.0.0.1", port)}
+        target: dict[str, Any] = (
+            {"pdp_socket": sock} if sock else {"pdp_address": ("127.0.0.1", port)}
+        )
+        if http:
+            target["template"] = HTTP_MODE_CONFIG
         if kind == "floor":
-            return noop_server(sock, port, args.floor_loop), target
-        return extauthz_server(workdir, sock, port), target
+            return noop_server(sock, port, args.floor_loop, http), target
+        return extauthz_server(workdir, sock, port, http), target
 
     def measure(name: str, proc: EnvoyProcess, pdp_pid: int | None = None) -> None:
         wrk(proc.url, script, 2, args.connections)  # warm-up
@@ -299,24 +378,87 @@ def main() -> int:
     print()
     print(f"medians of {args.rounds} round(s):")
     print(
-        f"{'case':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/floor':>10} {'p99/floor':>10}"
-        f" {'PDP µs/req':>11} {'Envoy µs/req':>13}"
+        f"{'case':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/floor':>10} {'p99/floor':>10}"
+        f" {'x grpc floor':>13} {'p99 x grpc':>11} {'PDP µs/req':>11} {'Envoy µs/req':>13}"
     )
+    grpc_floor = results.get("floor-uds")
     for name, r in results.items():
-        floor = results.get("floor-" + name.rsplit("-", 1)[-1])
+        transport = name.split("-", 1)[-1]
+        floor = results.get("floor-" + transport)
         ratios = f"{'':>10} {'':>10}"
         if floor is not None and name != "envoy-alone":
             ratios = f"{r['rps'] / floor['rps']:>10.0%} {r['p99'] / floor['p99']:>9.2f}x"
+        vs_grpc = f" {'':>13} {'':>11}"
+        if grpc_floor is not None and transport == "http-uds":
+            vs_grpc = (
+                f" {r['rps'] / grpc_floor['rps']:>12.2f}x {r['p99'] / grpc_floor['p99']:>10.2f}x"
+            )
         cpu = "".join(
             f" {r[key]:>{width}.0f}" if key in r else f" {'-':>{width}}"
             for key, width in (("pdp_us", 11), ("envoy_us", 13))
         )
-        print(f"{name:<14} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {ratios}{cpu}")
+        print(
+            f"{name:<18} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {ratios}{vs_grpc}{cpu}"
+        )
     print("targets: extauthz >= 70% of the floor's req/s, p99 <= 1.5x the floor's (same transport)")
+    print("         extauthz-http-uds >= 1.4x floor-uds req/s, p99 <= floor-uds p99 (issue 14)")
     bad = {name: sum(r["non2xx"] for r in rs) for name, rs in runs.items()}
     bad = {name: n for name, n in bad.items() if n}
     if bad:
         print(f"WARNING: non-2xx responses (the figures are not comparable): {bad}")
+    return 0
+
+
+def scaling(args: argparse.Namespace, counts: list[int]) -> int:
+    """req/s of ``extauthz serve --workers W`` through Envoy, per W, interleaved rounds."""
+    from extauthz.devstack.redis import RedisServer
+    from extauthz.server.workers import usable_cores
+
+    workdir = Path(tempfile.mkdtemp(prefix="cs-bench-", dir="/tmp"))
+    script = wrk_script(workdir)
+    runs: dict[int, list[dict[str, float]]] = {}
+    cores = usable_cores()
+    print(
+        f"usable cores {cores}; wrk: {args.connections} connections x {args.duration}s, "
+        f"{args.rounds} interleaved rounds, Envoy --concurrency {args.envoy_concurrency}, "
+        f"workers {counts}, Unix sockets (one per worker), shared Redis"
+    )
+    try:
+        with RedisServer() as redis:
+            for round_no in range(1, args.rounds + 1):
+                print(f"round {round_no}", flush=True)
+                for w in counts:
+                    sock = str(workdir / "pdp.sock")
+                    from extauthz.server.workers import worker_sockets
+
+                    env = {"REDIS_URL": redis.url, "DECISION_LOG": "off"}
+                    with (
+                        extauthz_server(workdir, sock, None, workers=w, env=env) as pid,
+                        envoy(
+                            workdir, args.envoy_concurrency, pdp_sockets=worker_sockets(sock, w)
+                        ) as e,
+                    ):
+                        wrk(e.url, script, 2, args.connections)  # warm-up
+                        before = tree_cpu_seconds(pid)
+                        r = wrk(e.url, script, args.duration, args.connections)
+                        r["pdp_us"] = (tree_cpu_seconds(pid) - before) / (r["rps"] * args.duration)
+                        r["pdp_us"] *= 1e6
+                        runs.setdefault(w, []).append(r)
+                        print(
+                            f"  workers {w:<3} {r['rps']:>9.0f} req/s  p99 {r['p99']:6.2f} ms"
+                            f"  PDP {r['pdp_us']:4.0f} µs/req  non-2xx {r['non2xx']:.0f}",
+                            flush=True,
+                        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    med = {w: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for w, rs in runs.items()}
+    one = med.get(1)
+    print(f"\nmedians of {args.rounds} round(s), usable cores {cores}:")
+    print(f"{'workers':<8} {'req/s':>9} {'x 1 worker':>11} {'p99 ms':>8} {'PDP µs/req':>11}")
+    for w, r in med.items():
+        ratio = f"{r['rps'] / one['rps']:>10.2f}x" if one else f"{'-':>11}"
+        print(f"{w:<8} {r['rps']:>9.0f} {ratio} {r['p99']:>8.2f} {r['pdp_us']:>11.0f}")
+    print("target (>= W + 2 cores): W workers >= 0.85 W x one worker's req/s")
     return 0
 
 

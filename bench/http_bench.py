@@ -1,11 +1,14 @@
 """``POST /v1/evaluate`` throughput with 8 connections against a real ``extauthz serve``.
 
-The issue's bar: the Node.js ContractShield sidecar sustains 7.3-8.0k evaluations/s on this
-machine class (warn-level logging, its policy in every body). We run the server at its default
+The bar (issue 14): >= 0.5x the upstream Node.js ContractShield sidecar, which sustains 15.5k
+evaluations/s on this machine class (measured by the issue's author: it cannot run here, so
+the ratio is to that figure, not to a same-run floor). We run the server at its default
 log level (no access log) on the demo policy, load it with wrk (8 connections, 1 thread by
 default so the load generator takes one core and the server the other) and print throughput
 and latency. Without wrk, an aiohttp client does the same job (less precise: it shares the
 CPU budget with Python). Run: ``.venv/bin/python bench/http_bench.py [--duration 10]``.
+``--workers 1,2`` runs each case against ``extauthz serve --workers W`` (the HTTP port shared
+with SO_REUSEPORT, a real Redis as several workers require) and prints eval/s per W.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ CONTEXTS = {
     },
     "health": {"request": {"method": "GET", "path": "/healthz"}},
 }
+
+NODE_SIDECAR_RPS = 15_500
 
 LUA = """
 wrk.method = "POST"
@@ -141,16 +146,32 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--client", choices=("auto", "wrk", "aiohttp"), default="auto")
+    parser.add_argument("--workers", default="1", help="comma-separated worker counts, e.g. 1,2")
     args = parser.parse_args()
     client = args.client
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "aiohttp"
+    from extauthz.devstack.redis import RedisServer
+    from extauthz.server.workers import usable_cores
+
+    counts = [int(w) for w in args.workers.split(",")]
+    print(f"usable cores {usable_cores()}")
+    if counts == [1]:
+        bench(args, client, 1, {})
+        return 0
+    with RedisServer() as redis:
+        for w in counts:
+            bench(args, client, w, {"REDIS_URL": redis.url, "DECISION_LOG": "off"})
+    return 0
+
+
+def bench(args: argparse.Namespace, client: str, workers: int, env: dict[str, str]) -> None:
     port = free_port()
-    with ServerProcess(policy=DEMO_POLICY, http_port=port) as server:
+    with ServerProcess(policy=DEMO_POLICY, http_port=port, workers=workers, env=env) as server:
         url = f"{server.http_url}/v1/evaluate"
         print(
-            f"extauthz HTTP API, demo policy, {args.connections} connections, {client}, "
-            f"{args.duration}s per case"
+            f"extauthz HTTP API, demo policy, {workers} worker(s), {args.connections} "
+            f"connections, {client}, {args.duration}s per case"
         )
         print(f"{'case':<16} {'eval/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
         for name, ctx in CONTEXTS.items():
@@ -163,9 +184,9 @@ def main() -> int:
                 r = asyncio.run(run_aiohttp(url, body, args.duration, args.connections))
             print(
                 f"{name:<16} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non2xx']:>8.0f}"
+                f"  {r['rps'] / NODE_SIDECAR_RPS:.2f}x node"
             )
-        print("target: >= 8000 evaluations/s (Node.js sidecar: 7.3-8.0k on this machine class)")
-    return 0
+        print("target: >= 7750 evaluations/s (0.5x the Node.js sidecar's 15.5k/s, issue 14)")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ class Body:
     json: BodyJson | None = None
     partial: bool = False  # Envoy truncated it (x-envoy-auth-partial-body: true)
 
+    @property
+    def redacted(self) -> bool:
+        """The caller's adapter masked values in the parsed sample (``json.redacted``)."""
+        return self.json is not None and self.json.redacted
+
 
 EMPTY_BODY = Body()
 

@@ -1,13 +1,14 @@
 """Render an Envoy v3 bootstrap that puts ContractShield in front of an upstream.
 
 The config is built with envoy-data-plane's typed (betterproto2) classes, so a misspelt field or
-a wrong type fails here, in Python, rather than at Envoy start-up. That library is an optional
-dependency (extra ``config``) imported inside the functions: the PDP never needs it.
+a wrong type fails here, in Python, rather than at Envoy start-up. That library is a dependency
+imported inside the functions only: the PDP's import and hot path never load it.
 
 The shape, in filter order: a listener → ``jwt_authn`` (optional; local JWKS; missing tokens let
 through so the *policy* answers token-less calls) → ``ext_authz`` (gRPC to the ``contractshield``
 cluster on a Unix socket or TCP, raw body packed as bytes, JWT payload forwarded as metadata) →
-``router`` to the ``upstream`` cluster. The PDP cluster is HTTP/2 and health-checked with the
+``router`` to the ``upstream`` cluster; the connection manager normalises paths and refuses
+encoded slashes (``_path_hardening``). The PDP cluster is HTTP/2 and health-checked with the
 gRPC health protocol; the admin interface listens on localhost.
 """
 
@@ -51,7 +52,21 @@ DEFAULT_STATUS_ON_ERROR = 503
 HEALTH_SERVICE_NAME = "envoy.service.auth.v3.Authorization"
 DEFAULT_HEALTH_INTERVAL_MS = 5_000
 
+#: HTTP ext_authz mode (``authz_mode="http"``): Envoy's ``path_prefix``, the headers the PDP
+#: trusts (each removed from the client's request first), the PDP's readiness path.
+HTTP_PATH_PREFIX = "/ext_authz"
+HTTP_PAYLOAD_HEADER = "x-jwt-payload"
+HTTP_TRUSTED_HEADERS = (
+    HTTP_PAYLOAD_HEADER,
+    "x-contractshield-client-address",
+    "x-contractshield-content-length",
+)
+HTTP_HEALTH_PATH = "/ready"
+HTTP_IDLE_TIMEOUT_S = 60  # below the PDP's 75 s keep-alive: Envoy closes first
+HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
+
 Format = Literal["yaml", "json"]
+AuthzMode = Literal["grpc", "http"]
 _SNAKE: Any = None  # betterproto2.Casing.SNAKE, bound lazily
 
 
@@ -73,16 +88,30 @@ class EnvoyConfigOptions:
     health_interval_ms: int = DEFAULT_HEALTH_INTERVAL_MS
     jwks_file: str | None = None  # a JWKS file Envoy reads at start-up ...
     demo_jwt: bool = False  # ... or the inline demo HS256 key; neither: no jwt_authn filter
+    authz_mode: AuthzMode = "grpc"  # "http": Envoy's http_service mode (docs/envoy.md)
+    workers: int = 1  # ``serve --workers N`` on ``socket``: one PDP endpoint per worker socket
+    # TLS to a PDP on TCP (``address``): Envoy verifies the PDP against this CA ...
+    pdp_tls_ca_file: str | None = None
+    # ... presents this client certificate (mTLS; the PDP's TLS_CLIENT_CA_FILE) ...
+    pdp_tls_cert_file: str | None = None
+    pdp_tls_key_file: str | None = None
+    # ... and sends this SNI, requiring it among the PDP certificate's DNS names
+    pdp_tls_server_name: str | None = None
 
     def __post_init__(self) -> None:
+        if self.authz_mode not in ("grpc", "http"):
+            raise InvalidConfig(f"authz_mode must be grpc or http, got {self.authz_mode!r}")
         if self.socket is not None and self.address is not None:
             raise InvalidConfig("give one of socket (Unix path) or address (HOST:PORT), not both")
         if self.socket is None and self.address is None:
             object.__setattr__(self, "socket", DEFAULT_SOCKET)
+        if self.workers < 1 or (self.workers > 1 and self.socket is None):
+            raise InvalidConfig("workers must be >= 1, and more than 1 only with a Unix socket")
         if self.jwks_file is not None and self.demo_jwt:
             raise InvalidConfig("give at most one of jwks_file and demo_jwt")
         if self.address is not None:
             split_host_port(self.address, what="address")
+        self._validate_pdp_tls()
         split_host_port(self.upstream, what="upstream")
         for name in ("listen_port", "admin_port"):
             port = getattr(self, name)
@@ -96,6 +125,26 @@ class EnvoyConfigOptions:
             )
         if self.timeout_ms <= 0 or self.health_interval_ms <= 0:
             raise InvalidConfig("timeout_ms and health_interval_ms must be positive")
+
+    def _validate_pdp_tls(self) -> None:
+        """Refuse half a TLS setting (Envoy would either not start or not verify the PDP)."""
+        given = [
+            name
+            for name in ("pdp_tls_ca_file", "pdp_tls_cert_file", "pdp_tls_key_file")
+            if getattr(self, name) is not None
+        ]
+        if self.pdp_tls_server_name is not None:
+            given.append("pdp_tls_server_name")
+        if not given:
+            return
+        if self.address is None:
+            raise InvalidConfig("PDP TLS needs the PDP on TCP (address); a Unix socket is plain")
+        if self.pdp_tls_ca_file is None:
+            raise InvalidConfig(
+                f"{given[0]} without pdp_tls_ca_file: Envoy would not verify the PDP's certificate"
+            )
+        if (self.pdp_tls_cert_file is None) != (self.pdp_tls_key_file is None):
+            raise InvalidConfig("give both pdp_tls_cert_file and pdp_tls_key_file (or neither)")
 
     def with_(self, **changes: Any) -> EnvoyConfigOptions:
         """A copy with some options changed (switching transport clears the other one)."""
@@ -133,8 +182,8 @@ def _require_data_plane() -> None:
         if not (exc.name or "").startswith(("envoy_data_plane", "betterproto2")):
             raise
         raise InvalidConfig(
-            "envoy config generation needs the optional dependency envoy-data-plane: "
-            "pip install 'extauthz[config]'"
+            "envoy config generation needs envoy-data-plane (a dependency of extauthz): "
+            "pip install envoy-data-plane"
         ) from exc
 
 
@@ -204,9 +253,11 @@ def _import_extensions() -> None:
     """Load the typed classes; this also registers every ``@type`` we emit for ``Any``."""
     import envoy_data_plane.envoy.config.bootstrap.v3
     import envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3
+    import envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3
     import envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3
     import envoy_data_plane.envoy.extensions.filters.http.router.v3
     import envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3
+    import envoy_data_plane.envoy.extensions.transport_sockets.tls.v3
     import envoy_data_plane.envoy.extensions.upstreams.http.v3  # noqa: F401
 
 
@@ -251,6 +302,10 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
     )
 
     filters = []
+    if opts.authz_mode == "http":
+        filters.append(
+            HttpFilter(name=HEADER_MUTATION_FILTER, typed_config=_pack(_header_mutation()))
+        )
     if opts.demo_jwt or opts.jwks_file is not None:
         filters.append(HttpFilter(name=JWT_FILTER, typed_config=_pack(_jwt_authn(opts))))
     filters.append(
@@ -276,6 +331,7 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
             ],
         ),
         http_filters=filters,
+        **_path_hardening(),
     )
     return Listener(
         name="ingress",
@@ -291,6 +347,24 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
             )
         ],
     )
+
+
+def _path_hardening() -> dict[str, Any]:
+    """HCM path settings for every mode: defence in depth beside the engine's canonicalisation.
+
+    Envoy resolves ``.``/``..`` and ``//`` before routing and before ext_authz, so the PDP, the
+    route table and the upstream all see one path; an encoded slash or backslash (``%2F``,
+    ``%5C``), which servers read differently, is refused by Envoy with a 400.
+    """
+    from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+        HttpConnectionManagerPathWithEscapedSlashesAction as EscapedSlashes,
+    )
+
+    return {
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": EscapedSlashes.REJECT_REQUEST,
+    }
 
 
 def _jwt_authn(opts: EnvoyConfigOptions) -> Any:
@@ -319,14 +393,16 @@ def _jwt_authn(opts: EnvoyConfigOptions) -> Any:
             ]
         )
     )
+    # gRPC mode reads the payload from metadata; HTTP mode from a header (which a client's copy
+    # never reaches: ``_header_mutation`` removes it first).
+    if opts.authz_mode == "http":
+        provider = JwtProvider(
+            local_jwks=jwks, forward=False, forward_payload_header=HTTP_PAYLOAD_HEADER
+        )
+    else:
+        provider = JwtProvider(local_jwks=jwks, forward=False, payload_in_metadata=JWT_PAYLOAD_KEY)
     return JwtAuthentication(
-        providers={
-            JWT_PROVIDER: JwtProvider(
-                local_jwks=jwks,
-                forward=False,
-                payload_in_metadata=JWT_PAYLOAD_KEY,
-            )
-        },
+        providers={JWT_PROVIDER: provider},
         rules=[RequirementRule(match=RouteMatch(prefix="/"), requires=requirement)],
     )
 
@@ -339,11 +415,31 @@ def _ext_authz(opts: EnvoyConfigOptions) -> Any:
     )
     from envoy_data_plane.envoy.type.v3 import HttpStatus
 
+    service: dict[str, Any]
+    if opts.authz_mode == "http":
+        from envoy_data_plane.envoy.type.matcher.v3 import (
+            ListStringMatcher,
+            RegexMatcher,
+            StringMatcher,
+        )
+
+        service = {
+            "http_service": _http_service(opts),
+            # every client header, as gRPC mode sends them (HTTP mode's default is five)
+            "allowed_headers": ListStringMatcher(
+                patterns=[StringMatcher(safe_regex=RegexMatcher(regex=".*"))]
+            ),
+        }
+    else:
+        service = {
+            "grpc_service": GrpcService(
+                envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=PDP_CLUSTER),
+                timeout=_ms(opts.timeout_ms),
+            ),
+            "metadata_context_namespaces": [JWT_FILTER],
+        }
     return ExtAuthz(
-        grpc_service=GrpcService(
-            envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=PDP_CLUSTER),
-            timeout=_ms(opts.timeout_ms),
-        ),
+        **service,
         transport_api_version=ApiVersion.V3,
         failure_mode_allow=opts.failure_mode_allow,
         status_on_error=HttpStatus(code=_status_code(opts.status_on_error)),
@@ -352,7 +448,64 @@ def _ext_authz(opts: EnvoyConfigOptions) -> Any:
             allow_partial_message=True,
             pack_as_bytes=True,
         ),
-        metadata_context_namespaces=[JWT_FILTER],
+    )
+
+
+def _header_mutation() -> Any:
+    from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutation as Mutation
+    from envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3 import (
+        HeaderMutation,
+        Mutations,
+    )
+
+    return HeaderMutation(
+        mutations=Mutations(request_mutations=[Mutation(remove=h) for h in HTTP_TRUSTED_HEADERS])
+    )
+
+
+def _http_service(opts: EnvoyConfigOptions) -> Any:
+    from envoy_data_plane.envoy.config.core.v3 import HeaderValue, HttpUri
+    from envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3 import (
+        AuthorizationRequest,
+        AuthorizationResponse,
+        HttpService,
+    )
+    from envoy_data_plane.envoy.type.matcher.v3 import (
+        ListStringMatcher,
+        StringMatcher,
+    )
+
+    def exact(*names: str) -> Any:
+        return ListStringMatcher(patterns=[StringMatcher(exact=n) for n in names])
+
+    return HttpService(
+        server_uri=HttpUri(
+            uri=f"http://{PDP_CLUSTER}", cluster=PDP_CLUSTER, timeout=_ms(opts.timeout_ms)
+        ),
+        path_prefix=HTTP_PATH_PREFIX,
+        authorization_request=AuthorizationRequest(
+            headers_to_add=[
+                HeaderValue(
+                    key="x-contractshield-client-address",
+                    value="%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                ),
+                HeaderValue(key="x-contractshield-content-length", value="%REQ(content-length)%"),
+            ],
+        ),
+        authorization_response=AuthorizationResponse(
+            allowed_upstream_headers=exact(
+                "x-contractshield-decision",
+                "x-contractshield-route",
+                "x-contractshield-subject",
+                "x-contractshield-tenant",
+            ),
+            allowed_client_headers=exact(
+                "content-type", "x-contractshield-decision", "x-contractshield-decision-id"
+            ),
+            dynamic_metadata_from_headers=ListStringMatcher(
+                patterns=[StringMatcher(prefix="x-contractshield-")]
+            ),
+        ),
     )
 
 
@@ -371,8 +524,13 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
         Address,
         HealthCheck,
         HealthCheckGrpcHealthCheck,
+        HealthCheckHttpHealthCheck,
+        Http1ProtocolOptions,
         Http2ProtocolOptions,
         Pipe,
+    )
+    from envoy_data_plane.envoy.config.core.v3 import (
+        HttpProtocolOptions as CommonHttpProtocolOptions,
     )
     from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
         HttpProtocolOptions,
@@ -380,36 +538,98 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
     )
 
     if opts.socket is not None:
-        address = Address(pipe=Pipe(path=os.fspath(opts.socket)))
+        from .server.workers import worker_sockets
+
+        paths = worker_sockets(os.fspath(opts.socket), opts.workers)
+        addresses = [Address(pipe=Pipe(path=path)) for path in paths]
         kind = ClusterDiscoveryType.STATIC
     else:
         assert opts.address is not None
         host, port = split_host_port(opts.address)
-        address = _tcp(host, port)
+        addresses = [_tcp(host, port)]
         kind = ClusterDiscoveryType.STATIC if _is_ip(host) else ClusterDiscoveryType.STRICT_DNS
-    protocol = HttpProtocolOptions(
-        explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
-            http2_protocol_options=Http2ProtocolOptions()
+    if opts.authz_mode == "http":  # HTTP/1.1, pooled, idled out before the PDP's keep-alive
+        protocol = HttpProtocolOptions(
+            common_http_protocol_options=CommonHttpProtocolOptions(
+                idle_timeout=timedelta(seconds=HTTP_IDLE_TIMEOUT_S)
+            ),
+            explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                http_protocol_options=Http1ProtocolOptions()
+            ),
         )
-    )
+        health = {"http_health_check": HealthCheckHttpHealthCheck(path=HTTP_HEALTH_PATH)}
+    else:
+        protocol = HttpProtocolOptions(
+            explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                http2_protocol_options=Http2ProtocolOptions()
+            )
+        )
+        health = {"grpc_health_check": HealthCheckGrpcHealthCheck(service_name=HEALTH_SERVICE_NAME)}
     return Cluster(
         name=PDP_CLUSTER,
         type=kind,
         connect_timeout=_ms(opts.timeout_ms),
+        transport_socket=_pdp_transport_socket(opts),
         typed_extension_protocol_options={
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _pack(protocol)
         },
-        load_assignment=_load_assignment(PDP_CLUSTER, address),
+        load_assignment=_load_assignment(PDP_CLUSTER, *addresses),
         health_checks=[
             HealthCheck(
                 timeout=_ms(opts.timeout_ms),
                 interval=_ms(opts.health_interval_ms),
                 unhealthy_threshold=2,
                 healthy_threshold=1,
-                grpc_health_check=HealthCheckGrpcHealthCheck(service_name=HEALTH_SERVICE_NAME),
+                **health,
             )
         ],
     )
+
+
+def _pdp_transport_socket(opts: EnvoyConfigOptions) -> Any:
+    """``UpstreamTlsContext`` for a PDP on TCP with TLS (None: plaintext, the default).
+
+    ALPN ``h2`` as gRPC expects (``http/1.1`` in HTTP mode); the PDP's chain is checked against ``pdp_tls_ca_file`` and,
+    with a server name, its DNS names too. Envoy reads the files at start-up.
+    """
+    if opts.pdp_tls_ca_file is None:
+        return None
+    from envoy_data_plane.envoy.config.core.v3 import DataSource, TransportSocket
+    from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
+        CertificateValidationContext,
+        CommonTlsContext,
+        SubjectAltNameMatcher,
+        SubjectAltNameMatcherSanType,
+        TlsCertificate,
+        UpstreamTlsContext,
+    )
+    from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
+
+    validation = CertificateValidationContext(trusted_ca=DataSource(filename=opts.pdp_tls_ca_file))
+    if opts.pdp_tls_server_name is not None:
+        validation.match_typed_subject_alt_names = [
+            SubjectAltNameMatcher(
+                san_type=SubjectAltNameMatcherSanType.DNS,
+                matcher=StringMatcher(exact=opts.pdp_tls_server_name),
+            )
+        ]
+    certificates = []
+    if opts.pdp_tls_cert_file is not None and opts.pdp_tls_key_file is not None:
+        certificates.append(
+            TlsCertificate(
+                certificate_chain=DataSource(filename=opts.pdp_tls_cert_file),
+                private_key=DataSource(filename=opts.pdp_tls_key_file),
+            )
+        )
+    context = UpstreamTlsContext(
+        common_tls_context=CommonTlsContext(
+            alpn_protocols=["h2"] if opts.authz_mode == "grpc" else ["http/1.1"],
+            tls_certificates=certificates,
+            validation_context=validation,
+        ),
+        sni=opts.pdp_tls_server_name or "",
+    )
+    return TransportSocket(name="envoy.transport_sockets.tls", typed_config=_pack(context))
 
 
 def _upstream_cluster(opts: EnvoyConfigOptions) -> Any:
@@ -424,7 +644,7 @@ def _upstream_cluster(opts: EnvoyConfigOptions) -> Any:
     )
 
 
-def _load_assignment(cluster: str, address: Any) -> Any:
+def _load_assignment(cluster: str, *addresses: Any) -> Any:
     from envoy_data_plane.envoy.config.endpoint.v3 import (
         ClusterLoadAssignment,
         Endpoint,
@@ -435,6 +655,8 @@ def _load_assignment(cluster: str, address: Any) -> Any:
     return ClusterLoadAssignment(
         cluster_name=cluster,
         endpoints=[
-            LocalityLbEndpoints(lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=address))])
+            LocalityLbEndpoints(
+                lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=a)) for a in addresses]
+            )
         ],
     )

@@ -116,6 +116,8 @@ class Metrics:
         self._policy: Any = None
         self._known_routes: frozenset[str] = frozenset()
         self._in_flight_sources: list[Callable[[], int]] = []
+        # Set on a worker: turns this process's exposition into the whole server's.
+        self.aggregate: Callable[[bytes], bytes] | None = None
         self.in_flight.set_function(lambda: sum(count() for count in self._in_flight_sources))
 
     def count_in_flight(self, count: Callable[[], int]) -> None:
@@ -161,6 +163,11 @@ class Metrics:
         self.up.set(0)
 
     def exposition(self) -> bytes:
+        own = generate_latest(self.registry)
+        return own if self.aggregate is None else self.aggregate(own)
+
+    def registry_exposition(self) -> bytes:
+        """This process's figures alone (what a worker publishes for its siblings)."""
         return generate_latest(self.registry)
 
 

@@ -31,6 +31,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from ..demo.run import run_demo
 
-    return run_demo(keep_running=args.keep_running, use_redis=not args.no_redis)
+    try:
+        return run_demo(keep_running=args.keep_running, use_redis=not args.no_redis)
+    except FileNotFoundError as exc:  # no Envoy binary, no shipped policy: say what to install
+        print(f"extauthz demo: {exc}", file=sys.stderr)
+        return 2

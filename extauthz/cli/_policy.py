@@ -1,4 +1,7 @@
-"""``extauthz policy check FILE``: validate a policy the way the server would load it."""
+"""``extauthz policy check FILE``: validate a policy the way the server would load it.
+
+``extauthz policy demo-path`` prints where the shipped demo policy is.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("policy", help="policy tools (check)")
+    parser = subparsers.add_parser("policy", help="policy tools (check, demo-path)")
     sub = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     check = sub.add_parser(
         "check",
@@ -15,6 +18,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     check.add_argument("file", help="policy file (YAML or JSON)")
     check.set_defaults(func=run)
+    demo_path = sub.add_parser(
+        "demo-path",
+        help="print the path of the shipped demo policy (in the wheel or the clone)",
+    )
+    demo_path.set_defaults(func=run_demo_path)
+
+
+def run_demo_path(args: argparse.Namespace) -> int:
+    from .._shipped import shipped_dir
+
+    path = shipped_dir("policies") / "demo.yaml"
+    if not path.is_file():
+        print(f"extauthz policy demo-path: {path} is missing", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,6 +20,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grpc-host", help="TCP gRPC bind address (default 0.0.0.0) [GRPC_HOST]")
     p.add_argument("--http-port", help="HTTP API/probes port, 0 = off (default 3100) [HTTP_PORT]")
     p.add_argument("--http-host", help="HTTP bind address (default 127.0.0.1) [HTTP_HOST]")
+    p.add_argument(
+        "--http-unix-socket",
+        help="serve the HTTP API (and Envoy's HTTP-mode ext_authz) on this Unix socket "
+        "[HTTP_UNIX_SOCKET]",
+    )
     p.add_argument("--redis-url", help="shared webhook replay store [REDIS_URL]")
     p.add_argument("--log-level", help="debug|info|warning|error (default info) [LOG_LEVEL]")
     p.add_argument(
@@ -43,11 +48,27 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--grace-seconds", help="drain time on SIGTERM (default 5) [GRACE_SECONDS]")
     p.add_argument("--max-request-bytes", help="gRPC receive limit [MAX_REQUEST_BYTES]")
+    p.add_argument("--tls-cert-file", help="PEM certificate for the TCP listeners [TLS_CERT_FILE]")
+    p.add_argument("--tls-key-file", help="PEM private key for it [TLS_KEY_FILE]")
+    p.add_argument(
+        "--tls-client-ca-file", help="require client certs signed by this CA [TLS_CLIENT_CA_FILE]"
+    )
+    p.add_argument(
+        "--no-http-tls",
+        dest="http_tls",
+        action="store_const",
+        const=False,
+        default=None,
+        help="keep the HTTP listener plain when TLS is on [HTTP_TLS=false]",
+    )
     p.add_argument(
         "--allow-request-policy",
         action="store_const",
         const="true",
         help="let POST /evaluate carry the caller's own policy (unsafe) [ALLOW_REQUEST_POLICY]",
+    )
+    p.add_argument(
+        "--workers", help="worker processes, or auto = usable cores (default 1) [WORKERS]"
     )
     p.set_defaults(func=run)
 
@@ -71,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if config.workers > 1:
+        return _supervise(config)
     try:
         state = build_state(config)
     except InvalidConfig as exc:
@@ -84,6 +107,20 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"extauthz serve: {exc}", 1)
     except InvalidConfig as exc:
         return fail(f"extauthz serve: {exc}", 2)
+
+
+def _supervise(config: Any) -> int:
+    """N workers under a supervisor (``server.workers``); a bad policy is refused here."""
+    from .._exceptions import InvalidConfig, InvalidPolicy
+    from ..server.workers import Supervisor
+    from ._report import fail
+
+    try:
+        return Supervisor(config).run()
+    except InvalidConfig as exc:
+        return fail(f"extauthz serve: {exc}", 2)
+    except InvalidPolicy as exc:
+        return fail(f"extauthz serve: invalid policy:\n{exc}", 2)
 
 
 def _loop_factory() -> Any:

@@ -1,6 +1,6 @@
 """Standalone ext_authz client: ``ContractShieldClient`` / ``AsyncContractShieldClient``.
 
-Needs only grpcio, xds-protos (protobuf) and cachetools; it never imports the engine or the
+Speaks gRPC ext_authz or HTTP (``POST /v1/check``, standard library only). Needs only grpcio, xds-protos (protobuf) and cachetools; it never imports the engine or the
 server's dependencies, so an app can talk to a central PDP without installing them.
 """
 
@@ -19,8 +19,10 @@ from ._client import (
     ClientStats,
     ContractShieldClient,
 )
+from ._http_transport import AsyncHttpTransport, HttpTransport
 from ._request import CheckInput, ClaimNames, build_check_request, describe
 from ._response import Verdict, to_verdict
+from ._tls import TlsOptions
 from ._transport import AsyncGrpcTransport, AsyncTransport, GrpcTransport, Transport
 
 __all__ = [
@@ -37,12 +39,15 @@ __all__ = [
     "FAIL_OPEN_RULE_ID",
     "AsyncContractShieldClient",
     "AsyncGrpcTransport",
+    "AsyncHttpTransport",
     "AsyncTransport",
     "CheckInput",
     "ClaimNames",
     "ClientStats",
     "ContractShieldClient",
     "GrpcTransport",
+    "HttpTransport",
+    "TlsOptions",
     "Transport",
     "Verdict",
     "build_check_request",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
@@ -28,6 +28,7 @@ from .._exceptions import (
 )
 from ..decision import ALLOW, BLOCK, Decision, DecisionMetadata, RuleHit
 from ._cache import DEFAULT_CACHE_BYPASS_HEADERS, DEFAULT_CACHE_IGNORED_HEADERS, DecisionCache
+from ._http_transport import AsyncHttpTransport, HttpTransport, is_http_target
 from ._request import (
     DEFAULT_CLAIM_NAMES,
     CheckInput,
@@ -38,6 +39,7 @@ from ._request import (
     describe,
 )
 from ._response import Verdict, to_verdict
+from ._tls import TlsOptions
 from ._transport import AsyncGrpcTransport, AsyncTransport, GrpcTransport, Transport
 
 log = logging.getLogger("extauthz.client")
@@ -206,6 +208,28 @@ class _Core:
             self.cache.clear()
 
 
+TransportKind = Literal["grpc", "http"]
+
+
+def _kind(target: str | None, transport: object) -> TransportKind | None:
+    """Which built-in transport ``target``/``transport`` ask for; None: a transport object."""
+    if isinstance(transport, str):
+        if transport not in ("grpc", "http"):
+            raise InvalidConfig(
+                f"transport: expected 'grpc', 'http' or a transport, got {transport!r}"
+            )
+        if target is None:
+            raise InvalidConfig(f"transport={transport!r} needs a target")
+        if transport == "grpc" and is_http_target(target):
+            raise InvalidConfig(f"target {target!r} is an HTTP URL: use transport='http'")
+        return transport  # type: ignore[return-value]
+    if (target is None) == (transport is None):
+        raise InvalidConfig("give exactly one of target or transport")
+    if target is None:
+        return None
+    return "http" if is_http_target(target) else "grpc"
+
+
 def _call(callback: Callable[..., object], *args: Any) -> None:
     """Callbacks observe; a failing callback is logged and never changes the decision."""
     try:
@@ -223,7 +247,11 @@ def _as_error(exc: Exception) -> ContractShieldError:
 
 
 class ContractShieldClient:
-    """Blocking client; thread-safe, one gRPC channel shared by all threads.
+    """Blocking client; thread-safe, one gRPC channel (or HTTP connection pool) for all threads.
+
+    ``target``: ``unix:///path/pdp.sock`` or ``host:port`` (gRPC), ``http://host:port`` or
+    ``http+unix:///path/http.sock`` (HTTP); ``transport="http"`` makes a ``unix://`` target
+    HTTP too. Or pass a ``Transport`` object and no target.
 
     >>> with ContractShieldClient("unix:///run/extauthz/pdp.sock") as pdp:
     ...     decision = pdp.evaluate("POST", "/api/v1/licenses/activate", body=b"{...}")
@@ -233,7 +261,7 @@ class ContractShieldClient:
         self,
         target: str | None = None,
         *,
-        transport: Transport | None = None,
+        transport: Transport | TransportKind | None = None,
         timeout_ms: float = DEFAULT_TIMEOUT_MS,
         retries: int = DEFAULT_RETRIES,
         retry_delay_ms: float = DEFAULT_RETRY_DELAY_MS,
@@ -248,9 +276,13 @@ class ContractShieldClient:
         on_cache_hit: OnCacheHit | None = None,
         on_failover: OnFailover | None = None,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+        tls: TlsOptions | None = None,
     ) -> None:
-        if (target is None) == (transport is None):
-            raise InvalidConfig("give exactly one of target or transport")
+        kind = _kind(target, transport)
+        if tls is not None and kind != "grpc":
+            raise InvalidConfig(
+                "tls applies to a gRPC target (host:port); not to a transport or http"
+            )
         self._core = _Core(
             timeout_ms=timeout_ms,
             retries=retries,
@@ -267,7 +299,13 @@ class ContractShieldClient:
             on_failover=on_failover,
             claim_names=claim_names,
         )
-        self._transport: Transport = transport if transport is not None else GrpcTransport(target)  # type: ignore[arg-type]
+        self._transport: Transport
+        if kind == "http":
+            self._transport = HttpTransport(target)  # type: ignore[arg-type]
+        elif kind == "grpc":
+            self._transport = GrpcTransport(target, tls=tls)  # type: ignore[arg-type]
+        else:
+            self._transport = transport  # type: ignore[assignment]
 
     def evaluate(
         self,
@@ -358,7 +396,7 @@ class AsyncContractShieldClient:
         self,
         target: str | None = None,
         *,
-        transport: AsyncTransport | None = None,
+        transport: AsyncTransport | TransportKind | None = None,
         timeout_ms: float = DEFAULT_TIMEOUT_MS,
         retries: int = DEFAULT_RETRIES,
         retry_delay_ms: float = DEFAULT_RETRY_DELAY_MS,
@@ -373,9 +411,13 @@ class AsyncContractShieldClient:
         on_cache_hit: OnCacheHit | None = None,
         on_failover: OnFailover | None = None,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+        tls: TlsOptions | None = None,
     ) -> None:
-        if (target is None) == (transport is None):
-            raise InvalidConfig("give exactly one of target or transport")
+        kind = _kind(target, transport)
+        if tls is not None and kind != "grpc":
+            raise InvalidConfig(
+                "tls applies to a gRPC target (host:port); not to a transport or http"
+            )
         self._core = _Core(
             timeout_ms=timeout_ms,
             retries=retries,
@@ -392,9 +434,13 @@ class AsyncContractShieldClient:
             on_failover=on_failover,
             claim_names=claim_names,
         )
-        self._transport: AsyncTransport = (
-            transport if transport is not None else AsyncGrpcTransport(target)  # type: ignore[arg-type]
-        )
+        self._transport: AsyncTransport
+        if kind == "http":
+            self._transport = AsyncHttpTransport(target)  # type: ignore[arg-type]
+        elif kind == "grpc":
+            self._transport = AsyncGrpcTransport(target, tls=tls)  # type: ignore[arg-type]
+        else:
+            self._transport = transport  # type: ignore[assignment]
 
     async def evaluate(
         self,

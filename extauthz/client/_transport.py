@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
 import grpc.aio
@@ -25,6 +25,7 @@ from .._exceptions import (
     InvalidConfig,
     OperationalError,
 )
+from ._tls import TlsOptions
 
 CHECK_METHOD = "/envoy.service.auth.v3.Authorization/Check"
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -80,6 +81,12 @@ def _channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+def _tls_for(target: str, tls: TlsOptions | None) -> TlsOptions | None:
+    if tls is not None and target.startswith("unix:"):
+        raise InvalidConfig(f"target {target!r}: TLS is for a TCP target; a Unix socket is plain")
+    return tls
+
+
 def map_rpc_error(exc: grpc.RpcError, target: str) -> OperationalError:
     """One place turning a gRPC failure into the package's error hierarchy."""
     code = exc.code() if isinstance(exc, grpc.Call | grpc.aio.AioRpcError) else None
@@ -95,11 +102,21 @@ def map_rpc_error(exc: grpc.RpcError, target: str) -> OperationalError:
 class GrpcTransport:
     """Blocking ext_authz v3 transport; one channel, created once, shared by all threads."""
 
-    def __init__(self, target: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsOptions | None = None,
+    ) -> None:
         self.target = normalize_target(target)
-        self._channel = grpc.insecure_channel(
-            self.target, options=_channel_options(max_message_bytes)
-        )
+        self.tls = _tls_for(self.target, tls)
+        options: list[tuple[str, Any]] = [*_channel_options(max_message_bytes)]
+        if self.tls is None:
+            self._channel = grpc.insecure_channel(self.target, options=options)
+        else:
+            options += self.tls.channel_options()
+            self._channel = grpc.secure_channel(self.target, self.tls.credentials(), options)
         self._check = self._channel.unary_unary(
             CHECK_METHOD,
             request_serializer=CheckRequest.SerializeToString,
@@ -128,8 +145,16 @@ class AsyncGrpcTransport:
     loop, and reused afterwards. A grpc.aio channel belongs to one event loop, so a call from
     another loop (a test client starting a loop per request) gets a channel of its own."""
 
-    def __init__(self, target: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsOptions | None = None,
+    ) -> None:
         self.target = normalize_target(target)
+        self.tls = _tls_for(self.target, tls)
+        self._credentials = self.tls.credentials() if self.tls is not None else None
         self._max_message_bytes = max_message_bytes
         self._channel: grpc.aio.Channel | None = None
         self._check: grpc.aio.UnaryUnaryMultiCallable | None = None
@@ -142,9 +167,12 @@ class AsyncGrpcTransport:
         loop = asyncio.get_running_loop()
         if self._check is None or self._loop is not loop:
             self._loop = loop
-            self._channel = grpc.aio.insecure_channel(
-                self.target, options=_channel_options(self._max_message_bytes)
-            )
+            options: list[tuple[str, Any]] = [*_channel_options(self._max_message_bytes)]
+            if self.tls is None or self._credentials is None:
+                self._channel = grpc.aio.insecure_channel(self.target, options=options)
+            else:
+                options += self.tls.channel_options()
+                self._channel = grpc.aio.secure_channel(self.target, self._credentials, options)
             self._check = self._channel.unary_unary(
                 CHECK_METHOD,
                 request_serializer=CheckRequest.SerializeToString,

@@ -23,14 +23,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .._shipped import shipped_dir
 from ..devstack import free_port
 from ..devstack.envoy import SIDECAR_CONFIG, EnvoyProcess, render_config
 from ..devstack.redis import RedisServer, find_redis_server
-from ..devstack.server import REPO_ROOT, ServerProcess
+from ..devstack.server import ServerProcess
 from ..devstack.upstream import UpstreamThread
 from .tour import Probe, send
 
-POLICY_DIR = REPO_ROOT / "policies"
+POLICY_DIR = shipped_dir("policies")
 POLICY_FILE = "demo.yaml"
 START_TIMEOUT = 30.0
 RELOAD_DEBOUNCE_MS = 150
@@ -77,7 +78,7 @@ class DemoStack:
     def _open(self) -> StackInfo:
         if not (self.policy_dir / POLICY_FILE).is_file():
             raise FileNotFoundError(
-                f"{self.policy_dir / POLICY_FILE} not found: run the demo from a clone of the repo"
+                f"{self.policy_dir / POLICY_FILE} not found: the package was built without its shipped files"
             )
         self.workdir = Path(tempfile.mkdtemp(prefix="contractshield-demo-"))
         policies = self.workdir / "policies"

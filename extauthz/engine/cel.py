@@ -209,8 +209,8 @@ def compile_expr(expr: str) -> tuple[Any, Needs]:
     ``expr`` is written against upstream's environment (``cel_env``); the program runs the
     translated code.
     """
-    program, refs, bound = _analyse(internal_code(expr))
-    expr = translate(expr)
+    expr = internal_code(expr)
+    program, refs, bound = _analyse(expr)
     rewritten, needs, nested_only, _ = _rewrite(expr, refs, frozenset())
     if rewritten != expr:
         if any(b.startswith("cs__") for b in bound):  # a macro variable would shadow ours
@@ -276,13 +276,8 @@ class RequestView:
     signature_valid: bool = False  # the engine's own verification, never the caller's hint
 
 
-def _redacted(v: RequestView) -> bool:
-    js = v.ctx.request.body.json
-    return js is not None and js.redacted
-
-
 def _json(v: RequestView) -> dict[str, Any]:
-    return {"sample": v.body, "redacted": _redacted(v)}
+    return {"sample": v.body, "redacted": v.ctx.request.body.redacted}
 
 
 def _envelope(v: RequestView) -> dict[str, Any]:
@@ -305,7 +300,7 @@ _GETTERS: dict[str, dict[str, _Getter]] = {
         "contentType": lambda v: v.ctx.request.content_type or "",
         "bodyPresent": lambda v: v.ctx.request.body.present,
         "bodySize": lambda v: v.ctx.request.body.size_bytes,
-        "bodyRedacted": _redacted,
+        "bodyRedacted": lambda v: v.ctx.request.body.redacted,
         "bodyJson": _json,
         "bodyEnvelope": _envelope,
     },

@@ -168,6 +168,14 @@ def _builtin(hit_id: str, route: CompiledRoute | None) -> str:
     return next((b for b, o in route.overrides.items() if o.id == hit_id), hit_id)
 
 
+def _signature_held(route: CompiledRoute, decision: Decision) -> bool:
+    """Whether the engine's own signature check passed: no hit of that check (renamed or not)."""
+    if route.webhook is None:
+        return False
+    failed = {route.webhook.signature_id}  # an id, not a signature: a set lookup, no equality
+    return not any(_builtin(h.id, route) in failed for h in decision.rule_hits)
+
+
 def _phase_of(hit_id: str, route: CompiledRoute | None) -> str:
     hit_id = _builtin(hit_id, route)
     if hit_id in (PATH_AMBIGUOUS, ROUTE_UNMATCHED):
@@ -314,10 +322,7 @@ def explain(policy: CompiledPolicy, ctx: RequestContext, decision: Decision) -> 
             value,
             route.id,
             route.webhook.provider if route.webhook is not None else "",
-            route.webhook is not None
-            and all(
-                _builtin(h.id, route) != route.webhook.signature_id for h in decision.rule_hits
-            ),
+            _signature_held(route, decision),
         )
         hit_ids = {h.id for h in decision.rule_hits}
         for rule in plan.rules:

@@ -188,7 +188,7 @@ def prepare(
     contract = route.contract
     if contract is not None:
         if (parsed.kind in _PARSED_KINDS and not parsed.sniffed) or parsed.kind == body_mod.NONE:
-            phases.contract(contract, value, hits, _redacted(request.body))
+            phases.contract(contract, value, hits, request.body.redacted)
         elif parsed.kind == body_mod.OPAQUE or parsed.sniffed:
             hits.append(
                 RuleHit(
@@ -238,11 +238,6 @@ def prepare(
     return pending
 
 
-def _redacted(body: Any) -> bool:
-    js = body.json
-    return js is not None and js.redacted
-
-
 def apply_claim(pending: Pending, claimed: bool | BaseException, fail_open: bool) -> None:
     """Record the outcome of the replay claim as a hit in phase order."""
     route = pending.route
@@ -286,7 +281,7 @@ def finish(pending: Pending) -> Decision:
     if not hits:
         return Decision(ALLOW, 200, "allowed", (), NO_RISK, meta)
     advisory = pending.advisory
-    ids = {h.id for i, h in enumerate(hits) if i not in advisory}  # built-in ids: the status
+    builtin = hits  # the checks' own ids decide the status, whatever a rule renamed them to
     if route is not None and route.overrides:
         hits = [_renamed(h, route.overrides.get(h.id)) for h in hits]
     if len(hits) == 1 and hits[0].id == ROUTE_UNMATCHED and advisory:
@@ -298,6 +293,7 @@ def finish(pending: Pending) -> Decision:
     blocking = [h for i, h in enumerate(hits) if i not in advisory]
     if blocking and pending.mode == ENFORCE:
         defaults = policy.defaults
+        ids = {h.id for i, h in enumerate(builtin) if i not in advisory}
         if route is not None and route.webhook is not None and route.webhook.unavailable_id in ids:
             status = 503
         elif limits_mod.BODY_MAX in ids:

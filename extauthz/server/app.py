@@ -14,30 +14,33 @@ import inspect
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from .._exceptions import InvalidConfig
 from ..metrics import MeteredReplayStore, Metrics
-from . import decision_log, heap, tracing
+from . import decision_log, heap, tracing, workers
 from . import socket as unix_socket
 from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
 from .health import HealthWatcher
-from .http_api import create_runner
+from .http_api import HttpApi
+from .http_server import HttpServer
 from .state import ServerState
+from .tls import TlsFiles, TlsReloader
 
 log = logging.getLogger("extauthz.server")
 
 DRAIN_QUIET_SECONDS = 0.2  # a drain ends once no check has started for this long
 DRAIN_POLL_SECONDS = 0.02
+TLS_WATCH_SECONDS = 1.0  # how often the HTTP listener looks for new TLS files
 
 
 # --- policy source and replay store ------------------------------------------------------
@@ -84,6 +87,7 @@ def build_state(config: ServerConfig) -> ServerState:
         reload=reloader.reload_now,
     )
     state.on_shutdown.append(reloader.stop)
+    state.worker = workers.WorkerRole.from_environ()
     state.tracer = tracing.from_environment()
     if state.tracer is not None:
         log.info("tracing: OpenTelemetry spans exported over OTLP (OTEL_* variables)")
@@ -105,12 +109,18 @@ class Server:
 
     state: ServerState
     grpc_server: grpc.aio.Server | None = None
-    http_runner: web.BaseRunner | None = None
+    http_server: HttpServer | None = None
     health: HealthWatcher | None = None
     servicer: AuthorizationServicer | None = None
     grpc_port: int | None = None  # bound TCP port, when GRPC_PORT is set
     http_port: int | None = None  # bound HTTP port, when HTTP_PORT is set
+    tls: TlsReloader | None = None  # TCP listeners' TLS files, when TLS_CERT_FILE is set
     _socket_inode: int | None = None
+    _http_socket_inode: int | None = None
+    _publish_task: asyncio.Task[None] | None = None
+    _http_tcp: asyncio.Server | None = None  # the TCP listener, re-opened on new TLS files
+    _http_tls_generation: int = 0
+    _tls_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> Server:
         state, config = self.state, self.state.config
@@ -131,8 +141,12 @@ class Server:
         options = [
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
-            ("grpc.so_reuseport", 0),  # a second instance must fail to bind, not share the port
+            # A second instance must fail to bind, not share the port; workers share it (the
+            # supervisor has checked that nobody else holds it).
+            ("grpc.so_reuseport", 1 if state.worker is not None else 0),
         ]
+        tls_files = TlsFiles.from_config(config)
+        self.tls = TlsReloader(tls_files) if tls_files is not None else None
         server = grpc.aio.server(options=options)
         self.servicer = AuthorizationServicer(state)
         server.add_generic_rpc_handlers((self.servicer.handler(),))
@@ -156,44 +170,80 @@ class Server:
         if config.grpc_port:
             address = f"{config.grpc_host}:{config.grpc_port}"
             try:
-                self.grpc_port = server.add_insecure_port(address)
+                if self.tls is not None:
+                    self.grpc_port = server.add_secure_port(address, self.tls.grpc_credentials())
+                else:
+                    self.grpc_port = server.add_insecure_port(address)
             except RuntimeError as exc:
                 raise InvalidConfig(
                     f"GRPC_PORT: cannot bind {address} (in use, or not a local address)"
                 ) from exc
-        await server.start()
-        self.grpc_server = server
+        if config.unix_socket or config.grpc_port:  # HTTP only: no gRPC server threads at all
+            await server.start()
+            self.grpc_server = server
         if config.unix_socket:
             unix_socket.set_mode(config.unix_socket, config.socket_mode)
             self._socket_inode = os.stat(config.unix_socket).st_ino
         await self.health.update()
         self.health.start()
-        if config.http_port:
-            runner = create_runner(
-                state,
-                max_request_bytes=max_bytes,
-                access_log=log if log.isEnabledFor(logging.DEBUG) else None,
-            )
-            await runner.setup()
-            self.http_runner = runner
-            site = web.TCPSite(runner, config.http_host, config.http_port, reuse_port=False)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise InvalidConfig(
-                    f"HTTP_PORT: cannot listen on {config.http_host}:{config.http_port}: "
-                    f"{exc.strerror or exc}"
-                ) from exc
-            self.http_port = runner.addresses[0][1] if runner.addresses else config.http_port
+        if config.http_port or config.http_unix_socket:
+            await self._start_http(max_bytes)
+        if state.worker is not None:
+            self._publish_task = asyncio.get_running_loop().create_task(self._publish())
         log.info(
-            "serving policy %s (unix socket %s, grpc port %s, http %s:%s)",
+            "serving policy %s (unix socket %s, grpc port %s, http %s:%s, http socket %s, tls %s)",
             version,
             config.unix_socket or "off",
             self.grpc_port or "off",
             config.http_host,
             self.http_port or "off",
+            config.http_unix_socket or "off",
+            ("mtls" if self.tls.files.mutual else "on") if self.tls else "off",
         )
         return self
+
+    async def _start_http(self, max_bytes: int) -> None:
+        """The HTTP API on TCP and/or a Unix socket (same hygiene as the gRPC socket)."""
+        state, config = self.state, self.state.config
+        assert self.servicer is not None
+        http = self.http_server = HttpServer(
+            HttpApi(state, self.servicer), max_body_bytes=max_bytes
+        )
+        if config.http_port:
+            http_tls = self.tls if config.http_tls else None
+            try:
+                self.http_port = await http.listen_tcp(
+                    config.http_host,
+                    config.http_port,
+                    reuse_port=state.worker is not None,
+                    ssl_context=http_tls.ssl_context() if http_tls is not None else None,
+                )
+            except OSError as exc:
+                raise InvalidConfig(
+                    f"HTTP_PORT: cannot listen on {config.http_host}:{config.http_port}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            self._http_tcp = http.servers[-1]
+            if http_tls is not None:
+                self._http_tls_generation = http_tls.generation
+                self._tls_watch = asyncio.create_task(self._watch_http_tls(http_tls))
+        if config.http_unix_socket:
+            path = config.http_unix_socket
+            try:
+                unix_socket.prepare(path, "HTTP_UNIX_SOCKET")
+            except OSError as exc:
+                raise InvalidConfig(f"HTTP_UNIX_SOCKET: cannot prepare {path}: {exc}") from exc
+            old_umask = os.umask(0o777 & ~config.socket_mode)  # no window with a looser mode
+            try:
+                await http.listen_unix(path)
+            except OSError as exc:
+                raise InvalidConfig(
+                    f"HTTP_UNIX_SOCKET: cannot bind {path}: {exc.strerror or exc}"
+                ) from exc
+            finally:
+                os.umask(old_umask)
+            unix_socket.set_mode(path, config.socket_mode)
+            self._http_socket_inode = os.stat(path).st_ino
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, answer what is in flight within ``grace``, remove the socket.
@@ -213,9 +263,16 @@ class Server:
             await self._quiesce(self.servicer, deadline)
         if self.grpc_server is not None:
             await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
+        if self._tls_watch is not None:
+            self._tls_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tls_watch
+        if self.http_server is not None:
+            await self.http_server.close(max(0.0, deadline - time.monotonic()))
         self._remove_socket()
+        if self._publish_task is not None:
+            self._publish_task.cancel()
+            state.worker.publish(state, state.metrics.registry_exposition())
         state.metrics.set_down()
         for hook in state.on_shutdown:
             try:
@@ -224,6 +281,53 @@ class Server:
                     await result
             except Exception:
                 log.exception("shutdown hook failed")
+
+    async def _publish(self) -> None:
+        """A worker's figures and status for its siblings' ``/metrics`` and ``/health``."""
+        state, role = self.state, self.state.worker
+        role.retire_predecessor()
+        state.metrics.aggregate = role.exposition
+        while True:
+            try:
+                role.publish(state, state.metrics.registry_exposition())
+            except Exception:  # a full disk must not stop the worker deciding
+                log.exception("worker %s: cannot publish metrics", role.name)
+            await asyncio.sleep(workers.PUBLISH_INTERVAL_SECONDS)
+
+    async def _watch_http_tls(self, tls: TlsReloader) -> None:
+        """Re-open the HTTP TCP listener with a new context when the TLS files changed.
+
+        An ``SSLContext`` can gain a CA but never lose one, so a new context (and a new
+        listening socket on the same port) is the only way a removed client CA stops being
+        trusted. Open connections keep their old session; new ones get the new files.
+        """
+        while True:
+            await asyncio.sleep(TLS_WATCH_SECONDS)
+            tls.refresh()
+            http = self.http_server
+            if tls.generation == self._http_tls_generation or http is None or not self.http_port:
+                continue
+            try:
+                context = tls.ssl_context()
+            except (OSError, ssl.SSLError) as exc:
+                log.error("HTTP listener keeps its TLS files: %s", exc)
+                continue
+            if self._http_tcp is not None:
+                self._http_tcp.close()
+                http.servers.remove(self._http_tcp)
+                self._http_tcp = None
+            try:
+                await http.listen_tcp(
+                    self.state.config.http_host,
+                    self.http_port,
+                    reuse_port=self.state.worker is not None,
+                    ssl_context=context,
+                )
+            except OSError as exc:  # the port was taken in between: try again next round
+                log.error("HTTP listener could not re-open on port %s: %s", self.http_port, exc)
+                continue
+            self._http_tcp, self._http_tls_generation = http.servers[-1], tls.generation
+            log.info("HTTP listener re-opened with the new TLS files")
 
     @staticmethod
     async def _quiesce(servicer: AuthorizationServicer, deadline: float) -> None:
@@ -234,12 +338,16 @@ class Server:
             await asyncio.sleep(DRAIN_POLL_SECONDS)
 
     def _remove_socket(self) -> None:
-        path = self.state.config.unix_socket
-        if not path or self._socket_inode is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(path).st_ino == self._socket_inode:  # never remove a successor's socket
-                unix_socket.remove(path)
+        config = self.state.config
+        for path, inode in (
+            (config.unix_socket, self._socket_inode),
+            (config.http_unix_socket, self._http_socket_inode),
+        ):
+            if not path or inode is None:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == inode:  # never remove a successor's socket
+                    unix_socket.remove(path)
 
 
 async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
@@ -272,7 +380,8 @@ async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     heap.freeze()  # the policy stays out of full collections (see ``heap``)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    print(f"extauthz: ready (pid {os.getpid()})", file=sys.stderr, flush=True)
+    role = "ready" if state.worker is None else f"worker {state.worker.name} ready"
+    print(f"extauthz: {role} (pid {os.getpid()})", file=sys.stderr, flush=True)
     await stop.wait()
     await server.stop(config.grace_seconds)
     heap.disable()

@@ -31,6 +31,9 @@ class ServerConfig:
     grpc_port: int = 0  # 0 = no TCP gRPC listener
     http_port: int = 3100  # 0 = no HTTP API
     http_host: str = "127.0.0.1"
+    # The HTTP API (and Envoy's HTTP-mode ext_authz) on a Unix socket, with the gRPC socket's
+    # hygiene and SOCKET_MODE; None = off.
+    http_unix_socket: str | None = None
     grpc_host: str = "0.0.0.0"
     redis_url: str | None = None
     log_level: str = "info"
@@ -60,6 +63,12 @@ class ServerConfig:
     tenant_claim: str = "tenant"
     scopes_claim: str = "scope"
     jwt_metadata_key: str = "jwt_payload"
+    workers: int = 1  # worker processes under a supervisor (``workers``); WORKERS=auto: cores
+    # TLS for the TCP listeners (server/tls.py): cert + key, and a client CA for mTLS.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    http_tls: bool = True  # false: the HTTP listener stays plain (e.g. probes on localhost)
 
     def effective_max_request_bytes(self, policy_max_body_bytes: int = 0) -> int:
         """The gRPC receive limit: explicit, else the policy's largest body plus headroom."""
@@ -97,9 +106,15 @@ class ServerConfig:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise InvalidConfig(f"{name.upper()}: {port} is not a port (0-65535)")
-        if self.unix_socket is None and self.grpc_port == 0 and self.http_port == 0:
+        if (
+            self.unix_socket is None
+            and self.grpc_port == 0
+            and self.http_port == 0
+            and self.http_unix_socket is None
+        ):
             raise InvalidConfig(
-                "nothing to serve: set UNIX_SOCKET, GRPC_PORT or HTTP_PORT (--unix-socket, ...)"
+                "nothing to serve: set UNIX_SOCKET, GRPC_PORT, HTTP_PORT or HTTP_UNIX_SOCKET "
+                "(--unix-socket, ...)"
             )
         if self.log_level not in LOG_LEVELS:
             raise InvalidConfig(
@@ -115,16 +130,59 @@ class ServerConfig:
             raise InvalidConfig("GRACE_SECONDS: must not be negative")
         if self.max_request_bytes is not None and self.max_request_bytes < 64 * 1024:
             raise InvalidConfig("MAX_REQUEST_BYTES: must be at least 65536")
-        if self.unix_socket is not None and len(os.fsencode(self.unix_socket)) > 107:
-            raise InvalidConfig(f"UNIX_SOCKET: path longer than 107 bytes: {self.unix_socket}")
+        for name in ("unix_socket", "http_unix_socket"):
+            path = getattr(self, name)
+            if path is not None and len(os.fsencode(path)) > 107:
+                raise InvalidConfig(f"{name.upper()}: path longer than 107 bytes: {path}")
+        if self.unix_socket is not None and self.unix_socket == self.http_unix_socket:
+            raise InvalidConfig("HTTP_UNIX_SOCKET: must not be the gRPC UNIX_SOCKET")
+        if self.workers > 1 and self.redis_url is None:
+            raise InvalidConfig(
+                f"WORKERS: {self.workers} workers with the in-memory replay store would let a "
+                "webhook replay through on another worker; set REDIS_URL (shared) or run 1 worker"
+            )
+        for name in ("unix_socket", "http_unix_socket"):
+            path = getattr(self, name)
+            if self.workers > 1 and path is not None:
+                from .workers import worker_socket
+
+                longest = worker_socket(path, self.workers - 1)
+                if len(os.fsencode(longest)) > 107:
+                    raise InvalidConfig(
+                        f"{name.upper()}: worker socket longer than 107 bytes: {longest}"
+                    )
         from .decision_log import DecisionLogSettings
 
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
+        self._validate_tls()
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):
             raise InvalidConfig(
                 f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}"
+            )
+
+    def _validate_tls(self) -> None:
+        """Refuse half a TLS setting: a listener that is meant to be secured must be."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            given, missing = (
+                ("TLS_CERT_FILE", "TLS_KEY_FILE")
+                if self.tls_key_file is None
+                else ("TLS_KEY_FILE", "TLS_CERT_FILE")
+            )
+            raise InvalidConfig(f"{given} is set but {missing} is not: give both (or neither)")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise InvalidConfig(
+                "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE (mTLS is TLS first)"
+            )
+        if (
+            self.tls_cert_file is not None
+            and self.grpc_port == 0
+            and not (self.http_port and self.http_tls)
+        ):
+            raise InvalidConfig(
+                "TLS_CERT_FILE: no TCP listener to secure (set GRPC_PORT, or HTTP_PORT with "
+                "HTTP_TLS on); the Unix socket is never TLS"
             )
 
 
@@ -175,6 +233,12 @@ def _bool(raw: Any, source: str) -> bool:
     raise InvalidConfig(f"{source}: expected true or false, got {raw!r}")
 
 
+def _workers(raw: Any, source: str) -> int:
+    from .workers import parse_workers
+
+    return parse_workers(raw, source)
+
+
 def _log_level(raw: Any, source: str) -> str:
     value = _text(raw, source).lower()
     if value == "warn":
@@ -193,6 +257,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "max_request_bytes": _int,
     "hot_reload": _bool,
     "replay_fail_open": _bool,
+    "http_tls": _bool,
     "grace_seconds": _float,
     "log_level": _log_level,
     "decision_log_sample_allow": _float,
@@ -201,4 +266,5 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "decision_log_queue": _int,
     "explain_api": _bool,
     "allow_request_policy": _bool,
+    "workers": _workers,
 }

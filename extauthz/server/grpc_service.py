@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import grpc
@@ -17,6 +18,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 from google.protobuf.message import DecodeError
 
 from .._exceptions import InvalidContext
+from ..context import Identity
 from ..envoy.request import AdapterOptions, check_request_to_context
 from ..envoy.response import decision_to_check_bytes, decision_to_check_response
 from . import tracing
@@ -39,10 +41,22 @@ class AuthorizationServicer:
         state.metrics.count_in_flight(lambda: self.active)
 
     async def check(self, request_bytes: bytes, context: Any) -> bytes:
-        # Hot path: conversion, decision and answer in this one coroutine; another is created
-        # only for a webhook delivery's replay claim (see ``decide_now``).
+        answer = self.respond(request_bytes)
+        # Awaited only when it is a coroutine: a webhook delivery's replay claim.
+        return answer if isinstance(answer, bytes) else await answer
+
+    def respond(
+        self, request_bytes: bytes, transport: str = "grpc"
+    ) -> bytes | Coroutine[Any, Any, bytes]:
+        """``CheckRequest`` bytes → ``CheckResponse`` bytes; never raises. Also served over
+        HTTP (``POST /v1/check``, the client's HTTP transport): one path, same answers.
+
+        Hot path: conversion, decision and answer in this one call; a coroutine is returned
+        only for a webhook delivery's replay claim (see ``decide_now``).
+        """
         self.active += 1
         self.last_started = time.monotonic()
+        pending = False
         try:
             identity = None
             try:
@@ -51,27 +65,48 @@ class AuthorizationServicer:
             except (InvalidContext, DecodeError) as exc:
                 self._state.metrics.observe_error(InvalidContext.code)
                 outcome: Outcome = observe_rejected(
-                    self._state, invalid_request(str(exc) or "not a CheckRequest"), "grpc"
+                    self._state, invalid_request(str(exc) or "not a CheckRequest"), transport
                 )
             else:
                 identity = ctx.identity
-                decided = decide_now(self._state, ctx, "grpc")
-                # Awaited only when it is a coroutine: a webhook delivery's replay claim.
-                outcome = decided if isinstance(decided, Outcome) else await decided
-            # The answer's bytes directly: for ALLOW no CheckResponse message is built.
-            return decision_to_check_bytes(
-                outcome.decision,
-                identity,
-                error_code=outcome.error_code,
-                cacheable=outcome.cacheable,
-            )
+                decided = decide_now(self._state, ctx, transport)
+                if not isinstance(decided, Outcome):
+                    pending = True
+                    return self._after_claim(decided, identity)
+                outcome = decided
+            return self._answer(outcome, identity)
         except BaseException:  # last resort: even a bug in the response builder is a denial
-            outcome = internal_error()
-            return decision_to_check_response(
-                outcome.decision, error_code=outcome.error_code
-            ).SerializeToString()
+            return self._last_resort()
+        finally:
+            if not pending:
+                self.active -= 1
+
+    async def _after_claim(
+        self, decided: Coroutine[Any, Any, Outcome], identity: Identity | None
+    ) -> bytes:
+        try:
+            return self._answer(await decided, identity)
+        except BaseException:
+            return self._last_resort()
         finally:
             self.active -= 1
+
+    @staticmethod
+    def _answer(outcome: Outcome, identity: Identity | None) -> bytes:
+        # The answer's bytes directly: for ALLOW no CheckResponse message is built.
+        return decision_to_check_bytes(
+            outcome.decision,
+            identity,
+            error_code=outcome.error_code,
+            cacheable=outcome.cacheable,
+        )
+
+    @staticmethod
+    def _last_resort() -> bytes:
+        outcome = internal_error()
+        return decision_to_check_response(
+            outcome.decision, error_code=outcome.error_code
+        ).SerializeToString()
 
     async def traced_check(self, request_bytes: bytes, context: Any) -> bytes:
         """``check`` inside an OpenTelemetry span joined to Envoy's trace (tracing on only)."""

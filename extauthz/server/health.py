@@ -1,7 +1,8 @@
 """Readiness and health: what ``/ready``, ``/health`` and gRPC health report.
 
 Ready means: a valid policy is loaded and, when the replay store can be pinged (Redis), it
-answers within ``PING_TIMEOUT_SECONDS``. Health adds detail: ``degraded`` when the PDP still
+answers within ``PING_TIMEOUT_SECONDS`` (or ``REPLAY_FAIL_OPEN`` is on: then the PDP still
+answers every check, so it stays ready and only ``/health`` reports the outage). Health adds detail: ``degraded`` when the PDP still
 decides but something needs attention (the replay store is down, the last reload failed),
 ``unhealthy`` when no policy can be read. A background task re-evaluates readiness every
 second and drives gRPC health, so a Redis outage turns NOT_SERVING and recovery SERVING
@@ -108,6 +109,11 @@ async def readiness(state: ServerState) -> tuple[bool, str]:
         return False, f"no valid policy loaded: {policy.error}"
     store = await check_store(state)
     if store.status == "down":
+        if state.config.replay_fail_open:
+            # Fail-open means the PDP can still answer every check (webhooks pass without
+            # replay protection, hit webhook.*.replayStoreUnavailable): taking it out of
+            # rotation would turn the operator's choice into 503s. /health says degraded.
+            return True, f"ready (REPLAY_FAIL_OPEN; replay store unavailable: {store.error})"
         return False, f"replay store unavailable: {store.error}"
     return True, "ready"
 
@@ -121,13 +127,16 @@ async def health_report(state: ServerState, version: str) -> dict[str, Any]:
         status = "degraded"
     else:
         status = "ok"
-    return {
+    report: dict[str, Any] = {
         "status": status,
         "version": version,
         "uptime": round(time.time() - state.started_at, 3),
         "draining": state.draining,
         "checks": {"redis": store.to_dict(), "policy": policy.to_dict()},
     }
+    if state.worker is not None:  # every worker's pid and policy version (``workers``)
+        report["workers"] = state.worker.statuses()
+    return report
 
 
 class HealthWatcher:

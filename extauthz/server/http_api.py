@@ -1,95 +1,116 @@
-"""HTTP on the server's event loop: the JSON evaluation API, probes and metrics.
+"""What each HTTP path does: the JSON evaluation API, the protobuf check, Envoy's HTTP-mode
+ext_authz, probes and metrics. The server machinery (parsing, keep-alive, limits) is
+``http_server``; this module only maps one ``HttpIn`` to one ``HttpOut``.
 
     POST /evaluate      {"context": ...} → {"decision": ..., "durationMs": ...} (upstream's
                         sidecar API; see ``evaluate_api``)
     POST /v1/evaluate   RequestContext JSON → Decision JSON (the server's policy, never the
                         caller's); a body that is not a valid context → 400 with the reason;
                         ``?explain=1`` → {decision, explain} when EXPLAIN_API is on, else 403
+    POST /v1/check      CheckRequest bytes → CheckResponse bytes (application/x-protobuf): the
+                        gRPC servicer's path over HTTP, for the client's HTTP transport
+    *    /ext_authz/... Envoy's ``http_service`` ext_authz (see ``http_authz``)
     GET  /live          200 while the process runs
     GET  /ready         200 when ready (see ``health.readiness``), else 503 with the reason
     GET  /health        JSON report; 200 for ok/degraded, 503 for unhealthy
     GET  /metrics       Prometheus exposition
 
-No access log at the default level: per-request logging costs more than a decision. Built on
-aiohttp's low-level ``web.Server`` with a five-entry routing table: measured here, the
-``Application``/router layer costs ~7 µs per request, a tenth of a whole evaluation.
+No access log at the default level: per-request logging costs more than a decision. A
+handler answers synchronously when it can (no coroutine, no task): only a replay claim or a
+health probe that asks the replay store waits.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
-
-from aiohttp import web
+from urllib.parse import parse_qs
 
 from .. import __version__
 from .._exceptions import InvalidContext
+from .._http import HttpIn, HttpOut
 from ..context import RequestContext
 from ..decision import Decision
 from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
 from ..metrics import CONTENT_TYPE_LATEST
 from . import evaluate_api
-from .decide import decide
+from .decide import Outcome, decide, decide_now
+from .grpc_service import AuthorizationServicer
 from .health import health_report, readiness
+from .http_authz import AUTHZ_PREFIX, HttpAuthorization
 from .state import ServerState
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.Response]]
+Answer = HttpOut | Awaitable[HttpOut]
+Handler = Callable[[HttpIn], Answer]
 
 log = logging.getLogger("extauthz.server")
 
-_JSON = "application/json"
-_JSON_HEADERS = {"Content-Type": _JSON}
+JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
+_AUTHZ_PREFIX_SLASH = AUTHZ_PREFIX + "/"
 
 
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(), status=status, content_type=_JSON
-    )
+def _json(data: object, status: int = 200) -> HttpOut:
+    return HttpOut(status, json.dumps(data, separators=(",", ":")).encode(), JSON)
 
 
 class HttpApi:
-    """The request handler: ``web.Server(HttpApi(state), ...)``."""
+    """The request handler: ``HttpServer(HttpApi(state, servicer), ...)``."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, servicer: AuthorizationServicer) -> None:
         self.state = state
+        self.servicer = servicer
+        self.authz = HttpAuthorization(state, servicer)
         self.routes: dict[str, tuple[str, Handler]] = {
             "/v1/evaluate": ("POST", self.evaluate),
             "/evaluate": ("POST", self.evaluate_upstream),
+            "/v1/check": ("POST", self.check),
             "/live": ("GET", self.live),
             "/ready": ("GET", self.ready),
             "/health": ("GET", self.health),
             "/metrics": ("GET", self.metrics),
         }
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        route = self.routes.get(request.path)
+    def __call__(self, request: HttpIn) -> Answer:
+        path = request.path
+        route = self.routes.get(path)
         if route is None:
-            return _json({"error": f"no such endpoint: {request.path[:100]}"}, 404)
+            if path.startswith(_AUTHZ_PREFIX_SLASH) or path == AUTHZ_PREFIX:
+                return self.authz(request)  # never raises
+            return _json({"error": f"no such endpoint: {path[:100]}"}, 404)
         method, handler = route
         if request.method != method and not (method == "GET" and request.method == "HEAD"):
-            return web.Response(status=405, headers={"Allow": method})
+            return HttpOut(405, headers=(("allow", method),))
         try:
-            return await handler(request)
-        except web.HTTPException:
-            raise  # aiohttp's own answers, e.g. 413 for a body above the limit
+            answer = handler(request)
         except Exception:
-            error_id = os.urandom(6).hex()
-            log.exception("internal error in %s (error id %s)", request.path, error_id)
-            self.state.metrics.observe_error("internal_error")
-            return _json(
-                {"error": f"internal error (error id {error_id})", "code": INTERNAL_ERROR}, 500
-            )
+            return self._internal_error(path)
+        if isinstance(answer, HttpOut):
+            return answer
+        return self._guarded(path, answer)
 
-    async def evaluate(self, request: web.BaseRequest) -> web.Response:
+    async def _guarded(self, path: str, answer: Awaitable[HttpOut]) -> HttpOut:
+        try:
+            return await answer
+        except Exception:
+            return self._internal_error(path)
+
+    def _internal_error(self, path: str) -> HttpOut:
+        error_id = os.urandom(6).hex()
+        log.exception("internal error in %s (error id %s)", path[:100], error_id)
+        self.state.metrics.observe_error("internal_error")
+        return _json(
+            {"error": f"internal error (error id {error_id})", "code": INTERNAL_ERROR}, 500
+        )
+
+    def evaluate(self, request: HttpIn) -> Answer:
         state = self.state
-        body = await request.read()
         try:
             try:
-                data = json.loads(body)
+                data = json.loads(request.body)
             except (ValueError, RecursionError) as exc:
                 raise InvalidContext(f"context is not valid JSON: {exc}") from exc
             if isinstance(data, dict) and not data.get("id"):
@@ -98,13 +119,25 @@ class HttpApi:
         except InvalidContext as exc:
             state.metrics.observe_error(InvalidContext.code)
             return _json({"error": str(exc), "code": INVALID_REQUEST}, 400)
-        explain = request.query.get("explain", "") not in ("", "0", "false")
+        explain = bool(request.query) and _explain_asked(request.query)
         if explain and not state.config.explain_api:
             return _json(
                 {"error": "explain is off on this server (EXPLAIN_API=1 turns it on)",
                  "code": "EXPLAIN_DISABLED"},
                 403,
             )  # fmt: skip
+        if explain or state.tracer is not None:
+            return self._evaluate_observed(request, ctx, explain)
+        decided = decide_now(state, ctx, "http")
+        if isinstance(decided, Outcome):
+            return _decision(decided)
+        return _decision_later(decided)
+
+    async def _evaluate_observed(
+        self, request: HttpIn, ctx: RequestContext, explain: bool
+    ) -> HttpOut:
+        """``evaluate`` inside a trace span (tracing on) and/or with the explanation."""
+        state = self.state
         tracer = state.tracer
         started = (
             tracer.start("contractshield.evaluate", request.headers, "http") if tracer else None
@@ -113,30 +146,40 @@ class HttpApi:
             outcome = await decide(state, ctx, "http")
         finally:
             if started is not None:
-                tracer.end(started)
+                tracer.end(started)  # type: ignore[union-attr]
         if explain:
             return _json(explained(state, ctx, outcome.decision))
-        return web.Response(body=outcome.decision.to_json().encode(), headers=_JSON_HEADERS)
+        return _decision(outcome)
 
-    async def evaluate_upstream(self, request: web.BaseRequest) -> web.Response:
+    def check(self, request: HttpIn) -> Answer:
+        answer = self.servicer.respond(request.body, "http")
+        if isinstance(answer, bytes):
+            return HttpOut(200, answer, PROTOBUF)
+        return _bytes_later(answer)
+
+    async def evaluate_upstream(self, request: HttpIn) -> HttpOut:
         """Upstream ContractShield's ``POST /evaluate`` (see ``evaluate_api``)."""
-        status, answer = await evaluate_api.evaluate(self.state, await request.read())
+        status, answer = await evaluate_api.evaluate(self.state, request.body)
         return _json(answer, status)
 
-    async def live(self, request: web.BaseRequest) -> web.Response:
+    def live(self, request: HttpIn) -> Answer:
         return _json({"status": "ok"})
 
-    async def ready(self, request: web.BaseRequest) -> web.Response:
+    async def ready(self, request: HttpIn) -> HttpOut:
         ok, reason = await readiness(self.state)
         return _json({"ready": ok, "reason": reason}, 200 if ok else 503)
 
-    async def health(self, request: web.BaseRequest) -> web.Response:
+    async def health(self, request: HttpIn) -> HttpOut:
         report = await health_report(self.state, __version__)
         return _json(report, 503 if report["status"] == "unhealthy" else 200)
 
-    async def metrics(self, request: web.BaseRequest) -> web.Response:
-        exposition = self.state.metrics.exposition()
-        return web.Response(body=exposition, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def metrics(self, request: HttpIn) -> Answer:
+        return HttpOut(200, self.state.metrics.exposition(), CONTENT_TYPE_LATEST)
+
+
+def _explain_asked(query: str) -> bool:
+    value = parse_qs(query, keep_blank_values=True).get("explain", [""])[-1]
+    return value not in ("", "0", "false")
 
 
 def explained(state: ServerState, ctx: RequestContext, decision: Decision) -> dict[str, Any]:
@@ -147,16 +190,13 @@ def explained(state: ServerState, ctx: RequestContext, decision: Decision) -> di
     return {"decision": decision.to_dict(), "explain": explain(policy, ctx, decision).to_dict()}
 
 
-def create_runner(
-    state: ServerState, *, max_request_bytes: int, access_log: logging.Logger | None = None
-) -> web.ServerRunner:
-    """A runner for ``web.TCPSite`` (call inside the loop); bodies above the limit get 413."""
-    loop = asyncio.get_running_loop()
+def _decision(outcome: Outcome) -> HttpOut:
+    return HttpOut(200, outcome.decision.to_json().encode(), JSON)
 
-    def make_request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
-        return web.BaseRequest(
-            message, payload, protocol, writer, task, loop, client_max_size=max_request_bytes
-        )
 
-    server = web.Server(HttpApi(state), request_factory=make_request, access_log=access_log)
-    return web.ServerRunner(server, handle_signals=False)
+async def _decision_later(decided: Coroutine[Any, Any, Outcome]) -> HttpOut:
+    return _decision(await decided)
+
+
+async def _bytes_later(answer: Coroutine[Any, Any, bytes]) -> HttpOut:
+    return HttpOut(200, await answer, PROTOBUF)

@@ -32,8 +32,10 @@ def is_live(path: str | os.PathLike[str]) -> bool:
         return True
 
 
-def prepare(path: str | os.PathLike[str]) -> Path:
-    """Make ``path`` bindable: create the directory, remove a stale socket, refuse a live one."""
+def prepare(path: str | os.PathLike[str], setting: str = "UNIX_SOCKET") -> Path:
+    """Make ``path`` bindable: create the directory, remove a stale socket, refuse a live one.
+
+    ``setting`` names the option in errors (``UNIX_SOCKET``, ``HTTP_UNIX_SOCKET``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -41,7 +43,7 @@ def prepare(path: str | os.PathLike[str]) -> Path:
     except FileNotFoundError:
         return p
     if not stat.S_ISSOCK(st.st_mode):
-        raise InvalidConfig(f"UNIX_SOCKET: {p} exists and is not a socket; refusing to replace it")
+        raise InvalidConfig(f"{setting}: {p} exists and is not a socket; refusing to replace it")
     if is_live(p):
         raise SocketInUse(f"another server is answering on {p}; refusing to take over its socket")
     p.unlink()

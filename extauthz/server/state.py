@@ -61,6 +61,8 @@ class ServerState:
     # OpenTelemetry (``tracing.CheckTracer``), None unless the OTEL_* variables turn it on.
     tracer: Any = None
     on_shutdown: list[Callable[[], Any]] = field(default_factory=list)
+    # ``workers.WorkerRole`` when this server is one of a supervisor's workers, else None.
+    worker: Any = None
 
     def policy(self) -> CompiledPolicy:
         return self.policy_source.current()

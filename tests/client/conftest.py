@@ -1,4 +1,5 @@
-"""Fixtures: the REAL ``extauthz serve`` (demo policy) on a Unix socket and on TCP."""
+"""Fixtures: the REAL ``extauthz serve`` (demo policy), gRPC and HTTP, each on a Unix socket
+and on TCP: every test taking ``kind`` runs over all four."""
 
 from __future__ import annotations
 
@@ -24,19 +25,27 @@ class Pdp:
     def __init__(self, policy: Path = DEMO_POLICY) -> None:
         self.dir = short_tmpdir()
         self.socket = self.dir / "pdp.sock"
+        self.http_socket = self.dir / "http.sock"
         self.port = free_port()
+        self.http_port = free_port()
         self.policy = policy
         self.process: ServerProcess | None = None
 
     def target(self, kind: str) -> str:
-        return f"unix://{self.socket}" if kind == "unix" else f"127.0.0.1:{self.port}"
+        return {
+            "unix": f"unix://{self.socket}",
+            "tcp": f"127.0.0.1:{self.port}",
+            "http-unix": f"http+unix://{self.http_socket}",
+            "http-tcp": f"http://127.0.0.1:{self.http_port}",
+        }[kind]
 
     def start(self) -> Pdp:
         self.process = ServerProcess(
             policy=self.policy,
             unix_socket_path=self.socket,
             grpc_port=self.port,
-            http_port=0,
+            http_port=self.http_port,
+            http_unix_socket_path=self.http_socket,
             workdir=self.dir,
         ).start()
         return self
@@ -74,6 +83,6 @@ def own_pdp() -> Iterator[Pdp]:
         server.close()
 
 
-@pytest.fixture(params=["unix", "tcp"])
+@pytest.fixture(params=["unix", "tcp", "http-unix", "http-tcp"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -20,6 +20,7 @@ FORBIDDEN = (
     "prometheus_client",
     "yaml",
     "aiohttp",
+    "httptools",
     "cel",
     "fastjsonschema",
     "re2",

@@ -180,6 +180,33 @@ def test_tcp_variant(tcp_stack) -> None:  # type: ignore[no-untyped-def]
     denial(call(tcp_stack.url, "GET", "/admin/x"), 403, "admin.denied")
 
 
+def _forged_payload(sub: str = "root", tenant: str = "acme") -> str:
+    claims = {"sub": sub, "tenant": tenant, "scope": "licenses:write"}
+    return _b64url(json.dumps(claims).encode())
+
+
+def test_forged_identity_header_without_a_token_stays_anonymous(stack) -> None:  # type: ignore[no-untyped-def]
+    """HTTP mode trusts x-jwt-payload: the shipped config drops a client's copy before
+    jwt_authn, so a forged payload without a token is an anonymous call (gRPC mode never
+    reads the header at all: the same outcome)."""
+    reply = activate(stack.url, GOOD, x_jwt_payload=_forged_payload())
+    denial(reply, 403, "auth.required")
+
+
+def test_forged_identity_header_beside_a_real_token_is_replaced(stack) -> None:  # type: ignore[no-untyped-def]
+    reply = activate(
+        stack.url,
+        GOOD,
+        authorization=f"Bearer {token(sub='alice')}",
+        x_jwt_payload=_forged_payload(sub="root"),
+        x_contractshield_client_address="10.9.9.9",
+        x_contractshield_content_length="1",
+    )
+    assert reply.status == 200, reply.body
+    headers = reply.json()["headers"]
+    assert headers["x-contractshield-subject"] == "alice"  # the verified token, not the forgery
+
+
 def test_server_stopped_envoy_fails_closed_with_503(stack) -> None:  # type: ignore[no-untyped-def]
     """Last in this module: it stops the server for good."""
     assert call(stack.url, "GET", "/healthz").status == 200

@@ -14,6 +14,7 @@ FORBIDDEN = (
     "grpc",
     "google.protobuf",
     "aiohttp",
+    "httptools",
     "yaml",
     "redis",
     "http.client",

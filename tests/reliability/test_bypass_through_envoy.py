@@ -55,6 +55,23 @@ THROUGH_ENVOY: dict[str, dict[str, Any]] = {
         "why": "Envoy turns absolute-form into origin-form (:path /admin/users, :authority "
         "internal.example), so the admin route decides",
     },
+    # The shipped config's path hardening (normalize_path, merge_slashes): Envoy resolves the
+    # path before asking, so the PDP sees /admin/users and the admin rule alone decides.
+    **{
+        name: {
+            "action": "BLOCK",
+            "status": 403,
+            "hits": ["admin.denied"],
+            "not_hits": ["vulnerability.pathTraversal", "request.path.ambiguous"],
+            "why": "normalize_path decodes %2e and resolves dot segments (and turns a raw "
+            "backslash into a slash) before ext_authz: the PDP sees /admin/users",
+        }
+        for name in (
+            "dot-dot-percent-encoded",
+            "dot-dot-encoded-under-an-open-route",
+            "raw-backslashes",
+        )
+    },
     "stripe-truncated-body": {
         "action": "ALLOW",
         "status": 200,

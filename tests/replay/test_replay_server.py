@@ -134,6 +134,12 @@ def test_fail_open_lets_signed_webhooks_through_with_a_low_hit(
     server, pdp = start_pdp(REPLAY_FAIL_OPEN="1")
     redis_server.kill()
     assert pdp.webhook()[0] == 200
+    # fail-open keeps the PDP in rotation: ready and SERVING, /health says degraded
+    wait_for(lambda: _status(server)["health"]["checks"]["redis"]["status"] == "down")
+    down = _status(server)
+    assert down["ready"] == 200 and "REPLAY_FAIL_OPEN" in down["reason"], down
+    assert down["health"]["status"] == "degraded"
+    assert pdp.health() == SERVING
 
     body, headers = stripe_webhook()
     ctx = {

@@ -1,0 +1,31 @@
+"""Transport-neutral HTTP message shapes: what the HTTP server parses and what it writes.
+
+Shared by the server machinery (``server.http_server``), the request handling
+(``server.http_api``) and the Envoy HTTP-mode adapters (``envoy.http_*``), so none of them
+depends on another's types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class HttpIn:
+    """One parsed request: ``path`` without the query, header names lower-cased, repeats
+    comma-joined (Envoy's convention, so adapters see one shape from every transport)."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    peer: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class HttpOut:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()

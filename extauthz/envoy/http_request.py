@@ -1,0 +1,158 @@
+"""Envoy's HTTP-mode authorization request → ``RequestContext``: a pure function, no I/O.
+
+In ``http_service`` mode Envoy sends the client's request itself: the same method, the path
+(behind ``path_prefix``) with the raw query, the client's headers and, with
+``with_request_body``, the buffered body (``x-envoy-auth-partial-body: true`` when cut). What
+gRPC mode carries beside the request arrives in headers the shipped config sets
+(``envoy/envoy-http.yaml``), each removed from the client's request before jwt_authn runs, so a
+client can never supply them:
+
+    x-jwt-payload                    the payload jwt_authn verified (``forward_payload_header``,
+                                     base64url JSON); absent → anonymous
+    x-contractshield-client-address  the downstream address (``headers_to_add``), never a
+                                     client's ``x-forwarded-for``
+    x-contractshield-content-length  the client's ``content-length``: Envoy rewrites that header
+                                     to the bytes it buffered, size limits need the declared one
+
+Not carried: ``context_extensions`` (no route id, service or env from Envoy); the policy's own
+route matching by method and path decides the route, as it does when no route id is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from types import MappingProxyType
+from urllib.parse import parse_qsl
+
+from .._exceptions import InvalidContext
+from .._http import HttpIn
+from ..context import (
+    ANONYMOUS,
+    EMPTY_BODY,
+    Body,
+    ClientInfo,
+    HttpRequest,
+    Identity,
+    RequestContext,
+    RuntimeInfo,
+)
+from .request import DEFAULT_OPTIONS, PARTIAL_BODY_HEADER, AdapterOptions, _claim_str, _scopes
+
+PAYLOAD_HEADER = "x-jwt-payload"
+CLIENT_ADDRESS_HEADER = "x-contractshield-client-address"
+CONTENT_LENGTH_HEADER = "x-contractshield-content-length"
+#: Headers Envoy adds for us: never part of the request the policy sees.
+INTERNAL_HEADERS = frozenset({PAYLOAD_HEADER, CLIENT_ADDRESS_HEADER, CONTENT_LENGTH_HEADER})
+PAYLOAD_CACHE_SIZE = 4096
+
+
+def forwarded_request_to_context(
+    req: HttpIn, options: AdapterOptions = DEFAULT_OPTIONS
+) -> RequestContext:
+    """Convert one authorization request (``path`` without Envoy's ``path_prefix``); raises ``InvalidContext`` when it is unusable."""
+    if not req.method:
+        raise InvalidContext("authorization request has no method")
+    if not req.path.startswith("/"):
+        raise InvalidContext("authorization request has no path")
+    raw = req.headers
+    payload = raw.get(PAYLOAD_HEADER)
+    client_ip = raw.get(CLIENT_ADDRESS_HEADER) or None
+    declared_text = raw.get(CONTENT_LENGTH_HEADER) or raw.get("content-length")
+    headers = {k: v for k, v in raw.items() if k not in INTERNAL_HEADERS}
+    path = req.path.partition("#")[0]
+    raw_query = req.query.partition("#")[0]
+    http_request = HttpRequest(
+        req.method.upper(),
+        path,
+        headers,
+        _query(raw_query) if raw_query else {},
+        headers.get("content-type"),
+        None,
+        headers.get("host") or None,
+        headers.get("x-forwarded-proto") or None,
+        _body(req.body, headers, declared_text),
+    )
+    return RequestContext(
+        http_request,
+        _identity(payload, options) if payload else ANONYMOUS,
+        ClientInfo(client_ip, headers.get("user-agent")),
+        _NO_RUNTIME,
+        headers.get("x-request-id") or uuid.uuid4().hex,
+        _now(),
+    )
+
+
+_NO_RUNTIME = RuntimeInfo()
+
+
+def _body(raw: bytes, headers: dict[str, str], declared_text: str | None) -> Body:
+    declared: int | None = None
+    if declared_text is not None and declared_text.isdigit():
+        declared = int(declared_text)
+    partial = headers.get(PARTIAL_BODY_HEADER, "").lower() == "true" or (
+        bool(raw) and declared is not None and declared > len(raw)
+    )
+    if raw or partial:
+        size = max(len(raw), declared or 0) if partial else len(raw)
+        return Body(True, size, None, raw, None, partial)
+    if declared:
+        return Body(True, declared)
+    return EMPTY_BODY
+
+
+def _query(raw_query: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
+# Keyed by (options id, header value): a token is reused for many requests.
+_IDENTITIES: dict[tuple[int, str], Identity] = {}
+
+
+def _identity(payload: str, options: AdapterOptions) -> Identity:
+    key = (id(options), payload)
+    identity = _IDENTITIES.get(key)
+    if identity is not None:
+        return identity
+    try:
+        text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        claims = json.loads(text)
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        raise InvalidContext(f"{PAYLOAD_HEADER}: not a base64url JSON payload") from exc
+    if not isinstance(claims, dict) or not claims:
+        return ANONYMOUS
+    identity = Identity(
+        authenticated=True,
+        subject=_claim_str(claims.get(options.subject_claim)),
+        tenant=_claim_str(claims.get(options.tenant_claim)),
+        scopes=_scopes(claims, options.scopes_claim),
+        claims=MappingProxyType(claims),
+    )
+    if len(_IDENTITIES) >= PAYLOAD_CACHE_SIZE:
+        _IDENTITIES.clear()
+    _IDENTITIES[key] = identity
+    return identity
+
+
+def _now() -> str:
+    """Envoy sends no request time in HTTP mode: the time we received it, to the millisecond."""
+    now = time.time()
+    seconds = int(now)
+    prefix = _TS_PREFIX.get(seconds)
+    if prefix is None:  # once per second of traffic
+        _TS_PREFIX.clear()
+        prefix = _TS_PREFIX[seconds] = datetime.fromtimestamp(seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+    return prefix + _MILLIS[int((now - seconds) * 1000) % 1000]
+
+
+_TS_PREFIX: dict[int, str] = {}
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
