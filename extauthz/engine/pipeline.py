@@ -4,12 +4,17 @@ Order: path canonicalisation and route match, vulnerability checks, limits, body
 webhook signature, webhook replay, CEL rules. The replay claim is made last (after CEL), and
 only when the signature is valid and nothing else would block, so a rejected delivery does
 not burn its event id; its hit is still listed in phase order.
+
+``Phases`` is the seam for tracing: ``prepare`` calls every phase evaluator through it, so
+``timed(on_phase)`` reports each phase's span (route, body, vulnerability, limits, contract,
+webhook, cel) to a recorder while the plain ``PLAIN`` costs what direct calls cost; the engine
+itself knows nothing of OpenTelemetry (the server's tracer is the recorder).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +36,7 @@ from . import limits as limits_mod
 from . import vulnerability as vuln_mod
 from . import webhook as webhook_mod
 from .canonical import canonicalize
+from .contract import Contract
 from .model import ENFORCE, CompiledPolicy, CompiledRoute
 from .replay import InMemoryReplayStore
 
@@ -44,6 +50,72 @@ _RISK_CRITICAL = Risk(90, "critical")
 _RISK_HIGH = Risk(60, "high")
 _RISK_UNMATCHED_MONITOR = Risk(30, "med")
 _PARSED_KINDS = (body_mod.JSON, body_mod.FORM)
+
+
+PhaseRecorder = Callable[[str, int, int], None]  # (phase, start_ns, end_ns), ns since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Phases:
+    """The evaluators ``prepare`` calls, one per phase: the plain functions, or ``timed`` ones.
+
+    Stored as instance slots (no method binding), so a call through ``PLAIN`` costs what the
+    direct module-attribute call it replaces did.
+    """
+
+    canonicalize: Callable[..., Any] = canonicalize
+    body: Callable[..., Any] = body_mod.parse
+    vulnerability: Callable[..., Any] = vuln_mod.check
+    limits: Callable[..., Any] = limits_mod.check
+    contract: Callable[..., Any] = Contract.check
+    webhook: Callable[..., Any] = webhook_mod.verify
+    cel: Callable[..., Any] = cel_mod.evaluate
+    on_phase: PhaseRecorder | None = None  # set by ``timed``: the replay claim reports here too
+
+
+PLAIN = Phases()
+
+
+def timed(on_phase: PhaseRecorder, clock: Callable[[], int] = time.time_ns) -> Phases:
+    """``Phases`` that report each phase's span to ``on_phase`` and otherwise do the same.
+
+    "route" runs from path canonicalisation to the body parse (matching and route selection
+    in between); every other phase is its evaluator's call.
+    """
+    route_start = [0]
+
+    def canonical(path: str) -> Any:
+        route_start[0] = clock()
+        return canonicalize(path)
+
+    def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                on_phase(name, start, clock())
+
+        return run
+
+    def body(*args: Any) -> Any:
+        start = clock()
+        on_phase("route", route_start[0], start)
+        try:
+            return body_mod.parse(*args)
+        finally:
+            on_phase("body", start, clock())
+
+    return Phases(
+        canonical,
+        body,
+        wrap("vulnerability", vuln_mod.check),
+        wrap("limits", limits_mod.check),
+        wrap("contract", Contract.check),
+        wrap("webhook", webhook_mod.verify),
+        wrap("cel", cel_mod.evaluate),
+        on_phase,
+    )
 
 
 @dataclass(slots=True)
@@ -61,10 +133,12 @@ class Pending:
     replay_at: int = 0  # where the replay hit goes, to keep phase order
 
 
-def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
+def prepare(
+    policy: CompiledPolicy, ctx: RequestContext, now: float, phases: Phases = PLAIN
+) -> Pending:
     request = ctx.request
     defaults = policy.defaults
-    canonical = canonicalize(request.path)
+    canonical = phases.canonicalize(request.path)
     method = request.method.upper()
     route: CompiledRoute | None = None
     params: dict[str, str] = {}
@@ -96,15 +170,15 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
         mode = route.mode
         limits = route.limits
         vulns = route.vulnerability
-    parsed = body_mod.parse(
+    parsed = phases.body(
         request.body, request.content_type, limits.max_json_depth, limits.max_body_bytes
     )
     value = parsed.value if parsed.kind in _PARSED_KINDS else None
     # 1. vulnerability checks
     if vulns.any_enabled:
-        vuln_mod.check(vulns, value, request.query, canonical.traversal, hits)
+        phases.vulnerability(vulns, value, request.query, canonical.traversal, hits)
     # 2. limits
-    limits_mod.check(limits, request.body, request.headers, parsed, hits)
+    phases.limits(limits, request.body, request.headers, parsed, hits)
     # 3. body and contract
     if parsed.kind == body_mod.MALFORMED:
         hits.append(RuleHit(BODY_MALFORMED, "high", parsed.error or "malformed body"))
@@ -116,7 +190,7 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
         if parsed.kind == body_mod.NONE and contract.body_optional:
             pass
         elif (parsed.kind in _PARSED_KINDS and not parsed.sniffed) or parsed.kind == body_mod.NONE:
-            contract.check(value, hits, redacted=request.body.redacted)
+            phases.contract(contract, value, hits, request.body.redacted)
         elif parsed.kind == body_mod.OPAQUE or parsed.sniffed:
             hits.append(
                 RuleHit(
@@ -131,7 +205,7 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
     webhook = route.webhook
     verified = None
     if webhook is not None:
-        verified = webhook_mod.verify(webhook, request, parsed, now, hits)
+        verified = phases.webhook(webhook, request, parsed, now, hits)
         pending.replay_at = len(hits)
     # 6. CEL rules
     plan = route.cel
@@ -146,7 +220,7 @@ def prepare(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Pending:
             webhook.provider if webhook is not None else "",
             verified is not None,
         )
-        cel_mod.evaluate(plan, view, hits)
+        phases.cel(plan, view, hits)
         if len(hits) > first:  # usually no rule fires: no slice and enumerate to build
             for i, rule_hit in enumerate(hits[first:], first):
                 for rule in plan.rules:
@@ -265,14 +339,16 @@ def internal_error(policy: CompiledPolicy, ctx: Any, exc: BaseException) -> Deci
     )
 
 
-def begin(policy: CompiledPolicy, ctx: RequestContext, now: float) -> Decision | Pending:
+def begin(
+    policy: CompiledPolicy, ctx: RequestContext, now: float, phases: Phases = PLAIN
+) -> Decision | Pending:
     """Decide up to the replay claim: the ``Decision``, or the ``Pending`` that needs a claim.
 
     Never raises. Most checks need no claim, so an async caller decides them without awaiting
     (no coroutine per check) and awaits ``claim_async`` only for a webhook delivery.
     """
     try:
-        pending = prepare(policy, ctx, now)
+        pending = prepare(policy, ctx, now, phases)
         if pending.replay_key is None:
             return finish(pending)
         return pending
@@ -331,9 +407,10 @@ def evaluate(
     replay_store: Any = None,
     replay_fail_open: bool = False,
     now: float | None = None,
+    phases: Phases = PLAIN,
 ) -> Decision:
     """Decide one request. Never raises for any ``RequestContext`` content."""
-    result = begin(policy, ctx, time.time() if now is None else now)
+    result = begin(policy, ctx, time.time() if now is None else now, phases)
     if isinstance(result, Pending):
         return complete(result, claim_sync(result, replay_store), replay_fail_open)
     return result
@@ -346,9 +423,10 @@ async def evaluate_async(
     replay_store: Any = None,
     replay_fail_open: bool = False,
     now: float | None = None,
+    phases: Phases = PLAIN,
 ) -> Decision:
     """``evaluate`` for asyncio callers: awaits an ``AsyncReplayStore`` claim."""
-    result = begin(policy, ctx, time.time() if now is None else now)
+    result = begin(policy, ctx, time.time() if now is None else now, phases)
     if isinstance(result, Pending):
         return complete(result, await claim_async(result, replay_store), replay_fail_open)
     return result

@@ -26,7 +26,7 @@ from .._frozen import frozen_dataclass
 from ..context import RequestContext
 from ..decision import BLOCK, Decision, DecisionMetadata, RuleHit
 from ..engine.model import CompiledPolicy
-from ..engine.pipeline import Pending, begin, claim_async, complete
+from ..engine.pipeline import PLAIN, Pending, Phases, begin, claim_async, complete
 from ..envoy.response import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -96,9 +96,11 @@ def decide_now(
         if policy is None:
             policy = state.policy_source.current()
             state.metrics.observe_policy(policy)
-        result = begin(policy, ctx, time.time())
+        tracer = state.tracer
+        phases = PLAIN if tracer is None else tracer.phases()  # child spans only if sampled
+        result = begin(policy, ctx, time.time(), phases)
         if isinstance(result, Pending):
-            return _decide_after_claim(state, ctx, transport, start, result)
+            return _decide_after_claim(state, ctx, transport, start, result, phases)
         outcome = _outcome(policy, result)
     except Exception:
         outcome = _failed(state, ctx)
@@ -117,11 +119,20 @@ async def decide(
 
 
 async def _decide_after_claim(
-    state: ServerState, ctx: RequestContext, transport: str, start: float, pending: Pending
+    state: ServerState,
+    ctx: RequestContext,
+    transport: str,
+    start: float,
+    pending: Pending,
+    phases: Phases = PLAIN,
 ) -> Outcome:
     """The rest of ``decide_now`` for a check whose replay claim has to be awaited."""
     try:
+        on_phase = phases.on_phase
+        claim_start = time.time_ns() if on_phase is not None else 0
         claimed = await claim_async(pending, state.replay_store)
+        if on_phase is not None:
+            on_phase("replay", claim_start, time.time_ns())
         outcome = _outcome(
             pending.policy, complete(pending, claimed, state.config.replay_fail_open)
         )

@@ -33,13 +33,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .._exceptions import InvalidConfig
 from ..decision import ALLOW
 from .log_sinks import HttpBatchHandler, SinkSpec, make_handler, parse_sinks
 
 if TYPE_CHECKING:
     from ..context import RequestContext
-    from ..decision import Decision
+    from ..decision import Decision, RuleHit
     from ..metrics import Metrics
     from .config import ServerConfig
 
@@ -154,8 +156,17 @@ def _timestamp() -> str:
     return f"{cached[1]}.{int((now - sec) * 1000):03d}Z"
 
 
-# One encoder for every record: ``json.dumps`` with options builds a new one per call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+# The fallback encoder, for what orjson refuses (an opted-in body with an integer beyond 64
+# bits or a lone surrogate); one instance: ``json.dumps`` with options builds one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)  # ASCII: a lone surrogate escaped
+
+
+def encode(record: dict[str, Any]) -> str:
+    """One JSON line: orjson (~0.5 µs for a BLOCK record; the stdlib encoder takes ~8 µs)."""
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return _ENCODER.encode(record)
 
 
 def _cut(value: str | None, limit: int = MAX_VALUE_CHARS) -> str | None:
@@ -207,6 +218,16 @@ def request_summary(ctx: RequestContext, headers: Iterable[str], with_body: bool
     return summary
 
 
+def _hits(hits: tuple[RuleHit, ...]) -> list[dict[str, str]]:
+    out = []
+    for h in hits:  # a loop, not a comprehension: no function frame for the usual 1-2 hits
+        message = h.message
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS] + "…"
+        out.append({"id": h.id, "severity": h.severity, "message": message})
+    return out
+
+
 def build_record(
     decision: Decision,
     ctx: RequestContext | None,
@@ -230,10 +251,7 @@ def build_record(
         "action": decision.action,
         "statusCode": decision.status_code,
         "reason": _cut(decision.reason, MAX_MESSAGE_CHARS),
-        "ruleHits": [
-            {"id": h.id, "severity": h.severity, "message": _cut(h.message, MAX_MESSAGE_CHARS)}
-            for h in decision.rule_hits
-        ],
+        "ruleHits": _hits(decision.rule_hits),
         "latencyMs": round(latency_seconds * 1000, 3),
         "worker": worker,
         "transport": transport,
@@ -387,7 +405,7 @@ class DecisionLog:
         )
         if self._redactions:
             redact(record, self._redactions)
-        return _ENCODER.encode(record)
+        return encode(record)
 
     def _run(self) -> None:
         while not self._closing:

@@ -92,8 +92,13 @@ class BatchRotatingFileHandler(logging.handlers.RotatingFileHandler):
             if self.stream is None:
                 self.stream = self._open()
             size = self.stream.seek(0, 2)
+            text = self.format(record) + "\n"
+            if self.maxBytes <= 0 or size + len(text.encode("utf-8")) <= self.maxBytes:
+                self.stream.write(text)  # the usual batch: no rotation inside it, one pass
+                self.stream.flush()
+                return
             chunk: list[str] = []
-            for line in self.format(record).split("\n"):
+            for line in text[:-1].split("\n"):
                 n = len(line.encode("utf-8")) + 1
                 if self.maxBytes > 0 and size + n > self.maxBytes and (chunk or size):
                     self.stream.write("".join(chunk))

@@ -8,7 +8,11 @@ On only when the standard variables ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT`` 
 batched on the SDK's own thread.
 
 Zero cost when off: nothing from ``opentelemetry`` is imported, the servicer registers its
-plain ``check``, and a check pays one ``is None`` test (``ServerState.tracer``).
+plain ``check``, and a check pays an ``is None`` test (``ServerState.tracer``) where it picks
+the engine's plain phases and one where it annotates. A sampled check also gets a child span
+per engine phase (``contractshield.route``, ``.body``, ``.vulnerability``, ``.limits``,
+``.contract``, ``.webhook``, ``.cel``, and ``.replay`` for the claim), timed through the
+engine's ``Phases`` seam; an unsampled one runs the plain phases.
 
 The parent comes from the ext_authz call's gRPC metadata, where Envoy's tracer puts the
 context of its own ext_authz span (W3C ``traceparent`` with the OpenTelemetry tracer, B3 with
@@ -22,6 +26,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from ..engine.pipeline import PLAIN, Phases, timed
 
 if TYPE_CHECKING:
     from ..decision import Decision
@@ -116,9 +122,20 @@ class CheckTracer:
         if decision.status_code >= 500:
             span.set_status(self._error)
 
+    def phases(self) -> Phases:
+        """The engine's phase evaluators for this check: timed into child spans when its span
+        is sampled (recording), the plain ones otherwise (an unsampled check pays nothing)."""
+        from opentelemetry import trace
+
+        if not trace.get_current_span().is_recording():
+            return PLAIN
+        return timed(self.phase)
+
     def phase(self, name: str, start_ns: int, end_ns: int) -> None:
         """A child span of the current span for one phase, from times already measured."""
-        span = self._tracer.start_span(name, start_time=start_ns)
+        span = self._tracer.start_span(
+            f"contractshield.{name}", start_time=start_ns, attributes={"contractshield.phase": name}
+        )
         span.end(end_time=end_ns)
 
     def shutdown(self) -> None:

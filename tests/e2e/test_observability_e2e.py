@@ -256,10 +256,9 @@ def test_the_check_span_joins_envoys_w3c_trace(otlp_stack: TracedStack) -> None:
             if s.service == "contractshield-test" and s.trace_id == trace_id
         ]  # fmt: skip
 
-    spans = wait_for(ours)
+    spans = wait_for(lambda: [s for s in ours() if s.name == "ext_authz.check"])
     assert len(spans) == 1, otlp_stack.receiver.spans[-5:]
     check = spans[0]
-    assert check.name == "ext_authz.check"
     assert check.attributes["contractshield.action"] == "BLOCK"
     assert check.attributes["contractshield.route"] == "admin"
     assert check.attributes["contractshield.hit_ids"] == ["admin.denied"]
@@ -274,6 +273,11 @@ def test_the_check_span_joins_envoys_w3c_trace(otlp_stack: TracedStack) -> None:
     )
     assert envoy_spans, "Envoy exported no span for the trace"
     assert check.parent_id in {s.span_id for s in envoy_spans}
+    # Envoy samples the trace, so the check has a child span per engine phase that ran.
+    phases = wait_for(lambda: [s for s in ours() if s.parent_id == check.span_id])
+    names = {s.name for s in phases}
+    assert {"contractshield.route", "contractshield.body", "contractshield.limits"} <= names
+    assert len(ours()) == 1 + len(phases)  # nothing else of ours in the trace
 
 
 def test_the_check_span_joins_envoys_b3_trace(b3_stack: TracedStack) -> None:
@@ -283,7 +287,14 @@ def test_the_check_span_joins_envoys_b3_trace(b3_stack: TracedStack) -> None:
     trace_id = _access_entry(b3_stack, marker)["trace"]
     assert trace_id not in ("", "-")
     spans = wait_for(
-        lambda: [s for s in b3_stack.receiver.spans if s.trace_id == trace_id.rjust(32, "0")]
-    )
+        lambda: [
+            s for s in b3_stack.receiver.spans
+            if s.trace_id == trace_id.rjust(32, "0") and s.name == "ext_authz.check"
+        ]
+    )  # fmt: skip
     assert len(spans) == 1, (trace_id, [s.trace_id for s in b3_stack.receiver.spans][-5:])
-    assert spans[0].name == "ext_authz.check" and spans[0].parent_id
+    assert spans[0].parent_id
+    children = wait_for(
+        lambda: [s for s in b3_stack.receiver.spans if s.parent_id == spans[0].span_id]
+    )
+    assert "contractshield.route" in {s.name for s in children}  # sampled under B3 too

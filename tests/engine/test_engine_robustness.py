@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from extauthz.context import Body, BodyJson, HttpRequest, Identity, RequestContext
 from extauthz.engine import InMemoryReplayStore, evaluate
+from extauthz.engine.pipeline import timed
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
@@ -84,6 +85,18 @@ def contexts(draw: st.DrawFn) -> RequestContext:
         ),
         id="prop",
     )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contexts())
+def test_traced_phases_decide_as_the_plain_ones(demo, ctx: RequestContext) -> None:
+    """The tracing seam never changes a decision (the catalogue rows check the same)."""
+    phases: list[str] = []
+    traced = evaluate(
+        demo, ctx, now=1_700_000_000, phases=timed(lambda name, start, end: phases.append(name))
+    )
+    assert traced == evaluate(demo, ctx, now=1_700_000_000)
+    assert phases[:2] == ["route", "body"]  # every check matches a route and parses its body
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

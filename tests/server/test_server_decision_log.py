@@ -132,6 +132,23 @@ def test_an_opted_in_route_logs_its_body_with_secret_keys_masked() -> None:
     log.close()
 
 
+def test_a_body_the_fast_encoder_refuses_is_still_one_valid_masked_line() -> None:
+    """orjson refuses integers past 64 bits and lone surrogates: the stdlib encoder takes over."""
+    handler = ListHandler()
+    log = _log(handler, decision_log_body_routes="pay")
+    log.submit(_decision(), _ctx(big=2**70, odd="\ud800x", password="hunter2"), 0.001, "grpc")
+    log.submit(_decision(), _ctx(amount=5, note="é"), 0.001, "grpc")
+    log.flush()
+    log.close()
+    assert len(handler.lines) == 2
+    first, second = (json.loads(line) for line in handler.lines)
+    body = first["request"]["body"]
+    assert body["big"] == 2**70 and body["odd"] == "\ud800x" and body["password"] == "***"
+    assert "hunter2" not in handler.lines[0]
+    assert second["request"]["body"] == {"amount": 5, "note": "é"}
+    assert "é" in handler.lines[1]  # the usual path writes UTF-8, not \u escapes
+
+
 def test_blocks_and_monitors_are_always_logged_allows_only_when_sampled() -> None:
     handler = ListHandler()
     log = _log(handler)
