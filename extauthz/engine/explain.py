@@ -19,7 +19,7 @@ from . import body as body_mod
 from . import cel as cel_mod
 from .canonical import canonicalize
 from .model import CompiledPolicy, CompiledRoute
-from .pipeline import BODY_MALFORMED, INTERNAL_ERROR, PATH_AMBIGUOUS, ROUTE_UNMATCHED
+from .pipeline import BODY_MALFORMED, INTERNAL_ERROR, PATH_AMBIGUOUS, ROUTE_UNMATCHED, cel_view
 
 PHASES = ("route", "vulnerability", "limits", "contract", "webhook", "replay", "cel")
 MISSING = "<missing>"
@@ -317,15 +317,7 @@ def explain(policy: CompiledPolicy, ctx: RequestContext, decision: Decision) -> 
             request.body, request.content_type, limits.max_json_depth, limits.max_body_bytes
         )
         value = parsed.value if parsed.kind in (body_mod.JSON, body_mod.FORM) else None
-        view = cel_mod.RequestView(
-            ctx,
-            canonical.path,
-            params,
-            value,
-            route.id,
-            route.webhook.provider if route.webhook is not None else "",
-            _signature_held(route, decision),
-        )
+        view = cel_view(ctx, canonical.path, params, value, route, _signature_held(route, decision))
         hit_ids = {h.id for h in decision.rule_hits}
         for rule in plan.rules:
             cel_traces.append(

@@ -211,15 +211,7 @@ def prepare(
     plan = route.cel
     if plan is not None:
         first = len(hits)
-        view = cel_mod.RequestView(
-            ctx,
-            canonical.path,
-            params,
-            value,
-            route.id,
-            webhook.provider if webhook is not None else "",
-            verified is not None,
-        )
+        view = cel_view(ctx, canonical.path, params, value, route, verified is not None)
         phases.cel(plan, view, hits)
         if len(hits) > first:  # usually no rule fires: no slice and enumerate to build
             for i, rule_hit in enumerate(hits[first:], first):
@@ -240,6 +232,20 @@ def prepare(
         pending.replay_key = f"webhook:{route.id}:{verified.event_id}"
         pending.replay_ttl = webhook.replay_ttl
     return pending
+
+
+def cel_view(
+    ctx: RequestContext,
+    path: str,
+    params: dict[str, str],
+    body: Any,
+    route: CompiledRoute,
+    signature_valid: bool,
+) -> cel_mod.RequestView:
+    """What the route's CEL rules read: the request as matched, and the engine's own results."""
+    webhook = route.webhook
+    provider = webhook.provider if webhook is not None else ""
+    return cel_mod.RequestView(ctx, path, params, body, route.id, provider, signature_valid)
 
 
 def apply_claim(pending: Pending, claimed: bool | BaseException, fail_open: bool) -> None:
