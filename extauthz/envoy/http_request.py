@@ -27,13 +27,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 from types import MappingProxyType
-from urllib.parse import parse_qsl
 
 from .._exceptions import InvalidContext
 from .._http import HttpIn
 from ..context import (
     ANONYMOUS,
-    EMPTY_BODY,
     Body,
     ClientInfo,
     HttpRequest,
@@ -41,7 +39,14 @@ from ..context import (
     RequestContext,
     RuntimeInfo,
 )
-from .request import DEFAULT_OPTIONS, PARTIAL_BODY_HEADER, AdapterOptions, _claim_str, _scopes
+from .request import (
+    DEFAULT_OPTIONS,
+    AdapterOptions,
+    _claim_str,
+    _scopes,
+    body_of,
+    query_of,
+)
 
 PAYLOAD_HEADER = "x-jwt-payload"
 CLIENT_ADDRESS_HEADER = "x-contractshield-client-address"
@@ -70,7 +75,7 @@ def forwarded_request_to_context(
         req.method.upper(),
         path,
         headers,
-        _query(raw_query) if raw_query else {},
+        query_of(raw_query) if raw_query else {},
         headers.get("content-type"),
         None,
         headers.get("host") or None,
@@ -94,22 +99,7 @@ def _body(raw: bytes, headers: dict[str, str], declared_text: str | None) -> Bod
     declared: int | None = None
     if declared_text is not None and declared_text.isdigit():
         declared = int(declared_text)
-    partial = headers.get(PARTIAL_BODY_HEADER, "").lower() == "true" or (
-        bool(raw) and declared is not None and declared > len(raw)
-    )
-    if raw or partial:
-        size = max(len(raw), declared or 0) if partial else len(raw)
-        return Body(True, size, None, raw, None, partial)
-    if declared:
-        return Body(True, declared)
-    return EMPTY_BODY
-
-
-def _query(raw_query: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in parse_qsl(raw_query, keep_blank_values=True):
-        out[key] = f"{out[key]},{value}" if key in out else value
-    return out
+    return body_of(raw, headers, declared)
 
 
 # Keyed by (options id, header value): a token is reused for many requests.

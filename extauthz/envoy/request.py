@@ -102,7 +102,7 @@ def check_request_to_context(req: Any, options: AdapterOptions = DEFAULT_OPTIONS
         method.upper(),
         path,
         headers,
-        _query(raw_query) if raw_query else {},
+        query_of(raw_query) if raw_query else {},
         headers.get("content-type"),
         route_id,
         http.host or headers.get("host") or None,
@@ -159,7 +159,11 @@ def _body(http: Any, headers: dict[str, str]) -> Body:
     raw: bytes = http.raw_body or (
         http.body.encode("utf-8", "surrogateescape") if http.body else b""
     )
-    declared = _content_length(headers)
+    return body_of(raw, headers, _content_length(headers))
+
+
+def body_of(raw: bytes, headers: dict[str, str], declared: int | None) -> Body:
+    """The ``Body`` for the bytes Envoy sent and the length the client declared (both modes)."""
     # Envoy flags a body cut at max_request_bytes; it may also dispatch early (buffer
     # watermarks) with fewer bytes than content-length and no flag: that body is partial too.
     partial = headers.get(PARTIAL_BODY_HEADER, "").lower() == "true" or (
@@ -187,7 +191,8 @@ def _content_length(headers: dict[str, str]) -> int | None:
     return value if value >= 0 else None
 
 
-def _query(raw_query: str) -> dict[str, str]:
+def query_of(raw_query: str) -> dict[str, str]:
+    """Query parameters of a raw query string; a repeated one comma-joined (both modes)."""
     out: dict[str, str] = {}
     for key, value in parse_qsl(raw_query, keep_blank_values=True):
         out[key] = f"{out[key]},{value}" if key in out else value
