@@ -15,6 +15,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable
+from operator import itemgetter
 
 from cachetools import TTLCache
 
@@ -55,13 +56,14 @@ DEFAULT_CACHE_BYPASS_HEADERS: frozenset[str] = frozenset(
     }
 )
 _KEY_FORMAT = 1
+_name = itemgetter(0)
 _PICKLE_PROTOCOL = 5
 
 
 def cache_key(inp: CheckInput, policy_version: str | None, ignored: frozenset[str]) -> bytes:
     """A 256-bit BLAKE2b digest of the fields, encoded with pickle (unambiguous: the encoding
     decodes back to the same values, and it is twice as fast as ``repr``), then the body."""
-    headers = tuple(h for h in inp.headers if h[0] not in ignored) if ignored else inp.headers
+    headers = [h for h in inp.headers if h[0] not in ignored] if ignored else inp.headers
     body = inp.body
     material = (
         _KEY_FORMAT,
@@ -103,14 +105,16 @@ class DecisionCache:
 
     def key(self, inp: CheckInput, policy_version: str | None) -> bytes | None:
         """The key, or None when this request must never be cached."""
-        bypass = self.bypass_headers
-        if bypass and any(name in bypass for name, _ in inp.headers):
+        if not self.bypass_headers.isdisjoint(map(_name, inp.headers)):
             return None
         return cache_key(inp, policy_version, self.ignored_headers)
 
     def get(self, key: bytes) -> Decision | None:
         with self._lock:
-            return self._cache.get(key)
+            try:  # ``TTLCache.get`` checks expiry twice (``in``, then ``[]``)
+                return self._cache[key]
+            except KeyError:
+                return None
 
     def put(self, key: bytes, decision: Decision) -> None:
         with self._lock:

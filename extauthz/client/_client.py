@@ -76,6 +76,17 @@ class ClientStats:
     policy_version: str | None  # last policy version the PDP reported
 
 
+@dataclass(slots=True, frozen=True)
+class Lookup:
+    """A cache miss: the policy version and key it was looked up under (no key: uncacheable)."""
+
+    version: str | None
+    key: bytes | None
+
+
+_NO_LOOKUP = Lookup(None, None)
+
+
 class _Core:
     """Options, cache, counters and failover shared by the sync and async clients."""
 
@@ -135,24 +146,28 @@ class _Core:
 
     # -- the steps of one evaluation -------------------------------------------------------
 
-    def lookup(self, inp: CheckInput) -> Decision | None:
+    def lookup(self, inp: CheckInput) -> Decision | Lookup:
+        """The cached decision, or (on a miss) the ``Lookup`` to hand to ``store``."""
         cache = self.cache
         if cache is None:
-            return None
-        key = cache.key(inp, self._policy_version)
+            return _NO_LOOKUP
+        version = self._policy_version
+        key = cache.key(inp, version)
         if key is None:
-            return None
+            return _NO_LOOKUP
         hit = cache.get(key)
         with self._lock:
             if hit is None:
                 self._misses += 1
             else:
                 self._hits += 1
-        if hit is not None and self.on_cache_hit is not None:
+        if hit is None:
+            return Lookup(version, key)
+        if self.on_cache_hit is not None:
             _call(self.on_cache_hit, hit)
         return hit
 
-    def store(self, inp: CheckInput, verdict: Verdict) -> Decision:
+    def store(self, inp: CheckInput, verdict: Verdict, looked_up: Lookup) -> Decision:
         version = verdict.policy_version
         if version is not None and version != self._policy_version:
             with self._lock:
@@ -163,7 +178,8 @@ class _Core:
         cache = self.cache
         decision = verdict.decision
         if cache is not None and verdict.cacheable and decision.action != BLOCK:
-            key = cache.key(inp, version)
+            # the key of the lookup, unless the answer came under another policy version
+            key = looked_up.key if looked_up.version == version else cache.key(inp, version)
             if key is not None:
                 cache.put(key, decision)
         return decision
@@ -339,15 +355,15 @@ class ContractShieldClient:
     def evaluate_input(self, inp: CheckInput) -> Decision:
         """Decide a request already described with ``describe`` (used by the middleware)."""
         core = self._core
-        hit = core.lookup(inp)
-        if hit is not None:
-            return hit
+        looked_up = core.lookup(inp)
+        if not isinstance(looked_up, Lookup):
+            return looked_up  # a cache hit
         request = build_check_request(inp, core.claim_names)  # InvalidContext: the caller's
         try:
             response = self._check(request)
         except ContractShieldError as exc:
             return core.fail(exc)
-        return core.store(inp, to_verdict(response))
+        return core.store(inp, to_verdict(response), looked_up)
 
     def _check(self, request: CheckRequest) -> CheckResponse:
         core = self._core
@@ -472,15 +488,15 @@ class AsyncContractShieldClient:
     async def evaluate_input(self, inp: CheckInput) -> Decision:
         """Decide a request already described with ``describe`` (used by the middleware)."""
         core = self._core
-        hit = core.lookup(inp)
-        if hit is not None:
-            return hit
+        looked_up = core.lookup(inp)
+        if not isinstance(looked_up, Lookup):
+            return looked_up  # a cache hit
         request = build_check_request(inp, core.claim_names)  # InvalidContext: the caller's
         try:
             response = await self._check(request)
         except ContractShieldError as exc:
             return core.fail(exc)
-        return core.store(inp, to_verdict(response))
+        return core.store(inp, to_verdict(response), looked_up)
 
     async def _check(self, request: CheckRequest) -> CheckResponse:
         core = self._core

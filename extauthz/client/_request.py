@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
@@ -36,9 +36,13 @@ class ClaimNames:
 DEFAULT_CLAIM_NAMES = ClaimNames()
 
 
-@dataclass(slots=True, frozen=True)
-class CheckInput:
-    """Everything the PDP can read about one request, normalized like Envoy does."""
+class CheckInput(NamedTuple):
+    """Everything the PDP can read about one request, normalized like Envoy does.
+
+    Immutable; a ``NamedTuple`` rather than a frozen dataclass because one is built on every
+    ``evaluate``, cache hits included, and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) costs a fifth of a cache hit.
+    """
 
     method: str
     path: str  # raw path including the query string, as Envoy sends it
@@ -54,12 +58,17 @@ class CheckInput:
 
 def normalize_headers(headers: HeadersInput) -> tuple[tuple[str, str], ...]:
     """Lower-case names and comma-join repeats (Envoy's view of headers), sorted by name."""
+    return tuple(sorted(_header_map(headers).items()))
+
+
+def _header_map(headers: HeadersInput) -> dict[str, str]:
+    """``normalize_headers`` before sorting: lower-case names, repeats comma-joined."""
     if not headers:
-        return ()
+        return {}
     if isinstance(headers, Mapping):
         low = {k.lower(): v for k, v in headers.items()}
         if len(low) == len(headers) and all(type(v) is str for v in low.values()):
-            return tuple(sorted(low.items()))  # the common case: nothing to join
+            return low  # the common case: nothing to join
         items: Iterable[tuple[str, str]] = headers.items()
     else:
         items = headers
@@ -70,7 +79,7 @@ def normalize_headers(headers: HeadersInput) -> tuple[tuple[str, str], ...]:
         key = name.lower()
         prev = out.get(key)
         out[key] = value if prev is None else f"{prev},{value}"
-    return tuple(sorted(out.items()))
+    return out
 
 
 def _json(value: Any) -> str:
@@ -135,13 +144,13 @@ def describe(
         if not isinstance(body, bytearray | memoryview):
             raise InvalidContext("body: expected bytes or None")
         body = bytes(body)
-    hdrs = normalize_headers(headers)
-    if host is None and hdrs:
-        host = next((v for k, v in hdrs if k == "host"), None)
+    header_map = _header_map(headers)
+    if host is None:
+        host = header_map.get("host")
     return CheckInput(
         method.upper(),
         path,
-        hdrs,
+        tuple(sorted(header_map.items())),
         body,
         identity,
         identity_key(identity),
