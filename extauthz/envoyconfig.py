@@ -485,9 +485,11 @@ def _http_service(opts: EnvoyConfigOptions) -> Any:
         path_prefix=HTTP_PATH_PREFIX,
         authorization_request=AuthorizationRequest(
             headers_to_add=[
+                # The TCP peer, as gRPC mode's ``source.address``: without use_remote_address
+                # Envoy's DOWNSTREAM_REMOTE_ADDRESS comes from a client's x-forwarded-for.
                 HeaderValue(
                     key="x-contractshield-client-address",
-                    value="%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                    value="%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%",
                 ),
                 HeaderValue(key="x-contractshield-content-length", value="%REQ(content-length)%"),
             ],

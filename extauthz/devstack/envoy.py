@@ -278,23 +278,65 @@ def new_ports() -> tuple[int, int]:
 
 
 # --- observability add-ons for tests and the bench: an access log, a tracer ------------------
-ACCESS_LOG_FORMAT = (
-    "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% "
-    "decision=%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decisionId)% "
-    "trace=%TRACE_ID% request=%REQ(X-REQUEST-ID)%\n"
-)
+#: The dynamic-metadata keys (namespace ``envoy.filters.http.ext_authz``) each authz mode sets:
+#: gRPC mode's are the ``CheckResponse.dynamic_metadata`` names (``envoy.response``); HTTP mode
+#: has only ``dynamic_metadata_from_headers``, whose keys are the answer's header names
+#: (``envoy.http_response``). ``status`` and ``hits`` are set for MONITOR (and BLOCK in gRPC mode).
+METADATA_KEYS: dict[str, dict[str, str]] = {
+    "grpc": {
+        "decision": "decisionId",
+        "action": "action",
+        "status": "statusCode",
+        "hits": "ruleHits",
+    },
+    "http": {
+        "decision": "x-contractshield-decision-id",
+        "action": "x-contractshield-decision",
+        "status": "x-contractshield-status",
+        "hits": "x-contractshield-rule-hits",
+    },
+}
+
+
+def access_log_format(mode: str = "grpc") -> str:
+    """One line per request: method, path, status, then ``name=value`` fields, the decision's
+    from dynamic metadata under ``mode``'s keys (``grpc`` or ``http``)."""
+    keys = METADATA_KEYS[mode]
+    decision = " ".join(
+        f"{name}=%DYNAMIC_METADATA({EXT_AUTHZ_FILTER}:{key})%" for name, key in keys.items()
+    )
+    return (
+        "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% "
+        f"{decision} trace=%TRACE_ID% request=%REQ(X-REQUEST-ID)%\n"
+    )
+
+
+ACCESS_LOG_FORMAT = access_log_format("grpc")
 COLLECTOR_CLUSTER = "trace_collector"
 
 
-def add_access_log(config: dict[str, Any], path: str, fmt: str = ACCESS_LOG_FORMAT) -> None:
-    """A file access log on the listener's HTTP connection manager, showing the decision id."""
+def authz_mode(config: dict[str, Any]) -> str:
+    """``http`` when the config's ext_authz filter uses ``http_service``, else ``grpc``."""
+    for f in _hcm(config)["http_filters"]:
+        if f["name"] == EXT_AUTHZ_FILTER:
+            return "http" if "http_service" in f["typed_config"] else "grpc"
+    return "grpc"
+
+
+def add_access_log(config: dict[str, Any], path: str, fmt: str | None = None) -> None:
+    """A file access log on the listener's HTTP connection manager, showing the decision; the
+    format defaults to ``access_log_format`` of the config's authz mode."""
     _hcm(config)["access_log"] = [
         {
             "name": "envoy.access_loggers.file",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
                 "path": path,
-                "log_format": {"text_format_source": {"inline_string": fmt}},
+                "log_format": {
+                    "text_format_source": {
+                        "inline_string": fmt or access_log_format(authz_mode(config))
+                    }
+                },
             },
         }
     ]

@@ -96,8 +96,15 @@ _NO_RUNTIME = RuntimeInfo()
 
 
 def _body(raw: bytes, headers: dict[str, str], declared_text: str | None) -> Body:
+    """ASCII digits only, as ``engine.limits`` reads it: ``str.isdigit`` is true for ``²``
+    (``int`` raises) and ``int`` takes other scripts' digits; 20+ digits is no real length."""
     declared: int | None = None
-    if declared_text is not None and declared_text.isdigit():
+    if (
+        declared_text is not None
+        and declared_text.isascii()
+        and declared_text.isdigit()
+        and len(declared_text) < 20
+    ):
         declared = int(declared_text)
     return body_of(raw, headers, declared)
 

@@ -64,6 +64,8 @@ class HttpApi:
         self.state = state
         self.servicer = servicer
         self.authz = HttpAuthorization(state, servicer)
+        # Chosen once: with tracing off a check is the plain call (no span, no coroutine).
+        self._authz = self.authz if state.tracer is None else self.authz.traced
         self.routes: dict[str, tuple[str, Handler]] = {
             "/v1/evaluate": ("POST", self.evaluate),
             "/evaluate": ("POST", self.evaluate_upstream),
@@ -79,7 +81,7 @@ class HttpApi:
         route = self.routes.get(path)
         if route is None:
             if path.startswith(_AUTHZ_PREFIX_SLASH) or path == AUTHZ_PREFIX:
-                return self.authz(request)  # never raises
+                return self._authz(request)  # never raises
             return _json({"error": f"no such endpoint: {path[:100]}"}, 404)
         method, handler = route
         if request.method != method and not (method == "GET" and request.method == "HEAD"):

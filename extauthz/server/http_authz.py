@@ -2,7 +2,8 @@
 
 The HTTP twin of ``grpc_service.AuthorizationServicer``: the same ``decide_now`` (deadline,
 replay claim, metrics), the same drain accounting (``active``/``last_started`` of the
-servicer, so a drain waits for checks in either mode), the adapter pair in ``envoy.http_*``.
+servicer, so a drain waits for checks in either mode), the adapter pair in ``envoy.http_*``,
+the same ``ext_authz.check`` span when tracing is on (``traced``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ class HttpAuthorization:
         finally:
             if not pending:
                 activity.active -= 1
+
+    async def traced(self, request: HttpIn) -> HttpOut:
+        """The check inside an OpenTelemetry span (tracing on only): the gRPC check's name and
+        attributes, its parent the trace context Envoy's ext_authz client put in the headers."""
+        tracer = self._state.tracer
+        started = tracer.start("ext_authz.check", request.headers, TRANSPORT)
+        try:
+            answer = self(request)
+            return answer if isinstance(answer, HttpOut) else await answer
+        finally:
+            tracer.end(started)
 
     async def _after_claim(
         self, decided: Coroutine[Any, Any, Outcome], identity: Identity | None

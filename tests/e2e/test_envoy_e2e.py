@@ -168,7 +168,8 @@ def test_bad_stripe_signature_is_blocked(stack) -> None:  # type: ignore[no-unty
     assert "webhook.stripe.signature" in reply.json()["ruleHits"]
 
 
-def test_decision_id_reaches_envoy_dynamic_metadata_and_denial(stack) -> None:  # type: ignore[no-untyped-def]
+def test_decision_id_in_the_denial_is_envoys_request_id(stack) -> None:  # type: ignore[no-untyped-def]
+    """The dynamic-metadata half (Envoy's access log) is in test_envoy_modes_e2e.py."""
     reply = call(stack.url, "GET", "/admin/users", x_request_id="trace-me-123")
     body = denial(reply, 403, "admin.denied")
     assert body["requestId"] == "trace-me-123"  # Envoy's request id is our decision id

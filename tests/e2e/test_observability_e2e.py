@@ -27,6 +27,7 @@ from test_envoy_e2e import GOOD, activate, call, token
 
 from extauthz.devstack import free_port
 from extauthz.devstack.envoy import (
+    HTTP_MODE_CONFIG,
     SIDECAR_CONFIG,
     EnvoyProcess,
     add_access_log,
@@ -135,6 +136,7 @@ class TracedStack:
     receiver: Receiver
     access_log: Path
     decision_log: Path
+    mode: str = "grpc"
 
     def access_lines(self) -> list[str]:
         try:
@@ -150,15 +152,17 @@ class TracedStack:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _stack(kind: str) -> Iterator[TracedStack]:
+def _stack(kind: str, mode: str = "grpc") -> Iterator[TracedStack]:
     workdir = Path(tempfile.mkdtemp(prefix="cs-obs-", dir="/tmp"))
     socket_path = str(workdir / "pdp.sock")
+    http_mode = mode == "http"
     receiver = Receiver().start()
     upstream = UpstreamThread().start()
     decision_log = workdir / "decisions.jsonl"
     server = ServerProcess(
         policy=DEMO_POLICY,
-        unix_socket_path=socket_path,
+        unix_socket_path=None if http_mode else socket_path,
+        http_unix_socket_path=socket_path if http_mode else None,
         http_port=free_port(),
         workdir=workdir / "server",
         env={
@@ -172,7 +176,7 @@ def _stack(kind: str) -> Iterator[TracedStack]:
     try:
         server.start()
         config = render_config(
-            SIDECAR_CONFIG,
+            HTTP_MODE_CONFIG if http_mode else SIDECAR_CONFIG,
             listen_port=free_port(),
             admin_port=free_port(),
             pdp_socket=socket_path,
@@ -181,10 +185,10 @@ def _stack(kind: str) -> Iterator[TracedStack]:
             timeout="1s",
         )
         access_log = workdir / "access.log"
-        add_access_log(config, str(access_log))
+        add_access_log(config, str(access_log))  # the decision id under the mode's key
         add_tracing(config, ("127.0.0.1", receiver.port), kind)
         envoy = EnvoyProcess(config, workdir=workdir / "envoy").start()
-        yield TracedStack(envoy, server, receiver, access_log, decision_log)
+        yield TracedStack(envoy, server, receiver, access_log, decision_log, mode)
     finally:
         if envoy is not None:
             envoy.stop()
@@ -194,9 +198,10 @@ def _stack(kind: str) -> Iterator[TracedStack]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def otlp_stack() -> Iterator[TracedStack]:
-    yield from _stack("otlp")
+@pytest.fixture(scope="module", params=["grpc", "http"], ids=["grpc-mode", "http-mode"])
+def otlp_stack(request: pytest.FixtureRequest) -> Iterator[TracedStack]:
+    """Envoy's OpenTelemetry tracer, in each ext_authz mode."""
+    yield from _stack("otlp", request.param)
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +239,7 @@ def test_a_block_yields_one_record_with_the_decision_id_envoy_logs(
     assert record["routeId"] == "license-activate"
     assert "tenant.binding" in [h["id"] for h in record["ruleHits"]]
     assert record["request"]["subject"] == "alice" and record["request"]["tenant"] == "acme"
-    assert record["transport"] == "grpc"
+    assert record["transport"] == {"grpc": "grpc", "http": "http_authz"}[otlp_stack.mode]
     assert "body" not in record["request"]  # no route opted in
     text = json.dumps(record)
     assert secret_token not in text and secret_token.rsplit(".", 1)[1] not in text

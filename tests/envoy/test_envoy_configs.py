@@ -109,7 +109,10 @@ def test_http_mode_options_we_rely_on() -> None:
     assert authz["http_service"]["path_prefix"] == "/ext_authz"
     request = authz["http_service"]["authorization_request"]
     added = {h["key"]: h["value"] for h in request["headers_to_add"]}
-    assert added["x-contractshield-client-address"] == "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+    assert (
+        added["x-contractshield-client-address"]
+        == "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"
+    )
     assert authz["allowed_headers"]["patterns"] == [{"safe_regex": {"regex": ".*"}}]
     pdp = next(c for c in config["static_resources"]["clusters"] if c["name"] == "contractshield")
     assert pdp["health_checks"][0]["http_health_check"] == {"path": "/ready"}
