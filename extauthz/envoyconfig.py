@@ -475,6 +475,8 @@ def _http_service(opts: EnvoyConfigOptions) -> Any:
         StringMatcher,
     )
 
+    from .envoy.http_response import METADATA_HEADERS
+
     def exact(*names: str) -> Any:
         return ListStringMatcher(patterns=[StringMatcher(exact=n) for n in names])
 
@@ -504,9 +506,7 @@ def _http_service(opts: EnvoyConfigOptions) -> Any:
             allowed_client_headers=exact(
                 "content-type", "x-contractshield-decision", "x-contractshield-decision-id"
             ),
-            dynamic_metadata_from_headers=ListStringMatcher(
-                patterns=[StringMatcher(prefix="x-contractshield-")]
-            ),
+            dynamic_metadata_from_headers=exact(*METADATA_HEADERS),
         ),
     )
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from extauthz.devstack.envoy import ENVOY_DIR, envoy_binary, render_config, validate
+from extauthz.envoy.http_response import METADATA_HEADERS
 
 CONFIGS = sorted(ENVOY_DIR.glob("*.yaml"))
 
@@ -114,6 +115,9 @@ def test_http_mode_options_we_rely_on() -> None:
         == "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"
     )
     assert authz["allowed_headers"]["patterns"] == [{"safe_regex": {"regex": ".*"}}]
+    # dynamic metadata: exactly the answer headers the access logs use (each costs Envoy time)
+    metadata = authz["http_service"]["authorization_response"]["dynamic_metadata_from_headers"]
+    assert metadata["patterns"] == [{"exact": name} for name in METADATA_HEADERS]
     pdp = next(c for c in config["static_resources"]["clusters"] if c["name"] == "contractshield")
     assert pdp["health_checks"][0]["http_health_check"] == {"path": "/ready"}
 
