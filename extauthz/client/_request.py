@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, TypeAlias
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from .._exceptions import InvalidContext
+from .._frozen import frozen_dataclass
 from ..context import Identity
 
 JWT_NAMESPACE = "envoy.filters.http.jwt_authn"
@@ -36,12 +37,12 @@ class ClaimNames:
 DEFAULT_CLAIM_NAMES = ClaimNames()
 
 
-class CheckInput(NamedTuple):
+@frozen_dataclass
+class CheckInput:
     """Everything the PDP can read about one request, normalized like Envoy does.
 
-    Immutable; a ``NamedTuple`` rather than a frozen dataclass because one is built on every
-    ``evaluate``, cache hits included, and a frozen dataclass's ``__init__`` (one
-    ``object.__setattr__`` per field) costs a fifth of a cache hit.
+    A ``frozen_dataclass``: one is built on every ``evaluate``, cache hits included, and a
+    plain frozen dataclass's ``__init__`` costs a fifth of a cache hit.
     """
 
     method: str

@@ -1,8 +1,9 @@
 """``CheckResponse`` → ``Decision``, for ContractShield and for any other ext_authz server.
 
-gRPC status OK means the request may go on: ALLOW, or MONITOR when the
-``x-contractshield-decision`` header says so. Anything else is a denial (Envoy's rule): BLOCK
-with the denied response's HTTP status (403 when unset, as Envoy does) and, when the body is
+gRPC status OK means the request may go on: ALLOW, or MONITOR when ContractShield's summary
+(``action``) or the ``x-contractshield-decision`` header says so. Anything else is a denial
+(Envoy's rule): BLOCK with the denied response's HTTP status (403 when unset, as Envoy does)
+and, when the body is
 ContractShield's JSON ``{"error", "code", "ruleHits", "requestId"}``, its reason, rule ids and
 request id. ContractShield also puts a summary in ``dynamic_metadata`` (decisionId, routeId,
 reason, ruleHits, riskScore, policyVersion, cache), read when present.
@@ -41,11 +42,14 @@ class Verdict:
     cacheable: bool
 
 
-def _header_values(options: Iterable[Any]) -> dict[str, str]:
+def _header_values(options: Iterable[Any], wanted: frozenset[str]) -> dict[str, str]:
+    """The ``wanted`` headers' values (names lower-cased); the others are not converted."""
     out: dict[str, str] = {}
     for opt in options:
         h = opt.header
-        out[h.key.lower()] = h.value or h.raw_value.decode("utf-8", "replace")
+        key = h.key.lower()
+        if key in wanted:
+            out[key] = h.value or h.raw_value.decode("utf-8", "replace")
     return out
 
 
@@ -66,10 +70,11 @@ def _plain(v: Any) -> Any:
 
 
 def _summary(resp: CheckResponse) -> Mapping[str, Any]:
-    meta = resp.dynamic_metadata
-    if not meta.fields and resp.HasField("ok_response"):
-        meta = resp.ok_response.dynamic_metadata
-    return {k: _plain(v) for k, v in meta.fields.items()}
+    fields = resp.dynamic_metadata.fields
+    if not fields and resp.HasField("ok_response"):
+        fields = resp.ok_response.dynamic_metadata.fields
+    # keys then ``[key]``: the map's ``items()`` is a pure-Python generator (twice the cost)
+    return {k: _plain(fields[k]) for k in fields}
 
 
 def _str(value: Any) -> str | None:
@@ -113,11 +118,24 @@ def to_verdict(resp: CheckResponse) -> Verdict:
     return Verdict(_denied(resp, summary), _str(summary.get("policyVersion")), False)
 
 
+_OK_HEADERS = frozenset({DECISION_HEADER, ROUTE_HEADER, DECISION_ID_HEADER})
+_OK_ACTIONS = (ALLOW, MONITOR)
+
+
 def _ok(resp: CheckResponse, summary: Mapping[str, Any]) -> Verdict:
-    headers = _header_values(resp.ok_response.headers)
-    action = headers.get(DECISION_HEADER, "").upper()
-    if action not in (ALLOW, MONITOR):
-        action = ALLOW
+    action = summary.get("action")
+    route_id = _str(summary.get("routeId"))
+    request_id = _str(summary.get("decisionId"))
+    if action not in _OK_ACTIONS or route_id is None or request_id is None:
+        # Not all in ContractShield's summary (another ext_authz server, an unmatched route):
+        # the answer's headers. Read only then: each header costs ~1 µs of upb wrappers.
+        headers = _header_values(resp.ok_response.headers, _OK_HEADERS)
+        if action not in _OK_ACTIONS:
+            action = headers.get(DECISION_HEADER, "").upper()
+            if action not in _OK_ACTIONS:
+                action = ALLOW
+        route_id = route_id or headers.get(ROUTE_HEADER)
+        request_id = request_id or headers.get(DECISION_ID_HEADER)
     version = _str(summary.get("policyVersion"))
     decision = Decision(
         action=action,  # type: ignore[arg-type]
@@ -126,14 +144,17 @@ def _ok(resp: CheckResponse, summary: Mapping[str, Any]) -> Verdict:
         rule_hits=_rule_hits(summary.get("ruleHits")),
         risk=_risk(summary),
         metadata=DecisionMetadata(
-            route_id=headers.get(ROUTE_HEADER) or _str(summary.get("routeId")),
+            route_id=route_id,
             mode=_str(summary.get("mode")),
             policy_version=version,
-            request_id=_str(summary.get("decisionId")) or headers.get(DECISION_ID_HEADER),
+            request_id=request_id,
         ),
     )
     cacheable = version is not None and summary.get("cache") != NO_STORE
     return Verdict(decision, version, cacheable)
+
+
+_DENIED_HEADERS = frozenset({ROUTE_HEADER, DECISION_ID_HEADER})
 
 
 def _denied(resp: CheckResponse, summary: Mapping[str, Any]) -> Decision:
@@ -147,7 +168,7 @@ def _denied(resp: CheckResponse, summary: Mapping[str, Any]) -> Decision:
     headers: dict[str, str] = {}
     if denied is not None:
         status = int(denied.status.code) or DEFAULT_DENY_STATUS
-        headers = _header_values(denied.headers)
+        headers = _header_values(denied.headers, _DENIED_HEADERS)
         if denied.body:
             try:
                 body = json.loads(denied.body)

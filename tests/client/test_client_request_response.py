@@ -199,6 +199,34 @@ def test_monitor_keeps_its_rule_hits() -> None:
     assert v.decision.reason == "unknown field" and v.cacheable
 
 
+def test_ok_answers_read_the_headers_when_the_summary_lacks_them() -> None:
+    """ContractShield's summary carries action, route and decision id; an OK answer without
+    them (another server, or metadata stripped) is read from its headers: same decision."""
+    for action in ("ALLOW", "MONITOR"):
+        full = decision_to_check_response(Decision(action, metadata=META), ALICE)
+        headers_only = CheckResponse()
+        headers_only.CopyFrom(full)
+        headers_only.ClearField("dynamic_metadata")
+        headers_only.ok_response.ClearField("dynamic_metadata")
+        assert {h.header.key for h in headers_only.ok_response.headers} >= {
+            "x-contractshield-decision",
+            "x-contractshield-route",
+        }
+        a, b = to_verdict(full).decision, to_verdict(headers_only).decision
+        assert (
+            (a.action, a.metadata.route_id)
+            == (b.action, b.metadata.route_id)
+            == (
+                action,
+                "license-get",
+            )
+        )
+    # no summary and no decision header: ALLOW, as Envoy reads any OK
+    bare = CheckResponse()
+    bare.ok_response.headers.add().header.key = "x-contractshield-route"
+    assert to_verdict(bare).decision.action == "ALLOW"
+
+
 def test_no_store_and_versionless_answers_are_not_cacheable() -> None:
     assert not to_verdict(
         decision_to_check_response(Decision("ALLOW", metadata=META), cacheable=False)
