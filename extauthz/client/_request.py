@@ -62,13 +62,16 @@ def normalize_headers(headers: HeadersInput) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(_header_map(headers).items()))
 
 
+_STR_ONLY = frozenset({str})
+
+
 def _header_map(headers: HeadersInput) -> dict[str, str]:
     """``normalize_headers`` before sorting: lower-case names, repeats comma-joined."""
     if not headers:
         return {}
-    if isinstance(headers, Mapping):
+    if type(headers) is dict or isinstance(headers, Mapping):  # a dict skips the ABC check
         low = {k.lower(): v for k, v in headers.items()}
-        if len(low) == len(headers) and all(type(v) is str for v in low.values()):
+        if len(low) == len(headers) and _STR_ONLY.issuperset(map(type, low.values())):
             return low  # the common case: nothing to join
         items: Iterable[tuple[str, str]] = headers.items()
     else:
