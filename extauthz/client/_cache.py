@@ -87,7 +87,7 @@ def cache_key(inp: CheckInput, policy_version: str | None, ignored: frozenset[st
 class DecisionCache:
     """Thread-safe wrapper around ``cachetools.TTLCache`` (which is not)."""
 
-    __slots__ = ("_cache", "_lock", "bypass_headers", "ignored_headers")
+    __slots__ = ("_cache", "_lock", "bypass_headers", "hits", "ignored_headers", "misses")
 
     def __init__(
         self,
@@ -102,6 +102,7 @@ class DecisionCache:
         self._lock = threading.Lock()
         self.ignored_headers = ignored_headers
         self.bypass_headers = bypass_headers
+        self.hits = self.misses = 0  # counted by ``get``, under its lock
 
     def key(self, inp: CheckInput, policy_version: str | None) -> bytes | None:
         """The key, or None when this request must never be cached."""
@@ -112,9 +113,12 @@ class DecisionCache:
     def get(self, key: bytes) -> Decision | None:
         with self._lock:
             try:  # ``TTLCache.get`` checks expiry twice (``in``, then ``[]``)
-                return self._cache[key]
+                hit = self._cache[key]
             except KeyError:
+                self.misses += 1
                 return None
+            self.hits += 1
+            return hit
 
     def put(self, key: bytes, decision: Decision) -> None:
         with self._lock:

@@ -141,7 +141,7 @@ class _Core:
             else None
         )
         self._lock = threading.Lock()
-        self._hits = self._misses = self._failovers = self._errors = self._retries = 0
+        self._failovers = self._errors = self._retries = 0
         self._policy_version: str | None = None
 
     # -- the steps of one evaluation -------------------------------------------------------
@@ -155,12 +155,7 @@ class _Core:
         key = cache.key(inp, version)
         if key is None:
             return _NO_LOOKUP
-        hit = cache.get(key)
-        with self._lock:
-            if hit is None:
-                self._misses += 1
-            else:
-                self._hits += 1
+        hit = cache.get(key)  # counts the hit or miss
         if hit is None:
             return Lookup(version, key)
         if self.on_cache_hit is not None:
@@ -207,11 +202,12 @@ class _Core:
         return decision
 
     def stats(self) -> ClientStats:
-        size = len(self.cache) if self.cache is not None else 0
+        cache = self.cache
+        size = len(cache) if cache is not None else 0
         with self._lock:
             return ClientStats(
-                hits=self._hits,
-                misses=self._misses,
+                hits=cache.hits if cache is not None else 0,
+                misses=cache.misses if cache is not None else 0,
                 size=size,
                 failovers=self._failovers,
                 errors=self._errors,
