@@ -11,11 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from extauthz.devstack import free_port
-from extauthz.devstack.envoy import SIDECAR_CONFIG, EnvoyProcess, render_config
-from extauthz.devstack.server import ServerProcess
-from extauthz.devstack.upstream import UpstreamThread
+from _e2e_support import run_stack
 
 DATA = Path(__file__).resolve().parents[1] / "policy" / "data" / "openapi"
 POLICY = """\
@@ -28,37 +24,15 @@ openapi: {spec: ./store31.json}
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    workdir = Path(tempfile.mkdtemp(prefix="cs-openapi-", dir="/tmp"))
+    policy_dir = Path(tempfile.mkdtemp(prefix="cs-openapi-", dir="/tmp"))
     for f in DATA.iterdir():
-        shutil.copy(f, workdir / f.name)
-    (workdir / "policy.yaml").write_text(POLICY)
-    socket_path = str(workdir / "pdp.sock")
-    upstream = UpstreamThread().start()
-    server = ServerProcess(
-        policy=workdir / "policy.yaml",
-        unix_socket_path=socket_path,
-        http_port=free_port(),
-        workdir=workdir / "server",
-    )
-    envoy: EnvoyProcess | None = None
+        shutil.copy(f, policy_dir / f.name)
+    (policy_dir / "policy.yaml").write_text(POLICY)
     try:
-        server.start()
-        config = render_config(
-            SIDECAR_CONFIG,
-            listen_port=free_port(),
-            admin_port=free_port(),
-            pdp_socket=socket_path,
-            upstream=upstream.address,
-            health_interval="1s",
-        )
-        envoy = EnvoyProcess(config, workdir=workdir / "envoy").start()
-        yield envoy.url
+        for stack in run_stack(False, policy=policy_dir / "policy.yaml"):  # one stack
+            yield stack.url
     finally:
-        if envoy is not None:
-            envoy.stop()
-        server.kill()
-        upstream.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(policy_dir, ignore_errors=True)
 
 
 def _post(url: str, path: str, body: object) -> tuple[int, bytes]:
