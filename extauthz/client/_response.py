@@ -3,10 +3,10 @@
 gRPC status OK means the request may go on: ALLOW, or MONITOR when ContractShield's summary
 (``action``) or the ``x-contractshield-decision`` header says so. Anything else is a denial
 (Envoy's rule): BLOCK with the denied response's HTTP status (403 when unset, as Envoy does)
-and, when the body is
-ContractShield's JSON ``{"error", "code", "ruleHits", "requestId"}``, its reason, rule ids and
-request id. ContractShield also puts a summary in ``dynamic_metadata`` (decisionId, routeId,
-reason, ruleHits, riskScore, policyVersion, cache), read when present.
+and, when the body is ContractShield's JSON ``{"error", "code", "ruleHits", "requestId"}``, its
+reason, rule ids and request id. ContractShield also puts a summary in ``dynamic_metadata``
+(action, decisionId, routeId, reason, ruleHits, riskScore, policyVersion, cache), read when
+present.
 
 ``Verdict.cacheable`` is True only for answers that say they are a pure function of the
 request and a policy version: an OK response carrying ``policyVersion`` and not marked

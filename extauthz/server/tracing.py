@@ -8,18 +8,19 @@ On only when the standard variables ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT`` 
 batched on the SDK's own thread.
 
 Zero cost when off: nothing from ``opentelemetry`` is imported, the servicer registers its
-plain ``check`` (the HTTP API its plain HTTP-mode check), and a check pays an ``is None`` test (``ServerState.tracer``) where it picks
-the engine's plain phases and one where it annotates. A sampled check also gets a child span
-per engine phase (``contractshield.route``, ``.body``, ``.vulnerability``, ``.limits``,
-``.contract``, ``.webhook``, ``.cel``, and ``.replay`` for the claim), timed through the
-engine's ``Phases`` seam; an unsampled one runs the plain phases.
+plain ``check`` (the HTTP API its plain HTTP-mode check), and a check pays an ``is None`` test
+(``ServerState.tracer``) where it picks the engine's plain phases and one where it annotates.
+A sampled check also gets a child span per engine phase (``contractshield.route``, ``.body``,
+``.vulnerability``, ``.limits``, ``.contract``, ``.webhook``, ``.cel``, and ``.replay`` for the
+claim), timed through the engine's ``Phases`` seam; an unsampled one runs the plain phases.
 
 The parent comes from the ext_authz call's gRPC metadata, where Envoy's tracer puts the
 context of its own ext_authz span (W3C ``traceparent`` with the OpenTelemetry tracer, B3 with
 Zipkin), falling back to the checked request's headers; for an HTTP-mode check
 (``/ext_authz/...``), the authorization request's headers, where Envoy's ext_authz client puts
-the same context; for ``/v1/evaluate``, the HTTP request's headers. W3C and both B3 encodings are understood, whatever ``OTEL_PROPAGATORS``
-says (Envoy's choice of tracer decides which arrives).
+the same context; for ``/v1/evaluate``, the HTTP request's headers. W3C and both B3 encodings
+are understood, whatever ``OTEL_PROPAGATORS`` says (Envoy's choice of tracer decides which
+arrives).
 """
 
 from __future__ import annotations
