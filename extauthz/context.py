@@ -19,6 +19,9 @@ from typing import Any
 from ._exceptions import InvalidContext
 from ._frozen import frozen_dataclass
 
+# One encoder: ``json.dumps`` with options builds a new ``JSONEncoder`` on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 CONTEXT_VERSION = "0.1"
 
 
@@ -166,7 +169,7 @@ class RequestContext:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return _ENCODER.encode(self.to_dict())
 
 
 def new_request_id() -> str:
@@ -178,6 +181,8 @@ def now_timestamp() -> str:
 
 
 def _obj(data: Any, where: str) -> Mapping[str, Any]:
+    if type(data) is dict:  # what JSON gives: no Mapping ABC check (~0.3 µs, ~8 per context)
+        return data
     if data is None:
         return {}
     if not isinstance(data, Mapping):

@@ -8,6 +8,9 @@ from typing import Any
 from ._frozen import frozen_dataclass
 from ._types import Action, RiskLevel, Severity
 
+# One encoder: ``json.dumps`` with options builds a new ``JSONEncoder`` on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 DECISION_VERSION = "0.1"
 ALLOW: Action = "ALLOW"
 BLOCK: Action = "BLOCK"
@@ -80,7 +83,7 @@ class Decision:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return _ENCODER.encode(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:

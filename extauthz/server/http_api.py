@@ -53,8 +53,12 @@ PROTOBUF = "application/x-protobuf"
 _AUTHZ_PREFIX_SLASH = AUTHZ_PREFIX + "/"
 
 
+# One encoder: ``json.dumps`` with options builds a new ``JSONEncoder`` on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _json(data: object, status: int = 200) -> HttpOut:
-    return HttpOut(status, json.dumps(data, separators=(",", ":")).encode(), JSON)
+    return HttpOut(status, _ENCODER.encode(data).encode(), JSON)
 
 
 class HttpApi:
