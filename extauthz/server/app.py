@@ -354,11 +354,6 @@ async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
     """Run until SIGTERM/SIGINT, then drain; returns the exit code."""
     state = state if state is not None else build_state(config)
     server = Server(state)
-    try:
-        await server.start()
-    except BaseException:
-        await server.stop(0)
-        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -376,10 +371,17 @@ async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
             return
         loop.run_in_executor(None, state.reload)
 
+    # Before the sockets open: a SIGTERM once they are live (a supervisor, a test) drains;
+    # it must never meet the default action, which kills and leaves the socket file behind.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    heap.freeze()  # the policy stays out of full collections (see ``heap``)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop(0)
+        raise
+    heap.freeze()  # the policy stays out of full collections (see ``heap``)
     role = "ready" if state.worker is None else f"worker {state.worker.name} ready"
     print(f"extauthz: {role} (pid {os.getpid()})", file=sys.stderr, flush=True)
     await stop.wait()
