@@ -111,14 +111,19 @@ class DecisionCache:
         return cache_key(inp, policy_version, self.ignored_headers)
 
     def get(self, key: bytes) -> Decision | None:
-        with self._lock:
-            try:  # ``TTLCache.get`` checks expiry twice (``in``, then ``[]``)
-                hit = self._cache[key]
-            except KeyError:
-                self.misses += 1
-                return None
+        # acquire/release, not ``with``: the context-manager protocol costs ~0.25 µs, a
+        # fortieth of a cache hit
+        self._lock.acquire()
+        try:
+            hit = self._cache[key]  # ``TTLCache.get`` checks expiry twice (``in``, then ``[]``)
+        except KeyError:
+            self.misses += 1
+            return None
+        else:
             self.hits += 1
             return hit
+        finally:
+            self._lock.release()
 
     def put(self, key: bytes, decision: Decision) -> None:
         with self._lock:
