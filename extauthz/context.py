@@ -18,9 +18,7 @@ from typing import Any
 
 from ._exceptions import InvalidContext
 from ._frozen import frozen_dataclass
-
-# One encoder: ``json.dumps`` with options builds a new ``JSONEncoder`` on every call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+from ._json import COMPACT
 
 CONTEXT_VERSION = "0.1"
 
@@ -169,7 +167,7 @@ class RequestContext:
         }
 
     def to_json(self) -> str:
-        return _ENCODER.encode(self.to_dict())
+        return COMPACT.encode(self.to_dict())
 
 
 def new_request_id() -> str:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ._frozen import frozen_dataclass
+from ._json import COMPACT
 from ._types import Action, RiskLevel, Severity
-
-# One encoder: ``json.dumps`` with options builds a new ``JSONEncoder`` on every call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 DECISION_VERSION = "0.1"
 ALLOW: Action = "ALLOW"
@@ -83,7 +80,7 @@ class Decision:
         }
 
     def to_json(self) -> str:
-        return _ENCODER.encode(self.to_dict())
+        return COMPACT.encode(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:

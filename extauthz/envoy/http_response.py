@@ -17,10 +17,10 @@ The same table as ``envoy.response`` (gRPC mode), in HTTP's words.
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from .._http import HttpOut
+from .._json import COMPACT
 from ..context import Identity
 from ..decision import ALLOW, Decision
 from .response import (
@@ -44,8 +44,6 @@ JSON = "application/json"
 #: ours: each metadata entry costs Envoy ~3 µs a check (``bench/envoy_bench.py``, docs/envoy.md).
 METADATA_HEADERS = (HEADER_DECISION, HEADER_DECISION_ID, HEADER_STATUS, HEADER_RULE_HITS)
 
-_JSON_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
 
 def decision_to_http(
     decision: Decision,
@@ -67,7 +65,7 @@ def decision_to_http(
         status = decision.status_code if decision.status_code != 200 else 403
         return HttpOut(
             status,
-            _JSON_BODY.encode(body).encode(),
+            COMPACT.encode(body).encode(),
             JSON,
             ((HEADER_DECISION, "BLOCK"), (HEADER_DECISION_ID, decision_id)),
         )

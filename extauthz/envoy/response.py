@@ -14,7 +14,6 @@ Nothing secret is ever copied into a response: only rule ids, the reason and our
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from envoy.service.auth.v3.external_auth_pb2 import (
     OkHttpResponse,
 )
 
+from .._json import COMPACT
 from ..context import Identity
 from ..decision import ALLOW, MONITOR, Decision
 
@@ -321,16 +321,12 @@ def _denied(decision: Decision, decision_id: str, error_code: str) -> CheckRespo
     response = CheckResponse()
     response.CopyFrom(template.response)
     denied = response.denied_response
-    denied.body = _JSON_BODY.encode(body)
+    denied.body = COMPACT.encode(body)
     denied.headers[template.header_index].header.value = decision_id
     fields = response.dynamic_metadata.fields
     fields["decisionId"].string_value = decision_id
     _summary(fields, decision)
     return response
-
-
-# ``json.dumps`` with options builds an encoder per call; this one is the same, built once.
-_JSON_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _denied_template(

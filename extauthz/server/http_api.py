@@ -32,6 +32,7 @@ from urllib.parse import parse_qs
 from .. import __version__
 from .._exceptions import InvalidContext
 from .._http import HttpIn, HttpOut
+from .._json import COMPACT_ASCII
 from ..context import RequestContext
 from ..decision import Decision
 from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
@@ -53,12 +54,8 @@ PROTOBUF = "application/x-protobuf"
 _AUTHZ_PREFIX_SLASH = AUTHZ_PREFIX + "/"
 
 
-# One encoder: ``json.dumps`` with options builds a new ``JSONEncoder`` on every call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-
-
 def _json(data: object, status: int = 200) -> HttpOut:
-    return HttpOut(status, _ENCODER.encode(data).encode(), JSON)
+    return HttpOut(status, COMPACT_ASCII.encode(data).encode(), JSON)
 
 
 class HttpApi:
