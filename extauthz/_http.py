@@ -2,12 +2,22 @@
 
 Shared by the server machinery (``server.http_server``), the request handling
 (``server.http_api``) and the Envoy HTTP-mode adapters (``envoy.http_*``), so none of them
-depends on another's types.
+depends on another's types; and ``declared_length``, how all of them (and the engine's size
+limit) read a ``content-length`` value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+def declared_length(text: str | None) -> int | None:
+    """A ``content-length`` value as a byte count, or None: ASCII digits only (``str.isdigit``
+    is true for ``²``, which ``int`` refuses, and ``int`` reads other scripts' digits), and
+    fewer than 20 of them (no real length)."""
+    if text is not None and text.isascii() and text.isdigit() and len(text) < 20:
+        return int(text)
+    return None
 
 
 @dataclass(slots=True)

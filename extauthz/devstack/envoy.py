@@ -22,6 +22,12 @@ from typing import Any
 import yaml
 
 from .._shipped import shipped_dir
+from ..envoy.http_response import (
+    HEADER_DECISION,
+    HEADER_DECISION_ID,
+    HEADER_RULE_HITS,
+    HEADER_STATUS,
+)
 from . import _process, free_port, port_answers
 
 ENVOY_DIR = shipped_dir("envoy")
@@ -290,10 +296,10 @@ METADATA_KEYS: dict[str, dict[str, str]] = {
         "hits": "ruleHits",
     },
     "http": {
-        "decision": "x-contractshield-decision-id",
-        "action": "x-contractshield-decision",
-        "status": "x-contractshield-status",
-        "hits": "x-contractshield-rule-hits",
+        "decision": HEADER_DECISION_ID,
+        "action": HEADER_DECISION,
+        "status": HEADER_STATUS,
+        "hits": HEADER_RULE_HITS,
     },
 }
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._http import declared_length
 from ..context import Body
 from ..decision import RuleHit
 from .body import JSON, SKIPPED, TOO_DEEP, ParsedBody
@@ -32,9 +33,9 @@ def body_size(body: Body, headers: Mapping[str, str]) -> int:
     if body.raw is not None and len(body.raw) > size:
         size = len(body.raw)
     if body.partial:
-        declared = headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and len(declared) < 20:
-            size = max(size, int(declared))
+        declared = declared_length(headers.get("content-length"))
+        if declared is not None:
+            size = max(size, declared)
     return size
 
 

@@ -29,10 +29,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from .._exceptions import InvalidContext
-from .._http import HttpIn
+from .._http import HttpIn, declared_length
 from ..context import (
     ANONYMOUS,
-    Body,
     ClientInfo,
     HttpRequest,
     Identity,
@@ -80,7 +79,7 @@ def forwarded_request_to_context(
         None,
         headers.get("host") or None,
         headers.get("x-forwarded-proto") or None,
-        _body(req.body, headers, declared_text),
+        body_of(req.body, headers, declared_length(declared_text)),
     )
     return RequestContext(
         http_request,
@@ -93,20 +92,6 @@ def forwarded_request_to_context(
 
 
 _NO_RUNTIME = RuntimeInfo()
-
-
-def _body(raw: bytes, headers: dict[str, str], declared_text: str | None) -> Body:
-    """ASCII digits only, as ``engine.limits`` reads it: ``str.isdigit`` is true for ``²``
-    (``int`` raises) and ``int`` takes other scripts' digits; 20+ digits is no real length."""
-    declared: int | None = None
-    if (
-        declared_text is not None
-        and declared_text.isascii()
-        and declared_text.isdigit()
-        and len(declared_text) < 20
-    ):
-        declared = int(declared_text)
-    return body_of(raw, headers, declared)
 
 
 # Keyed by (options id, header value): a token is reused for many requests.
