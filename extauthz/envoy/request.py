@@ -25,6 +25,7 @@ from envoy.service.auth.v3.attribute_context_pb2 import AttributeContext
 from google.protobuf.struct_pb2 import Struct
 
 from .._exceptions import InvalidContext
+from .._http import declared_length
 from ..context import (
     ANONYMOUS,
     EMPTY_BODY,
@@ -159,7 +160,7 @@ def _body(http: Any, headers: dict[str, str]) -> Body:
     raw: bytes = http.raw_body or (
         http.body.encode("utf-8", "surrogateescape") if http.body else b""
     )
-    return body_of(raw, headers, _content_length(headers))
+    return body_of(raw, headers, declared_length(headers.get("content-length")))
 
 
 def body_of(raw: bytes, headers: dict[str, str], declared: int | None) -> Body:
@@ -178,17 +179,6 @@ def body_of(raw: bytes, headers: dict[str, str], declared: int | None) -> Body:
         # Envoy did not buffer the body (no with_request_body): its size is known, bytes are not.
         return Body(True, declared)
     return EMPTY_BODY
-
-
-def _content_length(headers: dict[str, str]) -> int | None:
-    text = headers.get("content-length")
-    if text is None:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        return None
-    return value if value >= 0 else None
 
 
 def query_of(raw_query: str) -> dict[str, str]:

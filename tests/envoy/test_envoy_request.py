@@ -107,6 +107,31 @@ def test_body(
     assert (body.present, body.size_bytes, body.raw, body.partial) == (present, size, raw, partial)
 
 
+@pytest.mark.parametrize(
+    ("declared", "size", "partial"),
+    [
+        ("5000", 5000, True),
+        ("3", 3, False),
+        ("5\u00b2", 3, False),  # str.isdigit() is true, int() would raise
+        ("\u0661\u0662\u0663\u0664", 3, False),  # Arabic-Indic 1234: int() would read it
+        (" 5000", 3, False),  # int() would strip the space
+        ("+5000", 3, False),
+        ("5_000", 3, False),
+        ("-1", 3, False),
+        ("9" * 5000, 3, False),  # int() refuses 4300+ digits
+    ],
+    ids=["digits", "exact", "superscript", "arabic-indic", "space", "plus", "underscore",
+         "negative", "5000-digits"],
+)  # fmt: skip
+def test_declared_length_is_read_as_in_http_mode(declared: str, size: int, partial: bool) -> None:
+    """gRPC mode reads ``content-length`` as HTTP mode and the size limit do
+    (``_http.declared_length``): ASCII digits or nothing, so one request has one size."""
+    body = check_request_to_context(
+        make({"rawBody": "YWJj", "headers": {"content-length": declared}})
+    ).request.body
+    assert (body.size_bytes, body.partial, body.raw) == (size, partial, b"abc")
+
+
 def test_raw_body_is_exact_bytes() -> None:
     payload = b'{"a": 1,\n "b":"\xc3\xa9"}\r\n'
     req = make({"method": "POST"})
