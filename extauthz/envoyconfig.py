@@ -37,6 +37,7 @@ PDP_CLUSTER = "contractshield"
 UPSTREAM_CLUSTER = "upstream"
 JWT_PROVIDER = "contractshield_demo"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
+PROXY_PROTOCOL_FILTER = "envoy.filters.listener.proxy_protocol"
 JWT_PAYLOAD_KEY = "jwt_payload"
 
 DEFAULT_SOCKET = "/var/run/contractshield/extauthz.sock"
@@ -90,6 +91,12 @@ class EnvoyConfigOptions:
     demo_jwt: bool = False  # ... or the inline demo HS256 key; neither: no jwt_authn filter
     authz_mode: AuthzMode = "grpc"  # "http": Envoy's http_service mode (docs/envoy.md)
     workers: int = 1  # ``serve --workers N`` on ``socket``: one PDP endpoint per worker socket
+    # Behind a load balancer (docs/envoy.md, "The client address behind a proxy"): the LB speaks
+    # the PROXY protocol (both modes then see the client it names) ...
+    proxy_protocol: bool = False
+    # ... or is an HTTP proxy appending to x-forwarded-for: trust its last N hops (HTTP mode
+    # only: Envoy never puts an XFF-derived address in gRPC mode's ``source.address``).
+    xff_trusted_hops: int = 0
     # TLS to a PDP on TCP (``address``): Envoy verifies the PDP against this CA ...
     pdp_tls_ca_file: str | None = None
     # ... presents this client certificate (mTLS; the PDP's TLS_CLIENT_CA_FILE) ...
@@ -107,6 +114,14 @@ class EnvoyConfigOptions:
             object.__setattr__(self, "socket", DEFAULT_SOCKET)
         if self.workers < 1 or (self.workers > 1 and self.socket is None):
             raise InvalidConfig("workers must be >= 1, and more than 1 only with a Unix socket")
+        if not 0 <= self.xff_trusted_hops <= 10:
+            raise InvalidConfig(f"xff_trusted_hops must be 0..10, got {self.xff_trusted_hops}")
+        if self.xff_trusted_hops and self.authz_mode != "http":
+            raise InvalidConfig(
+                "xff_trusted_hops needs authz_mode http: in gRPC mode Envoy sends the "
+                "connection's peer as source.address and never an address from "
+                "x-forwarded-for (use the PROXY protocol, or HTTP mode)"
+            )
         if self.jwks_file is not None and self.demo_jwt:
             raise InvalidConfig("give at most one of jwks_file and demo_jwt")
         if self.address is not None:
@@ -256,6 +271,7 @@ def _import_extensions() -> None:
     import envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3
     import envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3
     import envoy_data_plane.envoy.extensions.filters.http.router.v3
+    import envoy_data_plane.envoy.extensions.filters.listener.proxy_protocol.v3
     import envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3
     import envoy_data_plane.envoy.extensions.transport_sockets.tls.v3
     import envoy_data_plane.envoy.extensions.upstreams.http.v3  # noqa: F401
@@ -332,10 +348,12 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
         ),
         http_filters=filters,
         **_path_hardening(),
+        **_client_address(opts),
     )
     return Listener(
         name="ingress",
         address=_tcp(opts.listen_address, opts.listen_port),
+        listener_filters=_listener_filters(opts),
         filter_chains=[
             FilterChain(
                 filters=[
@@ -347,6 +365,35 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
             )
         ],
     )
+
+
+def _behind_proxy(opts: EnvoyConfigOptions) -> bool:
+    return opts.proxy_protocol or opts.xff_trusted_hops > 0
+
+
+def _client_address(opts: EnvoyConfigOptions) -> dict[str, Any]:
+    """Connection-manager fields for the client address (none for a direct client).
+
+    ``use_remote_address`` makes Envoy's downstream address its own reading (the connection's
+    peer, as the PROXY protocol named it) rather than the last ``x-forwarded-for`` entry a
+    client wrote; ``xff_num_trusted_hops`` then trusts that many proxies' appended entries.
+    """
+    if not _behind_proxy(opts):
+        return {}
+    return {"use_remote_address": True, "xff_num_trusted_hops": opts.xff_trusted_hops}
+
+
+def _listener_filters(opts: EnvoyConfigOptions) -> list[Any]:
+    if not opts.proxy_protocol:
+        return []
+    from envoy_data_plane.envoy.config.listener.v3 import ListenerFilter
+    from envoy_data_plane.envoy.extensions.filters.listener.proxy_protocol.v3 import (
+        ProxyProtocol,
+    )
+
+    # Required, not optional: a connection without the PROXY header is closed, so nobody
+    # who reaches the listener directly can pass as the load balancer's client.
+    return [ListenerFilter(name=PROXY_PROTOCOL_FILTER, typed_config=_pack(ProxyProtocol()))]
 
 
 def _path_hardening() -> dict[str, Any]:
@@ -487,12 +534,7 @@ def _http_service(opts: EnvoyConfigOptions) -> Any:
         path_prefix=HTTP_PATH_PREFIX,
         authorization_request=AuthorizationRequest(
             headers_to_add=[
-                # The TCP peer, as gRPC mode's ``source.address``: without use_remote_address
-                # Envoy's DOWNSTREAM_REMOTE_ADDRESS comes from a client's x-forwarded-for.
-                HeaderValue(
-                    key="x-contractshield-client-address",
-                    value="%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%",
-                ),
+                HeaderValue(key="x-contractshield-client-address", value=_client_formatter(opts)),
                 HeaderValue(key="x-contractshield-content-length", value="%REQ(content-length)%"),
             ],
         ),
@@ -509,6 +551,17 @@ def _http_service(opts: EnvoyConfigOptions) -> Any:
             dynamic_metadata_from_headers=exact(*METADATA_HEADERS),
         ),
     )
+
+
+def _client_formatter(opts: EnvoyConfigOptions) -> str:
+    """HTTP mode's client address. Directly reached, the TCP peer (as gRPC mode's
+    ``source.address``): without ``use_remote_address`` Envoy's DOWNSTREAM_REMOTE_ADDRESS is
+    the last ``x-forwarded-for`` entry, which a client writes. Behind a proxy that setting is
+    on (``_client_address``), so DOWNSTREAM_REMOTE_ADDRESS is the PROXY protocol's client or
+    the trusted hop's ``x-forwarded-for`` entry."""
+    if _behind_proxy(opts):
+        return "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+    return "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"
 
 
 def _status_code(status: int) -> Any:

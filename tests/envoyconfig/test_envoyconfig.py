@@ -76,6 +76,10 @@ VARIANTS: dict[str, EnvoyConfigOptions] = {
         socket="/tmp/cs/http.sock", demo_jwt=True, authz_mode="http"
     ),
     "http-mode-tcp": EnvoyConfigOptions(address="pdp.default.svc:3100", authz_mode="http"),
+    "proxy-protocol": EnvoyConfigOptions(proxy_protocol=True),
+    "http-mode-xff-hops": EnvoyConfigOptions(
+        socket="/tmp/cs/http.sock", authz_mode="http", xff_trusted_hops=2, proxy_protocol=True
+    ),
     "ipv6": EnvoyConfigOptions(
         address="[::1]:9000", upstream="[::1]:8081", listen_address="::", admin_address="::1"
     ),
@@ -189,6 +193,8 @@ def test_demo_jwt_provider_allows_missing_tokens_and_puts_payload_in_metadata() 
         ({"max_body_bytes": 0}, "max_body_bytes"),
         ({"timeout_ms": 0}, "positive"),
         ({"demo_jwt": True, "jwks_file": "/x"}, "at most one"),
+        ({"xff_trusted_hops": 1}, "needs authz_mode http"),
+        ({"xff_trusted_hops": -1, "authz_mode": "http"}, "0..10"),
     ],
 )
 def test_bad_options_get_a_clear_error(kwargs: dict[str, Any], message: str) -> None:
@@ -343,3 +349,63 @@ def test_every_generated_config_normalises_paths(opts: EnvoyConfigOptions) -> No
     assert config["normalize_path"] is True
     assert config["merge_slashes"] is True
     assert config["path_with_escaped_slashes_action"] == "REJECT_REQUEST"
+
+
+def hcm(config: dict[str, Any]) -> dict[str, Any]:
+    return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"
+    ]
+
+
+def client_address_header(config: dict[str, Any]) -> str:
+    service = filter_config(config, "envoy.filters.http.ext_authz")["http_service"]
+    added = service["authorization_request"]["headers_to_add"]
+    return next(h["value"] for h in added if h["key"] == "x-contractshield-client-address")
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+def test_a_direct_client_gets_no_proxy_trust(mode: str) -> None:
+    """Directly reached (the default), Envoy trusts no proxy: no PROXY protocol listener
+    filter, no use_remote_address, and HTTP mode's client address is the TCP peer."""
+    config = to_dict(EnvoyConfigOptions(authz_mode=mode))  # type: ignore[arg-type]
+    listener = config["static_resources"]["listeners"][0]
+    assert "listener_filters" not in listener
+    assert "use_remote_address" not in hcm(config) and "xff_num_trusted_hops" not in hcm(config)
+    if mode == "http":
+        assert client_address_header(config) == "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"
+
+
+@pytest.mark.parametrize(
+    ("options", "hops"),
+    [
+        ({"proxy_protocol": True}, 0),
+        ({"proxy_protocol": True, "authz_mode": "http"}, 0),
+        ({"xff_trusted_hops": 2, "authz_mode": "http"}, 2),
+    ],
+    ids=["grpc-proxy-protocol", "http-proxy-protocol", "http-xff-2"],
+)
+def test_behind_a_proxy_envoy_reads_the_address_itself(options: dict[str, Any], hops: int) -> None:
+    config = to_dict(EnvoyConfigOptions(**options))
+    assert hcm(config)["use_remote_address"] is True
+    assert hcm(config).get("xff_num_trusted_hops", 0) == hops
+    filters = config["static_resources"]["listeners"][0].get("listener_filters", [])
+    assert [f["name"] for f in filters] == (
+        ["envoy.filters.listener.proxy_protocol"] if options.get("proxy_protocol") else []
+    )
+    if options.get("authz_mode") == "http":
+        assert client_address_header(config) == "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+
+
+def test_cli_header_reproduces_the_proxy_options(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["envoy-config", "--authz-mode", "http", "--proxy-protocol", "--xff-trusted-hops", "1"]
+    assert main([*argv, "--header"]) == 0
+    text = capsys.readouterr().out
+    command = text.splitlines()[0].split("`")[1].split()[1:]
+    assert "--proxy-protocol" in command and command[-2:] == ["--xff-trusted-hops", "1"]
+    assert main(command) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load(text)
+
+
+def test_cli_refuses_xff_hops_in_grpc_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["envoy-config", "--xff-trusted-hops", "1"]) == 2
+    assert "never an address from x-forwarded-for" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +111,86 @@ def test_body_above_max_body_bytes_reaches_the_pdp_as_partial(
         reply = send(envoy.url, _activate(mint_jwt()))
         assert reply.status in (400, 403, 413), reply
         assert reply.decision == "BLOCK"
+
+
+ADDRESS_POLICY = """\
+policyVersion: "0.1"
+name: client-address
+defaults: {mode: enforce, unmatchedRouteAction: block}
+routes:
+  - id: from-client                  # passes only when client.ip is the proxy's client
+    match: {method: GET, path: /from-client}
+    rules:
+      - {id: client.is-client, type: cel, config: {expr: 'client.ip == "10.9.9.9"'}}
+  - id: from-peer                    # passes only when client.ip is the TCP peer
+    match: {method: GET, path: /from-peer}
+    rules:
+      - {id: client.is-peer, type: cel, config: {expr: 'client.ip == "127.0.0.1"'}}
+"""
+
+
+def _raw_get(port: int, path: str, *, proxy_line: bytes = b"", xff: str | None = None) -> int:
+    """The status of one GET sent byte by byte (a PROXY protocol v1 line first, if given);
+    0 when Envoy closes (or resets) the connection without an answer."""
+    head = f"GET {path} HTTP/1.1\r\nhost: app\r\nconnection: close\r\n"
+    if xff is not None:
+        head += f"x-forwarded-for: {xff}\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(proxy_line + head.encode() + b"\r\n")
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass  # refused: Envoy closed with unread bytes
+    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+
+
+PROXY_LINE = b"PROXY TCP4 10.9.9.9 127.0.0.1 40000 8080\r\n"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("mode", "proxy_protocol", "hops"),
+    [("grpc", True, 0), ("http", True, 0), ("http", False, 1)],
+    ids=["grpc-proxy-protocol", "http-proxy-protocol", "http-xff-1-hop"],
+)
+def test_behind_a_proxy_client_ip_is_the_client_the_proxy_names(
+    mode: str, proxy_protocol: bool, hops: int, upstream: UpstreamThread, short_dir: Path
+) -> None:
+    """``--proxy-protocol`` / ``--xff-trusted-hops``: a rule sees the client the trusted proxy
+    names, and still never an address a client wrote."""
+    policy = short_dir / "address.yaml"
+    policy.write_text(ADDRESS_POLICY)
+    socket_path = short_dir / "pdp.sock"
+    http_mode = mode == "http"
+    server = ServerProcess(
+        policy=policy,
+        unix_socket_path=None if http_mode else socket_path,
+        http_unix_socket_path=socket_path if http_mode else None,
+        workdir=short_dir / "pdp",
+    )
+    opts = _options(
+        upstream,
+        socket=str(socket_path),
+        authz_mode=mode,
+        proxy_protocol=proxy_protocol,
+        xff_trusted_hops=hops,
+    )
+    with server, EnvoyProcess(to_dict(opts), workdir=short_dir / "envoy") as envoy:
+        port = envoy.listen_port
+        if proxy_protocol:
+            assert _raw_get(port, "/from-client", proxy_line=PROXY_LINE) == 200
+            assert _raw_get(port, "/from-peer", proxy_line=PROXY_LINE) == 403
+            # The client's own x-forwarded-for changes nothing: no hop is trusted.
+            spoof = b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 8080\r\n"
+            assert _raw_get(port, "/from-peer", proxy_line=spoof, xff="10.9.9.9") == 200
+            assert _raw_get(port, "/from-client", proxy_line=spoof, xff="10.9.9.9") == 403
+            # Without the PROXY line Envoy closes the connection: nobody passes as the LB.
+            assert _raw_get(port, "/from-peer") == 0
+        else:
+            # The trusted hop (this test, at 127.0.0.1) appended the client's address last;
+            # what a client wrote before it is not trusted.
+            assert _raw_get(port, "/from-client", xff="6.6.6.6, 10.9.9.9") == 200
+            assert _raw_get(port, "/from-client", xff="10.9.9.9, 6.6.6.6") == 403
+            assert _raw_get(port, "/from-peer") == 200  # no XFF: the peer itself
