@@ -27,6 +27,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="use the in-memory replay store even when redis-server is available",
     )
+    p.add_argument(
+        "--authz-mode",
+        choices=("grpc", "http"),
+        default="grpc",
+        help="how Envoy asks the PDP: gRPC ext_authz (default) or Envoy's HTTP mode "
+        "(envoy/envoy-http.yaml, the PDP's HTTP API on a Unix socket); same tour, same answers",
+    )
     p.set_defaults(func=run)
 
 
@@ -36,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
     from ..demo.run import run_demo
 
     try:
-        return run_demo(keep_running=args.keep_running, use_redis=not args.no_redis)
+        return run_demo(
+            keep_running=args.keep_running,
+            use_redis=not args.no_redis,
+            authz_mode=args.authz_mode,
+        )
     except FileNotFoundError as exc:  # no Envoy binary, no shipped policy: say what to install
         print(f"extauthz demo: {exc}", file=sys.stderr)
         return 2

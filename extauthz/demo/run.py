@@ -17,7 +17,11 @@ from .tour import demo_steps, format_header, format_row, run_tour, summary
 
 
 def run_demo(
-    *, keep_running: bool = False, use_redis: bool = True, out: TextIO = sys.stdout
+    *,
+    keep_running: bool = False,
+    use_redis: bool = True,
+    authz_mode: str = "grpc",
+    out: TextIO = sys.stdout,
 ) -> int:
     """0 when every tour step matched its expected status (and the stack stopped cleanly)."""
 
@@ -25,7 +29,7 @@ def run_demo(
         print(text, file=out, flush=True)
 
     restore = _terminate_as_interrupt()
-    stack = DemoStack(use_redis=use_redis)
+    stack = DemoStack(use_redis=use_redis, authz_mode=authz_mode)
     workdir = None
     pids: tuple[int, ...] = ()
     ok = False
@@ -68,7 +72,13 @@ def run_demo(
 def _describe(info: StackInfo, say: Callable[[str], None]) -> None:
     say(f"  temp dir  {info.workdir}")
     say(f"  policy    {info.policy_file} (a copy: the tour edits it)")
-    say(f"  PDP       gRPC on unix:{info.pdp_socket}, probes/metrics {info.pdp_http_url}")
+    if info.authz_mode == "http":
+        say(
+            f"  PDP       HTTP (Envoy's HTTP ext_authz mode) on unix:{info.pdp_socket}, "
+            f"probes/metrics {info.pdp_http_url}"
+        )
+    else:
+        say(f"  PDP       gRPC on unix:{info.pdp_socket}, probes/metrics {info.pdp_http_url}")
     say(f"  Envoy     {info.envoy_url} (admin {info.envoy_admin_url})")
     say(f"  upstream  {info.upstream_url} (echoes what Envoy forwarded)")
     say(f"  replay    {info.redis_note}")

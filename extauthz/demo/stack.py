@@ -25,7 +25,7 @@ from typing import Any
 
 from .._shipped import shipped_dir
 from ..devstack import free_port
-from ..devstack.envoy import SIDECAR_CONFIG, EnvoyProcess, render_config
+from ..devstack.envoy import HTTP_MODE_CONFIG, SIDECAR_CONFIG, EnvoyProcess, render_config
 from ..devstack.redis import RedisServer, find_redis_server
 from ..devstack.server import ServerProcess
 from ..devstack.upstream import UpstreamThread
@@ -42,6 +42,7 @@ class StackInfo:
     """What the demo prints about the running stack."""
 
     workdir: Path
+    authz_mode: str  # how Envoy asks the PDP: "grpc" or "http" (``docs/envoy.md``)
     envoy_url: str
     envoy_admin_url: str
     pdp_socket: Path
@@ -56,8 +57,13 @@ class StackInfo:
 class DemoStack:
     """Start with ``open()`` (or ``with``); every part is stopped by ``close()``."""
 
-    def __init__(self, *, use_redis: bool = True, policy_dir: Path = POLICY_DIR) -> None:
+    def __init__(
+        self, *, use_redis: bool = True, policy_dir: Path = POLICY_DIR, authz_mode: str = "grpc"
+    ) -> None:
+        if authz_mode not in ("grpc", "http"):
+            raise ValueError(f"authz_mode must be grpc or http, got {authz_mode!r}")
         self.use_redis = use_redis
+        self.authz_mode = authz_mode
         self.policy_dir = policy_dir
         self.workdir: Path | None = None
         self.redis: RedisServer | None = None
@@ -109,9 +115,12 @@ class DemoStack:
         }
         if redis_url:
             env["REDIS_URL"] = redis_url
+        http_mode = self.authz_mode == "http"
         self.server = ServerProcess(
             policy=policy_file,
-            unix_socket_path=socket_path,
+            # One socket either way: gRPC ext_authz, or the HTTP API Envoy's HTTP mode calls.
+            unix_socket_path=None if http_mode else socket_path,
+            http_unix_socket_path=socket_path if http_mode else None,
             http_port=http_port,
             env=env,
             workdir=self.workdir / "pdp",
@@ -119,7 +128,7 @@ class DemoStack:
 
         listen_port, admin_port = free_port(), free_port()
         config = render_config(
-            SIDECAR_CONFIG,
+            HTTP_MODE_CONFIG if http_mode else SIDECAR_CONFIG,
             listen_port=listen_port,
             admin_port=admin_port,
             pdp_socket=str(socket_path),
@@ -136,6 +145,7 @@ class DemoStack:
         host, port = self.upstream.address
         self.info = StackInfo(
             workdir=self.workdir,
+            authz_mode=self.authz_mode,
             envoy_url=self.envoy.url,
             envoy_admin_url=f"http://127.0.0.1:{admin_port}",
             pdp_socket=socket_path,

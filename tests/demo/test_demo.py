@@ -85,7 +85,11 @@ def _check_table(output: str) -> None:
     assert "MISMATCH" not in output
 
 
-@pytest.mark.parametrize("flags", [(), ("--no-redis",)], ids=["redis", "in-memory"])
+@pytest.mark.parametrize(
+    "flags",
+    [(), ("--no-redis",), ("--authz-mode", "http")],
+    ids=["redis", "in-memory", "http-mode"],
+)
 @pytest.mark.timeout(180)
 def test_demo_runs_the_tour_and_leaves_nothing_behind(flags: tuple[str, ...]) -> None:
     before = _policy_digest()
@@ -98,13 +102,18 @@ def test_demo_runs_the_tour_and_leaves_nothing_behind(flags: tuple[str, ...]) ->
             proc.wait()
     assert proc.returncode == 0, output
     _check_table(output)
-    if flags:
+    in_memory = "--no-redis" in flags
+    if in_memory:
         assert "in-memory replay store" in output
     else:
         assert "Redis replay store at redis://127.0.0.1:" in output
+    # The same tour, the same answers, through Envoy's HTTP ext_authz mode.
+    http_mode = "--authz-mode" in flags
+    assert ("PDP       HTTP (Envoy's HTTP ext_authz mode) on unix:" in output) == http_mode
+    assert ("PDP       gRPC on unix:" in output) != http_mode
     workdir = _workdir(output)
     pids = _pids(output)
-    assert len(pids) == (2 if flags else 3), output
+    assert len(pids) == (2 if in_memory else 3), output
     assert leftovers(workdir, pids) == []
     assert "stopped cleanly" in output
     assert _policy_digest() == before, "the demo edited the repo's policy instead of its copy"
