@@ -34,6 +34,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from ..decision import RuleHit
+from .metaschema import MetaschemaChecks, check_plain
 from .schema_regex import LinearPattern, UnsupportedPattern, compile_pattern
 
 SCHEMA_INVALID = "contract.schema.invalid"
@@ -112,12 +113,18 @@ def fast_compatible(schema: Any) -> bool:
     return True
 
 
-def check_schema(schema: Any) -> None:
-    """Raise ``SchemaProblem`` unless ``schema`` is a usable 2020-12 schema."""
+def check_schema(schema: Any, metaschema: MetaschemaChecks | None = None) -> None:
+    """Raise ``SchemaProblem`` unless ``schema`` is a usable 2020-12 schema.
+
+    ``metaschema``: the load's shared metaschema verdicts (same result, see ``metaschema``).
+    """
     if not isinstance(schema, Mapping | bool):
         raise SchemaProblem("a JSON Schema must be an object or a boolean")
     try:
-        Draft202012Validator.check_schema(schema)
+        if metaschema is None:
+            check_plain(schema)
+        else:
+            metaschema.check(schema)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         raise SchemaProblem(f"invalid JSON Schema at '/{where}': {exc.message}") from None
@@ -171,9 +178,11 @@ def schema_patterns(schema: Any) -> list[tuple[str, str]]:
 Validator = Callable[[Any], str | None]
 
 
-def compile_validator(schema: Any, *, engine: str = "auto") -> tuple[Validator, str]:
+def compile_validator(
+    schema: Any, *, engine: str = "auto", metaschema: MetaschemaChecks | None = None
+) -> tuple[Validator, str]:
     """Return (validate, engine name); ``validate(instance)`` gives an error text or None."""
-    check_schema(schema)
+    check_schema(schema, metaschema)
     use_fast = engine == "fastjsonschema" or (engine == "auto" and fast_compatible(schema))
     if use_fast and isinstance(schema, Mapping):
         draft7 = copy.deepcopy(dict(schema))
@@ -577,9 +586,16 @@ class Contract:
 
 
 def compile_contract(
-    schema: Any, *, reject_unknown: bool, source: str, engine: str = "auto"
+    schema: Any,
+    *,
+    reject_unknown: bool,
+    source: str,
+    engine: str = "auto",
+    metaschema: MetaschemaChecks | None = None,
 ) -> Contract:
-    validate, used = compile_validator(schema, engine=engine)
+    validate, used = compile_validator(schema, engine=engine, metaschema=metaschema)
     tree = field_tree(schema) if reject_unknown else None
-    structural, _ = compile_validator(structural_schema(schema), engine=engine)
+    structural, _ = compile_validator(
+        structural_schema(schema), engine=engine, metaschema=metaschema
+    )
     return Contract(validate, used, tree, source, structural)

@@ -20,6 +20,7 @@ from ..engine import cel as cel_mod
 from ..engine.contract import Contract, SchemaProblem, compile_contract
 from ..engine.limits import Limits
 from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
+from ..engine.metaschema import MetaschemaChecks
 from ..engine.model import CompiledPolicy, CompiledRoute, Defaults, HitOverride
 from ..engine.vulnerability import DEFAULT_ENABLED, OFF, Check, VulnerabilityConfig
 from ..engine.webhook import DEFAULT_TOLERANCE, WebhookConfig
@@ -68,6 +69,9 @@ _ATTRS = {
     "sqlInjection": "sql_injection",
     "xss": "xss",
 }
+# The seam for ``engine.metaschema``: False checks every schema whole, as before (the tests
+# load the same policies both ways and compare).
+SHARE_METASCHEMA_CHECKS = True
 
 
 class _Collector:
@@ -76,6 +80,8 @@ class _Collector:
         self.sealed = sealed  # a caller-supplied policy: no files, no environment
         self.problems: list[PolicyProblem] = []
         self.openapi: _openapi.OpenApiLoader | None = None  # one per load: documents read once
+        # one per load: a component every operation's bundle repeats is checked once
+        self.metaschema = MetaschemaChecks() if SHARE_METASCHEMA_CHECKS else None
 
     def add(self, path: list[Any] | str, reason: str) -> None:
         where = path if isinstance(path, str) else format_path(path)
@@ -384,7 +390,10 @@ def _compile_contract(
         return None, False
     try:
         contract = compile_contract(
-            schema, reject_unknown=bool(c.get("rejectUnknownFields", False)), source=source
+            schema,
+            reject_unknown=bool(c.get("rejectUnknownFields", False)),
+            source=source,
+            metaschema=out.metaschema,
         )
         if operation is not None:
             contract = dataclasses.replace(
