@@ -4,6 +4,7 @@ compose/ci/dockerci.py starts (skipped only where no engine can start)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -24,6 +25,9 @@ COMPOSE_DIR = ROOT / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 DOCKERFILE = COMPOSE_DIR / "Dockerfile"
 ENVOY_FILE = COMPOSE_DIR / "envoy.yaml"
+# Envoy's HTTP ext_authz mode, layered on COMPOSE_FILE (``-f docker-compose.yml -f ...http.yml``)
+HTTP_COMPOSE_FILE = COMPOSE_DIR / "docker-compose.http.yml"
+HTTP_ENVOY_FILE = COMPOSE_DIR / "envoy-http.yaml"
 ENVOY_IN_CONTAINER = "/etc/envoy/envoy.yaml"
 
 
@@ -115,9 +119,10 @@ def test_envoy_mounts_the_generated_config(compose: dict[str, Any]) -> None:
     assert (COMPOSE_DIR / mounts(envoy)[ENVOY_IN_CONTAINER]).resolve() == ENVOY_FILE
 
 
-def test_envoy_config_is_what_the_generator_prints(envoy_config: dict[str, Any]) -> None:
+@pytest.mark.parametrize("path", [ENVOY_FILE, HTTP_ENVOY_FILE], ids=["grpc", "http"])
+def test_envoy_config_is_what_the_generator_prints(path: Path) -> None:
     """The header's command regenerates the file exactly (no hand edits drift in)."""
-    first = ENVOY_FILE.read_text(encoding="utf-8").splitlines()[0]
+    first = path.read_text(encoding="utf-8").splitlines()[0]
     match = re.search(r"`extauthz (envoy-config [^`]*)`", first)
     assert match, f"no generator command in the header: {first!r}"
     proc = subprocess.run(
@@ -127,15 +132,16 @@ def test_envoy_config_is_what_the_generator_prints(envoy_config: dict[str, Any])
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ENVOY_FILE.read_text(encoding="utf-8")
+    assert proc.stdout == path.read_text(encoding="utf-8")
 
 
-def test_envoy_config_passes_envoy_validate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", [ENVOY_FILE, HTTP_ENVOY_FILE], ids=["grpc", "http"])
+def test_envoy_config_passes_envoy_validate(path: Path) -> None:
     spec = importlib.util.find_spec("envoy._bin")
     assert spec is not None and spec.submodule_search_locations
     binary = Path(next(iter(spec.submodule_search_locations))) / "envoy"
     proc = subprocess.run(
-        [str(binary), "--mode", "validate", "-c", str(ENVOY_FILE), "-l", "error"],
+        [str(binary), "--mode", "validate", "-c", str(path), "-l", "error"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -163,6 +169,43 @@ def test_upstream_and_listener_match_the_services(
     assert int(port) == addr["socket_address"]["port_value"]
     module = app_command[app_command.index("-m") + 1]
     assert importlib.util.find_spec(module) is not None, f"{module} is not importable"
+
+
+def _merged_config(*files: Path) -> dict[str, Any]:
+    """``docker compose config``: the model Compose itself merges from ``files`` (no engine)."""
+    binary = _dockerci().compose_binary()
+    args = [str(binary), *(a for f in files for a in ("-f", str(f))), "config", "--format", "json"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_http_mode_override_swaps_envoys_config_and_adds_the_http_sockets(
+    compose: dict[str, Any],
+) -> None:
+    """Merged by Compose itself: Envoy mounts envoy-http.yaml (and nothing else) at the
+    config path, and each replica serves the HTTP socket that is its endpoint there."""
+    try:
+        merged = _merged_config(COMPOSE_FILE, HTTP_COMPOSE_FILE)
+    except FileNotFoundError as exc:
+        pytest.skip(f"no Compose v2 binary here: {exc}")
+    envoy_mounts = [
+        v for v in merged["services"]["envoy"]["volumes"] if v["target"] == ENVOY_IN_CONTAINER
+    ]
+    assert [Path(v["source"]).resolve() for v in envoy_mounts] == [HTTP_ENVOY_FILE]
+    http_config = yaml.safe_load(HTTP_ENVOY_FILE.read_text(encoding="utf-8"))
+    sockets = pipe_paths(http_config)
+    replicas = [merged["services"][n]["environment"] for n in PDP_REPLICAS]
+    assert sorted(e["HTTP_UNIX_SOCKET"] for e in replicas) == sorted(sockets)
+    # the gRPC sockets stay (probes and clients may use them); the two never collide
+    assert sorted(e["UNIX_SOCKET"] for e in replicas) == sorted(pipe_paths(load_grpc()))
+    socket_dir = str(Path(sockets[0]).parent)
+    assert all(str(Path(p).parent) == socket_dir for p in sockets)
+    assert mounts(services(compose)["envoy"])[socket_dir] == "pdp-socket"
+
+
+def load_grpc() -> dict[str, Any]:
+    return yaml.safe_load(ENVOY_FILE.read_text(encoding="utf-8"))
 
 
 def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -343,6 +386,59 @@ def test_compose_up_and_run_the_tour(compose_run: ComposeRun) -> None:
     url = f"{compose_run.url}/webhooks/stripe"
     statuses = [post(url, payload, headers) for _ in range(5)]
     assert statuses[0] == 200 and all(s != 200 for s in statuses[1:]), statuses
+
+
+@pytestmark_compose
+def test_http_mode_stack_runs_the_same_tour(compose_run: ComposeRun) -> None:
+    """``-f docker-compose.yml -f docker-compose.http.yml``, as a user would run it (its own
+    project beside the gRPC one, the images already built): the same tour, the same answers,
+    and a replay blocked on either replica."""
+    from extauthz.demo.tour import demo_steps, run_tour
+    from extauthz.devstack import free_port
+
+    port = free_port()
+    project = f"{compose_run.project}-http"
+    http = ComposeRun(
+        base=[
+            compose_run.base[0],
+            *("-f", str(COMPOSE_FILE), "-f", str(HTTP_COMPOSE_FILE)),
+            *("-p", project),
+        ],
+        env={**compose_run.env, "ENVOY_PUBLISH": str(port)},
+        url=f"http://127.0.0.1:{port}",
+        project=project,
+    )
+    try:
+        up = http.run("up", "--detach", "--wait", "--wait-timeout", "240", timeout=COMPOSE_TIMEOUT)
+        logs = http.run("logs", "--no-color", "--tail", "30").stdout
+        assert up.returncode == 0, f"compose up failed:\n{up.stderr[-3000:]}\n{logs[-4000:]}"
+        results = run_tour(http.url, demo_steps(None))
+        assert [r.status for r in results] == [r.expected for r in results], results
+        payload, headers = signed_stripe_event()
+        statuses = [post(f"{http.url}/webhooks/stripe", payload, headers) for _ in range(5)]
+        assert statuses[0] == 200 and all(s != 200 for s in statuses[1:]), statuses
+        # Envoy really asked over HTTP: each replica's HTTP socket is there, and its
+        # HTTP-mode checks are counted under the http_authz transport.
+        for service in PDP_REPLICAS:
+            socket_path = next(
+                e.split("=", 1)[1]
+                for e in http.docker(
+                    "inspect",
+                    "--format",
+                    "{{range .Config.Env}}{{println .}}{{end}}",
+                    http.container(service),
+                ).stdout.splitlines()
+                if e.startswith("HTTP_UNIX_SOCKET=")
+            )
+            probe = http.run("exec", "-T", service, "test", "-S", socket_path)
+            assert probe.returncode == 0, (service, socket_path, probe.stderr)
+    finally:
+        down = http.run("down", "--volumes", "--remove-orphans", "--timeout", "10", timeout=300)
+        assert down.returncode == 0, down.stderr
+    left = http.docker(
+        "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"
+    ).stdout.strip()
+    assert not left, left
 
 
 @pytestmark_compose
