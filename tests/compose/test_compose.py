@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "compose"
@@ -417,21 +418,25 @@ def test_http_mode_stack_runs_the_same_tour(compose_run: ComposeRun) -> None:
         payload, headers = signed_stripe_event()
         statuses = [post(f"{http.url}/webhooks/stripe", payload, headers) for _ in range(5)]
         assert statuses[0] == 200 and all(s != 200 for s in statuses[1:]), statuses
-        # Envoy really asked over HTTP: each replica's HTTP socket is there, and its
-        # HTTP-mode checks are counted under the http_authz transport.
+        # Envoy really asked over HTTP: every replica counted its decisions under the
+        # HTTP-mode transport, and none under gRPC.
+        probe = (
+            "import urllib.request, sys; sys.stdout.write(urllib.request.urlopen("
+            "'http://127.0.0.1:3100/metrics', timeout=5).read().decode())"
+        )
         for service in PDP_REPLICAS:
-            socket_path = next(
-                e.split("=", 1)[1]
-                for e in http.docker(
-                    "inspect",
-                    "--format",
-                    "{{range .Config.Env}}{{println .}}{{end}}",
-                    http.container(service),
-                ).stdout.splitlines()
-                if e.startswith("HTTP_UNIX_SOCKET=")
+            metrics = http.run("exec", "-T", service, "python", "-c", probe)
+            assert metrics.returncode == 0, (service, metrics.stderr)
+            counts = {
+                s.labels["transport"]: s.value
+                for fam in text_string_to_metric_families(metrics.stdout)
+                for s in fam.samples
+                if s.name == "contractshield_decision_duration_seconds_count"
+            }
+            assert counts.get("http_authz", 0) > 0 and counts.get("grpc", 0) == 0, (
+                service,
+                counts,
             )
-            probe = http.run("exec", "-T", service, "test", "-S", socket_path)
-            assert probe.returncode == 0, (service, socket_path, probe.stderr)
     finally:
         down = http.run("down", "--volumes", "--remove-orphans", "--timeout", "10", timeout=300)
         assert down.returncode == 0, down.stderr
