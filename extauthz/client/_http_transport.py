@@ -133,7 +133,7 @@ def _reason(exc: OSError) -> str:
         return f"TLS: {exc.verify_message or exc.reason}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS: {exc.reason or exc}"
-    return str(exc.strerror or exc)
+    return str(exc.strerror or exc) or type(exc).__name__
 
 
 def _decode(status: int, content_type: str | None, body: bytes, url: str) -> CheckResponse:
@@ -366,8 +366,11 @@ class AsyncHttpTransport:
                 try:
                     stream = await self._open()
                 except OSError as exc:  # ssl.SSLError too: a refused handshake
+                    why = _reason(exc)
+                    if self._tls and isinstance(exc, ConnectionResetError):
+                        why = CLOSED_OVER_TLS  # asyncio's word for a close mid-handshake
                     raise ContractShieldUnavailable(
-                        f"PDP at {self.target} is unavailable ({_reason(exc)})"
+                        f"PDP at {self.target} is unavailable ({why})"
                     ) from exc
             reader, writer = stream
             try:
