@@ -148,6 +148,14 @@ def _decode(status: int, content_type: str | None, body: bytes, url: str) -> Che
         raise OperationalError(f"PDP at {url} sent a body that is not a CheckResponse") from exc
 
 
+def _closed_unanswered(exc: BaseException) -> bool:
+    """A close (an EOF, or a reset when the request reached an already closed socket) before
+    any byte of the answer."""
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return not exc.partial
+    return isinstance(exc, ConnectionResetError | BrokenPipeError)
+
+
 # How a TLS connection says "closed" (an EOF without close_notify, or a close_notify): as an EOF
 # or a reset on a plain connection, so a pooled one the server closed is retried the same way.
 _TLS_CLOSED = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
@@ -384,7 +392,7 @@ class AsyncHttpTransport:
                 why = repr(exc)
                 if isinstance(exc, ssl.SSLError):
                     why = _reason(exc)
-                elif self._tls and isinstance(exc, asyncio.IncompleteReadError) and not exc.partial:
+                elif self._tls and _closed_unanswered(exc):
                     why = CLOSED_OVER_TLS
                 raise ContractShieldUnavailable(
                     f"PDP at {self.target} dropped the connection ({why})"
