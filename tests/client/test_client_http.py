@@ -62,6 +62,9 @@ def test_an_https_transport_verifies_the_pdp(transport: Any) -> None:
     for context in (plain.context, named.context):
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
         assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    # no ca_file: the system roots, the ones the standard library's default context trusts
+    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    assert plain.context.cert_store_stats()["x509_ca"] == system
     assert transport("http://10.0.0.7:3100")._tls is None
 
 
