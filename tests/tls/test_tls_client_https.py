@@ -132,18 +132,18 @@ class TlsPdp:
 
 @pytest.fixture(scope="module")
 def tls_pdp(pki: Pki) -> Iterator[TlsPdp]:
-    server = TlsPdp(pki, pki.server).start()
+    server = TlsPdp(pki, pki.server)
     try:
-        yield server
+        yield server.start()  # a start that fails still kills it
     finally:
         server.close()
 
 
 @pytest.fixture(scope="module")
 def mtls_pdp(pki: Pki) -> Iterator[TlsPdp]:
-    server = TlsPdp(pki, pki.server, client_ca=pki.ca.cert_file).start()
+    server = TlsPdp(pki, pki.server, client_ca=pki.ca.cert_file)
     try:
-        yield server
+        yield server.start()  # a start that fails still kills it
     finally:
         server.close()
 
@@ -151,9 +151,9 @@ def mtls_pdp(pki: Pki) -> Iterator[TlsPdp]:
 @pytest.fixture(scope="module")
 def named_pdp(pki: Pki) -> Iterator[TlsPdp]:
     """Its certificate names pdp.test only: 127.0.0.1 is not in it."""
-    server = TlsPdp(pki, pki.ca.issue(pki.dir, "pdp-named-only", dns=("pdp.test",))).start()
+    server = TlsPdp(pki, pki.ca.issue(pki.dir, "pdp-named-only", dns=("pdp.test",)))
     try:
-        yield server
+        yield server.start()  # a start that fails still kills it
     finally:
         server.close()
 
