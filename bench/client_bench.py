@@ -1,5 +1,6 @@
 """Client SDK latency against the REAL server: cache hit, remote Check over gRPC and over HTTP
-(``POST /v1/check``), each on a Unix socket and TCP, in interleaved rounds; the HTTP client
+(``POST /v1/check``), each on a Unix socket and TCP, and HTTP over TLS (``https-tcp``: a second
+server with ``TLS_CERT_FILE``, throw-away certificates), in interleaved rounds; the HTTP client
 libraries side by side on the same request bytes (why the transport uses ``http.client``); and
 (for the deployment-patterns table) the embedded middleware's in-process path.
 
@@ -13,6 +14,7 @@ Run: ``.venv/bin/python bench/client_bench.py [--remote N] [--hits N]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import shutil
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from extauthz import Identity  # noqa: E402
-from extauthz.client import ContractShieldClient, describe  # noqa: E402
+from extauthz.client import ContractShieldClient, TlsOptions, describe  # noqa: E402
 from extauthz.devstack import free_port  # noqa: E402
 from extauthz.devstack.server import DEMO_POLICY, ServerProcess  # noqa: E402
 
@@ -83,6 +85,38 @@ def line(label: str, samples: list[float]) -> str:
         f"{label:<40} n={len(samples):>7}  mean={statistics.fmean(samples):9.1f} us"
         f"  p50={pct(samples, 0.50):9.1f} us  p99={pct(samples, 0.99):9.1f} us"
     )
+
+
+def tls_server(workdir: Path) -> tuple[ServerProcess, str, TlsOptions] | None:
+    """A second server, TLS on its HTTP port (certificates made now; None without the
+    ``cryptography`` dev dependency). Started, not yet waited for."""
+    try:
+        from extauthz.devstack.certs import make_ca
+    except ImportError:
+        return None
+    ca = make_ca(workdir / "ca")
+    cert = ca.issue(workdir, "pdp", ips=("127.0.0.1",))
+    server = ServerProcess(
+        policy=DEMO_POLICY,
+        http_port=free_port(),
+        env={"TLS_CERT_FILE": str(cert.cert_file), "TLS_KEY_FILE": str(cert.key_file)},
+        workdir=workdir / "tls-pdp",
+    )
+    server.env["LOG_LEVEL"] = "warning"
+    return server, f"https://127.0.0.1:{server.http_port}", TlsOptions(ca_file=str(ca.cert_file))
+
+
+def wait_https(target: str, tls: TlsOptions, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with ContractShieldClient(target, tls=tls, timeout_ms=1000, retries=0) as client:
+                client.evaluate("GET", "/healthz")
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def library_round_trips(sock: Path, port: int, n: int) -> dict[str, list[float]]:
@@ -178,8 +212,19 @@ def main() -> int:
         "http-tcp": f"http://127.0.0.1:{http_port}",
     }
     results: dict[str, list[float]] = {}
-    with server:  # killed on exit, even on error
+    secured = tls_server(workdir)
+    tls: dict[str, TlsOptions] = {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(server)  # killed on exit, even on error
         print(f"server: extauthz serve, demo policy, {targets['unix']} and {targets['tcp']}")
+        if secured is None:
+            print("https-tcp: skipped (no cryptography package to make certificates)")
+        else:
+            tls_process, targets["https-tcp"], tls["https-tcp"] = secured
+            stack.callback(tls_process.kill)
+            tls_process.start(wait=False)  # its readiness probe speaks plain HTTP
+            wait_https(targets["https-tcp"], tls["https-tcp"])
+            print(f"second server, TLS on its HTTP port: {targets['https-tcp']}")
 
         with ContractShieldClient(targets["unix"], timeout_ms=1000) as client:
             first = call(client)()
@@ -193,7 +238,9 @@ def main() -> int:
         print(line("cache hit (evaluate, sync)", hits))
 
         clients = {
-            kind: ContractShieldClient(target, timeout_ms=1000, cache_enabled=False)
+            kind: ContractShieldClient(
+                target, timeout_ms=1000, cache_enabled=False, tls=tls.get(kind)
+            )
             for kind, target in targets.items()
         }
         try:
@@ -234,6 +281,13 @@ def main() -> int:
         f"ratio http-unix/unix (gRPC): p50 {h50 / u50:.2f}x (target <= 0.35x), "
         f"http-unix p50 {h50:.0f} us (target < 250 us on a quiet machine)"
     )
+    if "https-tcp" in results:
+        s50, s99 = pct(results["https-tcp"], 0.5), pct(results["https-tcp"], 0.99)
+        p50, p99 = pct(results["http-tcp"], 0.5), pct(results["http-tcp"], 0.99)
+        print(
+            f"ratio https-tcp/http-tcp: p50 {s50 / p50:.2f}x ({s50:.0f} vs {p50:.0f} us), "
+            f"p99 {s99 / p99:.2f}x ({s99:.0f} vs {p99:.0f} us)"
+        )
     print(f"ratio remote(unix) p50 / cache hit p50: {u50 / pct(results['hit'], 0.5):.0f}x")
     hit50 = pct(results["hit"], 0.5)
     print(f"cache-hit target <= 10 us: p50 {hit50:.1f} us -> {'met' if hit50 <= 10 else 'MISSED'}")

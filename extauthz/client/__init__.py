@@ -1,7 +1,9 @@
 """Standalone ext_authz client: ``ContractShieldClient`` / ``AsyncContractShieldClient``.
 
-Speaks gRPC ext_authz or HTTP (``POST /v1/check``, standard library only). Needs only grpcio, xds-protos (protobuf) and cachetools; it never imports the engine or the
-server's dependencies, so an app can talk to a central PDP without installing them.
+Speaks gRPC ext_authz or HTTP (``POST /v1/check`` over ``http://``, ``https://`` or a Unix
+socket, standard library only). Needs only grpcio, xds-protos (protobuf) and cachetools; it
+never imports the engine or the server's dependencies, so an app can talk to a central PDP
+without installing them.
 """
 
 from ._cache import DEFAULT_CACHE_BYPASS_HEADERS, DEFAULT_CACHE_IGNORED_HEADERS, cache_key

@@ -242,6 +242,13 @@ def _kind(target: str | None, transport: object) -> TransportKind | None:
     return "http" if is_http_target(target) else "grpc"
 
 
+def _check_tls(kind: TransportKind | None, tls: TlsOptions | None) -> None:
+    """``tls`` configures a built-in transport; a transport object brings its own. (Which
+    targets take it is the transports' check: host:port and https:// do, the rest is plain.)"""
+    if tls is not None and kind is None:
+        raise InvalidConfig("tls applies to a target; a transport object brings its own TLS")
+
+
 def _call(callback: Callable[..., object], *args: Any) -> None:
     """Callbacks observe; a failing callback is logged and never changes the decision."""
     try:
@@ -261,9 +268,10 @@ def _as_error(exc: Exception) -> ContractShieldError:
 class ContractShieldClient:
     """Blocking client; thread-safe, one gRPC channel (or HTTP connection pool) for all threads.
 
-    ``target``: ``unix:///path/pdp.sock`` or ``host:port`` (gRPC), ``http://host:port`` or
-    ``http+unix:///path/http.sock`` (HTTP); ``transport="http"`` makes a ``unix://`` target
-    HTTP too. Or pass a ``Transport`` object and no target.
+    ``target``: ``unix:///path/pdp.sock`` or ``host:port`` (gRPC), ``http://host:port``,
+    ``https://host:port`` or ``http+unix:///path/http.sock`` (HTTP); ``transport="http"``
+    makes a ``unix://`` target HTTP too. Or pass a ``Transport`` object and no target.
+    ``tls``: for a ``host:port`` or ``https://`` target (``TlsOptions``).
 
     >>> with ContractShieldClient("unix:///run/extauthz/pdp.sock") as pdp:
     ...     decision = pdp.evaluate("POST", "/api/v1/licenses/activate", body=b"{...}")
@@ -291,10 +299,7 @@ class ContractShieldClient:
         tls: TlsOptions | None = None,
     ) -> None:
         kind = _kind(target, transport)
-        if tls is not None and kind != "grpc":
-            raise InvalidConfig(
-                "tls applies to a gRPC target (host:port); not to a transport or http"
-            )
+        _check_tls(kind, tls)
         self._core = _Core(
             timeout_ms=timeout_ms,
             retries=retries,
@@ -313,7 +318,7 @@ class ContractShieldClient:
         )
         self._transport: Transport
         if kind == "http":
-            self._transport = HttpTransport(target)  # type: ignore[arg-type]
+            self._transport = HttpTransport(target, tls=tls)  # type: ignore[arg-type]
         elif kind == "grpc":
             self._transport = GrpcTransport(target, tls=tls)  # type: ignore[arg-type]
         else:
@@ -426,10 +431,7 @@ class AsyncContractShieldClient:
         tls: TlsOptions | None = None,
     ) -> None:
         kind = _kind(target, transport)
-        if tls is not None and kind != "grpc":
-            raise InvalidConfig(
-                "tls applies to a gRPC target (host:port); not to a transport or http"
-            )
+        _check_tls(kind, tls)
         self._core = _Core(
             timeout_ms=timeout_ms,
             retries=retries,
@@ -448,7 +450,7 @@ class AsyncContractShieldClient:
         )
         self._transport: AsyncTransport
         if kind == "http":
-            self._transport = AsyncHttpTransport(target)  # type: ignore[arg-type]
+            self._transport = AsyncHttpTransport(target, tls=tls)  # type: ignore[arg-type]
         elif kind == "grpc":
             self._transport = AsyncGrpcTransport(target, tls=tls)  # type: ignore[arg-type]
         else:

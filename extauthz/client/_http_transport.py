@@ -2,8 +2,9 @@
 
 The server answers ``/v1/check`` with the gRPC servicer's own code, so decisions, dynamic
 metadata, cache hints and policy versions are the same bytes as over gRPC: the client's cache,
-retries and failover need no second mapping. Targets: ``http://host:port`` or
-``http+unix:///path/http.sock`` (the server's ``HTTP_UNIX_SOCKET``).
+retries and failover need no second mapping. Targets: ``http://host:port``,
+``https://host:port`` (the server's ``TLS_CERT_FILE`` on ``HTTP_PORT``; ``TlsOptions`` as for
+gRPC, the system roots without it) or ``http+unix:///path/http.sock`` (``HTTP_UNIX_SOCKET``).
 
 Built on the standard library (sockets for the blocking client, asyncio streams for the
 async one), chosen by measurement (``bench/client_bench.py``, docs/client.md): one request is
@@ -14,14 +15,19 @@ any answer and is retried once at once on a new connection (the request never re
 server); any other failure is mapped to the client's errors like gRPC's:
 
 - ``ContractShieldTimeout``     no answer within the attempt's deadline (retryable)
-- ``ContractShieldUnavailable`` nothing listening, or the connection dropped (retryable)
+- ``ContractShieldUnavailable`` nothing listening, the connection dropped, or the TLS
+                                handshake failed (retryable, as gRPC's UNAVAILABLE for the same)
 - ``OperationalError``          an answer that is not a check response (not retryable)
+
+Over ``https://`` a pooled connection keeps its TLS session, so the handshake is paid once per
+connection, not per check.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -35,6 +41,7 @@ from .._exceptions import (
     InvalidConfig,
     OperationalError,
 )
+from ._tls import TlsOptions
 
 CHECK_PATH = "/v1/check"
 PROTOBUF = "application/x-protobuf"
@@ -43,19 +50,24 @@ POOL_SIZE = 16  # idle connections kept per client
 
 @dataclass(frozen=True, slots=True)
 class HttpTarget:
-    """Where the PDP's HTTP API listens: a Unix socket path, or host and port."""
+    """Where the PDP's HTTP API listens: a Unix socket path, or host and port (``https``:
+    over TLS)."""
 
     url: str
     socket_path: str | None = None
     host: str = "localhost"
     port: int = 80
+    https: bool = False
+
+
+_EXPECTED = "expected 'http://host:port', 'https://host:port' or 'http+unix:///path.sock'"
 
 
 def parse_http_target(target: str) -> HttpTarget:
-    """``http://host:port``, ``http+unix:///path.sock`` or (with ``transport="http"``)
-    ``unix:///path.sock``; ``InvalidConfig`` otherwise."""
+    """``http://host:port``, ``https://host:port``, ``http+unix:///path.sock`` or (with
+    ``transport="http"``) ``unix:///path.sock``; ``InvalidConfig`` otherwise."""
     if not isinstance(target, str) or not target.strip():
-        raise InvalidConfig("target: expected 'http://host:port' or 'http+unix:///path.sock'")
+        raise InvalidConfig(f"target: {_EXPECTED}")
     text = target.strip()
     for prefix in ("http+unix://", "unix://", "unix:"):
         if text.startswith(prefix):
@@ -64,21 +76,64 @@ def parse_http_target(target: str) -> HttpTarget:
                 raise InvalidConfig(f"target {target!r}: expected an absolute socket path")
             return HttpTarget(text, socket_path=path)
     parts = urlsplit(text)
-    if parts.scheme != "http" or not parts.hostname:
-        raise InvalidConfig(
-            f"target {target!r}: expected 'http://host:port' or 'http+unix:///path.sock'"
-        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidConfig(f"target {target!r}: {_EXPECTED}")
     if parts.path not in ("", "/"):
         raise InvalidConfig(f"target {target!r}: no path expected (the client posts {CHECK_PATH})")
+    https = parts.scheme == "https"
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if https else 80)
     except ValueError as exc:
         raise InvalidConfig(f"target {target!r}: bad port") from exc
-    return HttpTarget(text, host=parts.hostname, port=port)
+    return HttpTarget(text, host=parts.hostname, port=port, https=https)
 
 
 def is_http_target(target: str) -> bool:
-    return isinstance(target, str) and target.strip().startswith(("http://", "http+unix://"))
+    return isinstance(target, str) and target.strip().startswith(
+        ("http://", "https://", "http+unix://")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Tls:
+    """What an ``https://`` connection is wrapped with: one context per transport."""
+
+    context: ssl.SSLContext
+    server_hostname: str
+
+
+def _tls_for(target: HttpTarget, tls: TlsOptions | None) -> _Tls | None:
+    """The TLS of an ``https://`` target (``tls`` or the system roots); refuses ``tls`` for a
+    plaintext one rather than silently sending in the clear what was meant to be protected."""
+    if not target.https:
+        if tls is not None:
+            kind = "a Unix socket" if target.socket_path else "an http:// URL"
+            raise InvalidConfig(
+                f"target {target.url!r}: tls needs an https:// target; {kind} is plaintext"
+            )
+        return None
+    options = tls if tls is not None else TlsOptions()
+    return _Tls(options.ssl_context(), options.server_hostname(target.host))
+
+
+# The PDP's TLS listener refuses a client certificate by closing the connection, with no alert
+# (TLS 1.3: after the client's side of the handshake; 1.2: during it), so the client cannot
+# tell that from any other close; the message names the likely cause.
+CLOSED_OVER_TLS = (
+    "TLS: closed before any answer; a PDP with TLS_CLIENT_CA_FILE does so for a client "
+    "without a certificate it trusts (tls.cert_file)"
+)
+
+
+def _reason(exc: OSError) -> str:
+    """Why a connection failed, for the message: a TLS failure says what TLS refused."""
+    if isinstance(exc, ssl.SSLEOFError):
+        return CLOSED_OVER_TLS
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    return str(exc.strerror or exc) or type(exc).__name__
 
 
 def _decode(status: int, content_type: str | None, body: bytes, url: str) -> CheckResponse:
@@ -91,6 +146,19 @@ def _decode(status: int, content_type: str | None, body: bytes, url: str) -> Che
         return CheckResponse.FromString(body)
     except DecodeError as exc:
         raise OperationalError(f"PDP at {url} sent a body that is not a CheckResponse") from exc
+
+
+def _closed_unanswered(exc: BaseException) -> bool:
+    """A close (an EOF, or a reset when the request reached an already closed socket) before
+    any byte of the answer."""
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return not exc.partial
+    return isinstance(exc, ConnectionResetError | BrokenPipeError)
+
+
+# How a TLS connection says "closed" (an EOF without close_notify, or a close_notify): as an EOF
+# or a reset on a plain connection, so a pooled one the server closed is retried the same way.
+_TLS_CLOSED = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 class _Dropped(Exception):
@@ -109,9 +177,10 @@ class HttpTransport:
     ``email`` package, a fifth of a whole check's client-side cost here.
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, *, tls: TlsOptions | None = None) -> None:
         self._target = parse_http_target(target)
         self.target = self._target.url
+        self._tls = _tls_for(self._target, tls)
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -135,7 +204,13 @@ class HttpTransport:
             return sock
         sock = socket.create_connection((t.host, t.port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+        if self._tls is None:
+            return sock
+        try:  # the handshake, under the same timeout
+            return self._tls.context.wrap_socket(sock, server_hostname=self._tls.server_hostname)
+        except BaseException:
+            sock.close()
+            raise
 
     def check(self, request: CheckRequest, timeout: float) -> CheckResponse:
         if self._closed:
@@ -151,24 +226,25 @@ class HttpTransport:
                     sock = self._connect(timeout)
                 status, content_type, data, keep = _exchange(sock, message, timeout)
                 break
-            except (_Dropped, ConnectionResetError, BrokenPipeError) as exc:
+            except (_Dropped, ConnectionResetError, BrokenPipeError, *_TLS_CLOSED) as exc:
                 if sock is not None:
                     sock.close()
                 answered = isinstance(exc, _Dropped) and exc.answered
                 if not reused or answered:
+                    why = f" ({CLOSED_OVER_TLS})" if self._tls and not answered else ""
                     raise ContractShieldUnavailable(
-                        f"PDP at {self.target} dropped the connection"
+                        f"PDP at {self.target} dropped the connection{why}"
                     ) from exc
                 reused, sock = False, None  # the server closed an idle one: once more, anew
             except TimeoutError as exc:
                 if sock is not None:
                     sock.close()
                 raise ContractShieldTimeout(f"PDP at {self.target} did not answer in time") from exc
-            except OSError as exc:
+            except OSError as exc:  # ssl.SSLError too: a refused handshake is "unreachable"
                 if sock is not None:
                     sock.close()
                 raise ContractShieldUnavailable(
-                    f"PDP at {self.target} is unavailable ({exc.strerror or exc})"
+                    f"PDP at {self.target} is unavailable ({_reason(exc)})"
                 ) from exc
             except ValueError as exc:
                 sock.close()  # type: ignore[union-attr]
@@ -251,9 +327,10 @@ _Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class AsyncHttpTransport:
     """asyncio HTTP transport on asyncio streams; a pool per event loop (as the gRPC one)."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, *, tls: TlsOptions | None = None) -> None:
         self._target = parse_http_target(target)
         self.target = self._target.url
+        self._tls = _tls_for(self._target, tls)
         self._idle: list[_Stream] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -268,7 +345,11 @@ class AsyncHttpTransport:
         t = self._target
         if t.socket_path is not None:
             return await asyncio.open_unix_connection(t.socket_path)
-        return await asyncio.open_connection(t.host, t.port)
+        if self._tls is None:
+            return await asyncio.open_connection(t.host, t.port)
+        return await asyncio.open_connection(
+            t.host, t.port, ssl=self._tls.context, server_hostname=self._tls.server_hostname
+        )
 
     async def check(self, request: CheckRequest, timeout: float) -> CheckResponse:
         if self._closed:
@@ -292,9 +373,12 @@ class AsyncHttpTransport:
             if stream is None:
                 try:
                     stream = await self._open()
-                except OSError as exc:
+                except OSError as exc:  # ssl.SSLError too: a refused handshake
+                    why = _reason(exc)
+                    if self._tls and isinstance(exc, ConnectionResetError):
+                        why = CLOSED_OVER_TLS  # asyncio's word for a close mid-handshake
                     raise ContractShieldUnavailable(
-                        f"PDP at {self.target} is unavailable ({exc.strerror or exc})"
+                        f"PDP at {self.target} is unavailable ({why})"
                     ) from exc
             reader, writer = stream
             try:
@@ -305,8 +389,13 @@ class AsyncHttpTransport:
                 if reused and isinstance(exc, OSError | asyncio.IncompleteReadError):
                     reused, stream = False, None  # an idle connection the server closed
                     continue
+                why = repr(exc)
+                if isinstance(exc, ssl.SSLError):
+                    why = _reason(exc)
+                elif self._tls and _closed_unanswered(exc):
+                    why = CLOSED_OVER_TLS
                 raise ContractShieldUnavailable(
-                    f"PDP at {self.target} dropped the connection ({exc!r})"
+                    f"PDP at {self.target} dropped the connection ({why})"
                 ) from exc
             except BaseException:  # a timeout or cancellation mid-answer: the stream is unusable
                 writer.close()

@@ -1,7 +1,13 @@
-"""TLS options for a client talking to a PDP on TCP (the server side is ``server/tls.py``)."""
+"""TLS options for a client talking to a PDP on TCP (the server side is ``server/tls.py``).
+
+One ``TlsOptions`` serves both transports: gRPC gets channel credentials (``credentials()``),
+HTTP an ``ssl.SSLContext`` (``ssl_context()``), so what is trusted, presented and checked is
+decided here once for both.
+"""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 import grpc
@@ -36,6 +42,40 @@ class TlsOptions:
         if self.server_name is None:
             return []
         return [("grpc.ssl_target_name_override", self.server_name)]
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context for ``https://`` targets, as strict as gRPC's: TLS 1.2+, the PDP's
+        certificate verified against ``ca_file`` (or the system roots) and its name checked
+        (``server_hostname(host)``); the client certificate for mTLS. The files are read now,
+        so an unreadable or broken one is ``InvalidConfig`` at construction, not per call."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.ca_file is None:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        else:
+            _read("ca_file", self.ca_file)  # names the file when it cannot be read
+            try:
+                context.load_verify_locations(cafile=self.ca_file)
+            except ssl.SSLError as exc:
+                raise InvalidConfig(
+                    f"tls.ca_file: {self.ca_file}: not a PEM CA certificate ({exc.reason or exc})"
+                ) from exc
+        if self.cert_file is not None and self.key_file is not None:
+            _read("cert_file", self.cert_file)
+            _read("key_file", self.key_file)
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file)
+            except ssl.SSLError as exc:
+                raise InvalidConfig(
+                    f"tls.cert_file: {self.cert_file}: certificate and tls.key_file "
+                    f"{self.key_file} do not load as a pair ({exc.reason or exc})"
+                ) from exc
+        return context
+
+    def server_hostname(self, host: str) -> str:
+        """The name sent as SNI and checked against the PDP's certificate (gRPC's
+        ``ssl_target_name_override`` does both as well)."""
+        return self.server_name if self.server_name is not None else host
 
 
 def _read(name: str, path: str | None) -> bytes | None:

@@ -313,7 +313,7 @@ def test_client_tls_options_refuse_half_a_setting(pki: Pki) -> None:
         TlsOptions(cert_file=str(pki.client.cert_file))
     with pytest.raises(InvalidConfig, match="TLS is for a TCP target"):
         ContractShieldClient("unix:///tmp/pdp.sock", tls=TlsOptions())
-    with pytest.raises(InvalidConfig, match="tls applies to a gRPC target"):
+    with pytest.raises(InvalidConfig, match="tls needs an https:// target"):
         ContractShieldClient("http://127.0.0.1:3100", tls=TlsOptions())
     with pytest.raises(InvalidConfig, match=r"tls\.ca_file: /nonexistent\.pem"):
         ContractShieldClient("127.0.0.1:1", tls=TlsOptions(ca_file="/nonexistent.pem"))
