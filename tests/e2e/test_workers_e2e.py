@@ -244,7 +244,16 @@ def test_a_killed_worker_loses_no_request_and_is_replaced(fleet: Fleet) -> None:
         for t in threads:
             t.join(20)
     assert not errors, errors[:3]
-    assert replaced["policyVersion"] == fleet.health()["workers"][1]["policyVersion"]
+    # The replacement read the policy file; if that changed unannounced (an earlier test put
+    # the original back without SIGHUP), the supervisor moves every worker to it. A sibling's
+    # /health entry is up to PUBLISH_INTERVAL_SECONDS old, so wait for the one version.
+    wait_for(
+        lambda: (
+            {w["policyVersion"] for w in fleet.health()["workers"]} == {replaced["policyVersion"]}
+        ),
+        "every worker on the replacement's policy version",
+        timeout=10 * PUBLISH_INTERVAL_SECONDS,
+    )
     allowed = {"admin": {403, 503}, "good": {200, 503}}
     wrong = [(kind, status) for kind, status in answers if status not in allowed[kind]]
     assert not wrong, wrong[:5]
