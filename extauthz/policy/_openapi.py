@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,11 +138,10 @@ class OpenApiLoader:
         errors: list[str] = []
         try:
             for error in cls(doc, base_uri=uri).iter_errors():
-                where = "/".join(
-                    str(p).replace("~", "~0").replace("/", "~1")
-                    for p in getattr(error, "absolute_path", ())
+                where = error_location(
+                    doc, list(getattr(error, "absolute_path", ())), getattr(error, "instance", None)
                 )
-                errors.append(f"{path}#/{where}: {getattr(error, 'message', str(error))}")
+                errors.append(f"{path}{where}: {getattr(error, 'message', str(error))}")
                 if len(errors) >= 3:
                     break
         except Exception as exc:  # the validator's walk can trip over what it reported
@@ -528,3 +527,59 @@ def policy_from_spec(spec_path: Path, spec_ref: str) -> dict[str, Any]:
     out["defaults"] = {"mode": "enforce", "unmatchedRouteAction": "block"}
     out["routes"] = routes
     return out
+
+
+def _pointer(parts: list[Any]) -> str:
+    return "#/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _at(node: Any, parts: list[Any]) -> tuple[bool, Any]:
+    """(found, value) of ``parts`` under ``node``."""
+    for p in parts:
+        in_object = isinstance(node, Mapping) and p in node
+        in_array = isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node)
+        if not (in_object or in_array):
+            return False, None
+        node = node[p]
+    return True, node
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _nodes(node: Any, parts: list[Any]) -> Iterator[tuple[list[Any], Any]]:
+    """Every object and array in the document, with its path (the document itself first)."""
+    yield parts, node
+    items = node.items() if isinstance(node, Mapping) else enumerate(node)
+    for key, value in items:
+        if isinstance(value, Mapping | list):
+            yield from _nodes(value, [*parts, key])
+
+
+def error_location(doc: Any, parts: list[Any], instance: Any) -> str:
+    """Where in ``doc`` an openapi-spec-validator error is, as ``#/json/pointer``.
+
+    The validator checks each schema (under ``components`` or an operation) in a run of its
+    own and reports a problem there by its path *inside that schema*
+    (``properties/x/pattern``), which read from the document's root points elsewhere or
+    nowhere. A path that leads somewhere from the root is taken as it is (the validator's own
+    reports, and a ``$ref`` it followed, whose value is the target's); one that leads nowhere
+    is looked for, with the reported value at its end, under every object of the document:
+    one match is the place; several are named (up to three); none, and the path is said to
+    be relative to a schema the validator did not name.
+    """
+    if not parts or _at(doc, parts)[0]:
+        return _pointer(parts)
+    matches = []
+    for prefix, node in _nodes(doc, []):
+        hit, value = _at(node, parts)
+        if hit and _same(value, instance):
+            matches.append(_pointer([*prefix, *parts]))
+    if len(matches) == 1:
+        return matches[0]
+    relative = _pointer(parts)[1:]  # "/properties/x/pattern"
+    if matches:
+        shown = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
+        return f" (one of {len(matches)} places: {shown}; the validator named only {relative})"
+    return f" (in a schema the validator did not name, at {relative})"

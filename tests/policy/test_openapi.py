@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,6 +199,81 @@ def test_broken_document_or_pointer_is_refused(tmp_path: Path, ref: str, fragmen
     path, reason = errors[0]
     assert path == "routes[0].contract.openapiRef"
     assert fragment in reason, reason
+
+
+BAD_COMPONENT = """\
+openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /a:
+    post:
+      requestBody:
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/A'}
+      responses: {'200': {description: ok}}
+components:
+  schemas:
+    A:
+      type: object
+      properties:
+        x: {type: string, pattern: 5}
+"""
+
+
+def test_a_bad_component_schema_is_named_where_it_is(tmp_path: Path) -> None:
+    """openapi-spec-validator reports an error inside a component schema by its path in that
+    schema (``/properties/x/pattern``); the refusal names the place in the document."""
+    (tmp_path / "bad.yaml").write_text(BAD_COMPONENT)
+    text = """
+    policyVersion: "0.1"
+    routes:
+      - id: r
+        match: {method: POST, path: /a}
+        contract: {openapiRef: "./bad.yaml#/paths/~1a/post"}
+    """
+    ((path, reason),) = _refused(tmp_path, text)
+    assert path == "routes[0].contract.openapiRef"
+    assert "bad.yaml#/components/schemas/A/properties/x/pattern: 5 is not of type 'string'" in (
+        reason
+    ), reason
+    assert "bad.yaml#/properties/x/pattern" not in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("parts", "instance", "expected"),
+    [
+        (["components", "schemas", "A", "type"], "object", "#/components/schemas/A/type"),
+        (["properties", "x", "pattern"], 5, "#/components/schemas/A/properties/x/pattern"),
+        (["properties", "y", "minLength"], -1,
+         " (one of 2 places: #/components/schemas/B/properties/y/minLength, "
+         "#/components/schemas/C/properties/y/minLength; the validator named only "
+         "/properties/y/minLength)"),
+        (["properties", "x", "pattern"], "5",
+         " (in a schema the validator did not name, at /properties/x/pattern)"),
+        (["items", 0, "type"], "nope", "#/components/schemas/D/items/0/type"),
+        ([], None, "#/"),
+        # a $ref the validator followed: the path is the referring place, the value the target's
+        (["components", "schemas", "A", "type"], {"type": "x"}, "#/components/schemas/A/type"),
+    ],
+    ids=["from-the-root", "inside-one-schema", "ambiguous", "nowhere", "array-index", "root",
+         "resolves-with-another-value"],
+)  # fmt: skip
+def test_error_location(parts: list[Any], instance: Any, expected: str) -> None:
+    from extauthz.policy._openapi import error_location
+
+    bad = {"type": "object", "properties": {"y": {"minLength": -1}}}
+    doc = {
+        "components": {
+            "schemas": {
+                "A": {"type": "object", "properties": {"x": {"type": "string", "pattern": 5}}},
+                "B": bad,
+                "C": {**bad},
+                "D": {"items": [{"type": "nope"}]},
+            }
+        }
+    }
+    assert error_location(doc, parts, instance) == expected
 
 
 def test_contract_rule_config_reaches_openapi_ref(tmp_path: Path) -> None:
