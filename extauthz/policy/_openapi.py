@@ -166,7 +166,7 @@ class OpenApiLoader:
             elif isinstance(node, list) and p.isdigit() and int(p) < len(node):
                 node = node[int(p)]
             else:
-                at = "/" + "/".join(x.replace("~", "~0").replace("/", "~1") for x in parts[:depth])
+                at = "/" + "/".join(_escape(x) for x in parts[:depth])
                 raise OpenApiProblem(f"{path}#{pointer}: no {p!r} under {at if depth else '/'}")
         base = path.as_uri()
         if len(parts) == 3 and parts[0] == "paths" and parts[2] in HTTP_METHODS:
@@ -197,8 +197,7 @@ class OpenApiLoader:
                     chosen.append((media, mt["schema"]))
             if chosen:
                 media, raw = chosen[0]
-                esc = media.replace("~", "~0").replace("/", "~1")
-                at = f"{body_where}/content/{esc}/schema"
+                at = f"{body_where}/content/{_escape(media)}/schema"
                 body_schema = bundler.bundle(raw, body_base, at)
                 for other, raw2 in chosen[1:]:
                     if bundler.bundle(raw2, body_base, at) != body_schema:
@@ -530,7 +529,7 @@ def policy_from_spec(spec_path: Path, spec_ref: str) -> dict[str, Any]:
 
 
 def _pointer(parts: list[Any]) -> str:
-    return "#/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    return "#/" + "/".join(_escape(str(p)) for p in parts)
 
 
 def _at(node: Any, parts: list[Any]) -> tuple[bool, Any]:
