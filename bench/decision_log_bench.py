@@ -32,12 +32,12 @@ from google.protobuf import json_format  # noqa: E402
 
 from extauthz.context import RequestContext  # noqa: E402
 from extauthz.decision import ALLOW, BLOCK  # noqa: E402
-from extauthz.metrics import Metrics  # noqa: E402
 from extauthz.policy import load_policy  # noqa: E402
 from extauthz.server.config import ServerConfig  # noqa: E402
 from extauthz.server.decide import decide_now  # noqa: E402
 from extauthz.server.decision_log import DecisionLog, DecisionLogSettings  # noqa: E402
 from extauthz.server.grpc_service import AuthorizationServicer  # noqa: E402
+from extauthz.server.metrics import Metrics  # noqa: E402
 from extauthz.server.state import ServerState, StaticPolicySource  # noqa: E402
 
 GOOD = {"licenseKey": "ABCD-1234-EFGH-5678", "deviceId": "device-42", "tenantId": "acme"}

@@ -41,7 +41,7 @@ _LAZY = {
     "evaluate_async": "extauthz.engine",
     "load_policy": "extauthz.policy",
     "load_policy_text": "extauthz.policy",
-    "PolicyHotReloader": "extauthz.reload",
+    "PolicyHotReloader": "extauthz.policy.reload",
     "RedisReplayStore": "extauthz.replay_redis",
 }
 

@@ -99,7 +99,7 @@ def make_policy_source(
     if not isinstance(policy, str) and not hasattr(policy, "__fspath__"):
         return FixedPolicy(policy), None  # type: ignore[arg-type]
     if hot_reload:
-        from ..reload import PolicyHotReloader
+        from ..policy.reload import PolicyHotReloader
 
         reloader = PolicyHotReloader(policy)  # type: ignore[arg-type]
         reloader.start()

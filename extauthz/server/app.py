@@ -25,7 +25,6 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from .._exceptions import InvalidConfig
-from ..metrics import MeteredReplayStore, Metrics
 from . import decision_log, heap, tracing, workers
 from . import socket as unix_socket
 from .config import ServerConfig
@@ -33,6 +32,7 @@ from .grpc_service import AuthorizationServicer
 from .health import HealthWatcher
 from .http_api import HttpApi
 from .http_server import HttpServer
+from .metrics import MeteredReplayStore, Metrics
 from .state import ServerState
 from .tls import TlsFiles, TlsReloader
 
@@ -49,7 +49,7 @@ TLS_WATCH_SECONDS = 1.0  # how often the HTTP listener looks for new TLS files
 def build_state(config: ServerConfig) -> ServerState:
     """Load the policy (raises ``InvalidPolicy``), start hot reload, create the replay store."""
     from ..engine import InMemoryReplayStore
-    from ..reload import PolicyHotReloader
+    from ..policy.reload import PolicyHotReloader
 
     if not config.policy_path:
         from .._exceptions import InvalidConfig

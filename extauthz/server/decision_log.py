@@ -42,8 +42,8 @@ from .log_sinks import HttpBatchHandler, SinkSpec, make_handler, parse_sinks
 if TYPE_CHECKING:
     from ..context import RequestContext
     from ..decision import Decision, RuleHit
-    from ..metrics import Metrics
     from .config import ServerConfig
+    from .metrics import Metrics
 
 DEFAULT_HEADERS = "user-agent,content-type,content-length,x-forwarded-for"
 MAX_BODY_CHARS = 4096

@@ -36,12 +36,12 @@ from .._json import COMPACT_ASCII
 from ..context import RequestContext
 from ..decision import Decision
 from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
-from ..metrics import CONTENT_TYPE_LATEST
 from . import evaluate_api
 from .decide import Outcome, decide, decide_now
 from .grpc_service import AuthorizationServicer
 from .health import health_report, readiness
 from .http_authz import AUTHZ_PREFIX, HttpAuthorization
+from .metrics import CONTENT_TYPE_LATEST
 from .state import ServerState
 
 Answer = HttpOut | Awaitable[HttpOut]

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .config import ServerConfig
 
 if TYPE_CHECKING:
-    from ..metrics import Metrics
     from ..policy import CompiledPolicy
+    from .metrics import Metrics
 
 
 @runtime_checkable

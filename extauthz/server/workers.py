@@ -338,7 +338,7 @@ class Supervisor:
         self._hup = True
 
     def run(self) -> int:
-        from ..reload import PolicyHotReloader
+        from ..policy.reload import PolicyHotReloader
 
         assert self.config.policy_path is not None
         self.check_ports()

@@ -31,9 +31,9 @@ FORBIDDEN = (
     "extauthz.engine",
     "extauthz.policy",
     "extauthz.server",
-    "extauthz.reload",
+    "extauthz.policy.reload",
     "extauthz.envoy",
-    "extauthz.metrics",
+    "extauthz.server.metrics",
 )
 # Third-party top-level packages the client may load: grpcio (which itself imports
 # grpc_health when grpcio-health-checking happens to be installed), xds-protos and its proto

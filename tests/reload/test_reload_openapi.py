@@ -8,7 +8,7 @@ from pathlib import Path
 from reload_helpers import wait_for, write_atomic
 
 from extauthz.engine import evaluate
-from extauthz.reload import PolicyHotReloader
+from extauthz.policy.reload import PolicyHotReloader
 from tests.engine.conftest import build_ctx
 
 DATA = Path(__file__).resolve().parents[1] / "policy" / "data" / "openapi"

@@ -22,7 +22,7 @@ from reload_helpers import (
 
 from extauthz import InvalidPolicy
 from extauthz.engine import evaluate
-from extauthz.reload import PolicyHotReloader
+from extauthz.policy.reload import PolicyHotReloader
 
 FAST_MS = 200  # short debounce so the suite stays quick; the default is tested separately
 

@@ -229,7 +229,7 @@ async def test_internal_error_is_a_json_500_with_an_error_id(start_inproc, free_
 
 
 async def test_unexpected_handler_failure_is_a_json_500(start_inproc, free_port) -> None:  # type: ignore[no-untyped-def]
-    from extauthz.metrics import Metrics
+    from extauthz.server.metrics import Metrics
 
     class BrokenExposition(Metrics):
         def exposition(self) -> bytes:

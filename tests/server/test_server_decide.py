@@ -12,11 +12,11 @@ from _server_support import DEMO_POLICY, check_request, stripe_event, stripe_hea
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
 from extauthz.envoy.request import AdapterOptions, check_request_to_context
-from extauthz.metrics import MeteredReplayStore
 from extauthz.server.app import build_state
 from extauthz.server.config import ServerConfig
 from extauthz.server.decide import Outcome, decide, decide_now
 from extauthz.server.grpc_service import AuthorizationServicer
+from extauthz.server.metrics import MeteredReplayStore
 from extauthz.server.state import ServerState
 
 

@@ -17,7 +17,6 @@ from extauthz._exceptions import InvalidConfig
 from extauthz.context import RequestContext
 from extauthz.decision import ALLOW, BLOCK, MONITOR, Decision, DecisionMetadata, RuleHit
 from extauthz.devstack import free_port
-from extauthz.metrics import Metrics
 from extauthz.server.config import ServerConfig
 from extauthz.server.decision_log import (
     DecisionLog,
@@ -26,6 +25,7 @@ from extauthz.server.decision_log import (
     redact,
 )
 from extauthz.server.log_sinks import HttpBatchHandler, SinkSpec, parse_sinks
+from extauthz.server.metrics import Metrics
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNob3VsZC1uZXZlci1sZWFr"
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.parser import text_string_to_metric_families
 
 from extauthz import ReplayStoreUnavailable
-from extauthz.metrics import LATENCY_BUCKETS, MeteredReplayStore, Metrics
+from extauthz.server.metrics import LATENCY_BUCKETS, MeteredReplayStore, Metrics
 
 
 @dataclass(frozen=True)

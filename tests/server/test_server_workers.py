@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from extauthz._exceptions import InvalidConfig
-from extauthz.metrics import Metrics
 from extauthz.server.config import ServerConfig
+from extauthz.server.metrics import Metrics
 from extauthz.server.workers import (
     merge_expositions,
     parse_workers,

@@ -30,7 +30,7 @@ from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from ._exceptions import ContractShieldError, ContractShieldTimeout, ReplayStoreUnavailable
+from .._exceptions import ContractShieldError, ContractShieldTimeout, ReplayStoreUnavailable
 
 UNMATCHED = "unmatched"
 # Decisions take tens of microseconds to a few milliseconds; Envoy gives up at 200 ms.

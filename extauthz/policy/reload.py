@@ -49,14 +49,14 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from ._exceptions import InvalidPolicy, PolicyProblem
+from .._exceptions import InvalidPolicy, PolicyProblem
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver, ObservedWatch
 
-    from .policy import CompiledPolicy
+    from . import CompiledPolicy
 
-log = logging.getLogger("extauthz.reload")
+log = logging.getLogger("extauthz.reload")  # the name operators filter on (docs)
 
 DEFAULT_DEBOUNCE_MS = 500
 # A directory that never stops changing (a log file next to the policy) must not postpone
@@ -118,7 +118,7 @@ class PolicyHotReloader:
         if debounce_ms < 0:
             raise ValueError("debounce_ms must not be negative")
         if loader is None:
-            from .policy import load_policy
+            from . import load_policy
 
             loader = load_policy
         self.path = Path(os.path.abspath(path))
