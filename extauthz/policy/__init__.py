@@ -13,13 +13,18 @@ from pathlib import Path
 from .._exceptions import InvalidPolicy, PolicyProblem
 from ..engine.model import CompiledPolicy
 from ._compile import compile_document
-from ._loader import parse_document
+from ._loader import MAX_DOCUMENT_BYTES, parse_document
 
 __all__ = ["CompiledPolicy", "load_policy", "load_policy_bytes", "load_policy_text"]
 
 
-def load_policy(path: str | os.PathLike[str]) -> CompiledPolicy:
-    """Load, validate and compile a policy file (YAML or JSON); raise ``InvalidPolicy``."""
+def load_policy(
+    path: str | os.PathLike[str], *, max_document_bytes: int = MAX_DOCUMENT_BYTES
+) -> CompiledPolicy:
+    """Load, validate and compile a policy file (YAML or JSON); raise ``InvalidPolicy``.
+
+    ``max_document_bytes``: the size limit of each OpenAPI document or schema file it reads.
+    """
     p = Path(path)
     source = str(path)
     try:
@@ -32,7 +37,9 @@ def load_policy(path: str | os.PathLike[str]) -> CompiledPolicy:
         raise InvalidPolicy(
             [PolicyProblem(source, "", f"policy file cannot be read: {exc.strerror or exc}")]
         ) from None
-    policy = load_policy_bytes(data, source=source, base_dir=p.resolve().parent)
+    policy = load_policy_bytes(
+        data, source=source, base_dir=p.resolve().parent, max_document_bytes=max_document_bytes
+    )
     return _with_policy_file(policy, p.resolve())
 
 
@@ -44,7 +51,12 @@ def load_policy_text(
 
 
 def load_policy_bytes(
-    data: bytes, *, source: str = "<string>", base_dir: Path | None = None, sealed: bool = False
+    data: bytes,
+    *,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    sealed: bool = False,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> CompiledPolicy:
     """Load a policy from bytes; ``sealed`` refuses schema files and environment secrets
     (a policy that came from a caller, see ``compile_document``)."""
@@ -52,7 +64,12 @@ def load_policy_bytes(
     if problems:
         raise InvalidPolicy(problems)
     policy, problems = compile_document(
-        doc, source=source, base_dir=base_dir or Path.cwd(), policy_bytes=data, sealed=sealed
+        doc,
+        source=source,
+        base_dir=base_dir or Path.cwd(),
+        policy_bytes=data,
+        sealed=sealed,
+        max_document_bytes=max_document_bytes,
     )
     if policy is None:
         raise InvalidPolicy(problems)

@@ -29,7 +29,7 @@ from referencing.jsonschema import DRAFT202012
 
 from ..engine.contract import SchemaProblem, compile_validator
 from ..engine.parameters import Parameter, ParameterChecks
-from ._loader import parse_schema_file
+from ._loader import DOCUMENT_LIMIT_SETTING, MAX_DOCUMENT_BYTES, parse_schema_file, size_problem
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -97,8 +97,10 @@ class OpenApiLoader:
         except OSError as exc:
             raise OpenApiProblem(f"{path}: cannot be read: {exc.strerror or exc}") from None
         if len(data) > self.max_bytes:
-            raise OpenApiProblem(f"{path}: larger than {self.max_bytes} bytes")
-        doc, error = parse_schema_file(data, str(path))
+            raise OpenApiProblem(
+                f"{path}: {size_problem(len(data), self.max_bytes, DOCUMENT_LIMIT_SETTING)}"
+            )
+        doc, error = parse_schema_file(data, str(path), max_bytes=self.max_bytes)
         if error is not None:
             raise OpenApiProblem(f"{path}: {error}")
         self.files[path] = data
@@ -498,9 +500,11 @@ def spec_routes(
     return routes
 
 
-def policy_from_spec(spec_path: Path, spec_ref: str) -> dict[str, Any]:
+def policy_from_spec(
+    spec_path: Path, spec_ref: str, max_bytes: int = MAX_DOCUMENT_BYTES
+) -> dict[str, Any]:
     """An editable policy for a spec (``extauthz policy from-openapi``): one route each."""
-    loader = OpenApiLoader(spec_path.parent, 64 * 1024 * 1024)
+    loader = OpenApiLoader(spec_path.parent, max_bytes)
     doc, _ = loader.document(spec_path)
     routes = []
     for method, path, op in operations(doc):
