@@ -94,6 +94,7 @@ _WORDS = [
     "column",
     "card",
 ]
+_WORDS = list(dict.fromkeys(_WORDS))  # distinct, in order
 
 
 class _Gen:
@@ -102,6 +103,10 @@ class _Gen:
 
     def word(self) -> str:
         return self.r.choice(_WORDS)
+
+    def words(self, n: int) -> list[str]:
+        """``n`` distinct words (an ``enum`` must not repeat itself)."""
+        return self.r.sample(_WORDS, n)
 
     def name(self, n: int = 2) -> str:
         return "_".join(self.word() for _ in range(n))
@@ -157,7 +162,7 @@ def stripe_like(
             one: dict[str, Any] = {"get": _stripe_get_one(g, res, target)}
             n += 1
             if n < operations and k % 2 == 0:
-                one["post"] = _stripe_create(g, f"{res}_update", target, False)
+                one["post"] = _stripe_create(g, f"{res}_update", target, False, res[:-1])
                 n += 1
             if n < operations and k % 3 == 0:
                 one["delete"] = _stripe_delete(g, res)
@@ -210,7 +215,7 @@ def _stripe_component(g: _Gen, name: str, i: int, names: list[str]) -> dict[str,
             props[p] = {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"},
                         "description": g.text(5, 15)}  # fmt: skip
         elif roll < 0.5:
-            props[p] = {"type": "string", "enum": [g.word() for _ in range(g.r.randint(2, 6))],
+            props[p] = {"type": "string", "enum": g.words(g.r.randint(2, 6)),
                         "nullable": g.r.random() < 0.3, "description": g.text(3, 10)}  # fmt: skip
         elif roll < 0.7:
             props[p] = {"type": "integer", "nullable": g.r.random() < 0.3,
@@ -410,7 +415,7 @@ def _form_property(g: _Gen, depth: int) -> dict[str, Any]:
     if roll < 0.3:
         return {"type": "boolean", "description": g.text(5, 20)}
     if roll < 0.45:
-        return {"type": "string", "enum": [g.word() for _ in range(g.r.randint(2, 5))],
+        return {"type": "string", "enum": g.words(g.r.randint(2, 5)),
                 "description": g.text(5, 20)}  # fmt: skip
     if roll < 0.6 and depth < 3:
         sub = {g.name(): _form_property(g, depth + 1) for _ in range(g.r.randint(2, 7))}
@@ -426,7 +431,9 @@ def _form_property(g: _Gen, depth: int) -> dict[str, Any]:
     return {"type": "string", "maxLength": 5000, "description": g.text(6, 30)}
 
 
-def _stripe_create(g: _Gen, res: str, target: str, multipart: bool) -> dict[str, Any]:
+def _stripe_create(
+    g: _Gen, res: str, target: str, multipart: bool, path_param: str | None = None
+) -> dict[str, Any]:
     props: dict[str, Any] = {
         "expand": {"description": "Specifies which fields in the response should be expanded.",
                    "items": {"maxLength": 5000, "type": "string"}, "type": "array"},
@@ -449,7 +456,7 @@ def _stripe_create(g: _Gen, res: str, target: str, multipart: bool) -> dict[str,
         props["file"] = {"description": g.text(5, 20), "format": "binary", "type": "string"}
         props["purpose"] = {"enum": ["dispute_evidence", "identity_document"], "type": "string"}
         encoding = {k: {"explode": True, "style": "deepObject"} for k in ("expand", "metadata")}
-    return {
+    op: dict[str, Any] = {
         "description": g.text(10, 50),
         "operationId": f"Post{_camel(res)}",
         "requestBody": {
@@ -476,6 +483,17 @@ def _stripe_create(g: _Gen, res: str, target: str, multipart: bool) -> dict[str,
             "default": _error_response(),
         },
     }
+    if path_param is not None:
+        op["parameters"] = [
+            {
+                "in": "path",
+                "name": path_param,
+                "required": True,
+                "schema": {"maxLength": 5000, "type": "string"},
+                "style": "simple",
+            }
+        ]
+    return op
 
 
 def _camel(text: str) -> str:
@@ -603,7 +621,7 @@ def _github_component(g: _Gen, i: int, names: list[str]) -> dict[str, Any]:
         else:
             props[p] = {
                 "type": "string",
-                "enum": [g.word() for _ in range(3)],
+                "enum": g.words(3),
                 "description": g.text(3, 12),
             }
     return {
@@ -663,7 +681,7 @@ def _github_op(
             elif roll < 0.45:
                 props[p] = {"type": "boolean", "default": False, "description": g.text(5, 20)}
             elif roll < 0.6:
-                props[p] = {"type": "string", "enum": [g.word() for _ in range(3)],
+                props[p] = {"type": "string", "enum": g.words(3),
                             "description": g.text(5, 20)}  # fmt: skip
             elif roll < 0.75:
                 props[p] = {"type": "array", "items": {"type": "string"},

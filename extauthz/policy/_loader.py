@@ -10,8 +10,9 @@ took 9.5 s). ``_fast_yaml`` builds the same objects straight from libyaml's C ev
 (~0.1 s per MB): it resolves each plain scalar with the loader's own resolver and constructor
 (cached per distinct text), and gives up (``_Slow``) on anything it does not handle the plain
 way: an anchor, an alias, an explicit tag, a merge key, a duplicate or non-string key, a second
-document, nesting deeper than 100, a tab outside a quoted or block scalar (libyaml takes some
-tabs as separators that the exact reader refuses), any libyaml error. Then the exact reader runs, so every refusal keeps its message and
+document, nesting deeper than 100, a tab outside a quoted or block scalar and a block scalar
+header the exact reader would not take (libyaml is more lenient with tabs and comments there),
+any libyaml error. Then the exact reader runs, so every refusal keeps its message and
 its line and column. ``tests/policy/test_yaml_reader.py`` holds both to the same answers over
 a corpus of odd documents (``FAST_YAML = False`` reads everything the exact way).
 """
@@ -89,6 +90,12 @@ _PLAIN = (True, False)
 _MAX_DEPTH = 100
 _TAB = re.compile("\t")
 _CONTENT_STYLES = frozenset({'"', "'", "|", ">"})
+# A block scalar's header as the exact reader takes it: indicators, then only spaces, a
+# comment after at least one space, and the line's end.
+_BREAKS = "\r\n\x85\u2028\u2029"
+_BLOCK_HEADER = re.compile(
+    f"[|>](?:[-+][1-9]?|[1-9][-+]?)?(?: +(?:#[^{_BREAKS}]*)?)?(?:[{_BREAKS}]|\\Z)"
+)
 
 
 def _plain_scalar(value: str, cache: dict[str, Any]) -> Any:
@@ -134,6 +141,10 @@ def _fast_yaml(text: str) -> Any:
                     item = cache[value] if value in cache else _plain_scalar(value, cache)
                 else:
                     item = event.value
+                if (event.style == "|" or event.style == ">") and not _BLOCK_HEADER.match(
+                    text, event.start_mark.index
+                ):
+                    raise _Slow  # libyaml takes "|#c" and "|\t"; the exact reader refuses them
                 if t < len(tabs) and event.style in _CONTENT_STYLES:
                     if tabs[t] < event.start_mark.index:
                         raise _Slow

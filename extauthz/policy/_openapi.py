@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
@@ -29,6 +30,7 @@ from referencing.jsonschema import DRAFT202012
 
 from ..engine.contract import SchemaProblem, compile_validator
 from ..engine.parameters import Parameter, ParameterChecks
+from . import _openapi_check
 from ._loader import DOCUMENT_LIMIT_SETTING, MAX_DOCUMENT_BYTES, parse_schema_file, size_problem
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -128,18 +130,17 @@ class OpenApiLoader:
             )
         dialect = version[:3]
         if uri not in self._validated:
-            self._validate(doc, uri, path, dialect)
+            if not _openapi_check.accepts(doc, dialect):
+                self._validate(doc, uri, path, dialect)
             self._validated.add(uri)
         return doc, dialect
 
     @staticmethod
     def _validate(doc: Any, uri: str, path: Path, dialect: str) -> None:
-        from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
-
-        cls = OpenAPIV30SpecValidator if dialect == "3.0" else OpenAPIV31SpecValidator
+        """openapi-spec-validator itself: its errors (the first three) refuse the document."""
         errors: list[str] = []
         try:
-            for error in cls(doc, base_uri=uri).iter_errors():
+            for error in _spec_validator(dialect)(doc, base_uri=uri).iter_errors():
                 where = error_location(
                     doc, list(getattr(error, "absolute_path", ())), getattr(error, "instance", None)
                 )
@@ -149,6 +150,8 @@ class OpenApiLoader:
         except Exception as exc:  # the validator's walk can trip over what it reported
             if not errors:
                 errors.append(f"{path}: not a valid OpenAPI {dialect} document ({exc!r})")
+        finally:
+            _forget_validated()
         if errors:
             raise OpenApiProblem("; ".join(errors))
 
@@ -272,6 +275,40 @@ class OpenApiLoader:
             cache[key] = validate
         required = bool(p.get("required", loc == "path"))
         return Parameter(name, loc, required, kind, item_kind, sep, validate)
+
+
+@lru_cache(maxsize=2)
+def _spec_validator(dialect: str) -> type[Any]:
+    """The validator class, its document check pinned to ``jsonschema``.
+
+    Left to itself, openapi-spec-validator checks the document with ``jsonschema-rs`` whenever
+    that is installed (we install it), and words its errors differently; a refusal's text and
+    place stay what they were with the Python backend.
+    """
+    from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
+    from openapi_spec_validator.schemas import schema_v30, schema_v31
+    from openapi_spec_validator.schemas.backend.jsonschema import create_validator
+
+    base = OpenAPIV30SpecValidator if dialect == "3.0" else OpenAPIV31SpecValidator
+    schema = dict(schema_v30 if dialect == "3.0" else schema_v31)
+    return type(base.__name__, (base,), {"schema_validator": create_validator(schema)})
+
+
+def _forget_validated() -> None:
+    """Empty openapi-spec-validator's ``iter_errors`` cache (unbounded, keyed by validator).
+
+    It keeps every validator it ran, and with it the whole document: ~47 MB per reload of
+    Stripe's description, never given back.
+    """
+    from openapi_spec_validator.validation.validators import SpecValidator
+
+    fn: Any = SpecValidator.iter_errors
+    for _ in range(8):
+        if hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+        fn = getattr(fn, "__wrapped__", None)
+        if fn is None:
+            return
 
 
 def _type(schema: Any) -> str:
