@@ -30,6 +30,8 @@ from typing import Any
 
 import fastjsonschema
 import jsonschema
+from fastjsonschema.draft07 import CodeGeneratorDraft07
+from fastjsonschema.ref_resolver import RefResolver
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
@@ -68,20 +70,28 @@ class SchemaProblem(ValueError):
     """A schema that cannot be used: invalid, remote ``$ref``, ..."""
 
 
+def _is_map(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, without the ABC machinery for the usual plain dict."""
+    return type(value) is dict or (type(value) is not list and isinstance(value, Mapping))
+
+
 def subschemas(schema: Mapping[str, Any]) -> list[Any]:
     out: list[Any] = []
+    get = schema.get
     for key in _SCHEMA_MAPS:
-        value = schema.get(key)
-        if isinstance(value, Mapping):
+        value = get(key)
+        if value is not None and _is_map(value):
             out.extend(value.values())
     for key in _SCHEMA_ONE:
-        value = schema.get(key)
-        if isinstance(value, Mapping):
+        value = get(key)
+        if value is None:
+            continue
+        if _is_map(value):
             out.append(value)
         elif key == "items" and isinstance(value, list):
             out.extend(value)
     for key in _SCHEMA_LISTS:
-        value = schema.get(key)
+        value = get(key)
         if isinstance(value, list):
             out.extend(value)
     return out
@@ -92,16 +102,19 @@ def _iter_schemas(schema: Any) -> list[Mapping[str, Any]]:
     stack = [schema]
     while stack:
         s = stack.pop()
-        if isinstance(s, Mapping):
+        if _is_map(s):
             found.append(s)
             stack.extend(subschemas(s))
     return found
 
 
-def fast_compatible(schema: Any) -> bool:
-    """True when fastjsonschema (draft 7) reads every keyword the way 2020-12 does."""
-    for s in _iter_schemas(schema):
-        keys = set(s)
+def fast_compatible(schema: Any, nodes: list[Mapping[str, Any]] | None = None) -> bool:
+    """True when fastjsonschema (draft 7) reads every keyword the way 2020-12 does.
+
+    ``nodes``: ``_iter_schemas(schema)``, when the caller has it already.
+    """
+    for s in _iter_schemas(schema) if nodes is None else nodes:
+        keys = s.keys()
         if not keys <= _DRAFT7_SAFE:
             return False
         if isinstance(s.get("items"), list):
@@ -113,10 +126,13 @@ def fast_compatible(schema: Any) -> bool:
     return True
 
 
-def check_schema(schema: Any, metaschema: MetaschemaChecks | None = None) -> None:
+def check_schema(
+    schema: Any, metaschema: MetaschemaChecks | None = None
+) -> list[Mapping[str, Any]]:
     """Raise ``SchemaProblem`` unless ``schema`` is a usable 2020-12 schema.
 
     ``metaschema``: the load's shared metaschema verdicts (same result, see ``metaschema``).
+    Returns the schema's (sub)schema objects, ``_iter_schemas(schema)``.
     """
     if not isinstance(schema, Mapping | bool):
         raise SchemaProblem("a JSON Schema must be an object or a boolean")
@@ -128,17 +144,36 @@ def check_schema(schema: Any, metaschema: MetaschemaChecks | None = None) -> Non
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         raise SchemaProblem(f"invalid JSON Schema at '/{where}': {exc.message}") from None
-    for s in _iter_schemas(schema):
+    nodes = _iter_schemas(schema)
+    for s in nodes:
         ref = s.get("$ref")
         if isinstance(ref, str) and not ref.startswith("#"):
             raise SchemaProblem(f"$ref {ref!r}: only local references ('#/...') are supported")
         if "$dynamicRef" in s:
             raise SchemaProblem("$dynamicRef is not supported")
-    for pointer, pattern in schema_patterns(schema):
-        try:
+    try:
+        for pattern in _patterns(nodes):
             compile_pattern(pattern)
-        except UnsupportedPattern as exc:
-            raise SchemaProblem(f"schema regex at '{pointer}': {exc}") from None
+    except UnsupportedPattern:
+        for pointer, pattern in schema_patterns(schema):  # the first in the usual order
+            try:
+                compile_pattern(pattern)
+            except UnsupportedPattern as exc:
+                raise SchemaProblem(f"schema regex at '{pointer}': {exc}") from None
+    return nodes
+
+
+def _patterns(nodes: list[Mapping[str, Any]]) -> set[str]:
+    """The ``pattern``s and ``patternProperties`` keys of ``nodes`` (no pointers: cheap)."""
+    found: set[str] = set()
+    for s in nodes:
+        pattern = s.get("pattern")
+        if isinstance(pattern, str):
+            found.add(pattern)
+        pp = s.get("patternProperties")
+        if pp is not None and _is_map(pp):
+            found.update(k for k in pp if isinstance(k, str))
+    return found
 
 
 def _pointer(parts: tuple[str | int, ...]) -> str:
@@ -181,21 +216,92 @@ Validator = Callable[[Any], str | None]
 def compile_validator(
     schema: Any, *, engine: str = "auto", metaschema: MetaschemaChecks | None = None
 ) -> tuple[Validator, str]:
-    """Return (validate, engine name); ``validate(instance)`` gives an error text or None."""
-    check_schema(schema, metaschema)
-    use_fast = engine == "fastjsonschema" or (engine == "auto" and fast_compatible(schema))
+    """Return (validate, engine name); ``validate(instance)`` gives an error text or None.
+
+    ``metaschema``: the load's shared schema work; a schema met again in the same load (an
+    empty form body on two hundred operations) gets the validator compiled the first time.
+    """
+    key = None
+    if metaschema is not None and isinstance(schema, dict):
+        key = (engine, repr(schema))  # equal reprs of plain JSON values: equal schemas
+        known = metaschema.validators.get(key)
+        if known is not None:
+            return known
+    nodes = check_schema(schema, metaschema)
+    compiled = _compile_validator(schema, engine, nodes)
+    if key is not None and metaschema is not None:
+        metaschema.validators[key] = compiled
+    return compiled
+
+
+def _compile_validator(
+    schema: Any, engine: str, nodes: list[Mapping[str, Any]]
+) -> tuple[Validator, str]:
+    use_fast = engine == "fastjsonschema" or (engine == "auto" and fast_compatible(schema, nodes))
     if use_fast and isinstance(schema, Mapping):
-        draft7 = copy.deepcopy(dict(schema))
+        draft7 = _private_copy(schema)
         draft7["$schema"] = "http://json-schema.org/draft-07/schema#"
         draft7.pop("$id", None)
         try:
-            fn = fastjsonschema.compile(draft7, use_default=False, use_formats=True)
+            if LEAN_CODE:
+                fn = _lean_compile(draft7)
+            else:
+                fn = fastjsonschema.compile(draft7, use_default=False, use_formats=True)
         except (fastjsonschema.JsonSchemaDefinitionException, re.error, ValueError):
             fn = None
-        if fn is not None and _use_linear_regexes(fn, schema):
+        if fn is not None and _use_linear_regexes(fn, _patterns(nodes)):
             return _fast(fn), "fastjsonschema"
     validator = LinearDraft202012Validator(schema, format_checker=FormatChecker())
     return _slow(validator), "jsonschema"
+
+
+def _private_copy(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy fastjsonschema may write into.
+
+    Its resolver rewrites every ``$ref`` to ``urljoin(scope, ref)``; the scope stays empty
+    (the root's ``$id`` is dropped, nested ones are not fast-compatible) unless a dict below
+    carries an ``id``/``$id`` string, and ``urljoin("", ref)`` is ``ref``: so without such a
+    key the writes change nothing and the root's copy is enough (a deep copy of a Stripe body
+    is ~1 ms).
+    """
+    text = repr(schema)
+    if "'id'" in text or "'$id'" in text:
+        return copy.deepcopy(dict(schema))
+    return dict(schema)
+
+
+# The seam for ``_lean_compile``: False compiles with ``fastjsonschema.compile`` as before.
+LEAN_CODE = True
+
+
+class _LeanDraft07(CodeGeneratorDraft07):
+    """fastjsonschema's draft-07 code, each ``raise`` carrying only its message.
+
+    By default every generated ``raise`` also carries the failing value, the rule and the
+    whole sub-schema written out as a literal (``detailed_exceptions``): for a Stripe body
+    that is half the generated code, and rendering it half the compile time. A contract reads
+    only ``message``; fastjsonschema's own ``detailed_exceptions=False`` would also drop the
+    dynamic part of two messages (which keys are missing, how many ``oneOf`` branches match),
+    so this keeps the message exactly and drops the rest.
+    """
+
+    def exc(self, msg: str, *args: Any, append_to_msg: str | None = None, rule: Any = None) -> None:
+        arg = '"' + msg + '"'
+        if append_to_msg:
+            arg += " + (" + append_to_msg + ")"
+        self.l("raise JsonSchemaValueException(" + arg + ")", *args)
+
+
+def _lean_compile(definition: dict[str, Any]) -> Callable[[Any], Any]:
+    """``fastjsonschema.compile(definition, use_default=False)`` with ``_LeanDraft07``."""
+    resolver = RefResolver.from_schema(definition, handlers={}, store={})
+    generator = _LeanDraft07(
+        definition, resolver=resolver, formats={}, use_default=False, use_formats=True
+    )
+    state = generator.global_state
+    exec(generator.func_code, state)  # as fastjsonschema.compile does
+    fn: Callable[[Any], Any] = state[resolver.get_scope_name()]
+    return fn
 
 
 # fastjsonschema's ``email`` regex has ``(?!.*\.\..*@)``: quadratic on a long dotted string.
@@ -204,7 +310,7 @@ def compile_validator(
 _FAST_FORMATS = {"email_re_pattern": r"^[^@.](?:\.?[^@.])*@[^@]+\.[^@]+$"}
 
 
-def _use_linear_regexes(fn: Callable[[Any], Any], schema: Any) -> bool:
+def _use_linear_regexes(fn: Callable[[Any], Any], patterns: set[str]) -> bool:
     """Swap the generated code's ``re`` objects for RE2 ones; False if that is not possible.
 
     The generated code looks each schema regex up by its source text in ``REGEX_PATTERNS``
@@ -213,7 +319,6 @@ def _use_linear_regexes(fn: Callable[[Any], Any], schema: Any) -> bool:
     table = getattr(fn, "__globals__", {}).get("REGEX_PATTERNS")
     if not isinstance(table, dict):
         return False
-    patterns = {pattern for _, pattern in schema_patterns(schema)}
     for key in table:
         if key in patterns:
             if key.endswith("_re_pattern"):

@@ -15,7 +15,6 @@ dialect is translated (``nullable``, boolean ``exclusiveMinimum``/``exclusiveMax
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import referencing.exceptions
 from referencing.jsonschema import DRAFT202012
 
 from ..engine.contract import SchemaProblem, compile_validator
+from ..engine.metaschema import MetaschemaChecks
 from ..engine.parameters import Parameter, ParameterChecks
 from . import _openapi_check
 from ._loader import DOCUMENT_LIMIT_SETTING, MAX_DOCUMENT_BYTES, parse_schema_file, size_problem
@@ -81,9 +81,9 @@ class OpenApiLoader:
     files: dict[Path, bytes] = field(default_factory=dict)  # every file read, in order
     _docs: dict[str, Any] = field(default_factory=dict)  # file URI -> parsed document
     _validated: set[str] = field(default_factory=set)
-    # parameter schema (canonical JSON) -> validator: most APIs repeat a handful of them,
-    # and compiling one (metaschema check + code generation) costs milliseconds
-    _param_validators: dict[str, Any] = field(default_factory=dict)
+    # parameter schemas: most APIs repeat a handful of them, and compiling one (metaschema
+    # check + code generation) costs milliseconds; equal ones share their validator
+    metaschema: MetaschemaChecks = field(default_factory=MetaschemaChecks)
 
     # -- files --------------------------------------------------------------------------
     def _read(self, path: Path) -> Any:
@@ -226,9 +226,7 @@ class OpenApiLoader:
                     loc == "header" and name.lower() in ("accept", "content-type", "authorization")
                 ):
                     continue  # not checked (OpenAPI says these three header entries are ignored)
-                compiled = self._parameter(
-                    bundler, p, p_base, p_where, name, loc, self._param_validators
-                )
+                compiled = self._parameter(bundler, p, p_base, p_where, name, loc, self.metaschema)
                 if compiled is not None:
                     params[(loc, name)] = compiled  # an operation's entry overrides the item's
         checks = None
@@ -246,7 +244,7 @@ class OpenApiLoader:
         where: str,
         name: str,
         loc: str,
-        cache: dict[str, Any],
+        metaschema: MetaschemaChecks,
     ) -> Parameter | None:
         raw = p.get("schema")
         if raw is None:
@@ -265,14 +263,10 @@ class OpenApiLoader:
             sep = "\0"  # repeated keys arrive as one value here: one item
         else:
             sep = _SEPARATORS.get(str(style), ",")
-        key = json.dumps(schema, sort_keys=True, default=repr)
-        validate = cache.get(key)
-        if validate is None:
-            try:
-                validate, _ = compile_validator(schema)
-            except SchemaProblem as exc:
-                raise OpenApiProblem(f"{where}/schema: {exc}") from None
-            cache[key] = validate
+        try:
+            validate, _ = compile_validator(schema, metaschema=metaschema)
+        except SchemaProblem as exc:
+            raise OpenApiProblem(f"{where}/schema: {exc}") from None
         required = bool(p.get("required", loc == "path"))
         return Parameter(name, loc, required, kind, item_kind, sep, validate)
 
