@@ -10,9 +10,9 @@ took 9.5 s). ``_fast_yaml`` builds the same objects straight from libyaml's C ev
 (~0.1 s per MB): it resolves each plain scalar with the loader's own resolver and constructor
 (cached per distinct text), and gives up (``_Slow``) on anything it does not handle the plain
 way: an anchor, an alias, an explicit tag, a merge key, a duplicate or non-string key, a second
-document, nesting deeper than 100, a tab outside a quoted or block scalar and a block scalar
-header the exact reader would not take (libyaml is more lenient with tabs and comments there),
-any libyaml error. Then the exact reader runs, so every refusal keeps its message and
+document, nesting deeper than 100, and what libyaml is more lenient with: a tab outside a
+quoted or block scalar, a block scalar header with a tab or a comment without a space before
+it, a "?" inside a plain scalar in a flow collection; and any libyaml error. Then the exact reader runs, so every refusal keeps its message and
 its line and column. ``tests/policy/test_yaml_reader.py`` holds both to the same answers over
 a corpus of odd documents (``FAST_YAML = False`` reads everything the exact way).
 """
@@ -123,6 +123,8 @@ def _fast_yaml(text: str) -> Any:
     keys: list[Any] = []  # per open dict: the key waiting for its value (None: expecting a key)
     root: Any = None
     documents = 0
+    styles: list[bool] = []  # per open container: written in flow style ([...], {...})
+    flow = 0  # open flow-style containers
     # libyaml takes a tab as a separator where the exact reader refuses it ("a:\tb"): a tab
     # must lie inside a quoted or block scalar (both readers take it there as content)
     tabs = [m.start() for m in _TAB.finditer(text)] if "\t" in text else []
@@ -138,6 +140,8 @@ def _fast_yaml(text: str) -> Any:
                     raise _Slow
                 if event.implicit[0]:
                     value = event.value
+                    if flow and "?" in value:
+                        raise _Slow  # in a flow collection the exact reader ends a scalar at "?"
                     item = cache[value] if value in cache else _plain_scalar(value, cache)
                 else:
                     item = event.value
@@ -160,10 +164,13 @@ def _fast_yaml(text: str) -> Any:
                     raise _Slow  # where the exact reader's recursion may give out
                 stack.append(item)
                 keys.append(_NO_KEY)
+                styles.append(bool(event.flow_style))
+                flow += styles[-1]
                 continue
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
                 item = stack.pop()
                 keys.pop()
+                flow -= styles.pop()
                 if not stack:
                     root = item
                 continue
