@@ -37,6 +37,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--reload-debounce-ms", help="quiet time before a reload [RELOAD_DEBOUNCE_MS]")
     p.add_argument(
+        "--max-document-bytes",
+        help="size limit of each OpenAPI document or schema file (default 64 MiB) "
+        "[MAX_DOCUMENT_BYTES]",
+    )
+    p.add_argument(
         "--replay-fail-open",
         action="store_const",
         const=True,

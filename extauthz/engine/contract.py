@@ -23,10 +23,11 @@ allows ``additionalProperties``/``patternProperties``, is free-form at that leve
 from __future__ import annotations
 
 import copy
+import marshal
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import fastjsonschema
 import jsonschema
@@ -252,7 +253,7 @@ def _compile_validator(
         if fn is not None and _use_linear_regexes(fn, _patterns(nodes)):
             return _fast(fn), "fastjsonschema"
     validator = LinearDraft202012Validator(schema, format_checker=FormatChecker())
-    return _slow(validator), "jsonschema"
+    return _slow(validator, schema), "jsonschema"
 
 
 def _private_copy(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,15 +294,79 @@ class _LeanDraft07(CodeGeneratorDraft07):
 
 
 def _lean_compile(definition: dict[str, Any]) -> Callable[[Any], Any]:
-    """``fastjsonschema.compile(definition, use_default=False)`` with ``_LeanDraft07``."""
+    """``fastjsonschema.compile(definition, use_default=False)`` with ``_LeanDraft07``.
+
+    The function keeps its module's code object (``_code``) and name (``_scope``), from which
+    ``rebuild_fast`` makes it again in another process (see ``recipe``).
+    """
     resolver = RefResolver.from_schema(definition, handlers={}, store={})
     generator = _LeanDraft07(
         definition, resolver=resolver, formats={}, use_default=False, use_formats=True
     )
     state = generator.global_state
-    exec(generator.func_code, state)  # as fastjsonschema.compile does
-    fn: Callable[[Any], Any] = state[resolver.get_scope_name()]
-    return fn
+    code = compile(generator.func_code, "<fastjsonschema>", "exec")
+    exec(code, state)  # as fastjsonschema.compile does
+    fn: Any = state[resolver.get_scope_name()]
+    fn._code, fn._scope = code, resolver.get_scope_name()
+    return cast(Callable[[Any], Any], fn)
+
+
+def _base_state() -> dict[str, Any]:
+    """The globals fastjsonschema gives generated code, less the regex table."""
+    state = _LeanDraft07(
+        {}, resolver=RefResolver.from_schema({}, handlers={}, store={})
+    ).global_state
+    state.pop("REGEX_PATTERNS")
+    return state
+
+
+_BASE_STATE = _base_state()
+
+
+def recipe(validate: Validator) -> tuple[Any, ...] | None:
+    """How to make ``validate`` again in another process: plain data, or None if it cannot be.
+
+    A policy compiled in a child process (``policy._child``) travels as a pickle; the
+    generated code travels as its marshalled code object, the regex table as its patterns.
+    Worked out when asked (a Stripe description's code is ~8 MB marshalled).
+    """
+    made = getattr(validate, "_made_from", None)
+    if made is None or isinstance(made, tuple):
+        return made
+    return _fast_recipe(made)
+
+
+def rebuild(kind: str, *args: Any) -> Validator:
+    """The validator a ``recipe`` describes (in the process that unpickles it)."""
+    if kind == "slow":
+        (schema,) = args
+        validator = LinearDraft202012Validator(schema, format_checker=FormatChecker())
+        return _slow(validator, schema)
+    code, scope, table = args
+    state = dict(_BASE_STATE)
+    state["custom_formats"] = {}
+    state["REGEX_PATTERNS"] = {
+        key: compile_pattern(source) if how == "linear" else re.compile(source, flags)
+        for key, how, source, flags in table
+    }
+    module = marshal.loads(code)
+    exec(module, state)
+    fn = state[scope]
+    fn._code, fn._scope = module, scope
+    return _fast(fn)
+
+
+def _fast_recipe(fn: Any) -> tuple[Any, ...] | None:
+    code = getattr(fn, "_code", None)
+    if code is None:
+        return None
+    table = []
+    for key, value in fn.__globals__["REGEX_PATTERNS"].items():
+        if isinstance(value, LinearPattern):
+            table.append((key, "linear", value.pattern, 0))
+        else:
+            table.append((key, "re", value.pattern, value.flags))
+    return ("fast", marshal.dumps(code), fn._scope, tuple(table))
 
 
 # fastjsonschema's ``email`` regex has ``(?!.*\.\..*@)``: quadratic on a long dotted string.
@@ -436,8 +501,29 @@ LinearDraft202012Validator = jsonschema.validators.extend(
 )
 
 
+class _Release:
+    """Empties a generated module's globals when the validator using it is dropped.
+
+    Generated functions live in their module's globals (they call each other by name), so each
+    validator is a reference cycle that only the cyclic garbage collector frees; ``serve``
+    keeps its heap frozen out of that collector (``server.heap``), where the old policy of
+    every reload would stay for good. Held only by the validator's closure, this runs when no
+    check can reach the validator any more and breaks the cycle, so a dropped policy is freed
+    by reference counting alone, with no collection pause.
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def __del__(self) -> None:
+        self.state.clear()
+
+
 def _fast(fn: Callable[[Any], Any]) -> Validator:
     exc_type = fastjsonschema.JsonSchemaValueException
+    release = _Release(fn.__globals__)
 
     def validate(instance: Any) -> str | None:
         try:
@@ -451,10 +537,12 @@ def _fast(fn: Callable[[Any], Any]) -> Validator:
             return f"body cannot be validated: {type(exc).__name__}"
         return None
 
+    validate._release = release  # type: ignore[attr-defined]
+    validate._made_from = fn  # type: ignore[attr-defined]
     return validate
 
 
-def _slow(validator: Any) -> Validator:
+def _slow(validator: Any, schema: Any) -> Validator:
     def validate(instance: Any) -> str | None:
         try:
             if validator.is_valid(instance):
@@ -467,6 +555,7 @@ def _slow(validator: Any) -> Validator:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
         return f"body{where}: {err.message}"
 
+    validate._made_from = ("slow", schema)  # type: ignore[attr-defined]
     return validate
 
 
@@ -482,6 +571,12 @@ class FieldTree:
     patterns: list[LinearPattern] = field(default_factory=list)
     items: FieldTree | None = None
     is_object: bool = False
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        """``OPEN`` stays the one ``OPEN`` through pickling (``unknown_fields`` tests ``is``)."""
+        if self is OPEN:
+            return "OPEN"
+        return FieldTree, (self.open, self.props, self.patterns, self.items, self.is_object)
 
     def child(self, key: str) -> FieldTree | None:
         """The tree for ``key``, or None when the key is not declared."""

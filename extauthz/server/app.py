@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -49,6 +50,8 @@ TLS_WATCH_SECONDS = 1.0  # how often the HTTP listener looks for new TLS files
 def build_state(config: ServerConfig) -> ServerState:
     """Load the policy (raises ``InvalidPolicy``), start hot reload, create the replay store."""
     from ..engine import InMemoryReplayStore
+    from ..policy import load_policy
+    from ..policy._child import load_policy_in_child
     from ..policy.reload import PolicyHotReloader
 
     if not config.policy_path:
@@ -67,6 +70,11 @@ def build_state(config: ServerConfig) -> ServerState:
     reloader = PolicyHotReloader(
         config.policy_path,
         debounce_ms=config.reload_debounce_ms,
+        # the first load here (nothing serves yet), every reload in a child process
+        loader=functools.partial(load_policy, max_document_bytes=config.max_document_bytes),
+        reload_loader=functools.partial(
+            load_policy_in_child, max_document_bytes=config.max_document_bytes
+        ),
         on_reload=on_reload,
         on_error=lambda exc: metrics.observe_reload(False),
     ).start(watch=config.hot_reload)

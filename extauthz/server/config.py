@@ -52,6 +52,8 @@ class ServerConfig:
     allow_request_policy: bool = False
     hot_reload: bool = True
     reload_debounce_ms: int = 500
+    # the size limit of each OpenAPI document or schema file a policy reads (policy._loader)
+    max_document_bytes: int = 64 * MIB
     replay_fail_open: bool = False
     # Below Envoy's default ext_authz timeout (200 ms): we answer with a denial before Envoy
     # gives up and falls back to status_on_error.
@@ -126,6 +128,8 @@ class ServerConfig:
             raise InvalidConfig("CHECK_DEADLINE_MS: must be a positive number of milliseconds")
         if self.reload_debounce_ms < 0:
             raise InvalidConfig("RELOAD_DEBOUNCE_MS: must not be negative")
+        if self.max_document_bytes <= 0:
+            raise InvalidConfig("MAX_DOCUMENT_BYTES: must be a positive number of bytes")
         if self.grace_seconds < 0:
             raise InvalidConfig("GRACE_SECONDS: must not be negative")
         if self.max_request_bytes is not None and self.max_request_bytes < 64 * 1024:
@@ -253,6 +257,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "grpc_port": _int,
     "http_port": _int,
     "reload_debounce_ms": _int,
+    "max_document_bytes": _int,
     "check_deadline_ms": _int,
     "max_request_bytes": _int,
     "hot_reload": _bool,

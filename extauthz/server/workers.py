@@ -23,6 +23,7 @@ of the PDP cluster (``extauthz envoy-config --workers N``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -338,6 +339,7 @@ class Supervisor:
         self._hup = True
 
     def run(self) -> int:
+        from ..policy import load_policy
         from ..policy.reload import PolicyHotReloader
 
         assert self.config.policy_path is not None
@@ -345,6 +347,9 @@ class Supervisor:
         reloader = PolicyHotReloader(
             self.config.policy_path,
             debounce_ms=self.config.reload_debounce_ms,
+            loader=functools.partial(
+                load_policy, max_document_bytes=self.config.max_document_bytes
+            ),
             on_reload=lambda policy: setattr(self, "_reloaded", True),
         ).start(watch=self.config.hot_reload)  # raises InvalidPolicy: refused before any worker
         self._reloader = reloader
