@@ -17,12 +17,14 @@ from typing import Any
 
 from .._exceptions import PolicyProblem
 from ..engine import cel as cel_mod
+from ..engine import checks
+from ..engine import webhook as webhook_mod
 from ..engine.contract import Contract, SchemaProblem, compile_contract
 from ..engine.limits import Limits
 from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
 from ..engine.metaschema import MetaschemaChecks
 from ..engine.model import CompiledPolicy, CompiledRoute, Defaults, HitOverride
-from ..engine.vulnerability import DEFAULT_ENABLED, OFF, Check, VulnerabilityConfig
+from ..engine.vulnerability import OFF, Check, VulnerabilityConfig
 from ..engine.webhook import DEFAULT_TOLERANCE, WebhookConfig
 from . import _openapi
 from . import _rule_types as rule_types
@@ -32,18 +34,9 @@ from ._schema import format_path, structure_problems
 PROVIDERS = ("stripe", "github", "slack", "twilio")
 # The hit ids the engine's own checks report: a CEL rule may not take one (an alert on
 # ``limit.body.max`` must mean the limit). Rules that configure a check rename its hits.
-BUILTIN_IDS = frozenset(
-    {
-        "request.path.ambiguous", "route.unmatched", "request.body.malformed",
-        "engine.internalError", "vulnerability.prototypePollution",
-        "vulnerability.pathTraversal", "vulnerability.ssrfInternal",
-        "vulnerability.commandInjection", "vulnerability.nosqlInjection",
-        "vulnerability.sqlInjection", "vulnerability.xss",
-        *rule_types.LIMIT_HITS.values(), *rule_types.CONTRACT_HITS,
-        *(f"webhook.{p}.{k}" for p in PROVIDERS
-          for k in ("signature", "eventType", "replay", "replayStoreUnavailable")),
-    }
-)  # fmt: skip
+BUILTIN_IDS = checks.CATALOGUE.builtin_ids() | frozenset(
+    hit for p in webhook_mod.PROVIDERS for hit in checks.webhook.hit_ids(p)
+)
 # Where a webhook's secret comes from when the policy names none (upstream's getSecret hook
 # reads these): each provider's conventional variable name.
 DEFAULT_SECRET_ENV = {
@@ -60,15 +53,6 @@ SIGNATURE_HEADER = {
     "twilio": "x-twilio-signature",
 }
 MAX_SCHEMA_BYTES = 4 * 1024 * 1024
-_ATTRS = {
-    "prototypePollution": "prototype_pollution",
-    "pathTraversal": "path_traversal",
-    "ssrfInternal": "ssrf_internal",
-    "commandInjection": "command_injection",
-    "nosqlInjection": "nosql_injection",
-    "sqlInjection": "sql_injection",
-    "xss": "xss",
-}
 # The seam for ``engine.metaschema``: False checks every schema whole, as before (the tests
 # load the same policies both ways and compare).
 SHARE_METASCHEMA_CHECKS = True
@@ -105,11 +89,7 @@ def _str(d: Mapping[str, Any], key: str, default: str) -> str:
 
 def _limits(raw: Any, base: Limits) -> Limits:
     d = _obj(raw)
-    return Limits(
-        max_body_bytes=_int(d, "maxBodyBytes", base.max_body_bytes),
-        max_json_depth=_int(d, "maxJsonDepth", base.max_json_depth),
-        max_array_length=_int(d, "maxArrayLength", base.max_array_length),
-    )
+    return Limits(**{c.attr: _int(d, c.name, getattr(base, c.attr)) for c in checks.LIMIT_CHECKS})
 
 
 def _check(value: Any, base: Check) -> Check:
@@ -127,12 +107,15 @@ def _check(value: Any, base: Check) -> Check:
 
 
 def _vulns(raw: Any, base: VulnerabilityConfig) -> VulnerabilityConfig:
+    """``base`` with the settings ``raw`` gives (by the detectors' policy names)."""
     d = _obj(raw)
-    kwargs = {
-        attr: _check(d.get(name), getattr(base, attr)) if name in d else getattr(base, attr)
-        for name, attr in _ATTRS.items()
-    }
-    return VulnerabilityConfig(**kwargs)
+    return VulnerabilityConfig(
+        *(
+            _check(d[det.name], setting) if det.name in d else setting
+            for det, setting in zip(base.detectors, base.checks, strict=True)
+        ),
+        detectors=base.detectors,
+    )
 
 
 def compile_document(
@@ -159,17 +142,13 @@ def compile_document(
     files: list[Path] = []
     d = _obj(doc.get("defaults"))
     response = _obj(d.get("response"))
-    builtin = VulnerabilityConfig(
-        **{attr: Check(DEFAULT_ENABLED[name]) if DEFAULT_ENABLED[name] else OFF
-           for name, attr in _ATTRS.items()}
-    )  # fmt: skip
     defaults = Defaults(
         mode=_str(d, "mode", "enforce"),
         unmatched_route_action=_str(d, "unmatchedRouteAction", "allow"),
         block_status_code=_int(response, "blockStatusCode", 403),
         malformed_status_code=_int(response, "malformedStatusCode", 400),
         limits=_limits(d.get("limits"), Limits()),
-        vulnerability=_vulns(d.get("vulnerabilityChecks"), builtin),
+        vulnerability=_vulns(d.get("vulnerabilityChecks"), VulnerabilityConfig()),
     )
     routes: list[CompiledRoute] = []
     seen_ids: dict[str, int] = {}

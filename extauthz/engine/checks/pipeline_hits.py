@@ -1,0 +1,36 @@
+"""The hits the pipeline reports itself: an ambiguous path, an unmatched route, a body that
+does not parse, and the engine's own failure (``engine.pipeline``)."""
+
+from __future__ import annotations
+
+from ._kinds import CONTRACT, ENGINE, ROUTE, HitSet
+
+PATH_AMBIGUOUS = HitSet(
+    name="",
+    hits=("request.path.ambiguous",),
+    phase=ROUTE,
+    explain="the path decodes to more than one route path (encoded slashes, dot segments)",
+)
+ROUTE_UNMATCHED = HitSet(
+    name="unmatchedRouteAction",
+    hits=("route.unmatched",),
+    phase=ROUTE,
+    explain="no route matches the method and path (unmatchedRouteAction block or monitor)",
+    section="defaults",
+    schema={"enum": ["allow", "block", "monitor"]},
+    default="allow",
+    location="defaults.unmatchedRouteAction",
+)
+BODY_MALFORMED = HitSet(
+    name="",
+    hits=("request.body.malformed",),
+    phase=CONTRACT,  # the body is the contract's input; explain lists it there
+    explain="the body does not parse as its content type says",
+)
+INTERNAL_ERROR = HitSet(
+    name="",
+    hits=("engine.internalError",),
+    phase=ENGINE,
+    explain="the engine failed on this request and blocked it (fail closed)",
+)
+CHECKS = (PATH_AMBIGUOUS, ROUTE_UNMATCHED, BODY_MALFORMED, INTERNAL_ERROR)

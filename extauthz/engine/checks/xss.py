@@ -1,0 +1,22 @@
+"""Cross-site scripting: libinjection's HTML5 tokenizer (C, linear time). No gate: it runs on
+every string it covers. Opt-in."""
+
+from __future__ import annotations
+
+import libinjection
+
+from ._kinds import Detector
+
+
+def xss_reason(value: str) -> str | None:
+    """libinjection's HTML5 tokenizer, run in each context a value can land in."""
+    return "cross-site scripting (libinjection)" if libinjection.is_xss(value)["is_xss"] else None
+
+
+CHECK = Detector(
+    name="xss",
+    hit="vulnerability.xss",
+    default=False,
+    explain="a string that would run script if an HTML page echoed it",
+    strings=xss_reason,
+)
