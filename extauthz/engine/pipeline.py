@@ -36,14 +36,16 @@ from . import limits as limits_mod
 from . import vulnerability as vuln_mod
 from . import webhook as webhook_mod
 from .canonical import canonicalize
+from .checks import pipeline_hits
+from .checks.contract import SCHEMA_INVALID
 from .contract import Contract
 from .model import ENFORCE, CompiledPolicy, CompiledRoute
 from .replay import InMemoryReplayStore
 
-PATH_AMBIGUOUS = "request.path.ambiguous"
-BODY_MALFORMED = "request.body.malformed"
-ROUTE_UNMATCHED = "route.unmatched"
-INTERNAL_ERROR = "engine.internalError"
+PATH_AMBIGUOUS = pipeline_hits.PATH_AMBIGUOUS.hit
+BODY_MALFORMED = pipeline_hits.BODY_MALFORMED.hit
+ROUTE_UNMATCHED = pipeline_hits.ROUTE_UNMATCHED.hit
+INTERNAL_ERROR = pipeline_hits.INTERNAL_ERROR.hit
 
 DEFAULT_REPLAY_STORE = InMemoryReplayStore()
 _RISK_CRITICAL = Risk(90, "critical")
@@ -194,7 +196,7 @@ def prepare(
         elif parsed.kind == body_mod.OPAQUE or parsed.sniffed:
             hits.append(
                 RuleHit(
-                    "contract.schema.invalid",
+                    SCHEMA_INVALID,
                     "high",
                     f"body is not JSON (content type {request.content_type or 'missing'!r})",
                 )

@@ -16,8 +16,6 @@ from jsonschema.exceptions import best_match
 from .._exceptions import PolicyProblem
 from ..engine import checks
 
-_UNMATCHED = checks.pipeline_hits.ROUTE_UNMATCHED
-
 _SEVERITY = {"enum": ["low", "med", "high", "critical"]}
 _MODE = {"enum": ["monitor", "enforce"]}
 _STATUS = {"type": "integer", "minimum": 200, "maximum": 599}
@@ -155,7 +153,7 @@ POLICY_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "mode": _MODE,
-                _UNMATCHED.name: _UNMATCHED.schema,
+                "unmatchedRouteAction": {"enum": ["allow", "block", "monitor"]},
                 "response": {
                     "type": "object",
                     "additionalProperties": False,

@@ -192,3 +192,9 @@ class HitSet:
     schema: Schema | None = None
     default: object = None
     location: str | None = None
+
+    @property
+    def hit(self) -> str:
+        """Its one hit id (for the sets that have one)."""
+        (only,) = self.hits
+        return only

@@ -12,14 +12,11 @@ PATH_AMBIGUOUS = HitSet(
     explain="the path decodes to more than one route path (encoded slashes, dot segments)",
 )
 ROUTE_UNMATCHED = HitSet(
-    name="unmatchedRouteAction",
+    name="",
     hits=("route.unmatched",),
     phase=ROUTE,
-    explain="no route matches the method and path (unmatchedRouteAction block or monitor)",
-    section="defaults",
-    schema={"enum": ["allow", "block", "monitor"]},
-    default="allow",
-    location="defaults.unmatchedRouteAction",
+    explain="no route matches the method and path, and the policy blocks or monitors that",
+    location="defaults.unmatchedRouteAction",  # the setting that makes it a hit
 )
 BODY_MALFORMED = HitSet(
     name="",
