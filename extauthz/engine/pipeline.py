@@ -5,10 +5,11 @@ webhook signature, webhook replay, CEL rules. The replay claim is made last (aft
 only when the signature is valid and nothing else would block, so a rejected delivery does
 not burn its event id; its hit is still listed in phase order.
 
-``Phases`` is the seam for tracing: ``prepare`` calls every phase evaluator through it, so
-``timed(on_phase)`` reports each phase's span (route, body, vulnerability, limits, contract,
-webhook, cel) to a recorder while the plain ``PLAIN`` costs what direct calls cost; the engine
-itself knows nothing of OpenTelemetry (the server's tracer is the recorder).
+``Phases`` is the seam for tracing and explaining: ``prepare`` calls every phase evaluator
+through it, so ``timed(on_phase)`` reports each phase's span (route, body, vulnerability,
+limits, contract, webhook, cel) to a recorder, and ``record.recording`` keeps what the pipeline
+saw for ``explain``, while the plain ``PLAIN`` costs what direct calls cost; the engine itself
+knows nothing of OpenTelemetry (the server's tracer is the recorder).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ _PARSED_KINDS = (body_mod.JSON, body_mod.FORM)
 
 
 PhaseRecorder = Callable[[str, int, int], None]  # (phase, start_ns, end_ns), ns since the epoch
+# (pending, canonical path, path parameters, parsed body value, webhook result), once prepared
+PreparedRecorder = Callable[["Pending", str, dict[str, str], Any, Any], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class Phases:
     webhook: Callable[..., Any] = webhook_mod.verify
     cel: Callable[..., Any] = cel_mod.evaluate
     on_phase: PhaseRecorder | None = None  # set by ``timed``: the replay claim reports here too
+    on_prepared: PreparedRecorder | None = None  # set by ``record.recording``
 
 
 PLAIN = Phases()
@@ -186,6 +190,8 @@ def prepare(
         hits.append(RuleHit(BODY_MALFORMED, "high", parsed.error or "malformed body"))
     pending = Pending(policy, ctx, route, mode, hits, advisory)
     if route is None:
+        if phases.on_prepared is not None:
+            phases.on_prepared(pending, canonical.path, params, value, None)
         return pending
     contract = route.contract
     if contract is not None:
@@ -233,6 +239,8 @@ def prepare(
     ):
         pending.replay_key = f"webhook:{route.id}:{verified.event_id}"
         pending.replay_ttl = webhook.replay_ttl
+    if phases.on_prepared is not None:
+        phases.on_prepared(pending, canonical.path, params, value, verified)
     return pending
 
 

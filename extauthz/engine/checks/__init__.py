@@ -31,6 +31,7 @@ from . import (
 from ._kinds import (
     CEL,
     CONTRACT,
+    DEFAULT_LOCATION,
     ENGINE,
     LIMITS,
     OFF,
@@ -105,6 +106,7 @@ __all__ = [
     "CATALOGUE",
     "CEL",
     "CONTRACT",
+    "DEFAULT_LOCATION",
     "DETECTORS",
     "ENGINE",
     "LIMITS",

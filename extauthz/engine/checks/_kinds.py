@@ -26,6 +26,8 @@ CEL = "cel"
 PHASES = (ROUTE, VULNERABILITY, LIMITS, CONTRACT, WEBHOOK, REPLAY, CEL)
 ENGINE = "engine"
 RULE = "rule"
+# Where explain points for a phase's checks when the route does not configure them.
+DEFAULT_LOCATION = {VULNERABILITY: "defaults.vulnerabilityChecks", LIMITS: "defaults.limits"}
 
 StrDetect = Callable[[str], "str | None"]  # a string -> why it is an attack, or None
 KeyDetect = Callable[[str, Any], "str | None"]  # an object key and its value -> why, or None
@@ -127,7 +129,7 @@ class Detector:
     section: str = VULNERABILITY
     schema: Schema = field(default_factory=lambda: CHECK_SCHEMA)  # shared, never changed
     phase: str = VULNERABILITY
-    location: str | None = "defaults.vulnerabilityChecks"
+    location: str | None = DEFAULT_LOCATION[VULNERABILITY]
 
     @property
     def hits(self) -> tuple[str, ...]:
@@ -169,7 +171,7 @@ class Limit:
     explain: str
     section: str = LIMITS
     phase: str = LIMITS
-    location: str | None = "defaults.limits"
+    location: str | None = DEFAULT_LOCATION[LIMITS]
 
     @property
     def hits(self) -> tuple[str, ...]:
