@@ -177,7 +177,7 @@ def _location_of(
     if section in locs:
         return _at(policy, locs[section])
     check = checks.check_of(builtin)
-    return _at(policy, check.location) if check is not None else None
+    return _at(policy, check.location if check is not None else checks.DEFAULT_LOCATION.get(phase))
 
 
 def _cel_inputs(rule: cel_mod.CelRule, view: cel_mod.RequestView) -> tuple[tuple[str, Any], ...]:

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from ..context import HttpRequest
 from ..decision import RuleHit
 from .body import FORM, JSON, ParsedBody
+from .checks.webhook import EVENT_TYPE, REPLAYED, SIGNATURE, STORE_UNAVAILABLE, hit_id
 
 PROVIDERS = ("stripe", "github", "slack", "twilio")
 TIMESTAMPED = frozenset({"stripe", "slack"})
@@ -39,19 +40,19 @@ class WebhookConfig:
 
     @property
     def signature_id(self) -> str:
-        return f"webhook.{self.provider}.signature"
+        return hit_id(self.provider, SIGNATURE)
 
     @property
     def replay_id(self) -> str:
-        return f"webhook.{self.provider}.replay"
+        return hit_id(self.provider, REPLAYED)
 
     @property
     def event_type_id(self) -> str:
-        return f"webhook.{self.provider}.eventType"
+        return hit_id(self.provider, EVENT_TYPE)
 
     @property
     def unavailable_id(self) -> str:
-        return f"webhook.{self.provider}.replayStoreUnavailable"
+        return hit_id(self.provider, STORE_UNAVAILABLE)
 
     @property
     def replay_ttl(self) -> int:
