@@ -23,11 +23,12 @@ from .checks import CEL, CONTRACT, LIMITS, PHASES, REPLAY, ROUTE, RULE, VULNERAB
 from .model import CompiledPolicy, CompiledRoute
 
 __all__ = ["MISSING", "PHASES", "CelTrace", "Explanation", "HitTrace", "PhaseTrace", "explain"]
-MISSING = "<missing>"
 
 
 @dataclass(frozen=True, slots=True)
 class PhaseTrace:
+    """One phase: whether it ran for this request, what it was set to check, and where."""
+
     name: str
     ran: bool
     detail: str
@@ -131,6 +132,9 @@ class Explanation:
                 lines.append(f"      {name} = {_show(value)}")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+MISSING = "<missing>"  # how an input the request lacks is shown
 
 
 def _show(value: Any) -> str:

@@ -105,8 +105,24 @@ CHECK_SCHEMA: Schema = {
 }
 
 
+class _OneHit:
+    """A check with one hit id and a Python attribute named after it (``ssrf_internal``)."""
+
+    __slots__ = ()
+    name: str
+    hit: str
+
+    @property
+    def hits(self) -> tuple[str, ...]:
+        return (self.hit,)
+
+    @property
+    def attr(self) -> str:
+        return attr_name(self.name)
+
+
 @dataclass(frozen=True, slots=True)
-class Detector:
+class Detector(_OneHit):
     """A vulnerability check: detectors over the strings and/or the keys of the request.
 
     ``string_triggers``: the substrings ``strings`` needs to fire (it returns None for a value
@@ -132,14 +148,6 @@ class Detector:
     location: str | None = DEFAULT_LOCATION[VULNERABILITY]
 
     @property
-    def hits(self) -> tuple[str, ...]:
-        return (self.hit,)
-
-    @property
-    def attr(self) -> str:
-        return attr_name(self.name)
-
-    @property
     def initial(self) -> Check:
         """Its setting when no policy says otherwise."""
         return ON if self.default else OFF
@@ -161,7 +169,7 @@ class Detector:
 
 
 @dataclass(frozen=True, slots=True)
-class Limit:
+class Limit(_OneHit):
     """A size limit of the limits phase (one ``Limits`` attribute, one hit id)."""
 
     name: str
@@ -173,23 +181,15 @@ class Limit:
     phase: str = LIMITS
     location: str | None = DEFAULT_LOCATION[LIMITS]
 
-    @property
-    def hits(self) -> tuple[str, ...]:
-        return (self.hit,)
-
-    @property
-    def attr(self) -> str:
-        return attr_name(self.name)
-
 
 @dataclass(frozen=True, slots=True)
 class HitSet:
     """Hits a phase reports from its own logic (the route match, the contract, the engine)."""
 
-    name: str
     hits: tuple[str, ...]
     phase: str
     explain: str
+    name: str = ""  # the policy names none of the pipeline's own hits
     section: str = ""
     schema: Schema | None = None
     default: object = None

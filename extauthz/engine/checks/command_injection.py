@@ -51,11 +51,6 @@ def command_reason(value: str) -> str | None:
     return None
 
 
-CHECK = Detector(
-    name="commandInjection",
-    hit="vulnerability.commandInjection",
-    default=False,
-    explain="a string that would run a command if the upstream passed it to a shell",
-    strings=command_reason,
-    string_triggers=tuple(_META_CHARS),
-)
+EXPLAIN = "a string that would run a command if the upstream passed it to a shell"
+CHECK = Detector("commandInjection", "vulnerability.commandInjection", False, EXPLAIN,
+                 strings=command_reason, string_triggers=tuple(_META_CHARS))  # fmt: skip

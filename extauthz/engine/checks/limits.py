@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from ._kinds import Limit
 
-MAX_BODY_BYTES = Limit(
-    name="maxBodyBytes",
-    hit="limit.body.max",
-    default=1_048_576,
-    schema={"type": "integer", "minimum": 0, "maximum": 1 << 30},
-    explain="the body is larger than the route accepts (also: the proxy sent only part of it)",
-)
-MAX_JSON_DEPTH = Limit(
-    name="maxJsonDepth",
-    hit="limit.json.depth",
-    default=32,
-    schema={"type": "integer", "minimum": 1, "maximum": 512},
-    explain="the JSON body nests deeper than the route accepts",
-)
-MAX_ARRAY_LENGTH = Limit(
-    name="maxArrayLength",
-    hit="limit.array.max",
-    default=1000,
-    schema={"type": "integer", "minimum": 0, "maximum": 10_000_000},
-    explain="a JSON array, or a repeated form field, is longer than the route accepts",
-)
-CHECKS = (MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_ARRAY_LENGTH)
+CHECKS = tuple(
+    Limit(name, hit, default, {"type": "integer", "minimum": low, "maximum": high}, explain)
+    for name, hit, default, low, high, explain in (
+        ("maxBodyBytes", "limit.body.max", 1_048_576, 0, 1 << 30,
+         "the body is larger than the route accepts (also: the proxy sent only part of it)"),
+        ("maxJsonDepth", "limit.json.depth", 32, 1, 512,
+         "the JSON body nests deeper than the route accepts"),
+        ("maxArrayLength", "limit.array.max", 1000, 0, 10_000_000,
+         "a JSON array, or a repeated form field, is longer than the route accepts"),
+    )
+)  # fmt: skip
+MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_ARRAY_LENGTH = CHECKS

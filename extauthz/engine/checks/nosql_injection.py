@@ -20,12 +20,11 @@ _NOSQL_IN_VALUE = re.compile(r"[{,]\s*[\"']?(\$[A-Za-z]+)[\"']?\s*:")
 
 
 def nosql_key_reason(key: str) -> str | None:
-    if key[:1] == "$" and key.lower() in NOSQL_OPERATORS:
-        return f"operator key {key!r}"
-    if "[" in key:
-        m = _NOSQL_IN_KEY.search(key)
-        if m is not None and m.group(1).lower() in NOSQL_OPERATORS:
-            return f"operator key {m.group(1)!r}"
+    """An operator as the key (``$ne``), or in brackets (``a[$ne]``, as qs-style parsers read)."""
+    found = _NOSQL_IN_KEY.search(key) if "[" in key else None
+    for operator in (key if key[:1] == "$" else "", found.group(1) if found else ""):
+        if operator and operator.lower() in NOSQL_OPERATORS:
+            return f"operator key {operator!r}"
     return None
 
 
@@ -45,13 +44,7 @@ def _nosql_key(key: str, value: Any) -> str | None:
     return nosql_key_reason(key) if "$" in key else None
 
 
-CHECK = Detector(
-    name="nosqlInjection",
-    hit="vulnerability.nosqlInjection",
-    default=False,
-    explain="a MongoDB query operator where the upstream expects plain data",
-    strings=nosql_value_reason,
-    string_triggers=("$",),
-    keys=_nosql_key,
-    key_triggers=("$",),
-)
+EXPLAIN = "a MongoDB query operator where the upstream expects plain data"
+CHECK = Detector("nosqlInjection", "vulnerability.nosqlInjection", False, EXPLAIN,
+                 strings=nosql_value_reason, string_triggers=("$",),
+                 keys=_nosql_key, key_triggers=("$",))  # fmt: skip

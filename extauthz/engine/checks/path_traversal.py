@@ -34,12 +34,7 @@ def traversal_reason(value: str) -> str | None:
     return None
 
 
-CHECK = Detector(
-    name="pathTraversal",
-    hit="vulnerability.pathTraversal",
-    default=True,
-    explain="a '..' segment or NUL byte that could walk a file path out of its directory",
-    strings=traversal_reason,
-    string_triggers=("\x00", "..", "%"),
-    path_reason="request path: '..' path segment",
-)
+EXPLAIN = "a '..' segment or NUL byte that could walk a file path out of its directory"
+CHECK = Detector("pathTraversal", "vulnerability.pathTraversal", True, EXPLAIN,
+                 strings=traversal_reason, string_triggers=("\x00", "..", "%"),
+                 path_reason="request path: '..' path segment")  # fmt: skip

@@ -5,29 +5,17 @@ from __future__ import annotations
 
 from ._kinds import CONTRACT, ENGINE, ROUTE, HitSet
 
-PATH_AMBIGUOUS = HitSet(
-    name="",
-    hits=("request.path.ambiguous",),
-    phase=ROUTE,
-    explain="the path decodes to more than one route path (encoded slashes, dot segments)",
-)
-ROUTE_UNMATCHED = HitSet(
-    name="",
-    hits=("route.unmatched",),
-    phase=ROUTE,
-    explain="no route matches the method and path, and the policy blocks or monitors that",
-    location="defaults.unmatchedRouteAction",  # the setting that makes it a hit
-)
-BODY_MALFORMED = HitSet(
-    name="",
-    hits=("request.body.malformed",),
-    phase=CONTRACT,  # the body is the contract's input; explain lists it there
-    explain="the body does not parse as its content type says",
-)
-INTERNAL_ERROR = HitSet(
-    name="",
-    hits=("engine.internalError",),
-    phase=ENGINE,
-    explain="the engine failed on this request and blocked it (fail closed)",
-)
-CHECKS = (PATH_AMBIGUOUS, ROUTE_UNMATCHED, BODY_MALFORMED, INTERNAL_ERROR)
+PATH_AMBIGUOUS, ROUTE_UNMATCHED, BODY_MALFORMED, INTERNAL_ERROR = CHECKS = tuple(
+    HitSet((hit,), phase, explain, location=location)
+    for hit, phase, explain, location in (
+        ("request.path.ambiguous", ROUTE,
+         "the path decodes to more than one route path (encoded slashes, dot segments)", None),
+        ("route.unmatched", ROUTE,
+         "no route matches the method and path, and the policy blocks or monitors that",
+         "defaults.unmatchedRouteAction"),  # the setting that makes it a hit
+        ("request.body.malformed", CONTRACT,  # the body is the contract's input
+         "the body does not parse as its content type says", None),
+        ("engine.internalError", ENGINE,
+         "the engine failed on this request and blocked it (fail closed)", None),
+    )
+)  # fmt: skip

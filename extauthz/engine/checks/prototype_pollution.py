@@ -17,11 +17,6 @@ def proto_key_reason(key: str, value: Any) -> str | None:
     return None
 
 
-CHECK = Detector(
-    name="prototypePollution",
-    hit="vulnerability.prototypePollution",
-    default=True,
-    explain="a key that reaches a JavaScript object's prototype when the body is merged",
-    keys=proto_key_reason,
-    key_triggers=("__proto__", "constructor"),
-)
+EXPLAIN = "a key that reaches a JavaScript object's prototype when the body is merged"
+CHECK = Detector("prototypePollution", "vulnerability.prototypePollution", True, EXPLAIN,
+                 keys=proto_key_reason, key_triggers=("__proto__", "constructor"))  # fmt: skip

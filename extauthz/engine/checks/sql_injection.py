@@ -16,10 +16,5 @@ def sqli_reason(value: str) -> str | None:
     return None
 
 
-CHECK = Detector(
-    name="sqlInjection",
-    hit="vulnerability.sqlInjection",
-    default=False,
-    explain="a string whose SQL token stream matches a known injection fingerprint",
-    strings=sqli_reason,
-)
+EXPLAIN = "a string whose SQL token stream matches a known injection fingerprint"
+CHECK = Detector("sqlInjection", "vulnerability.sqlInjection", False, EXPLAIN, strings=sqli_reason)

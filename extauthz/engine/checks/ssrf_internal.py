@@ -15,14 +15,9 @@ def _ssrf_anywhere(value: str) -> str | None:
     return ssrf_reason(value, bare_host=False) if looks_like_url(value) else None
 
 
-CHECK = Detector(
-    name="ssrfInternal",
-    hit="vulnerability.ssrfInternal",
-    default=True,
-    explain="a URL or host naming an internal address the upstream could be made to call",
-    # looks_like_url needs "//", or the ":" after a scheme. On a field the policy names, any
-    # value reads as a host name ("42" is the address 0.0.0.42): no gate there.
-    strings=_ssrf_anywhere,
-    string_triggers=("//", ":"),
-    named_strings=_ssrf_named,
-)
+EXPLAIN = "a URL or host naming an internal address the upstream could be made to call"
+# looks_like_url needs "//", or the ":" after a scheme. On a field the policy names, any value
+# reads as a host name ("42" is the address 0.0.0.42): no gate there.
+CHECK = Detector("ssrfInternal", "vulnerability.ssrfInternal", True, EXPLAIN,
+                 strings=_ssrf_anywhere, string_triggers=("//", ":"),
+                 named_strings=_ssrf_named)  # fmt: skip

@@ -13,10 +13,5 @@ def xss_reason(value: str) -> str | None:
     return "cross-site scripting (libinjection)" if libinjection.is_xss(value)["is_xss"] else None
 
 
-CHECK = Detector(
-    name="xss",
-    hit="vulnerability.xss",
-    default=False,
-    explain="a string that would run script if an HTML page echoed it",
-    strings=xss_reason,
-)
+EXPLAIN = "a string that would run script if an HTML page echoed it"
+CHECK = Detector("xss", "vulnerability.xss", False, EXPLAIN, strings=xss_reason)
