@@ -57,7 +57,9 @@ _PARSED_KINDS = (body_mod.JSON, body_mod.FORM)
 
 PhaseRecorder = Callable[[str, int, int], None]  # (phase, start_ns, end_ns), ns since the epoch
 # (pending, canonical path, path parameters, parsed body value, webhook result), once prepared
-PreparedRecorder = Callable[["Pending", str, dict[str, str], Any, Any], None]
+PreparedRecorder = Callable[
+    ["Pending", str, dict[str, str], Any, "webhook_mod.Verified | None"], None
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ class Record:
         return dict(zip((h.id for h in self.pending.hits), self.hit_phases(), strict=True))
 
     def _prepared(
-        self, pending: Pending, path: str, params: dict[str, str], body: Any, verified: Any
+        self, pending: Pending, path: str, params: dict[str, str], body: Any, verified: object
     ) -> None:
         route = pending.route
         self.complete = True

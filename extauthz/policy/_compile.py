@@ -31,7 +31,6 @@ from . import _rule_types as rule_types
 from ._loader import parse_schema_file
 from ._schema import format_path, structure_problems
 
-PROVIDERS = ("stripe", "github", "slack", "twilio")
 # The hit ids the engine's own checks report: a CEL rule may not take one (an alert on
 # ``limit.body.max`` must mean the limit). Rules that configure a check rename its hits.
 BUILTIN_IDS = checks.CATALOGUE.builtin_ids() | frozenset(
