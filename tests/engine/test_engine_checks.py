@@ -95,9 +95,9 @@ def test_a_new_detector_reaches_the_schema_compiler_phase_and_explain() -> None:
     assert MARKER.hit in WITH_MARKER.builtin_ids()
     # The compiler reads the new key by its policy name.
     base = VulnerabilityConfig(detectors=WITH_MARKER.detectors)
-    assert not base.test_marker.enabled
+    assert not base.setting("test_marker").enabled
     cfg = _compile._vulns({"testMarker": True, "xss": True}, base)
-    assert cfg.test_marker == Check(True) and cfg.xss.enabled
+    assert cfg.setting("test_marker") == Check(True) and cfg.xss.enabled
     # The phase runs it, and explain names it, from a policy whose defaults enable it.
     policy = load_policy_text("policyVersion: '0.1'\nroutes: []\n", source="p.yaml")
     policy = dataclasses.replace(
