@@ -9,6 +9,8 @@ import dataclasses
 import re
 from pathlib import Path
 
+import pytest
+
 from extauthz.engine import checks, evaluate
 from extauthz.engine import webhook as webhook_mod
 from extauthz.engine.checks import Catalogue, Check, Detector
@@ -87,6 +89,11 @@ MARKER = Detector(
     string_triggers=("MARKER!",),
 )
 WITH_MARKER = Catalogue(detectors=(*checks.DETECTORS, MARKER))
+
+
+def test_a_key_detector_without_triggers_is_refused_where_it_is_declared() -> None:
+    with pytest.raises(ValueError, match="key_triggers"):
+        Detector("ungated", "vulnerability.ungated", False, "x", keys=lambda k, v: None)
 
 
 def test_a_new_detector_reaches_the_schema_compiler_phase_and_explain() -> None:

@@ -147,6 +147,12 @@ class Detector(_OneHit):
     phase: str = VULNERABILITY
     location: str | None = DEFAULT_LOCATION[VULNERABILITY]
 
+    def __post_init__(self) -> None:
+        # The walk runs key detectors only on keys holding a trigger: one without would never
+        # run (strings have an ungated path; keys, almost all clean, do not).
+        if self.keys is not None and not self.key_triggers:
+            raise ValueError(f"{self.name}: a key detector needs its key_triggers")
+
     @property
     def initial(self) -> Check:
         """Its setting when no policy says otherwise."""
