@@ -10,6 +10,11 @@ cluster on a Unix socket or TCP, raw body packed as bytes, JWT payload forwarded
 ``router`` to the ``upstream`` cluster; the connection manager normalises paths and refuses
 encoded slashes (``_path_hardening``). The PDP cluster is HTTP/2 and health-checked with the
 gRPC health protocol; the admin interface listens on localhost.
+
+This is the one renderer: ``extauthz envoy-config``, the shipped ``envoy/*.yaml`` and
+``compose/envoy*.yaml`` (pinned by tests), and ``devstack.envoy`` (tests, the demo, ``bench/``)
+all render through ``EnvoyConfigOptions``. A new Envoy setting is a field there and a piece
+below (docs/architecture-envoy.md).
 """
 
 from __future__ import annotations
@@ -65,9 +70,13 @@ HTTP_TRUSTED_HEADERS = (
 HTTP_HEALTH_PATH = "/ready"
 HTTP_IDLE_TIMEOUT_S = 60  # below the PDP's 75 s keep-alive: Envoy closes first
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
+EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
+#: Where the tracer sends spans (``trace_collector``).
+COLLECTOR_CLUSTER = "trace_collector"
 
 Format = Literal["yaml", "json"]
 AuthzMode = Literal["grpc", "http"]
+Tracer = Literal["otlp", "zipkin"]
 _SNAKE: Any = None  # betterproto2.Casing.SNAKE, bound lazily
 
 
@@ -104,6 +113,22 @@ class EnvoyConfigOptions:
     pdp_tls_key_file: str | None = None
     # ... and sends this SNI, requiring it among the PDP certificate's DNS names
     pdp_tls_server_name: str | None = None
+    # The ext_authz call's own timeout when it differs from ``timeout_ms`` (which then stays the
+    # connect and health-check timeout): tests on a shared machine give the call more time.
+    check_timeout_ms: int | None = None
+    # A file access log on the listener, one line per request; the format defaults to
+    # ``access_log_format(authz_mode)`` (the decision, from ext_authz's dynamic metadata).
+    access_log: str | None = None
+    access_log_format: str | None = None
+    # Trace every request: "otlp" (OpenTelemetry, W3C traceparent, OTLP/HTTP) or "zipkin" (B3,
+    # Zipkin JSON), sent to the collector at ``trace_collector`` (HOST:PORT).
+    tracer: Tracer | None = None
+    trace_collector: str | None = None
+    # Benchmarks: Envoy answers 200 "ok" itself instead of routing to the upstream ...
+    direct_response: bool = False
+    # ... and, False, runs without the PDP (no ext_authz, jwt_authn or header_mutation filter,
+    # no PDP cluster): Envoy alone, the ceiling a PDP is measured against.
+    ext_authz: bool = True
 
     def __post_init__(self) -> None:
         if self.authz_mode not in ("grpc", "http"):
@@ -140,6 +165,19 @@ class EnvoyConfigOptions:
             )
         if self.timeout_ms <= 0 or self.health_interval_ms <= 0:
             raise InvalidConfig("timeout_ms and health_interval_ms must be positive")
+        if self.check_timeout_ms is not None and self.check_timeout_ms <= 0:
+            raise InvalidConfig("check_timeout_ms must be positive")
+        if self.access_log_format is not None and self.access_log is None:
+            raise InvalidConfig("access_log_format needs access_log (the file to write)")
+        self._validate_tracing()
+
+    def _validate_tracing(self) -> None:
+        if (self.tracer is None) != (self.trace_collector is None):
+            raise InvalidConfig("give both tracer and trace_collector (or neither)")
+        if self.tracer is not None and self.tracer not in ("otlp", "zipkin"):
+            raise InvalidConfig(f"tracer must be otlp or zipkin, got {self.tracer!r}")
+        if self.trace_collector is not None:
+            split_host_port(self.trace_collector, what="trace_collector")
 
     def _validate_pdp_tls(self) -> None:
         """Refuse half a TLS setting (Envoy would either not start or not verify the PDP)."""
@@ -186,6 +224,49 @@ def demo_jwks() -> str:
     return json.dumps({"keys": [key]}, separators=(",", ":"))
 
 
+def metadata_keys(mode: AuthzMode) -> dict[str, str]:
+    """The decision's fields, each by its key in ext_authz's dynamic metadata under ``mode``.
+
+    gRPC mode's keys are the ``CheckResponse.dynamic_metadata`` names (``envoy.response``);
+    HTTP mode has only ``dynamic_metadata_from_headers``, keyed by the answer's header names
+    (``envoy.http_response``). ``status`` and ``hits`` are set for MONITOR (and BLOCK in gRPC
+    mode). Imported here, not at the top: the CLI loads this module to build its parser.
+    """
+    if mode == "http":
+        from .envoy.http_response import (
+            HEADER_DECISION,
+            HEADER_DECISION_ID,
+            HEADER_RULE_HITS,
+            HEADER_STATUS,
+        )
+
+        return {
+            "decision": HEADER_DECISION_ID,
+            "action": HEADER_DECISION,
+            "status": HEADER_STATUS,
+            "hits": HEADER_RULE_HITS,
+        }
+    return {
+        "decision": "decisionId",
+        "action": "action",
+        "status": "statusCode",
+        "hits": "ruleHits",
+    }
+
+
+def access_log_format(mode: AuthzMode = "grpc") -> str:
+    """One line per request: method, path, status, then ``name=value`` fields, the decision's
+    from dynamic metadata under ``mode``'s keys (``metadata_keys``)."""
+    decision = " ".join(
+        f"{name}=%DYNAMIC_METADATA({EXT_AUTHZ_FILTER}:{key})%"
+        for name, key in metadata_keys(mode).items()
+    )
+    return (
+        "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% "
+        f"{decision} trace=%TRACE_ID% request=%REQ(X-REQUEST-ID)%\n"
+    )
+
+
 def _require_data_plane() -> None:
     """Import envoy-data-plane (once) or explain how to get it."""
     try:
@@ -215,7 +296,11 @@ def build_bootstrap(opts: EnvoyConfigOptions) -> Bootstrap:
         admin=Admin(address=_tcp(opts.admin_address, opts.admin_port)),
         static_resources=BootstrapStaticResources(
             listeners=[_listener(opts)],
-            clusters=[_pdp_cluster(opts), _upstream_cluster(opts)],
+            clusters=[
+                *([_pdp_cluster(opts)] if opts.ext_authz else []),
+                _tcp_cluster(UPSTREAM_CLUSTER, opts.upstream, what="upstream"),
+                *_collector_clusters(opts),
+            ],
         ),
     )
 
@@ -267,6 +352,8 @@ def render(opts: EnvoyConfigOptions, fmt: Format = "yaml", *, header: str | None
 def _import_extensions() -> None:
     """Load the typed classes; this also registers every ``@type`` we emit for ``Any``."""
     import envoy_data_plane.envoy.config.bootstrap.v3
+    import envoy_data_plane.envoy.config.trace.v3
+    import envoy_data_plane.envoy.extensions.access_loggers.file.v3
     import envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3
     import envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3
     import envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3
@@ -287,6 +374,10 @@ def _ms(value: int) -> timedelta:
     return timedelta(milliseconds=value)
 
 
+def _check_timeout(opts: EnvoyConfigOptions) -> timedelta:
+    return _ms(opts.timeout_ms if opts.check_timeout_ms is None else opts.check_timeout_ms)
+
+
 def _tcp(host: str, port: int) -> Any:
     from envoy_data_plane.envoy.config.core.v3 import Address, SocketAddress
 
@@ -303,52 +394,23 @@ def _is_ip(host: str) -> bool:
 
 def _listener(opts: EnvoyConfigOptions) -> Any:
     from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
-    from envoy_data_plane.envoy.config.route.v3 import (
-        Route,
-        RouteAction,
-        RouteConfiguration,
-        RouteMatch,
-        VirtualHost,
-    )
-    from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
+    from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, VirtualHost
     from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
         HttpConnectionManager,
         HttpConnectionManagerCodecType,
-        HttpFilter,
     )
 
-    filters = []
-    if opts.authz_mode == "http":
-        filters.append(
-            HttpFilter(name=HEADER_MUTATION_FILTER, typed_config=_pack(_header_mutation()))
-        )
-    if opts.demo_jwt or opts.jwks_file is not None:
-        filters.append(HttpFilter(name=JWT_FILTER, typed_config=_pack(_jwt_authn(opts))))
-    filters.append(
-        HttpFilter(name="envoy.filters.http.ext_authz", typed_config=_pack(_ext_authz(opts)))
-    )
-    filters.append(HttpFilter(name="envoy.filters.http.router", typed_config=_pack(Router())))
     hcm = HttpConnectionManager(
         stat_prefix="ingress_http",
         codec_type=HttpConnectionManagerCodecType.AUTO,
         route_config=RouteConfiguration(
             name="local_route",
-            virtual_hosts=[
-                VirtualHost(
-                    name="upstream",
-                    domains=["*"],
-                    routes=[
-                        Route(
-                            match=RouteMatch(prefix="/"),
-                            route=RouteAction(cluster=UPSTREAM_CLUSTER),
-                        )
-                    ],
-                )
-            ],
+            virtual_hosts=[VirtualHost(name="upstream", domains=["*"], routes=[_route(opts)])],
         ),
-        http_filters=filters,
+        http_filters=_http_filters(opts),
         **_path_hardening(),
         **_client_address(opts),
+        **_observability(opts),
     )
     return Listener(
         name="ingress",
@@ -365,6 +427,42 @@ def _listener(opts: EnvoyConfigOptions) -> Any:
             )
         ],
     )
+
+
+def _http_filters(opts: EnvoyConfigOptions) -> list[Any]:
+    """header_mutation (HTTP mode) → jwt_authn (optional) → ext_authz → router."""
+    from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
+    from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+        HttpFilter,
+    )
+
+    filters = []
+    if opts.ext_authz and opts.authz_mode == "http":
+        filters.append(
+            HttpFilter(name=HEADER_MUTATION_FILTER, typed_config=_pack(_header_mutation()))
+        )
+    if opts.ext_authz and (opts.demo_jwt or opts.jwks_file is not None):
+        filters.append(HttpFilter(name=JWT_FILTER, typed_config=_pack(_jwt_authn(opts))))
+    if opts.ext_authz:
+        filters.append(HttpFilter(name=EXT_AUTHZ_FILTER, typed_config=_pack(_ext_authz(opts))))
+    filters.append(HttpFilter(name="envoy.filters.http.router", typed_config=_pack(Router())))
+    return filters
+
+
+def _route(opts: EnvoyConfigOptions) -> Any:
+    """Everything to the upstream; with ``direct_response``, Envoy's own 200 ``ok``."""
+    from envoy_data_plane.envoy.config.core.v3 import DataSource
+    from envoy_data_plane.envoy.config.route.v3 import (
+        DirectResponseAction,
+        Route,
+        RouteAction,
+        RouteMatch,
+    )
+
+    if opts.direct_response:
+        answer = DirectResponseAction(status=200, body=DataSource(inline_string="ok\n"))
+        return Route(match=RouteMatch(prefix="/"), direct_response=answer)
+    return Route(match=RouteMatch(prefix="/"), route=RouteAction(cluster=UPSTREAM_CLUSTER))
 
 
 def _behind_proxy(opts: EnvoyConfigOptions) -> bool:
@@ -481,7 +579,7 @@ def _ext_authz(opts: EnvoyConfigOptions) -> Any:
         service = {
             "grpc_service": GrpcService(
                 envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=PDP_CLUSTER),
-                timeout=_ms(opts.timeout_ms),
+                timeout=_check_timeout(opts),
             ),
             "metadata_context_namespaces": [JWT_FILTER],
         }
@@ -529,7 +627,7 @@ def _http_service(opts: EnvoyConfigOptions) -> Any:
 
     return HttpService(
         server_uri=HttpUri(
-            uri=f"http://{PDP_CLUSTER}", cluster=PDP_CLUSTER, timeout=_ms(opts.timeout_ms)
+            uri=f"http://{PDP_CLUSTER}", cluster=PDP_CLUSTER, timeout=_check_timeout(opts)
         ),
         path_prefix=HTTP_PATH_PREFIX,
         authorization_request=AuthorizationRequest(
@@ -602,7 +700,7 @@ def _pdp_cluster(opts: EnvoyConfigOptions) -> Any:
         assert opts.address is not None
         host, port = split_host_port(opts.address)
         addresses = [_tcp(host, port)]
-        kind = ClusterDiscoveryType.STATIC if _is_ip(host) else ClusterDiscoveryType.STRICT_DNS
+        kind = _discovery(host)
     if opts.authz_mode == "http":  # HTTP/1.1, pooled, idled out before the PDP's keep-alive
         protocol = HttpProtocolOptions(
             common_http_protocol_options=CommonHttpProtocolOptions(
@@ -687,16 +785,87 @@ def _pdp_transport_socket(opts: EnvoyConfigOptions) -> Any:
     return TransportSocket(name="envoy.transport_sockets.tls", typed_config=_pack(context))
 
 
-def _upstream_cluster(opts: EnvoyConfigOptions) -> Any:
-    from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
+def _observability(opts: EnvoyConfigOptions) -> dict[str, Any]:
+    """Connection-manager fields for the access log and the tracer (none by default)."""
+    fields: dict[str, Any] = {}
+    if opts.access_log is not None:
+        fields["access_log"] = [_access_log(opts.access_log, opts.access_log_format, opts)]
+    if opts.tracer is not None and opts.trace_collector is not None:
+        fields["tracing"] = _tracing(opts.tracer, opts.trace_collector)
+    return fields
 
-    host, port = split_host_port(opts.upstream, what="upstream")
-    return Cluster(
-        name=UPSTREAM_CLUSTER,
-        type=ClusterDiscoveryType.STATIC if _is_ip(host) else ClusterDiscoveryType.STRICT_DNS,
-        connect_timeout=timedelta(seconds=1),
-        load_assignment=_load_assignment(UPSTREAM_CLUSTER, _tcp(host, port)),
+
+def _access_log(path: str, fmt: str | None, opts: EnvoyConfigOptions) -> Any:
+    from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog
+    from envoy_data_plane.envoy.config.core.v3 import DataSource, SubstitutionFormatString
+    from envoy_data_plane.envoy.extensions.access_loggers.file.v3 import FileAccessLog
+
+    text = fmt if fmt is not None else access_log_format(opts.authz_mode)
+    log = FileAccessLog(
+        path=os.fspath(path),
+        log_format=SubstitutionFormatString(text_format_source=DataSource(inline_string=text)),
     )
+    return AccessLog(name="envoy.access_loggers.file", typed_config=_pack(log))
+
+
+def _tracing(tracer: Tracer, collector: str) -> Any:
+    """Every request sampled, spans to ``COLLECTOR_CLUSTER``: OpenTelemetry over OTLP/HTTP
+    (W3C ``traceparent``) or Zipkin JSON (B3 headers)."""
+    from envoy_data_plane.envoy.config.core.v3 import HttpService, HttpUri
+    from envoy_data_plane.envoy.config.trace.v3 import (
+        OpenTelemetryConfig,
+        TracingHttp,
+        ZipkinConfig,
+        ZipkinConfigCollectorEndpointVersion,
+    )
+    from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+        HttpConnectionManagerTracing,
+    )
+    from envoy_data_plane.envoy.type.v3 import Percent
+
+    if tracer == "otlp":
+        uri = HttpUri(
+            uri=f"http://{collector}/v1/traces",
+            cluster=COLLECTOR_CLUSTER,
+            timeout=timedelta(seconds=1),
+        )
+        config = OpenTelemetryConfig(service_name="envoy", http_service=HttpService(http_uri=uri))
+        provider = TracingHttp(name="envoy.tracers.opentelemetry", typed_config=_pack(config))
+    else:
+        config = ZipkinConfig(
+            collector_cluster=COLLECTOR_CLUSTER,
+            collector_endpoint="/api/v2/spans",
+            collector_endpoint_version=ZipkinConfigCollectorEndpointVersion.HTTP_JSON,
+            shared_span_context=False,
+        )
+        provider = TracingHttp(name="envoy.tracers.zipkin", typed_config=_pack(config))
+    return HttpConnectionManagerTracing(provider=provider, random_sampling=Percent(value=100))
+
+
+def _collector_clusters(opts: EnvoyConfigOptions) -> list[Any]:
+    if opts.trace_collector is None:
+        return []
+    return [_tcp_cluster(COLLECTOR_CLUSTER, opts.trace_collector, what="trace_collector")]
+
+
+def _tcp_cluster(name: str, address: str, *, what: str) -> Any:
+    """A plain cluster of one ``HOST:PORT`` (the upstream, the trace collector), 1 s connect."""
+    from envoy_data_plane.envoy.config.cluster.v3 import Cluster
+
+    host, port = split_host_port(address, what=what)
+    return Cluster(
+        name=name,
+        type=_discovery(host),
+        connect_timeout=timedelta(seconds=1),
+        load_assignment=_load_assignment(name, _tcp(host, port)),
+    )
+
+
+def _discovery(host: str) -> Any:
+    """``STATIC`` for an IP address, ``STRICT_DNS`` for a name (e.g. a Kubernetes Service)."""
+    from envoy_data_plane.envoy.config.cluster.v3 import ClusterDiscoveryType
+
+    return ClusterDiscoveryType.STATIC if _is_ip(host) else ClusterDiscoveryType.STRICT_DNS
 
 
 def _load_assignment(cluster: str, *addresses: Any) -> Any:
