@@ -25,7 +25,7 @@ from typing import Any
 
 from .._shipped import shipped_dir
 from ..devstack import free_port
-from ..devstack.envoy import HTTP_MODE_CONFIG, SIDECAR_CONFIG, EnvoyProcess, render_config
+from ..devstack.envoy import HTTP_MODE, SIDECAR, EnvoyProcess, render_config
 from ..devstack.redis import RedisServer, find_redis_server
 from ..devstack.server import ServerProcess
 from ..devstack.upstream import UpstreamThread
@@ -128,7 +128,7 @@ class DemoStack:
 
         listen_port, admin_port = free_port(), free_port()
         config = render_config(
-            HTTP_MODE_CONFIG if http_mode else SIDECAR_CONFIG,
+            HTTP_MODE if http_mode else SIDECAR,
             listen_port=listen_port,
             admin_port=admin_port,
             pdp_socket=str(socket_path),

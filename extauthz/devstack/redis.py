@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from . import _process, free_port
 
@@ -43,7 +42,7 @@ def redis_answers(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(_process.Managed):
     """One ``redis-server`` process; a context manager that always stops it."""
 
     def __init__(
@@ -138,16 +137,11 @@ class RedisServer:
                 text += path.read_text(errors="replace")[-400:]
         return text.strip() or "(empty log)"
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
+    @property
+    def started(self) -> bool:
+        return self.running
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
+    release = cleanup
 
 
 def main() -> int:

@@ -12,7 +12,6 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from .._shipped import shipped_dir
 from ..server import socket as unix_socket
@@ -22,7 +21,7 @@ DEFAULT_START_TIMEOUT = 20.0
 DEMO_POLICY = shipped_dir("policies") / "demo.yaml"
 
 
-class ServerProcess:
+class ServerProcess(_process.Managed):
     """One ``extauthz serve`` process; a context manager that always stops it."""
 
     def __init__(
@@ -146,13 +145,8 @@ class ServerProcess:
     def kill(self) -> None:
         _process.kill(self.process, timeout=10)
 
-    def __enter__(self) -> ServerProcess:
-        return self.start() if self.process is None else self
+    @property
+    def started(self) -> bool:
+        return self.process is not None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.kill()
+    release = kill

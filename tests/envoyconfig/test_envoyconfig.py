@@ -14,6 +14,8 @@ import yaml
 
 from extauthz import InvalidConfig
 from extauthz.cli import main
+from extauthz.devstack.envoy import SHIPPED as DEVSTACK_SHIPPED
+from extauthz.devstack.envoy import SIDECAR_CONFIG, render_config
 from extauthz.envoyconfig import (
     DEMO_JWT_SECRET,
     EnvoyConfigOptions,
@@ -492,3 +494,50 @@ def test_without_ext_authz_envoy_runs_alone() -> None:
     config = to_dict(EnvoyConfigOptions(ext_authz=False, demo_jwt=True, authz_mode="http"))
     assert [f["name"] for f in http_filters(config)] == ["envoy.filters.http.router"]
     assert [c["name"] for c in config["static_resources"]["clusters"]] == ["upstream"]
+
+
+# --- devstack renders through the generator ----------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(DEVSTACK_SHIPPED), ids=lambda p: p.name)
+def test_devstack_presets_are_what_the_shipped_files_hold(path: Path) -> None:
+    """``render_config(SIDECAR_CONFIG, ...)`` starts from exactly the shipped file's meaning."""
+    shipped = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert normalise(shipped) == to_dict(DEVSTACK_SHIPPED[path])
+
+
+def test_render_config_changes_only_what_it_is_given() -> None:
+    config = render_config(
+        SIDECAR_CONFIG,
+        listen_port=18080,
+        admin_port=19901,
+        pdp_socket="/tmp/x/pdp.sock",
+        workers=2,
+        upstream=("::1", 8081),
+        timeout="1s",
+        health_interval="0.5s",
+    )
+    assert config == to_dict(
+        DEVSTACK_SHIPPED[SIDECAR_CONFIG].with_(
+            listen_address="127.0.0.1",
+            listen_port=18080,
+            admin_address="127.0.0.1",
+            admin_port=19901,
+            socket="/tmp/x/pdp.sock",
+            workers=2,
+            upstream="[::1]:8081",
+            check_timeout_ms=1000,
+            health_interval_ms=500,
+        )
+    )
+    pdp = cluster(config, "contractshield")
+    paths = [
+        e["endpoint"]["address"]["pipe"]["path"]
+        for e in pdp["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ]
+    assert paths == ["/tmp/x/pdp.0.sock", "/tmp/x/pdp.1.sock"]
+
+
+def test_render_config_refuses_a_file_it_has_no_options_for(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a shipped config"):
+        render_config(tmp_path / "envoy.yaml", listen_port=1, admin_port=2)
