@@ -115,6 +115,10 @@ class _GrpcTarget:
         self._credentials = self.tls.credentials() if self.tls is not None else None
         self._max_message_bytes = max_message_bytes
         self._closed = False
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a transport opens at construction (the blocking one: its channel)."""
 
     def _open(self, api: Any) -> tuple[Any, Any]:
         """A channel from ``api`` (``grpc`` or ``grpc.aio``) and its ``Check`` callable."""
@@ -135,16 +139,10 @@ class _GrpcTarget:
 class GrpcTransport(_GrpcTarget):
     """Blocking ext_authz v3 transport; one channel, created once, shared by all threads."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        tls: TlsOptions | None = None,
-    ) -> None:
-        super().__init__(target, max_message_bytes=max_message_bytes, tls=tls)
-        self._channel: grpc.Channel
-        self._check: grpc.UnaryUnaryMultiCallable
+    _channel: grpc.Channel
+    _check: grpc.UnaryUnaryMultiCallable
+
+    def _setup(self) -> None:
         self._channel, self._check = self._open(grpc)
         self._lock = threading.Lock()
 

@@ -10,7 +10,8 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Self
+from pathlib import Path
+from typing import ClassVar, Self
 
 
 def wait_ready(
@@ -79,3 +80,19 @@ class Managed(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+class Child(Managed):
+    """A subprocess that works in ``workdir`` and logs to ``log_name`` there."""
+
+    log_name: ClassVar[str]
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / self.log_name
+
+    @property
+    def started(self) -> bool:
+        return self.process is not None

@@ -141,8 +141,10 @@ def duration_ms(text: str) -> int:
     return round(float(text[:-1]) * 1000)
 
 
-class EnvoyProcess(_process.Managed):
+class EnvoyProcess(_process.Child):
     """One Envoy process; a context manager that always stops it."""
+
+    log_name = "envoy.log"
 
     def __init__(
         self,
@@ -159,7 +161,7 @@ class EnvoyProcess(_process.Managed):
         listener = config["static_resources"]["listeners"][0]["address"]["socket_address"]
         self.listen_port: int = listener["port_value"]
         self.admin_port: int = config["admin"]["address"]["socket_address"]["port_value"]
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = None
 
     @property
     def url(self) -> str:
@@ -168,10 +170,6 @@ class EnvoyProcess(_process.Managed):
     @property
     def config_path(self) -> Path:
         return self.workdir / "envoy.yaml"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "envoy.log"
 
     def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> EnvoyProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -223,10 +221,6 @@ class EnvoyProcess(_process.Managed):
     def stop(self, timeout: float = 5.0) -> None:
         proc, self.process = self.process, None
         _process.terminate(proc, timeout)
-
-    @property
-    def started(self) -> bool:
-        return self.process is not None
 
     release = stop
 

@@ -21,8 +21,10 @@ DEFAULT_START_TIMEOUT = 20.0
 DEMO_POLICY = shipped_dir("policies") / "demo.yaml"
 
 
-class ServerProcess(_process.Managed):
+class ServerProcess(_process.Child):
     """One ``extauthz serve`` process; a context manager that always stops it."""
+
+    log_name = "server.log"
 
     def __init__(
         self,
@@ -46,7 +48,7 @@ class ServerProcess(_process.Managed):
         self.extra_args = list(extra_args or ())
         self.env = dict(env or {})
         self.workers = workers
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = None
 
     @property
     def argv(self) -> list[str]:
@@ -75,10 +77,6 @@ class ServerProcess(_process.Managed):
         if not self.http_unix_socket:
             return []
         return worker_sockets(self.http_unix_socket, self.workers)
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "server.log"
 
     @property
     def http_url(self) -> str:
@@ -144,9 +142,5 @@ class ServerProcess(_process.Managed):
 
     def kill(self) -> None:
         _process.kill(self.process, timeout=10)
-
-    @property
-    def started(self) -> bool:
-        return self.process is not None
 
     release = kill

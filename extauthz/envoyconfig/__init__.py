@@ -16,6 +16,8 @@ This is the one renderer: ``extauthz envoy-config``, the shipped ``envoy/*.yaml`
 all render ``EnvoyConfigOptions``. A new setting is a field there (``_options``) and a piece in
 the part it changes: ``_listener`` (listener, routes, connection manager, access log, tracing),
 ``_authz`` (jwt_authn, ext_authz, header_mutation) or ``_clusters`` (docs/architecture-envoy.md).
+The names the rendered config uses internally (filter names, HTTP mode's paths and headers)
+live in ``_options``.
 """
 
 from ._options import (
@@ -33,19 +35,7 @@ from ._options import (
     DEMO_JWT_ISSUER,
     DEMO_JWT_KID,
     DEMO_JWT_SECRET,
-    EXT_AUTHZ_FILTER,
-    HEADER_MUTATION_FILTER,
-    HEALTH_SERVICE_NAME,
-    HTTP_HEALTH_PATH,
-    HTTP_IDLE_TIMEOUT_S,
-    HTTP_PATH_PREFIX,
-    HTTP_PAYLOAD_HEADER,
-    HTTP_TRUSTED_HEADERS,
-    JWT_FILTER,
-    JWT_PAYLOAD_KEY,
-    JWT_PROVIDER,
     PDP_CLUSTER,
-    PROXY_PROTOCOL_FILTER,
     UPSTREAM_CLUSTER,
     AuthzMode,
     EnvoyConfigOptions,
@@ -73,19 +63,7 @@ __all__ = [
     "DEMO_JWT_ISSUER",
     "DEMO_JWT_KID",
     "DEMO_JWT_SECRET",
-    "EXT_AUTHZ_FILTER",
-    "HEADER_MUTATION_FILTER",
-    "HEALTH_SERVICE_NAME",
-    "HTTP_HEALTH_PATH",
-    "HTTP_IDLE_TIMEOUT_S",
-    "HTTP_PATH_PREFIX",
-    "HTTP_PAYLOAD_HEADER",
-    "HTTP_TRUSTED_HEADERS",
-    "JWT_FILTER",
-    "JWT_PAYLOAD_KEY",
-    "JWT_PROVIDER",
     "PDP_CLUSTER",
-    "PROXY_PROTOCOL_FILTER",
     "UPSTREAM_CLUSTER",
     "AuthzMode",
     "EnvoyConfigOptions",
