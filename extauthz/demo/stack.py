@@ -123,8 +123,9 @@ class DemoStack:
             http_port=http_port,
             env=env,
             workdir=self.workdir / "pdp",
-        ).start(START_TIMEOUT)
+        ).start(START_TIMEOUT, wait=False)
 
+        # Rendered while the PDP starts: the first render in a process loads the typed classes.
         listen_port, admin_port = free_port(), free_port()
         config = render_config(
             HTTP_MODE if http_mode else SIDECAR,
@@ -134,6 +135,7 @@ class DemoStack:
             upstream=self.upstream.address,
             health_interval="1s",
         )
+        self.server.wait_ready(START_TIMEOUT)
         self.envoy = EnvoyProcess(config, workdir=self.workdir / "envoy").start(START_TIMEOUT)
         self._wait_for_path(self.envoy.url)
 
