@@ -85,8 +85,8 @@ def render_config(
     workers: int = 1,
     pdp_address: tuple[str, int] | None = None,
     upstream: tuple[str, int] | None = None,
-    direct_response: bool = False,
-    ext_authz: bool = True,
+    direct_response: bool | None = None,
+    ext_authz: bool | None = None,
     timeout: str | None = None,
     health_interval: str | None = None,
     access_log: str | os.PathLike[str] | None = None,
@@ -102,6 +102,7 @@ def render_config(
     (benchmarks: no upstream in the way); ``ext_authz=False`` removes the PDP from the chain
     (the Envoy-alone baseline); ``access_log`` writes one line per request (by default with
     the decision under the mode's metadata keys); ``tracing`` is a collector, for ``tracer``.
+    What is not given stays as ``template`` has it.
     """
     options = template if isinstance(template, EnvoyConfigOptions) else shipped_options(template)
     changes: dict[str, Any] = {
@@ -109,9 +110,11 @@ def render_config(
         "listen_port": listen_port,
         "admin_address": LOCALHOST,
         "admin_port": admin_port,
-        "direct_response": direct_response,
-        "ext_authz": ext_authz,
     }
+    if direct_response is not None:
+        changes["direct_response"] = direct_response
+    if ext_authz is not None:
+        changes["ext_authz"] = ext_authz
     if pdp_socket is not None:
         changes.update(socket=pdp_socket, workers=workers)
     elif pdp_address is not None:
