@@ -1,9 +1,9 @@
 """``ContractShieldClient`` and ``AsyncContractShieldClient``: a remote PDP that feels local.
 
-Both wrap a transport with the same three layers (``_BaseClient``): a decision cache that never changes a
-decision (see ``_cache``), retries on transport failures only (each attempt with its own
-deadline; a BLOCK is an answer and is never retried), and failover (fail closed raises
-``ContractShieldUnavailable``; fail open returns ``fail_open_decision``).
+Both wrap a transport with the same three layers (``_BaseClient``): a decision cache that
+never changes a decision (see ``_cache``), retries on transport failures only (each attempt
+with its own deadline; a BLOCK is an answer and is never retried), and failover (fail closed
+raises ``ContractShieldUnavailable``; fail open returns ``fail_open_decision``).
 """
 
 from __future__ import annotations
@@ -199,9 +199,11 @@ class _BaseClient(Generic[TransportT]):
         self._lock = threading.Lock()
         self._failovers = self._errors = self._retried = 0
         self._policy_version: str | None = None
-        self._transport: TransportT = (
-            self._builtin[kind](target, tls=tls) if kind is not None else transport  # type: ignore[assignment]
-        )
+        self._transport: TransportT
+        if kind is None:
+            self._transport = transport  # type: ignore[assignment]
+        else:
+            self._transport = self._builtin[kind](target, tls=tls)
 
     # -- the steps of one evaluation, around the call -------------------------------------
 

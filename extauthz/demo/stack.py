@@ -83,7 +83,8 @@ class DemoStack:
     def _open(self) -> StackInfo:
         if not (self.policy_dir / POLICY_FILE).is_file():
             raise FileNotFoundError(
-                f"{self.policy_dir / POLICY_FILE} not found: the package was built without its shipped files"
+                f"{self.policy_dir / POLICY_FILE} not found: "
+                "the package was built without its shipped files"
             )
         self.workdir = Path(tempfile.mkdtemp(prefix="contractshield-demo-"))
         policies = self.workdir / "policies"

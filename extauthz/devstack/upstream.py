@@ -1,8 +1,9 @@
 """A tiny upstream app that echoes what reached it (method, path, query, headers, body size).
 
 Tests look at the echo to prove what Envoy forwarded: the decision headers we added and the
-client headers we removed; ``UpstreamThread.count`` proves what did not get through. Runs in-process on a background thread (``UpstreamThread``) or as a
-subprocess (``python -m extauthz.devstack.upstream --port N``).
+client headers we removed; ``UpstreamThread.count`` proves what did not get through. Runs
+in-process on a background thread (``UpstreamThread``) or as a subprocess
+(``python -m extauthz.devstack.upstream --port N``).
 """
 
 from __future__ import annotations
