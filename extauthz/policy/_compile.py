@@ -24,12 +24,13 @@ from ..engine.metaschema import MetaschemaChecks
 from ..engine.model import CompiledPolicy, CompiledRoute, Defaults, HitOverride
 from ..engine.vulnerability import DEFAULT_ENABLED, OFF, Check, VulnerabilityConfig
 from ..engine.webhook import DEFAULT_TOLERANCE, WebhookConfig
+from ..webhooks import find as find_provider
+from ..webhooks import hit_ids as webhook_hit_ids
 from . import _openapi
 from . import _rule_types as rule_types
 from ._loader import parse_schema_file
 from ._schema import format_path, structure_problems
 
-PROVIDERS = ("stripe", "github", "slack", "twilio")
 # The hit ids the engine's own checks report: a CEL rule may not take one (an alert on
 # ``limit.body.max`` must mean the limit). Rules that configure a check rename its hits.
 BUILTIN_IDS = frozenset(
@@ -40,25 +41,10 @@ BUILTIN_IDS = frozenset(
         "vulnerability.commandInjection", "vulnerability.nosqlInjection",
         "vulnerability.sqlInjection", "vulnerability.xss",
         *rule_types.LIMIT_HITS.values(), *rule_types.CONTRACT_HITS,
-        *(f"webhook.{p}.{k}" for p in PROVIDERS
-          for k in ("signature", "eventType", "replay", "replayStoreUnavailable")),
+        *webhook_hit_ids(),
     }
 )  # fmt: skip
-# Where a webhook's secret comes from when the policy names none (upstream's getSecret hook
-# reads these): each provider's conventional variable name.
-DEFAULT_SECRET_ENV = {
-    "stripe": "STRIPE_WEBHOOK_SECRET",
-    "github": "GITHUB_WEBHOOK_SECRET",
-    "slack": "SLACK_SIGNING_SECRET",
-    "twilio": "TWILIO_AUTH_TOKEN",
-}
 _SEALED = "a policy sent with the request cannot read the server's "
-SIGNATURE_HEADER = {
-    "stripe": "stripe-signature",
-    "github": "x-hub-signature-256",
-    "slack": "x-slack-signature",
-    "twilio": "x-twilio-signature",
-}
 MAX_SCHEMA_BYTES = 4 * 1024 * 1024
 _ATTRS = {
     "prototypePollution": "prototype_pollution",
@@ -504,6 +490,9 @@ def _compile_webhook(
             "a webhook rule)",
         )
         return None
+    scheme = find_provider(provider)
+    if scheme is None:
+        return None  # the structural check reported it (the schema's enum)
     if secret is not None and ref is not None:
         out.add(section.where(), "give either secret or secretRef, not both")
         return None
@@ -515,7 +504,7 @@ def _compile_webhook(
         )
         ok = False
     header = w.get("header")
-    expected = SIGNATURE_HEADER.get(provider, "")
+    expected = scheme.signature_header
     if isinstance(header, str) and header.lower() != expected:
         out.add(
             section.where("header"),
@@ -544,7 +533,8 @@ def _compile_webhook(
             return None
         secret = value
     elif secret is None:
-        env = DEFAULT_SECRET_ENV[provider]
+        # the provider's usual variable (upstream's getSecret hook reads the same ones)
+        env = scheme.secret_env
         secret = os.environ.get(env)
         if not secret:
             out.add(
@@ -558,7 +548,7 @@ def _compile_webhook(
     types = w.get("allowedEventTypes")
     tolerance = _int(w, "timestampTolerance", _int(w, "toleranceSeconds", DEFAULT_TOLERANCE))
     return WebhookConfig(
-        provider=provider,
+        scheme=scheme,
         secret=secret.encode("utf-8"),
         tolerance=tolerance,
         replay_protection=replay,
