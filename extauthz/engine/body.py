@@ -17,7 +17,8 @@ JSON); sniffing never makes a body malformed. What this phase decides for every 
 from __future__ import annotations
 
 from ..context import Body
-from .decoders import (
+from .decoders import SNIFFERS, Decoder, for_media_type
+from .decoders._base import (
     FORM,
     JSON,
     MALFORMED,
@@ -25,11 +26,8 @@ from .decoders import (
     NONE,
     OPAQUE,
     SKIPPED,
-    SNIFFERS,
     TOO_DEEP,
-    Decoder,
     ParsedBody,
-    for_media_type,
     json_depth,
 )
 

@@ -81,16 +81,22 @@ def verify(
     if payload is None:
         hits.append(RuleHit(cfg.signature_id, "critical", problem or "no body"))
         return None
+    scheme = cfg.scheme
+    signature = request.headers.get(scheme.signature_header)
+    if not signature:
+        hits.append(
+            RuleHit(cfg.signature_id, "critical", f"missing {scheme.signature_header} header")
+        )
+        return None
     kind = parsed.kind
     delivery = Delivery(
-        request, payload, parsed.value, kind == JSON, kind == FORM, parsed.form_pairs
+        request, payload, signature, parsed.value, kind == JSON, kind == FORM, parsed.form_pairs
     )
-    scheme = cfg.scheme
     result = scheme.verify(cfg.secret, delivery, now, cfg.tolerance)
     if isinstance(result, str):
         hits.append(RuleHit(cfg.signature_id, "critical", result))
         return None
-    event = Event(scheme.replay_key(result), scheme.event_type(result))
+    event = Event(scheme.replay_key(result), result.event_type)
     allowed = cfg.allowed_event_types
     if allowed is not None and (event.event_type is None or event.event_type not in allowed):
         hits.append(

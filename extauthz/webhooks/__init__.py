@@ -21,19 +21,22 @@ from ._provider import (
     HIT_KINDS,
     NO_TIMESTAMP_REPLAY_TTL,
     Delivery,
+    Outcome,
+    Outgoing,
     Provider,
     Verified,
     hit_id,
     hmac_hex,
-    is_timestamp,
-    outside_tolerance,
 )
+from ._timestamp import is_timestamp, outside_tolerance
 
 __all__ = [
     "DEFAULT_TOLERANCE",
     "HIT_KINDS",
     "NO_TIMESTAMP_REPLAY_TTL",
     "Delivery",
+    "Outcome",
+    "Outgoing",
     "Provider",
     "Verified",
     "cache_bypass_headers",
@@ -67,7 +70,7 @@ def register(provider: Provider) -> Provider:
         raise ValueError(f"webhook provider name {name!r} must match {_NAME.pattern}")
     if name in _REGISTRY:
         raise ValueError(f"webhook provider {name!r} is already registered")
-    for header in (provider.signature_header, *provider.bypass_headers, *provider.never_logged):
+    for header in (provider.signature_header, *provider.bypass_headers):
         if not _HEADER.match(header):
             raise ValueError(f"{name}: {header!r} is not a lower-case header name")
     _REGISTRY[name] = provider
@@ -110,14 +113,8 @@ def cache_bypass_headers() -> frozenset[str]:
 
 
 def never_logged_headers() -> tuple[str, ...]:
-    """Prefixes of header names the decision log never writes (a provider's own, and its
-    signature header when they do not cover it)."""
-    found: list[str] = []
-    for p in providers():
-        found += p.never_logged
-        if not p.signature_header.startswith(p.never_logged):
-            found.append(p.signature_header)
-    return tuple(dict.fromkeys(found))
+    """Prefixes of header names the decision log never writes: each provider's family."""
+    return tuple(dict.fromkeys(p.header_family for p in providers()))
 
 
 def sign(
@@ -131,7 +128,7 @@ def sign(
 ) -> dict[str, str]:
     """Headers ``provider`` would send with ``raw`` (tests, examples and the demo use this)."""
     key = secret.encode() if isinstance(secret, str) else secret
-    return get(provider).sign(key, raw, timestamp=timestamp, url=url, form_pairs=form_pairs)
+    return get(provider).sign(key, Outgoing(raw, timestamp, url, form_pairs))
 
 
 for _module in submodules(__name__, __path__):

@@ -12,7 +12,7 @@ import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from ..context import HttpRequest
 
@@ -31,14 +31,15 @@ class Delivery:
     """One webhook request as a provider reads it.
 
     ``payload`` is the bytes the signature must cover (the raw body; with
-    ``requireRawBody: false``, the compact JSON of an adapter's parsed sample). ``value`` is
-    the body as the body phase decoded it (a JSON value, a form's dict, or None);
-    ``is_json``/``is_form`` say which. Before ``verify`` accepts the signature, all of it is
-    attacker-controlled text.
+    ``requireRawBody: false``, the compact JSON of an adapter's parsed sample), ``signature``
+    what the provider's ``signature_header`` holds, ``value`` the body as the body phase
+    decoded it (a JSON value, a form's dict, or None; ``is_json``/``is_form`` say which).
+    Until ``verify`` accepts the signature, all of it is attacker-controlled text.
     """
 
     request: HttpRequest
     payload: bytes
+    signature: str  # the signature header's value, never empty (the phase checks)
     value: Any = None
     is_json: bool = False
     is_form: bool = False
@@ -59,15 +60,32 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A delivery whose signature holds, and what the check read to say so.
+    """A delivery whose signature holds, what the check read to say so, and its event type
+    (checked against ``allowedEventTypes``).
 
-    ``replay_key`` and ``event_type`` get this, and only this: a key made of ``signature``,
-    ``timestamp`` and ``delivery.payload`` is made of authenticated material.
+    ``replay_key`` gets this, and only this: a key made of ``signature``, ``timestamp`` and
+    ``delivery.payload`` is made of authenticated material.
     """
 
     delivery: Delivery
     signature: str  # as sent (the first one, when the header lists several)
     timestamp: str | None = None  # the signed timestamp, for a provider that signs one
+    event_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What a sender signs (``Provider.sign``): the body, when, and for a provider that signs
+    them, the URL and the form's fields."""
+
+    raw: bytes
+    timestamp: int
+    url: str | None = None
+    form_pairs: Sequence[tuple[str, str]] = ()
+
+
+Outcome: TypeAlias = Verified | str  # what ``verify`` returns: a refusal is its reason
+Headers: TypeAlias = dict[str, str]
 
 
 class Provider(ABC):
@@ -83,28 +101,27 @@ class Provider(ABC):
             secret_env = "ACME_WEBHOOK_SECRET"
 
             def verify(self, secret, delivery, now, tolerance):
-                sig = delivery.header(self.signature_header)
-                if not sig:
-                    return f"missing {self.signature_header} header"
+                sig = delivery.signature
                 if not hmac.compare_digest(hmac_hex(secret, delivery.payload), sig):
                     return "signature does not match"
-                return Verified(delivery, sig)
+                return Verified(delivery, sig, event_type=delivery.json_field("type"))
 
             def replay_key(self, verified):
                 return "sig:" + verified.signature
 
-            def event_type(self, verified):
-                return verified.delivery.json_field("type")
-
-            def sign(self, secret, raw, *, timestamp, url=None, form_pairs=()):
-                return {self.signature_header: hmac_hex(secret, raw)}
+            def sign(self, secret, out):
+                return {self.signature_header: hmac_hex(secret, out.raw)}
 
         PROVIDER = Acme()
+
+    The headers of its family (the signature header up to the provider's name, ``x-acme-*``)
+    are never written to the decision log.
     """
 
     #: The policy's ``webhook.provider``, and the middle of the hit ids.
     name: ClassVar[str]
-    #: Where the signature is read (a policy's ``webhook.header`` may only repeat it).
+    #: Where the signature is read (a policy's ``webhook.header`` may only repeat it); a
+    #: delivery without it is refused before ``verify``.
     signature_header: ClassVar[str]
     #: Where the secret comes from when the policy names none: the provider's usual variable.
     secret_env: ClassVar[str]
@@ -114,8 +131,6 @@ class Provider(ABC):
     #: Other headers that mark one of its deliveries: the client's cache never stores a
     #: request carrying any of them (a replay is byte-identical), nor the signature header.
     bypass_headers: ClassVar[tuple[str, ...]] = ()
-    #: Prefixes of header names the decision log never writes (the signature header too).
-    never_logged: ClassVar[tuple[str, ...]] = ()
     #: Its place in lists users read (the schema's enum, its error message); the built-ins
     #: keep the order they were documented in, a new one may keep the default (after them).
     order: ClassVar[int] = 100
@@ -124,15 +139,16 @@ class Provider(ABC):
         ids = [hit_id(self.name, kind) for kind in HIT_KINDS]
         self.hit_ids: tuple[str, ...] = tuple(ids)
         self.signature_id, self.event_type_id, self.replay_id, self.unavailable_id = ids
+        header, at = self.signature_header, self.signature_header.find(self.name)
+        #: the prefix of its header family: never logged
+        self.header_family = header[: at + len(self.name) + 1] if at >= 0 else header
 
     @abstractmethod
-    def verify(
-        self, secret: bytes, delivery: Delivery, now: float, tolerance: int
-    ) -> Verified | str:
+    def verify(self, secret: bytes, delivery: Delivery, now: float, tolerance: int) -> Outcome:
         """The verified delivery, or why its signature does not hold (the hit's message).
 
         Compare with ``hmac.compare_digest``; check a timestamp only once the signature
-        holds, with ``outside_tolerance``.
+        holds, with ``outside_tolerance``; read the event type only then.
         """
 
     @abstractmethod
@@ -140,27 +156,13 @@ class Provider(ABC):
         """What identifies this event in the replay store (under the route's id)."""
 
     @abstractmethod
-    def event_type(self, verified: Verified) -> str | None:
-        """The event type ``allowedEventTypes`` is checked against, or None."""
+    def sign(self, secret: bytes, out: Outgoing) -> Headers:
+        """The headers the provider would send with ``out`` (tests, examples, the demo)."""
 
-    @abstractmethod
-    def sign(
-        self,
-        secret: bytes,
-        raw: bytes,
-        *,
-        timestamp: int,
-        url: str | None = None,
-        form_pairs: Sequence[tuple[str, str]] = (),
-    ) -> dict[str, str]:
-        """The headers the provider would send with ``raw`` (tests, examples, the demo)."""
-
-    def sign_request(
-        self, secret: bytes, request: HttpRequest, raw: bytes, timestamp: int
-    ) -> dict[str, str]:
+    def sign_request(self, secret: bytes, request: HttpRequest, raw: bytes, ts: int) -> Headers:
         """``sign`` for ``request`` carrying ``raw`` (``extauthz test``'s ``sign``): a provider
         that signs more than the body (the URL, the form fields) takes them from ``request``."""
-        return self.sign(secret, raw, timestamp=timestamp)
+        return self.sign(secret, Outgoing(raw, ts))
 
     def replay_ttl(self, tolerance: int) -> int:
         """How long a claimed key is kept: past the tolerance window on both sides, or a day
@@ -170,15 +172,3 @@ class Provider(ABC):
 
 def hmac_hex(secret: bytes, data: bytes, algo: Callable[..., Any] = hashlib.sha256) -> str:
     return hmac.new(secret, data, algo).hexdigest()
-
-
-def is_timestamp(text: str | None) -> bool:
-    """Epoch seconds as providers send them: digits only (no sign, no space), at most 12."""
-    return text is not None and text.isdigit() and len(text) <= 12
-
-
-def outside_tolerance(timestamp: str, now: float, tolerance: int) -> str | None:
-    """Why a (well-formed) signed timestamp is refused, or None when it is recent enough."""
-    if abs(now - int(timestamp)) > tolerance:
-        return f"signature timestamp is outside the {tolerance} s tolerance"
-    return None

@@ -4,9 +4,8 @@ a delivery id is remembered a day. The event type is the ``x-github-event`` head
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
 
-from ._provider import Delivery, Provider, Verified, hmac_hex
+from ._provider import Delivery, Outcome, Outgoing, Provider, Verified, hmac_hex
 
 
 class GitHub(Provider):
@@ -15,38 +14,21 @@ class GitHub(Provider):
     secret_env = "GITHUB_WEBHOOK_SECRET"
     # the SHA-1 header GitHub still sends, and the delivery id
     bypass_headers = ("x-hub-signature", "x-github-delivery")
-    never_logged = ("x-hub-signature",)
     order = 2
 
-    def verify(
-        self, secret: bytes, delivery: Delivery, now: float, tolerance: int
-    ) -> Verified | str:
-        header = delivery.header("x-hub-signature-256")
-        if not header:
-            return "missing x-hub-signature-256 header"
-        algo, _, sig = header.partition("=")
+    def verify(self, secret: bytes, delivery: Delivery, now: float, tolerance: int) -> Outcome:
+        algo, _, sig = delivery.signature.partition("=")
         if algo != "sha256" or not sig:
             return "x-hub-signature-256 is not 'sha256=<hex>'"
         if not hmac.compare_digest(hmac_hex(secret, delivery.payload), sig):
             return "signature does not match"
-        return Verified(delivery, sig)
+        return Verified(delivery, sig, event_type=delivery.header("x-github-event"))
 
     def replay_key(self, verified: Verified) -> str:
         return verified.delivery.header("x-github-delivery") or f"sig:{verified.signature}"
 
-    def event_type(self, verified: Verified) -> str | None:
-        return verified.delivery.header("x-github-event")
-
-    def sign(
-        self,
-        secret: bytes,
-        raw: bytes,
-        *,
-        timestamp: int,
-        url: str | None = None,
-        form_pairs: Sequence[tuple[str, str]] = (),
-    ) -> dict[str, str]:
-        return {"x-hub-signature-256": "sha256=" + hmac_hex(secret, raw)}
+    def sign(self, secret: bytes, out: Outgoing) -> dict[str, str]:
+        return {"x-hub-signature-256": "sha256=" + hmac_hex(secret, out.raw)}
 
 
 PROVIDER = GitHub()

@@ -5,9 +5,15 @@ commands, interactivity)."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
 
-from ._provider import Delivery, Provider, Verified, hmac_hex, is_timestamp, outside_tolerance
+from ._provider import Delivery, Outcome, Outgoing, Provider, Verified, hmac_hex
+from ._timestamp import is_timestamp, outside_tolerance
+
+
+def _event_type(delivery: Delivery) -> str | None:
+    if delivery.is_form and isinstance(delivery.value, dict):
+        return delivery.value.get("command") or delivery.value.get("type")
+    return delivery.json_field("event", "type") or delivery.json_field("type")
 
 
 class Slack(Provider):
@@ -15,44 +21,26 @@ class Slack(Provider):
     signature_header = "x-slack-signature"
     secret_env = "SLACK_SIGNING_SECRET"
     timestamped = True
-    never_logged = ("x-slack-",)
+    timestamp_header = "x-slack-request-timestamp"  # the timestamp is signed with the body
     order = 3
 
-    def verify(
-        self, secret: bytes, delivery: Delivery, now: float, tolerance: int
-    ) -> Verified | str:
-        header = delivery.header("x-slack-signature")
-        ts = delivery.header("x-slack-request-timestamp")
-        if not header:
-            return "missing x-slack-signature header"
+    def verify(self, secret: bytes, delivery: Delivery, now: float, tolerance: int) -> Outcome:
+        ts = delivery.header(self.timestamp_header)
         if ts is None or not is_timestamp(ts):
-            return "missing or invalid x-slack-request-timestamp"
+            return f"missing or invalid {self.timestamp_header}"
         expected = "v0=" + hmac_hex(secret, b"v0:" + ts.encode() + b":" + delivery.payload)
-        if not hmac.compare_digest(expected, header):
+        if not hmac.compare_digest(expected, delivery.signature):
             return "signature does not match"
-        return outside_tolerance(ts, now, tolerance) or Verified(delivery, header, ts)
+        late = outside_tolerance(ts, now, tolerance)
+        return late or Verified(delivery, delivery.signature, ts, _event_type(delivery))
 
     def replay_key(self, verified: Verified) -> str:
         event_id = verified.delivery.json_field("event_id")
         return event_id or f"{verified.timestamp}:{verified.signature}"
 
-    def event_type(self, verified: Verified) -> str | None:
-        delivery = verified.delivery
-        if delivery.is_form and isinstance(delivery.value, dict):
-            return delivery.value.get("command") or delivery.value.get("type")
-        return delivery.json_field("event", "type") or delivery.json_field("type")
-
-    def sign(
-        self,
-        secret: bytes,
-        raw: bytes,
-        *,
-        timestamp: int,
-        url: str | None = None,
-        form_pairs: Sequence[tuple[str, str]] = (),
-    ) -> dict[str, str]:
-        sig = hmac_hex(secret, b"v0:" + str(timestamp).encode() + b":" + raw)
-        return {"x-slack-signature": "v0=" + sig, "x-slack-request-timestamp": str(timestamp)}
+    def sign(self, secret: bytes, out: Outgoing) -> dict[str, str]:
+        sig = hmac_hex(secret, b"v0:" + str(out.timestamp).encode() + b":" + out.raw)
+        return {"x-slack-signature": "v0=" + sig, self.timestamp_header: str(out.timestamp)}
 
 
 PROVIDER = Slack()

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
 
-from ._provider import Delivery, Provider, Verified, hmac_hex, is_timestamp, outside_tolerance
+from ._provider import Delivery, Outcome, Outgoing, Provider, Verified, hmac_hex
+from ._timestamp import is_timestamp, outside_tolerance
 
 
 class Stripe(Provider):
@@ -14,18 +14,12 @@ class Stripe(Provider):
     signature_header = "stripe-signature"
     secret_env = "STRIPE_WEBHOOK_SECRET"
     timestamped = True
-    never_logged = ("stripe-",)
     order = 1
 
-    def verify(
-        self, secret: bytes, delivery: Delivery, now: float, tolerance: int
-    ) -> Verified | str:
-        header = delivery.header("stripe-signature")
-        if not header:
-            return "missing stripe-signature header"
+    def verify(self, secret: bytes, delivery: Delivery, now: float, tolerance: int) -> Outcome:
         ts: str | None = None
         sigs: list[str] = []
-        for item in header.split(",")[:32]:
+        for item in delivery.signature.split(",")[:32]:
             key, _, value = item.strip().partition("=")
             if key == "t":
                 ts = value
@@ -38,25 +32,15 @@ class Stripe(Provider):
         expected = hmac_hex(secret, ts.encode() + b"." + delivery.payload)
         if not any(hmac.compare_digest(expected, s) for s in sigs):
             return "signature does not match"
-        return outside_tolerance(ts, now, tolerance) or Verified(delivery, sigs[0], ts)
+        event_type = delivery.json_field("type")
+        return outside_tolerance(ts, now, tolerance) or Verified(delivery, sigs[0], ts, event_type)
 
     def replay_key(self, verified: Verified) -> str:
         return verified.delivery.json_field("id") or f"sig:{verified.signature}"
 
-    def event_type(self, verified: Verified) -> str | None:
-        return verified.delivery.json_field("type")
-
-    def sign(
-        self,
-        secret: bytes,
-        raw: bytes,
-        *,
-        timestamp: int,
-        url: str | None = None,
-        form_pairs: Sequence[tuple[str, str]] = (),
-    ) -> dict[str, str]:
-        sig = hmac_hex(secret, str(timestamp).encode() + b"." + raw)
-        return {"stripe-signature": f"t={timestamp},v1={sig}"}
+    def sign(self, secret: bytes, out: Outgoing) -> dict[str, str]:
+        sig = hmac_hex(secret, str(out.timestamp).encode() + b"." + out.raw)
+        return {"stripe-signature": f"t={out.timestamp},v1={sig}"}
 
 
 PROVIDER = Stripe()

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..context import HttpRequest
-from ._provider import Delivery, Provider, Verified
+from ._provider import Delivery, Headers, Outcome, Outgoing, Provider, Verified
 
 
 def urls(request: HttpRequest) -> list[str]:
@@ -36,63 +36,44 @@ def signature(secret: bytes, url: str, pairs: Sequence[tuple[str, str]]) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def _form(delivery: Delivery) -> dict[str, Any]:
+    return delivery.value if isinstance(delivery.value, dict) else {}
+
+
 class Twilio(Provider):
     name = "twilio"
     signature_header = "x-twilio-signature"
     secret_env = "TWILIO_AUTH_TOKEN"
-    never_logged = ("x-twilio-",)
     order = 4
 
-    def verify(
-        self, secret: bytes, delivery: Delivery, now: float, tolerance: int
-    ) -> Verified | str:
-        header = delivery.header("x-twilio-signature")
-        if not header:
-            return "missing x-twilio-signature header"
+    def verify(self, secret: bytes, delivery: Delivery, now: float, tolerance: int) -> Outcome:
         pairs = delivery.form_pairs if delivery.is_form else ()
         if delivery.payload and not delivery.is_form:
             return "Twilio signs form bodies (application/x-www-form-urlencoded) only"
         if not any(
-            hmac.compare_digest(signature(secret, url, pairs), header)
+            hmac.compare_digest(signature(secret, url, pairs), delivery.signature)
             for url in urls(delivery.request)
         ):
             return "signature does not match"
-        return Verified(delivery, header)
-
-    @staticmethod
-    def _form(verified: Verified) -> dict[str, Any]:
-        value = verified.delivery.value
-        return value if isinstance(value, dict) else {}
+        form = _form(delivery)
+        event_type = form.get("SmsStatus") or form.get("CallStatus")
+        return Verified(delivery, delivery.signature, None, event_type)
 
     def replay_key(self, verified: Verified) -> str:
         token = verified.delivery.header("i-twilio-idempotency-token")
-        form = self._form(verified)
+        form = _form(verified.delivery)
         sid = form.get("MessageSid") or form.get("CallSid") or form.get("SmsSid")
         header = verified.signature
         return token or (f"{sid}:{header}" if sid else f"sig:{header}")
 
-    def event_type(self, verified: Verified) -> str | None:
-        form = self._form(verified)
-        return form.get("SmsStatus") or form.get("CallStatus")
-
-    def sign(
-        self,
-        secret: bytes,
-        raw: bytes,
-        *,
-        timestamp: int,
-        url: str | None = None,
-        form_pairs: Sequence[tuple[str, str]] = (),
-    ) -> dict[str, str]:
-        if url is None:
+    def sign(self, secret: bytes, out: Outgoing) -> dict[str, str]:
+        if out.url is None:
             raise ValueError("twilio signatures need the full request URL")
-        return {"x-twilio-signature": signature(secret, url, form_pairs)}
+        return {"x-twilio-signature": signature(secret, out.url, out.form_pairs)}
 
-    def sign_request(
-        self, secret: bytes, request: HttpRequest, raw: bytes, timestamp: int
-    ) -> dict[str, str]:
+    def sign_request(self, secret: bytes, request: HttpRequest, raw: bytes, ts: int) -> Headers:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True) if raw else []
-        return self.sign(secret, raw, timestamp=timestamp, url=urls(request)[0], form_pairs=pairs)
+        return self.sign(secret, Outgoing(raw, ts, urls(request)[0], pairs))
 
 
 PROVIDER = Twilio()

@@ -15,7 +15,8 @@ import pytest
 from extauthz.context import Body, RequestContext
 from extauthz.engine import body as b
 from extauthz.engine import decoders, evaluate
-from extauthz.engine.decoders import JSON, MALFORMED, Decoder, ParsedBody
+from extauthz.engine.body import JSON, MALFORMED, ParsedBody
+from extauthz.engine.decoders import Decoder
 from extauthz.policy import load_policy_text
 
 POLICY = """

@@ -2,46 +2,25 @@
 media type for the body phase (``engine/body.py``).
 
 Adding a decoder is adding ``extauthz/engine/decoders/<name>.py`` that defines
-``DECODER = Decoder(...)`` (see ``Decoder``) and its tests. The registry's tables are read on
+``DECODER = Decoder(...)`` (see ``Decoder``; the kinds of result and the depth pre-scan are in
+``_base``, re-exported by ``engine/body.py``) and its tests. The registry's tables are read on
 every request, so ``register`` may run at any time (tests do).
 """
 
 from __future__ import annotations
 
 from ..._plugins import submodules
-from ._base import (
-    FORM,
-    JSON,
-    MALFORMED,
-    NO_BODY,
-    NONE,
-    OPAQUE,
-    SKIPPED,
-    TOO_DEEP,
-    Decode,
-    Decoder,
-    ParsedBody,
-    json_depth,
-)
+from ._base import Decode, Decoder, ParsedBody
 
 __all__ = [
     "BY_MEDIA_TYPE",
     "BY_SUFFIX",
-    "FORM",
-    "JSON",
-    "MALFORMED",
-    "NONE",
-    "NO_BODY",
-    "OPAQUE",
-    "SKIPPED",
     "SNIFFERS",
-    "TOO_DEEP",
     "Decode",
     "Decoder",
     "ParsedBody",
     "decoders",
     "for_media_type",
-    "json_depth",
     "register",
     "unregister",
 ]
