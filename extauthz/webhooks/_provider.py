@@ -143,6 +143,9 @@ class Provider(ABC):
         #: the prefix of its header family: never logged
         self.header_family = header[: at + len(self.name) + 1] if at >= 0 else header
 
+    def __repr__(self) -> str:  # WebhookConfig's repr shows it
+        return f"<webhook provider {self.name!r}>"
+
     @abstractmethod
     def verify(self, secret: bytes, delivery: Delivery, now: float, tolerance: int) -> Outcome:
         """The verified delivery, or why its signature does not hold (the hit's message).

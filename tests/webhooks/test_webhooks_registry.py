@@ -333,6 +333,7 @@ def test_ids_and_replay_ttl_come_from_the_provider() -> None:
     )
     assert (acme.signature_id, acme.replay_id) == acme.hit_ids[::2]
     assert acme.replay_ttl(60) == 180
+    assert repr(acme) == "<webhook provider 'acme'>"
     assert webhooks.get("github").replay_ttl(60) == webhooks.NO_TIMESTAMP_REPLAY_TTL
 
 
