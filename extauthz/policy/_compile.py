@@ -18,7 +18,6 @@ from typing import Any
 from .._exceptions import PolicyProblem
 from ..engine import cel as cel_mod
 from ..engine import checks
-from ..engine import webhook as webhook_mod
 from ..engine.contract import Contract, SchemaProblem, compile_contract
 from ..engine.limits import Limits
 from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
@@ -26,6 +25,8 @@ from ..engine.metaschema import MetaschemaChecks
 from ..engine.model import CompiledPolicy, CompiledRoute, Defaults, HitOverride
 from ..engine.vulnerability import OFF, Check, VulnerabilityConfig
 from ..engine.webhook import DEFAULT_TOLERANCE, WebhookConfig
+from ..webhooks import find as find_provider
+from ..webhooks import hit_ids as webhook_hit_ids
 from . import _openapi
 from . import _rule_types as rule_types
 from ._loader import parse_schema_file
@@ -33,24 +34,8 @@ from ._schema import format_path, structure_problems
 
 # The hit ids the engine's own checks report: a CEL rule may not take one (an alert on
 # ``limit.body.max`` must mean the limit). Rules that configure a check rename its hits.
-BUILTIN_IDS = checks.CATALOGUE.builtin_ids() | frozenset(
-    hit for p in webhook_mod.PROVIDERS for hit in checks.webhook.hit_ids(p)
-)
-# Where a webhook's secret comes from when the policy names none (upstream's getSecret hook
-# reads these): each provider's conventional variable name.
-DEFAULT_SECRET_ENV = {
-    "stripe": "STRIPE_WEBHOOK_SECRET",
-    "github": "GITHUB_WEBHOOK_SECRET",
-    "slack": "SLACK_SIGNING_SECRET",
-    "twilio": "TWILIO_AUTH_TOKEN",
-}
+BUILTIN_IDS = checks.CATALOGUE.builtin_ids() | webhook_hit_ids()
 _SEALED = "a policy sent with the request cannot read the server's "
-SIGNATURE_HEADER = {
-    "stripe": "stripe-signature",
-    "github": "x-hub-signature-256",
-    "slack": "x-slack-signature",
-    "twilio": "x-twilio-signature",
-}
 MAX_SCHEMA_BYTES = 4 * 1024 * 1024
 # The seam for ``engine.metaschema``: False checks every schema whole, as before (the tests
 # load the same policies both ways and compare).
@@ -482,6 +467,9 @@ def _compile_webhook(
             "a webhook rule)",
         )
         return None
+    scheme = find_provider(provider)
+    if scheme is None:
+        return None  # the structural check reported it (the schema's enum)
     if secret is not None and ref is not None:
         out.add(section.where(), "give either secret or secretRef, not both")
         return None
@@ -493,7 +481,7 @@ def _compile_webhook(
         )
         ok = False
     header = w.get("header")
-    expected = SIGNATURE_HEADER.get(provider, "")
+    expected = scheme.signature_header
     if isinstance(header, str) and header.lower() != expected:
         out.add(
             section.where("header"),
@@ -522,7 +510,8 @@ def _compile_webhook(
             return None
         secret = value
     elif secret is None:
-        env = DEFAULT_SECRET_ENV[provider]
+        # the provider's usual variable (upstream's getSecret hook reads the same ones)
+        env = scheme.secret_env
         secret = os.environ.get(env)
         if not secret:
             out.add(
@@ -536,7 +525,7 @@ def _compile_webhook(
     types = w.get("allowedEventTypes")
     tolerance = _int(w, "timestampTolerance", _int(w, "toleranceSeconds", DEFAULT_TOLERANCE))
     return WebhookConfig(
-        provider=provider,
+        scheme=scheme,
         secret=secret.encode("utf-8"),
         tolerance=tolerance,
         replay_protection=replay,

@@ -15,6 +15,7 @@ from jsonschema.exceptions import best_match
 
 from .._exceptions import PolicyProblem
 from ..engine import checks
+from ..webhooks import names as webhook_providers
 
 _SEVERITY = {"enum": ["low", "med", "high", "critical"]}
 _MODE = {"enum": ["monitor", "enforce"]}
@@ -39,7 +40,7 @@ _METHOD = {"type": "string", "pattern": "^(\\*|[A-Z]+)$"}
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"}
 _TOLERANCE = {"type": "integer", "minimum": 1, "maximum": 86400}
 _WEBHOOK_KEYS: dict[str, Any] = {
-    "provider": {"enum": ["stripe", "github", "slack", "twilio"]},
+    "provider": {"enum": list(webhook_providers())},
     "secretRef": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
     "secret": {"type": "string", "minLength": 1},
     "timestampTolerance": _TOLERANCE,

@@ -37,6 +37,7 @@ import orjson
 
 from .._exceptions import InvalidConfig
 from ..decision import ALLOW
+from ..webhooks import never_logged_headers as never_logged_webhook_headers
 from .log_sinks import HttpBatchHandler, SinkSpec, make_handler, parse_sinks
 
 if TYPE_CHECKING:
@@ -56,9 +57,11 @@ WAKE_AT = 512  # ... or as soon as this many lines wait
 MAX_BATCH = 1000
 # Headers that carry credentials or signatures: refused in DECISION_LOG_HEADERS, whatever the
 # operator asks (a prefix or substring match, lower case).
+# Every webhook provider's own headers are among them (``extauthz.webhooks``).
 _NEVER_HEADERS = re.compile(
-    r"authorization|cookie|token|secret|signature|password|passwd|api[-_]?key|credential"
-    r"|^x-hub-signature|^stripe-|^x-slack-|^x-twilio-|jwt|session|^x-amz-security"
+    r"authorization|cookie|token|secret|signature|password|passwd|api[-_]?key|credential|"
+    + "".join(f"^{re.escape(prefix)}|" for prefix in never_logged_webhook_headers())
+    + r"jwt|session|^x-amz-security"
 )
 # Keys inside an opted-in body whose values are masked anyway.
 _SECRET_KEYS = re.compile(

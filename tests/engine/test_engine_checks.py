@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from extauthz import webhooks
 from extauthz.engine import checks, evaluate
-from extauthz.engine import webhook as webhook_mod
 from extauthz.engine.checks import Catalogue, Check, Detector
 from extauthz.engine.explain import PHASES, explain
 from extauthz.engine.limits import Limits
@@ -49,7 +49,7 @@ def test_the_policy_schema_takes_its_check_keys_from_the_catalogue() -> None:
 
 
 def test_builtin_ids_and_rule_types_come_from_the_catalogue() -> None:
-    webhook_ids = {h for p in webhook_mod.PROVIDERS for h in checks.webhook.hit_ids(p)}
+    webhook_ids = {h for p in webhooks.names() for h in checks.webhook.hit_ids(p)}
     assert checks.CATALOGUE.builtin_ids() | webhook_ids == _compile.BUILTIN_IDS
     assert {c.name: c.hit for c in checks.LIMIT_CHECKS} == _rule_types.LIMIT_HITS
     assert tuple(_rule_types.CONTRACT_HITS) == checks.contract.CHECK.hits

@@ -13,8 +13,8 @@ from extauthz.engine.explain import explain
 from extauthz.engine.model import CompiledPolicy
 from extauthz.engine.pipeline import PLAIN, timed
 from extauthz.engine.record import Record, record, recording
-from extauthz.engine.webhook import sign
 from extauthz.policy import load_policy_text
+from extauthz.webhooks import sign
 from tests.engine.conftest import build_ctx
 from tests.engine.test_engine_robustness import contexts
 

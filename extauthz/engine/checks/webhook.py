@@ -1,14 +1,13 @@
-"""Webhook hits: per provider (``webhook.<provider>.<kind>``), so the ids come from a function
-of the provider name; the providers themselves live with the webhook verifiers."""
+"""Webhook hits: per provider (``webhook.<provider>.<kind>``). The id scheme and the kinds are
+the provider registry's (``extauthz.webhooks``, which the client reads too); the catalogue adds
+each kind's phase and explain text."""
 
 from __future__ import annotations
 
+from ...webhooks import HIT_KINDS, hit_id
 from ._kinds import REPLAY, WEBHOOK
 
-SIGNATURE = "signature"
-EVENT_TYPE = "eventType"
-REPLAYED = "replay"
-STORE_UNAVAILABLE = "replayStoreUnavailable"
+SIGNATURE, EVENT_TYPE, REPLAYED, STORE_UNAVAILABLE = HIT_KINDS
 # Each hit kind and its phase: the signature and event type are checked in the webhook phase,
 # the event id is claimed in the replay phase.
 KINDS = {SIGNATURE: WEBHOOK, EVENT_TYPE: WEBHOOK, REPLAYED: REPLAY, STORE_UNAVAILABLE: REPLAY}
@@ -18,10 +17,6 @@ EXPLAIN = {
     REPLAYED: "this event id was already delivered (replay)",
     STORE_UNAVAILABLE: "the replay store could not be asked whether the event id is new",
 }
-
-
-def hit_id(provider: str, kind: str) -> str:
-    return f"webhook.{provider}.{kind}"
 
 
 def hit_ids(provider: str) -> dict[str, str]:
