@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import InvalidConfig
+from .decision_log import DecisionLogSettings
+from .worker_plan import parse_workers, worker_socket
 
 MIB = 1024 * 1024
 # grpcio refuses messages above 4 MB by default; a CheckRequest carries the whole buffered
@@ -144,15 +146,11 @@ class ServerConfig:
         for name in ("unix_socket", "http_unix_socket"):
             path = getattr(self, name)
             if self.workers > 1 and path is not None:
-                from .workers import worker_socket
-
                 longest = worker_socket(path, self.workers - 1)
                 if len(os.fsencode(longest)) > 107:
                     raise InvalidConfig(
                         f"{name.upper()}: worker socket longer than 107 bytes: {longest}"
                     )
-        from .decision_log import DecisionLogSettings
-
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
         self._validate_tls()
         if self.redis_url is not None and not self.redis_url.startswith(
@@ -233,12 +231,6 @@ def _bool(raw: Any, source: str) -> bool:
     raise InvalidConfig(f"{source}: expected true or false, got {raw!r}")
 
 
-def _workers(raw: Any, source: str) -> int:
-    from .workers import parse_workers
-
-    return parse_workers(raw, source)
-
-
 def _log_level(raw: Any, source: str) -> str:
     value = _text(raw, source).lower()
     if value == "warn":
@@ -266,5 +258,5 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "decision_log_queue": _int,
     "explain_api": _bool,
     "allow_request_policy": _bool,
-    "workers": _workers,
+    "workers": parse_workers,
 }

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -42,7 +42,6 @@ from .log_sinks import HttpBatchHandler, SinkSpec, make_handler, parse_sinks
 if TYPE_CHECKING:
     from ..context import RequestContext
     from ..decision import Decision, RuleHit
-    from .config import ServerConfig
     from .metrics import Metrics
 
 DEFAULT_HEADERS = "user-agent,content-type,content-length,x-forwarded-for"
@@ -105,6 +104,28 @@ def parse_headers(text: str) -> tuple[str, ...]:
     return names
 
 
+class LogConfig(Protocol):
+    """The ``DECISION_LOG*`` settings as ``ServerConfig`` holds them (``config`` checks them
+    with ``DecisionLogSettings.from_config``, so this module does not import ``config``)."""
+
+    @property
+    def decision_log(self) -> str: ...
+    @property
+    def decision_log_sample_allow(self) -> float: ...
+    @property
+    def decision_log_headers(self) -> str: ...
+    @property
+    def decision_log_body_routes(self) -> str: ...
+    @property
+    def decision_log_redact(self) -> str: ...
+    @property
+    def decision_log_file_max_bytes(self) -> int: ...
+    @property
+    def decision_log_file_backups(self) -> int: ...
+    @property
+    def decision_log_queue(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionLogSettings:
     sinks: tuple[SinkSpec, ...]
@@ -117,7 +138,7 @@ class DecisionLogSettings:
     queue_size: int = 10_000
 
     @classmethod
-    def from_config(cls, config: ServerConfig) -> DecisionLogSettings:
+    def from_config(cls, config: LogConfig) -> DecisionLogSettings:
         """Parse and check the ``DECISION_LOG_*`` settings; raises ``InvalidConfig``."""
         if not 0.0 <= config.decision_log_sample_allow <= 1.0:
             raise InvalidConfig("DECISION_LOG_SAMPLE_ALLOW: must be between 0 and 1")
@@ -444,7 +465,7 @@ class DecisionLog:
 
 
 def from_config(
-    config: ServerConfig, metrics: Metrics | None = None, *, traced: bool = False
+    config: LogConfig, metrics: Metrics | None = None, *, traced: bool = False
 ) -> DecisionLog | None:
     """The server's decision log, or None when ``DECISION_LOG=off``; ``traced``: with trace ids."""
     settings = DecisionLogSettings.from_config(config)
