@@ -34,12 +34,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import InvalidConfig
-from .config import ServerConfig
+from .config import SETTINGS, ServerConfig
 from .worker_plan import (  # the sizing and naming, re-exported (envoy-config, devstack)
     parse_workers,  # noqa: F401
     usable_cores,  # noqa: F401
@@ -237,20 +237,14 @@ class Supervisor:
                     ) from exc
 
     def worker_env(self, index: int) -> dict[str, str]:
-        """The worker's settings: every resolved field as its environment variable."""
+        """The worker's settings: every resolved setting as its environment variable."""
         env = dict(os.environ)
-        for f in fields(ServerConfig):
-            value = getattr(self.config, f.name)
+        for s in SETTINGS:
+            value = getattr(self.config, s.name)
             if value is None:
-                env.pop(f.name.upper(), None)
-                continue
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif f.name == "socket_mode":
-                text = oct(value)
+                env.pop(s.env, None)
             else:
-                text = str(value)
-            env[f.name.upper()] = text
+                env[s.env] = s.to_env(value)
         for name in ("unix_socket", "http_unix_socket"):  # one socket per worker
             path = getattr(self.config, name, None)
             if path:
