@@ -123,20 +123,40 @@ class HttpServer:
     ) -> int:
         """Listen on ``host:port`` (0: any free port), TLS with ``ssl_context``; the bound port.
         ``reuse_port``: shared with the other workers of a supervisor (``workers``)."""
+        server = await self.open_tcp(host, port, reuse_port=reuse_port, ssl_context=ssl_context)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def open_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> asyncio.Server:
+        """``listen_tcp``, answering the listening server (a listener re-opens it on new TLS
+        files: ``close_listener``, then ``open_tcp`` again)."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             self._factory, host, port, reuse_port=reuse_port, backlog=1024, ssl=ssl_context
         )
         self.servers.append(server)
         self._start_sweeper()
-        return int(server.sockets[0].getsockname()[1])
+        return server
 
-    async def listen_unix(self, path: str) -> None:
+    async def listen_unix(self, path: str) -> asyncio.Server:
         """Listen on a Unix socket the caller has prepared (see ``server.socket``)."""
         loop = asyncio.get_running_loop()
         server = await loop.create_unix_server(self._factory, path, backlog=1024)
         self.servers.append(server)
         self._start_sweeper()
+        return server
+
+    def close_listener(self, server: asyncio.Server) -> None:
+        """Stop accepting on one listening socket; its connections stay (``close`` ends them)."""
+        server.close()
+        if server in self.servers:
+            self.servers.remove(server)
 
     def _start_sweeper(self) -> None:
         if self._sweeper is None:
