@@ -168,13 +168,19 @@ class Server:
             tls=self.tls,
             shared_ports=state.worker is not None,
         )
-        for listener in self.listeners:
+        # gRPC first, HTTP last: an HTTP port that answers (a probe, a supervisor) means gRPC
+        # is serving too, as it always has.
+        grpc_listeners = [x for x in self.listeners if x.transport == "grpc"]
+        for listener in grpc_listeners:
             await listener.start()
-        if any(x.transport == "grpc" for x in self.listeners):
-            await server.start()  # HTTP only: no gRPC server threads at all
+        if grpc_listeners:  # HTTP only: no gRPC server threads at all
+            await server.start()
             self.grpc_server = server
         await self.health.update()
         self.health.start()
+        for listener in self.listeners:
+            if listener.transport != "grpc":
+                await listener.start()
         if state.worker is not None:
             self._publish_task = asyncio.get_running_loop().create_task(self._publish())
         log.info(

@@ -8,16 +8,16 @@
 A listener binds one address of a transport it is given (the ``grpc.aio.Server``, the
 ``HttpServer``), owns what comes with the address (a Unix socket file's hygiene, the TLS
 watch), refuses an address it cannot bind with ``InvalidConfig`` naming its setting, and
-stops. ``Server`` starts them in order, then the gRPC server (grpcio serves only what was bound
-before it starts), and stops them after the gRPC server has drained; the HTTP server drains
-its connections after its listeners have stopped accepting. A new kind of address is a class
-here and its line in ``listeners_for``.
+stops. ``Server`` starts the gRPC ones, then the gRPC server (grpcio serves only what was
+bound before it starts), then the HTTP ones (an HTTP port that answers means gRPC is serving);
+it stops them after the gRPC server has drained, and the HTTP server drains its connections
+after its listeners have stopped accepting. A new kind of address is a class here and its
+line in ``listeners_for``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from abc import ABC, abstractmethod

@@ -16,6 +16,7 @@ import aiohttp
 import grpc
 import pytest
 from _server_support import DEMO_POLICY, check_request, check_stub
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extauthz import InvalidConfig
 from extauthz.server.app import Server, build_state
@@ -92,6 +93,29 @@ async def test_every_address_is_a_listener_started_in_order_and_each_answers(
     assert started and all(x.describe() in started[0] for x in server.listeners)
     await server.stop(0)
     assert not os.path.exists(grpc_sock) and not os.path.exists(http_sock)
+
+
+async def test_http_opens_only_once_grpc_is_serving(
+    socket_path: str,
+    free_port: Callable[[], int],
+    stopping: Callable[[Server], Server],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An HTTP port that answers (a kubelet probe, a test waiting for it) means gRPC serves."""
+    grpc_status: list[int] = []
+    start_http = HttpTcpListener.start
+
+    async def checked_start(listener: HttpTcpListener) -> None:
+        async with grpc.aio.insecure_channel(f"unix:{socket_path}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            grpc_status.append(answer.status)
+        await start_http(listener)
+
+    monkeypatch.setattr(HttpTcpListener, "start", checked_start)
+    server = stopping(make_server(unix_socket=socket_path, http_port=free_port()))
+    await server.start()
+    assert grpc_status == [health_pb2.HealthCheckResponse.SERVING] and server.http_port
 
 
 async def test_http_alone_starts_no_grpc_server(
