@@ -35,6 +35,7 @@ from http import HTTPStatus
 import httptools
 
 from .._http import HttpIn, HttpOut
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("extauthz.server")
 
@@ -123,39 +124,26 @@ class HttpServer:
     ) -> int:
         """Listen on ``host:port`` (0: any free port), TLS with ``ssl_context``; the bound port.
         ``reuse_port``: shared with the other workers of a supervisor (``workers``)."""
-        server = await self.open_tcp(host, port, reuse_port=reuse_port, ssl_context=ssl_context)
-        return int(server.sockets[0].getsockname()[1])
-
-    async def open_tcp(
-        self,
-        host: str,
-        port: int,
-        *,
-        reuse_port: bool = False,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> asyncio.Server:
-        """``listen_tcp``, answering the listening server (a listener re-opens it on new TLS
-        files: ``close_listener``, then ``open_tcp`` again)."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             self._factory, host, port, reuse_port=reuse_port, backlog=1024, ssl=ssl_context
         )
         self.servers.append(server)
         self._start_sweeper()
-        return server
+        return int(server.sockets[0].getsockname()[1])
 
-    async def listen_unix(self, path: str) -> asyncio.Server:
+    async def listen_unix(self, path: str) -> None:
         """Listen on a Unix socket the caller has prepared (see ``server.socket``)."""
         loop = asyncio.get_running_loop()
         server = await loop.create_unix_server(self._factory, path, backlog=1024)
         self.servers.append(server)
         self._start_sweeper()
-        return server
 
-    def close_listener(self, server: asyncio.Server) -> None:
-        """Stop accepting on one listening socket; its connections stay (``close`` ends them)."""
-        server.close()
-        if server in self.servers:
+    def stop_listening(self, address: int | str) -> None:
+        """Stop accepting on one TCP port or Unix socket path (its listener stops, or re-opens
+        it on new TLS files); the connections it accepted stay until ``close``."""
+        for server in [s for s in self.servers if _address(s) == address]:
+            server.close()
             self.servers.remove(server)
 
     def _start_sweeper(self) -> None:
@@ -177,11 +165,8 @@ class HttpServer:
         """Stop accepting, close idle connections, give busy ones ``grace`` seconds, close all."""
         for server in self.servers:
             server.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         deadline = time.monotonic() + grace
         while True:
             for conn in list(self.connections):
@@ -198,6 +183,14 @@ class HttpServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self.servers.clear()
+
+
+def _address(server: asyncio.Server) -> int | str | None:
+    """A listening server's TCP port or Unix socket path."""
+    if not server.sockets:
+        return None
+    name = server.sockets[0].getsockname()
+    return int(name[1]) if isinstance(name, tuple) else str(name)
 
 
 class _Connection(asyncio.Protocol):

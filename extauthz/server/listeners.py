@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .._exceptions import InvalidConfig
 from .socket import SocketFile
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import grpc
@@ -137,36 +138,31 @@ class HttpTcpListener(Listener):
     ) -> None:
         self.http, self.host, self.wanted = http, host, port
         self.reuse_port, self.tls = reuse_port, tls
-        self._server: asyncio.Server | None = None
         self._generation = 0  # of the TLS files the listening socket has
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         tls = self.tls
         try:
-            self._server = await self._open(self.wanted, tls.ssl_context() if tls else None)
+            self.port = await self._open(self.wanted, tls.ssl_context() if tls else None)
         except OSError as exc:
             raise InvalidConfig(
                 f"{self.setting}: cannot listen on {self.host}:{self.wanted}: {exc.strerror or exc}"
             ) from exc
-        self.port = int(self._server.sockets[0].getsockname()[1])
         if tls is not None:
             self._generation = tls.generation
             self._watch = asyncio.get_running_loop().create_task(self._watch_tls(tls))
 
-    async def _open(self, port: int, context: ssl.SSLContext | None) -> asyncio.Server:
-        return await self.http.open_tcp(
+    async def _open(self, port: int, context: ssl.SSLContext | None) -> int:
+        return await self.http.listen_tcp(
             self.host, port, reuse_port=self.reuse_port, ssl_context=context
         )
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
-        if self._server is not None:
-            self._server.close()  # the HTTP server drains its connections
+        await cancel_and_wait(self._watch)
+        self._watch = None
+        if self.port is not None:
+            self.http.stop_listening(self.port)  # the HTTP server drains its connections
 
     async def _watch_tls(self, tls: TlsReloader) -> None:
         while True:
@@ -179,11 +175,9 @@ class HttpTcpListener(Listener):
             except (OSError, ssl.SSLError) as exc:
                 log.error("HTTP listener keeps its TLS files: %s", exc)
                 continue
-            if self._server is not None:
-                self.http.close_listener(self._server)
-                self._server = None
+            self.http.stop_listening(self.port)
             try:
-                self._server = await self._open(self.port, context)
+                await self._open(self.port, context)
             except OSError as exc:  # the port was taken in between: try again next round
                 log.error("HTTP listener could not re-open on port %s: %s", self.port, exc)
                 continue
@@ -201,14 +195,13 @@ class HttpUnixListener(Listener):
     def __init__(self, http: HttpServer, path: str, mode: int) -> None:
         self.http = http
         self.file = SocketFile(path, mode, self.setting)
-        self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         path = self.file.path
         self.file.prepare()
         with self.file.umask():  # no window with a looser mode
             try:
-                self._server = await self.http.listen_unix(path)
+                await self.http.listen_unix(path)
             except OSError as exc:
                 raise InvalidConfig(
                     f"{self.setting}: cannot bind {path}: {exc.strerror or exc}"
@@ -216,8 +209,7 @@ class HttpUnixListener(Listener):
         self.file.bound()
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()  # the HTTP server drains its connections
+        self.http.stop_listening(self.file.path)  # the HTTP server drains its connections
         self.release()
 
     def release(self) -> None:
