@@ -37,7 +37,7 @@ import orjson
 
 from .._exceptions import InvalidConfig
 from ..decision import ALLOW
-from .log_sinks import HttpBatchHandler, SinkSpec, make_handler, parse_sinks
+from .log_sinks import HttpBatchHandler, SinkSpec, make_handler, parse_sinks, split_list
 
 if TYPE_CHECKING:
     from ..context import RequestContext
@@ -78,10 +78,7 @@ class Redaction:
 
 def parse_redactions(text: str) -> tuple[Redaction, ...]:
     out: list[Redaction] = []
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            continue
+    for item in split_list(text):
         path, sep, action = item.rpartition("=")
         action = action.strip().lower()
         if not sep or not path.strip() or action not in _ACTIONS:
@@ -94,7 +91,7 @@ def parse_redactions(text: str) -> tuple[Redaction, ...]:
 
 
 def parse_headers(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(h.strip().lower() for h in text.split(",") if h.strip()))
+    names = tuple(dict.fromkeys(h.lower() for h in split_list(text)))
     for name in names:
         if _NEVER_HEADERS.search(name):
             raise InvalidConfig(
@@ -150,9 +147,7 @@ class DecisionLogSettings:
             sinks=parse_sinks(config.decision_log),
             sample_allow=config.decision_log_sample_allow,
             headers=parse_headers(config.decision_log_headers),
-            body_routes=frozenset(
-                r.strip() for r in config.decision_log_body_routes.split(",") if r.strip()
-            ),
+            body_routes=frozenset(split_list(config.decision_log_body_routes)),
             redactions=parse_redactions(config.decision_log_redact),
             file_max_bytes=config.decision_log_file_max_bytes,
             file_backups=config.decision_log_file_backups,
@@ -297,24 +292,21 @@ def redact(record: Any, rules: Iterable[Redaction]) -> Any:
 
 def _apply(node: Any, path: tuple[str, ...], action: str) -> None:
     head, rest = path[0], path[1:]
+    keys: list[Any]
     if isinstance(node, dict):
         keys = list(node) if head == "*" else ([head] if head in node else [])
-        for key in keys:
-            if rest:
-                _apply(node[key], rest, action)
-            elif action == "drop":
-                del node[key]
-            elif node[key] is not None:
-                node[key] = MASK if action == "mask" else _hash(node[key])
     elif isinstance(node, list) and (head == "*" or head.isdigit()):
         indexes = range(len(node)) if head == "*" else [int(head)]
-        for i in sorted((i for i in indexes if i < len(node)), reverse=True):
-            if rest:
-                _apply(node[i], rest, action)
-            elif action == "drop":
-                del node[i]
-            elif node[i] is not None:
-                node[i] = MASK if action == "mask" else _hash(node[i])
+        keys = sorted((i for i in indexes if i < len(node)), reverse=True)  # drops keep places
+    else:
+        return
+    for key in keys:
+        if rest:
+            _apply(node[key], rest, action)
+        elif action == "drop":
+            del node[key]
+        elif node[key] is not None:
+            node[key] = MASK if action == "mask" else _hash(node[key])
 
 
 # --- the log --------------------------------------------------------------------------------
