@@ -19,7 +19,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .._exceptions import InvalidConfig
 from .decision_log import DEFAULT_HEADERS, DecisionLogSettings
@@ -118,6 +118,9 @@ class Setting:
     switch: bool | None  # a flag that takes no value and sets this (``--no-hot-reload``)
     shown: str  # the default as ``--help`` and docs/deployment.md say it
     to_env: Callable[[Any], str]  # the inverse of ``parse``, for the workers' environment
+    # "unix" (a socket path: one per worker) or "tcp" (a port: shared by the workers) when the
+    # setting opens a listener (``listeners``); None otherwise.
+    address: Literal["unix", "tcp"] | None = None
 
     @property
     def env(self) -> str:
@@ -147,6 +150,7 @@ def setting(
     switch: bool | None = None,
     shown: str | None = None,
     to_env: Callable[[Any], str] = _env_text,
+    address: Literal["unix", "tcp"] | None = None,
 ) -> Any:
     """Declare a ``ServerConfig`` field as a setting. ``flag``: True derives ``--the-name``, a
     string names it, False makes the setting environment only; ``parse`` defaults to text."""
@@ -159,6 +163,7 @@ def setting(
         switch=switch,
         shown=_shown(default) if shown is None else shown,
         to_env=to_env,
+        address=address,
     )
     return dataclasses.field(default=default, metadata={_SETTING: declared})
 
@@ -168,17 +173,19 @@ class ServerConfig:
     """The server's settings; see ``SETTINGS`` and docs/deployment.md for each one."""
 
     policy_path: str | None = setting(None, "policy file", flag="--policy", shown="required")
-    unix_socket: str | None = setting(None, "serve gRPC on this Unix socket")
+    unix_socket: str | None = setting(None, "serve gRPC on this Unix socket", address="unix")
     socket_mode: int = setting(
         0o660, "socket file mode, octal", parse=_mode, shown="0660", to_env=oct
     )
-    grpc_port: int = setting(0, "serve gRPC on this TCP port, 0 = off", parse=_int)
-    http_port: int = setting(3100, "HTTP API/probes port, 0 = off", parse=_int)
+    grpc_port: int = setting(0, "serve gRPC on this TCP port, 0 = off", parse=_int, address="tcp")
+    http_port: int = setting(3100, "HTTP API/probes port, 0 = off", parse=_int, address="tcp")
     http_host: str = setting("127.0.0.1", "HTTP bind address")
     # The HTTP API (and Envoy's HTTP-mode ext_authz) on a Unix socket, with the gRPC socket's
     # hygiene and SOCKET_MODE; None = off.
     http_unix_socket: str | None = setting(
-        None, "serve the HTTP API (and Envoy's HTTP-mode ext_authz) on this Unix socket"
+        None,
+        "serve the HTTP API (and Envoy's HTTP-mode ext_authz) on this Unix socket",
+        address="unix",
     )
     grpc_host: str = setting("0.0.0.0", "TCP gRPC bind address")
     redis_url: str | None = setting(None, "shared webhook replay store", shown="in-memory")
@@ -289,19 +296,14 @@ class ServerConfig:
 
     def validate(self) -> None:
         """Cross-field checks; raises ``InvalidConfig`` with one line."""
-        for name in ("grpc_port", "http_port"):
-            port = getattr(self, name)
-            if not 0 <= port <= 65535:
-                raise InvalidConfig(f"{name.upper()}: {port} is not a port (0-65535)")
-        if (
-            self.unix_socket is None
-            and self.grpc_port == 0
-            and self.http_port == 0
-            and self.http_unix_socket is None
-        ):
+        for s in ADDRESSES:
+            port = getattr(self, s.name)
+            if s.address == "tcp" and not 0 <= port <= 65535:
+                raise InvalidConfig(f"{s.env}: {port} is not a port (0-65535)")
+        if not any(getattr(self, s.name) for s in ADDRESSES):
+            *some, last = (s.env for s in ADDRESSES)
             raise InvalidConfig(
-                "nothing to serve: set UNIX_SOCKET, GRPC_PORT, HTTP_PORT or HTTP_UNIX_SOCKET "
-                "(--unix-socket, ...)"
+                f"nothing to serve: set {', '.join(some)} or {last} ({ADDRESSES[0].flag}, ...)"
             )
         if self.log_level not in LOG_LEVELS:
             raise InvalidConfig(
@@ -317,10 +319,10 @@ class ServerConfig:
             raise InvalidConfig("GRACE_SECONDS: must not be negative")
         if self.max_request_bytes is not None and self.max_request_bytes < 64 * 1024:
             raise InvalidConfig("MAX_REQUEST_BYTES: must be at least 65536")
-        for name in ("unix_socket", "http_unix_socket"):
-            path = getattr(self, name)
+        for s in UNIX_SOCKETS:
+            path = getattr(self, s.name)
             if path is not None and len(os.fsencode(path)) > 107:
-                raise InvalidConfig(f"{name.upper()}: path longer than 107 bytes: {path}")
+                raise InvalidConfig(f"{s.env}: path longer than 107 bytes: {path}")
         if self.unix_socket is not None and self.unix_socket == self.http_unix_socket:
             raise InvalidConfig("HTTP_UNIX_SOCKET: must not be the gRPC UNIX_SOCKET")
         if self.workers > 1 and self.redis_url is None:
@@ -328,14 +330,12 @@ class ServerConfig:
                 f"WORKERS: {self.workers} workers with the in-memory replay store would let a "
                 "webhook replay through on another worker; set REDIS_URL (shared) or run 1 worker"
             )
-        for name in ("unix_socket", "http_unix_socket"):
-            path = getattr(self, name)
+        for s in UNIX_SOCKETS:
+            path = getattr(self, s.name)
             if self.workers > 1 and path is not None:
                 longest = worker_socket(path, self.workers - 1)
                 if len(os.fsencode(longest)) > 107:
-                    raise InvalidConfig(
-                        f"{name.upper()}: worker socket longer than 107 bytes: {longest}"
-                    )
+                    raise InvalidConfig(f"{s.env}: worker socket longer than 107 bytes: {longest}")
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
         self._validate_tls()
         if self.redis_url is not None and not self.redis_url.startswith(
@@ -376,3 +376,5 @@ def _declared(f: dataclasses.Field[Any]) -> Setting:
 
 
 SETTINGS: tuple[Setting, ...] = tuple(_declared(f) for f in dataclasses.fields(ServerConfig))
+ADDRESSES = tuple(s for s in SETTINGS if s.address is not None)  # at least one must be set
+UNIX_SOCKETS = tuple(s for s in ADDRESSES if s.address == "unix")  # one file per worker

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import InvalidConfig
-from .config import SETTINGS, ServerConfig
+from .config import SETTINGS, UNIX_SOCKETS, ServerConfig
 from .worker_plan import (  # the sizing and naming, re-exported (envoy-config, devstack)
     parse_workers,  # noqa: F401
     usable_cores,  # noqa: F401
@@ -245,10 +245,10 @@ class Supervisor:
                 env.pop(s.env, None)
             else:
                 env[s.env] = s.to_env(value)
-        for name in ("unix_socket", "http_unix_socket"):  # one socket per worker
-            path = getattr(self.config, name, None)
+        for s in UNIX_SOCKETS:  # one socket per worker
+            path = getattr(self.config, s.name)
             if path:
-                env[name.upper()] = worker_socket(path, index)
+                env[s.env] = worker_socket(path, index)
         env["WORKERS"] = "1"
         env["HOT_RELOAD"] = "false"  # the supervisor watches, and logs a refusal once
         env[WORKER_INDEX_ENV] = str(index)

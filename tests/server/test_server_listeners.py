@@ -20,12 +20,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extauthz import InvalidConfig
 from extauthz.server.app import Server, build_state
-from extauthz.server.config import ServerConfig
+from extauthz.server.config import ADDRESSES, UNIX_SOCKETS, ServerConfig
 from extauthz.server.listeners import (
     GrpcTcpListener,
     GrpcUnixListener,
     HttpTcpListener,
     HttpUnixListener,
+    Listener,
 )
 
 
@@ -164,3 +165,13 @@ async def test_the_second_signal_release_removes_the_socket_files(
     await server.start()
     server.release()
     assert not os.path.exists(grpc_sock) and not os.path.exists(http_sock)
+
+
+def test_each_listener_kind_has_its_address_setting_and_the_other_way_round() -> None:
+    kinds = {GrpcUnixListener: "unix", GrpcTcpListener: "tcp", HttpTcpListener: "tcp"}
+    kinds[HttpUnixListener] = "unix"
+    assert set(kinds) == set(Listener.__subclasses__())
+    assert {cls.setting: kind for cls, kind in kinds.items()} == {
+        s.env: s.address for s in ADDRESSES
+    }
+    assert {s.env for s in UNIX_SOCKETS} == {"UNIX_SOCKET", "HTTP_UNIX_SOCKET"}
