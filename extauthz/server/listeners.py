@@ -21,7 +21,7 @@ import asyncio
 import logging
 import ssl
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from .._exceptions import InvalidConfig
 from .socket import SocketFile
@@ -43,7 +43,7 @@ class Listener(ABC):
     """One address: ``start`` binds it, ``stop`` stops accepting and gives the address back."""
 
     setting: ClassVar[str]  # the setting an error names
-    transport: ClassVar[str]  # "grpc" (the gRPC server serves it once started) or "http"
+    transport: ClassVar[Literal["grpc", "http"]]  # grpc: served once the gRPC server starts
     port: int | None = None  # the bound TCP port (TCP listeners)
 
     @abstractmethod
