@@ -155,12 +155,10 @@ class ServerConfig:
 
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
         self._validate_tls()
-        if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise InvalidConfig(
-                f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}"
-            )
+        if self.redis_url is not None:
+            from ..replay_redis import parse_redis_url
+
+            parse_redis_url(self.redis_url)  # raises InvalidConfig naming what is wrong
 
     def _validate_tls(self) -> None:
         """Refuse half a TLS setting: a listener that is meant to be secured must be."""
