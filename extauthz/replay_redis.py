@@ -418,8 +418,7 @@ class RedisReplayStore:
             return aioredis.RedisCluster(
                 startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
                 max_connections=self.max_connections,
-                cluster_error_retry_attempts=0,  # no blind retries (module docstring)
-                **common,
+                **common,  # retry=0: no blind retries (module docstring)
             )
         from redis.asyncio.sentinel import Sentinel
 

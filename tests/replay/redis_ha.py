@@ -42,13 +42,17 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 class Node:
     """One ``redis-server`` (plain, replica, cluster node or sentinel) on a loopback port."""
 
-    def __init__(self, workdir: Path, name: str, args: list[str], *, conf: str = "") -> None:
+    def __init__(
+        self, workdir: Path, name: str, args: list[str], *, conf: str = "", bus: bool = False
+    ) -> None:
         self.port = free_port()
+        # A cluster node's bus port; by default port + 10000, out of range for high free ports.
+        self.bus_port = free_port() if bus else 0
         self.dir = workdir / name
         self.dir.mkdir(parents=True)
         self.name = name
         self.conf = conf
-        self.args = args
+        self.args = list(args)  # never the caller's list: replicas extend theirs
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,24 +69,37 @@ class Node:
             *head,
             "--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "no",
             "--daemonize", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "log"),
+            *(["--cluster-port", str(self.bus_port)] if self.bus_port else []),
             *self.args,
         ]  # fmt: skip
 
     def start(self) -> Node:
-        with open(self.dir / "stderr", "ab") as err:
-            self.process = subprocess.Popen(
-                self.argv(), stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT
-            )
-        if not _process.wait_ready(
-            self.process,
-            lambda: redis_answers("127.0.0.1", self.port),
-            timeout=START_TIMEOUT,
-            name=f"redis {self.name}",
-            log_tail=self.log_tail,
-        ):
-            self.stop()
-            raise TimeoutError(f"redis {self.name} did not answer: {self.log_tail()}")
-        return self
+        for attempt in range(3):
+            with open(self.dir / "stderr", "ab") as err:
+                self.process = subprocess.Popen(
+                    self.argv(), stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT
+                )
+            try:
+                ready = _process.wait_ready(
+                    self.process,
+                    lambda: redis_answers("127.0.0.1", self.port),
+                    timeout=START_TIMEOUT,
+                    name=f"redis {self.name}",
+                    log_tail=self.log_tail,
+                )
+            except RuntimeError:
+                # Exited at once: another process took a port between free_port() and the
+                # bind (the machine is shared). Ports nobody was told about can change.
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+                self.bus_port = free_port() if self.bus_port else 0
+                continue
+            if not ready:
+                self.stop()
+                raise TimeoutError(f"redis {self.name} did not answer: {self.log_tail()}")
+            return self
+        raise AssertionError("unreachable")
 
     def kill(self) -> None:
         """SIGKILL: the host is gone, nothing is flushed or handed over."""
@@ -99,9 +116,11 @@ class Node:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return (self.dir / "log").read_text(errors="replace")[-600:]
-        return ""
+        text = ""
+        for name in ("stderr", "log"):
+            with contextlib.suppress(OSError):
+                text += (self.dir / name).read_text(errors="replace")[-600:]
+        return text
 
 
 _PLAIN = ["--save", "", "--appendonly", "no"]
@@ -114,8 +133,8 @@ class _Group:
         self.workdir = Path(tempfile.mkdtemp(prefix="cs-redis-ha-", dir="/tmp"))
         self.nodes = []
 
-    def _node(self, name: str, args: list[str], conf: str = "") -> Node:
-        node = Node(self.workdir, name, args, conf=conf)
+    def _node(self, name: str, args: list[str], conf: str = "", bus: bool = False) -> Node:
+        node = Node(self.workdir, name, args, conf=conf, bus=bus)
         self.nodes.append(node)
         return node
 
@@ -194,6 +213,15 @@ class SentinelSet(_Group):
         )
         return host.decode(), int(port)
 
+    def settled_on(self, port: int) -> bool:
+        """Every sentinel names ``port`` as the primary and sees it up (what redis-py's
+        Sentinel client checks before it connects)."""
+        for sentinel in self.sentinels:
+            state = sentinel.client().sentinel_master(SERVICE)
+            if int(state["port"]) != port or state["is_sdown"] or state["is_odown"]:
+                return False
+        return True
+
     def node_at(self, port: int) -> Node:
         return next(n for n in self.nodes if n.port == port)
 
@@ -216,9 +244,8 @@ class ClusterSet(_Group):
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
-                    # the bus port defaults to port + 10000, out of range for high free ports
-                    "--cluster-port", str(free_port()),
                 ],
+                bus=True,
             )  # fmt: skip
 
     def start(self) -> ClusterSet:
