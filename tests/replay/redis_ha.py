@@ -281,6 +281,11 @@ class ClusterSet(_Group):
     def url(self, scheme: str = "redis+cluster", query: str = "") -> str:
         return f"{scheme}://{','.join(n.address for n in self.nodes[:3])}{query}"
 
+    def slots_of(self, port: int) -> list[tuple[int, int]]:
+        """The slot ranges the primary at ``port`` serves."""
+        slots = self.nodes[0].client().execute_command("CLUSTER", "SLOTS")
+        return [(start, end) for start, end, primary, *_ in slots if int(primary[1]) == port]
+
     def primary_for(self, key: str) -> Node:
         """The node that owns ``key``'s slot now."""
         for node in self.nodes:

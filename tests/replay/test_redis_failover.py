@@ -124,8 +124,7 @@ async def test_sentinel_failover_under_load_admits_no_replay_and_loses_no_claim(
 
 def _ids_owned_by(cluster: ClusterSet, port: int) -> Iterator[str]:
     """Event ids whose keys live on the primary at ``port`` (so every claim meets the outage)."""
-    slots = cluster.nodes[0].client().execute_command("CLUSTER", "SLOTS")
-    owned = [(start, end) for start, end, primary, *_ in slots if int(primary[1]) == port]
+    owned = cluster.slots_of(port)
     for i in itertools.count():
         event_id = f"evt_{i}"
         slot = key_slot((DEFAULT_PREFIX + event_id).encode())
