@@ -63,6 +63,8 @@ class ServerConfig:
     tenant_claim: str = "tenant"
     scopes_claim: str = "scope"
     jwt_metadata_key: str = "jwt_payload"
+    # claim=header pairs a mesh's jwt_authn copied into headers (docs/mesh.md); empty = off
+    jwt_claim_headers: str = ""
     workers: int = 1  # worker processes under a supervisor (``workers``); WORKERS=auto: cores
     # TLS for the TCP listeners (server/tls.py): cert + key, and a client CA for mTLS.
     tls_cert_file: str | None = None
@@ -155,6 +157,10 @@ class ServerConfig:
 
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
         self._validate_tls()
+        if self.jwt_claim_headers:
+            from ..envoy.request import parse_claim_headers
+
+            parse_claim_headers(self.jwt_claim_headers)  # raises InvalidConfig
         if self.redis_url is not None:
             from ..replay_redis import parse_redis_url
 
