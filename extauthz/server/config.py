@@ -248,6 +248,10 @@ class ServerConfig:
     jwt_metadata_key: str = setting(
         "jwt_payload", "jwt_authn's payload_in_metadata key", flag=False
     )
+    # claim=header pairs a mesh's jwt_authn copied into headers (docs/mesh.md); empty = off
+    jwt_claim_headers: str = setting(
+        "", "claim=header,...: identity from a mesh's claim headers", flag=False, shown="off"
+    )
     # Worker processes under a supervisor (``workers``); WORKERS=auto: the usable cores.
     workers: int = setting(1, "worker processes, or auto = usable cores", parse=parse_workers)
     # TLS for the TCP listeners (server/tls.py): cert + key, and a client CA for mTLS.
@@ -338,12 +342,14 @@ class ServerConfig:
                     raise InvalidConfig(f"{s.env}: worker socket longer than 107 bytes: {longest}")
         DecisionLogSettings.from_config(self)  # raises InvalidConfig naming the bad setting
         self._validate_tls()
-        if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise InvalidConfig(
-                f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}"
-            )
+        if self.jwt_claim_headers:
+            from ..envoy.request import parse_claim_headers
+
+            parse_claim_headers(self.jwt_claim_headers)  # raises InvalidConfig
+        if self.redis_url is not None:
+            from ..replay_redis import parse_redis_url
+
+            parse_redis_url(self.redis_url)  # raises InvalidConfig naming what is wrong
 
     def _validate_tls(self) -> None:
         """Refuse half a TLS setting: a listener that is meant to be secured must be."""
