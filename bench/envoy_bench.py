@@ -52,13 +52,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from extauthz.devstack import free_port, port_answers  # noqa: E402
-from extauthz.devstack.envoy import (  # noqa: E402
-    HTTP_MODE_CONFIG,
-    SIDECAR_CONFIG,
-    EnvoyProcess,
-    render_config,
-)
+from extauthz.devstack.envoy import HTTP_MODE, SIDECAR, EnvoyProcess, render_config  # noqa: E402
 from extauthz.devstack.server import DEMO_POLICY, ServerProcess  # noqa: E402
+from extauthz.envoyconfig import EnvoyConfigOptions  # noqa: E402
 
 JWT_SECRET = b"contractshield-demo-jwt-key"
 BODY = {
@@ -268,7 +264,7 @@ def extauthz_server(
 
 @contextmanager
 def envoy(
-    workdir: Path, concurrency: int, template: Path = SIDECAR_CONFIG, **overrides: object
+    workdir: Path, concurrency: int, template: EnvoyConfigOptions = SIDECAR, **overrides: object
 ) -> Iterator[EnvoyProcess]:
     config = render_config(
         template,
@@ -329,7 +325,7 @@ def main() -> int:
             {"pdp_socket": sock} if sock else {"pdp_address": ("127.0.0.1", port)}
         )
         if http:
-            target["template"] = HTTP_MODE_CONFIG
+            target["template"] = HTTP_MODE
         if kind == "floor":
             return noop_server(sock, port, args.floor_loop, http), target
         return extauthz_server(workdir, sock, port, http), target
@@ -429,14 +425,11 @@ def scaling(args: argparse.Namespace, counts: list[int]) -> int:
                 print(f"round {round_no}", flush=True)
                 for w in counts:
                     sock = str(workdir / "pdp.sock")
-                    from extauthz.server.workers import worker_sockets
 
                     env = {"REDIS_URL": redis.url, "DECISION_LOG": "off"}
                     with (
                         extauthz_server(workdir, sock, None, workers=w, env=env) as pid,
-                        envoy(
-                            workdir, args.envoy_concurrency, pdp_sockets=worker_sockets(sock, w)
-                        ) as e,
+                        envoy(workdir, args.envoy_concurrency, pdp_socket=sock, workers=w) as e,
                     ):
                         wrk(e.url, script, 2, args.connections)  # warm-up
                         before = tree_cpu_seconds(pid)

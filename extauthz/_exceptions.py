@@ -21,14 +21,20 @@ from dataclasses import dataclass
 
 
 class ContractShieldError(Exception):
+    """The base: catch this for every error the package raises on purpose."""
+
     code = "contractshield_error"
 
 
 class UsageError(ContractShieldError):
+    """The caller or operator got something wrong; asking again the same way fails again."""
+
     code = "usage_error"
 
 
 class OperationalError(ContractShieldError):
+    """Something outside the caller's control failed; it may work later."""
+
     code = "operational_error"
 
 
@@ -45,6 +51,8 @@ class PolicyProblem:
 
 
 class InvalidPolicy(UsageError):
+    """A policy refused at load; ``errors`` lists every problem found, not just the first."""
+
     code = "invalid_policy"
 
     def __init__(self, errors: list[PolicyProblem] | tuple[PolicyProblem, ...]) -> None:
@@ -53,24 +61,36 @@ class InvalidPolicy(UsageError):
 
 
 class InvalidConfig(UsageError):
+    """A server, client or Envoy-config setting is invalid (the message names the setting)."""
+
     code = "invalid_config"
 
 
 class InvalidContext(UsageError):
+    """A request description (``RequestContext``, client input) cannot be built or parsed."""
+
     code = "invalid_context"
 
 
 class ContractShieldUnavailable(OperationalError):
+    """The PDP could not be reached: what a client failing closed raises, after its retries."""
+
     code = "unavailable"
 
 
 class ContractShieldTimeout(ContractShieldUnavailable):
+    """The PDP did not answer within the attempt's deadline: unavailable, for the caller."""
+
     code = "timeout"
 
 
 class ReplayStoreUnavailable(OperationalError):
+    """The webhook replay store (e.g. Redis) failed: by default the webhook is blocked (503)."""
+
     code = "replay_store_unavailable"
 
 
 class SocketInUse(OperationalError):
+    """A live server already answers on the Unix socket; a second one refuses to take it over."""
+
     code = "socket_in_use"

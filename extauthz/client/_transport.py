@@ -99,8 +99,9 @@ def map_rpc_error(exc: grpc.RpcError, target: str) -> OperationalError:
     return OperationalError(f"PDP at {target} refused the check ({name}: {details})")
 
 
-class GrpcTransport:
-    """Blocking ext_authz v3 transport; one channel, created once, shared by all threads."""
+class _GrpcTarget:
+    """What both gRPC transports hold: the target, its TLS (credentials read once, at
+    construction) and how a channel to it is opened."""
 
     def __init__(
         self,
@@ -111,19 +112,39 @@ class GrpcTransport:
     ) -> None:
         self.target = normalize_target(target)
         self.tls = _tls_for(self.target, tls)
-        options: list[tuple[str, Any]] = [*_channel_options(max_message_bytes)]
-        if self.tls is None:
-            self._channel = grpc.insecure_channel(self.target, options=options)
+        self._credentials = self.tls.credentials() if self.tls is not None else None
+        self._max_message_bytes = max_message_bytes
+        self._closed = False
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a transport opens at construction (the blocking one: its channel)."""
+
+    def _open(self, api: Any) -> tuple[Any, Any]:
+        """A channel from ``api`` (``grpc`` or ``grpc.aio``) and its ``Check`` callable."""
+        options: list[tuple[str, Any]] = [*_channel_options(self._max_message_bytes)]
+        if self.tls is None or self._credentials is None:
+            channel = api.insecure_channel(self.target, options=options)
         else:
             options += self.tls.channel_options()
-            self._channel = grpc.secure_channel(self.target, self.tls.credentials(), options)
-        self._check = self._channel.unary_unary(
+            channel = api.secure_channel(self.target, self._credentials, options)
+        check = channel.unary_unary(
             CHECK_METHOD,
             request_serializer=CheckRequest.SerializeToString,
             response_deserializer=CheckResponse.FromString,
         )
+        return channel, check
+
+
+class GrpcTransport(_GrpcTarget):
+    """Blocking ext_authz v3 transport; one channel, created once, shared by all threads."""
+
+    _channel: grpc.Channel
+    _check: grpc.UnaryUnaryMultiCallable
+
+    def _setup(self) -> None:
+        self._channel, self._check = self._open(grpc)
         self._lock = threading.Lock()
-        self._closed = False
 
     def check(self, request: CheckRequest, timeout: float) -> CheckResponse:
         try:
@@ -140,26 +161,14 @@ class GrpcTransport:
                 self._channel.close()
 
 
-class AsyncGrpcTransport:
+class AsyncGrpcTransport(_GrpcTarget):
     """asyncio ext_authz v3 transport; the channel is created on first use, in the running
     loop, and reused afterwards. A grpc.aio channel belongs to one event loop, so a call from
     another loop (a test client starting a loop per request) gets a channel of its own."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        tls: TlsOptions | None = None,
-    ) -> None:
-        self.target = normalize_target(target)
-        self.tls = _tls_for(self.target, tls)
-        self._credentials = self.tls.credentials() if self.tls is not None else None
-        self._max_message_bytes = max_message_bytes
-        self._channel: grpc.aio.Channel | None = None
-        self._check: grpc.aio.UnaryUnaryMultiCallable | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
+    _channel: grpc.aio.Channel | None = None
+    _check: grpc.aio.UnaryUnaryMultiCallable | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def _stub(self) -> grpc.aio.UnaryUnaryMultiCallable:
         if self._closed:
@@ -167,17 +176,7 @@ class AsyncGrpcTransport:
         loop = asyncio.get_running_loop()
         if self._check is None or self._loop is not loop:
             self._loop = loop
-            options: list[tuple[str, Any]] = [*_channel_options(self._max_message_bytes)]
-            if self.tls is None or self._credentials is None:
-                self._channel = grpc.aio.insecure_channel(self.target, options=options)
-            else:
-                options += self.tls.channel_options()
-                self._channel = grpc.aio.secure_channel(self.target, self._credentials, options)
-            self._check = self._channel.unary_unary(
-                CHECK_METHOD,
-                request_serializer=CheckRequest.SerializeToString,
-                response_deserializer=CheckResponse.FromString,
-            )
+            self._channel, self._check = self._open(grpc.aio)
         return self._check
 
     async def check(self, request: CheckRequest, timeout: float) -> CheckResponse:

@@ -20,12 +20,11 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from .._shipped import shipped_dir
 from ..devstack import free_port
-from ..devstack.envoy import HTTP_MODE_CONFIG, SIDECAR_CONFIG, EnvoyProcess, render_config
+from ..devstack.envoy import HTTP_MODE, SIDECAR, EnvoyProcess, render_config
 from ..devstack.redis import RedisServer, find_redis_server
 from ..devstack.server import ServerProcess
 from ..devstack.upstream import UpstreamThread
@@ -84,7 +83,8 @@ class DemoStack:
     def _open(self) -> StackInfo:
         if not (self.policy_dir / POLICY_FILE).is_file():
             raise FileNotFoundError(
-                f"{self.policy_dir / POLICY_FILE} not found: the package was built without its shipped files"
+                f"{self.policy_dir / POLICY_FILE} not found: "
+                "the package was built without its shipped files"
             )
         self.workdir = Path(tempfile.mkdtemp(prefix="contractshield-demo-"))
         policies = self.workdir / "policies"
@@ -124,17 +124,19 @@ class DemoStack:
             http_port=http_port,
             env=env,
             workdir=self.workdir / "pdp",
-        ).start(START_TIMEOUT)
+        ).start(START_TIMEOUT, wait=False)
 
+        # Rendered while the PDP starts: the first render in a process loads the typed classes.
         listen_port, admin_port = free_port(), free_port()
         config = render_config(
-            HTTP_MODE_CONFIG if http_mode else SIDECAR_CONFIG,
+            HTTP_MODE if http_mode else SIDECAR,
             listen_port=listen_port,
             admin_port=admin_port,
             pdp_socket=str(socket_path),
             upstream=self.upstream.address,
             health_interval="1s",
         )
+        self.server.wait_ready(START_TIMEOUT)
         self.envoy = EnvoyProcess(config, workdir=self.workdir / "envoy").start(START_TIMEOUT)
         self._wait_for_path(self.envoy.url)
 
@@ -209,12 +211,7 @@ class DemoStack:
     def __enter__(self) -> StackInfo:
         return self.open()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

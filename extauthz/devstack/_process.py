@@ -1,13 +1,17 @@
 """Lifecycle steps every devstack process shares: wait until it answers, stop it for sure.
 
-One place for the bounded waits, so no helper can forget a timeout or leave a child behind.
+One place for the bounded waits, so no helper can forget a timeout or leave a child behind,
+and one ``Managed`` base for the ``with`` statement every helper supports.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar, Self
 
 
 def wait_ready(
@@ -54,3 +58,41 @@ def kill(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
     if proc is not None and proc.poll() is None:
         proc.kill()
         proc.wait(timeout=timeout)
+
+
+class Managed(ABC):
+    """Something started for real, as a context manager: ``with`` starts it unless it already
+    is, and always releases it on the way out, whatever happened inside."""
+
+    @property
+    @abstractmethod
+    def started(self) -> bool: ...
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def release(self) -> None:
+        """What leaving ``with`` does: stop it, kill it, or stop it and clean up after it."""
+
+    def __enter__(self) -> Self:
+        return self if self.started else self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class Child(Managed):
+    """A subprocess that works in ``workdir`` and logs to ``log_name`` there."""
+
+    log_name: ClassVar[str]
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / self.log_name
+
+    @property
+    def started(self) -> bool:
+        return self.process is not None

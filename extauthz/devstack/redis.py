@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from . import _process, free_port
 
@@ -43,8 +42,10 @@ def redis_answers(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(_process.Child):
     """One ``redis-server`` process; a context manager that always stops it."""
+
+    log_name = "redis.log"
 
     def __init__(
         self,
@@ -56,20 +57,16 @@ class RedisServer:
     ) -> None:
         self.host = host
         self._auto_port = port is None
-        self._started = False
+        self._served = False
         self.port = port or free_port(host)
         self.binary = binary or find_redis_server()
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="contractshield-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = None
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "redis.log"
 
     @property
     def running(self) -> bool:
@@ -87,7 +84,7 @@ class RedisServer:
                 )
             while time.monotonic() < deadline and self.process.poll() is None:
                 if redis_answers(self.host, self.port) and self.process.poll() is None:
-                    self._started = True
+                    self._served = True
                     return self
                 time.sleep(0.02)
             if self.process.poll() is None or time.monotonic() >= deadline:
@@ -96,7 +93,7 @@ class RedisServer:
                 raise TimeoutError(f"redis-server on port {self.port} did not answer: {log}")
             # It exited: most likely another process took the port between free_port() and
             # the bind. A port we chose ourselves and never served on can simply change.
-            if self._auto_port and not self._started:
+            if self._auto_port and not self._served:
                 self.port = free_port(self.host)
             time.sleep(0.05)
 
@@ -138,16 +135,11 @@ class RedisServer:
                 text += path.read_text(errors="replace")[-400:]
         return text.strip() or "(empty log)"
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
+    @property
+    def started(self) -> bool:
+        return self.running
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
+    release = cleanup
 
 
 def main() -> int:

@@ -12,7 +12,6 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from .._shipped import shipped_dir
 from ..server import socket as unix_socket
@@ -22,8 +21,10 @@ DEFAULT_START_TIMEOUT = 20.0
 DEMO_POLICY = shipped_dir("policies") / "demo.yaml"
 
 
-class ServerProcess:
+class ServerProcess(_process.Child):
     """One ``extauthz serve`` process; a context manager that always stops it."""
+
+    log_name = "server.log"
 
     def __init__(
         self,
@@ -47,7 +48,7 @@ class ServerProcess:
         self.extra_args = list(extra_args or ())
         self.env = dict(env or {})
         self.workers = workers
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = None
 
     @property
     def argv(self) -> list[str]:
@@ -76,10 +77,6 @@ class ServerProcess:
         if not self.http_unix_socket:
             return []
         return worker_sockets(self.http_unix_socket, self.workers)
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "server.log"
 
     @property
     def http_url(self) -> str:
@@ -146,13 +143,4 @@ class ServerProcess:
     def kill(self) -> None:
         _process.kill(self.process, timeout=10)
 
-    def __enter__(self) -> ServerProcess:
-        return self.start() if self.process is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.kill()
+    release = kill

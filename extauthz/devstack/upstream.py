@@ -1,8 +1,9 @@
 """A tiny upstream app that echoes what reached it (method, path, query, headers, body size).
 
 Tests look at the echo to prove what Envoy forwarded: the decision headers we added and the
-client headers we removed; ``UpstreamThread.count`` proves what did not get through. Runs in-process on a background thread (``UpstreamThread``) or as a
-subprocess (``python -m extauthz.devstack.upstream --port N``).
+client headers we removed; ``UpstreamThread.count`` proves what did not get through. Runs
+in-process on a background thread (``UpstreamThread``) or as a subprocess
+(``python -m extauthz.devstack.upstream --port N``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import asyncio
 import json
 import threading
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 
 from aiohttp import web
 
-from . import free_port
+from . import _process, free_port
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -39,7 +39,7 @@ def create_app(
     return app
 
 
-class UpstreamThread:
+class UpstreamThread(_process.Managed):
     """The echo app on its own event loop in a daemon thread; a context manager.
 
     ``count`` is how many requests reached it (to prove a blocked one never did).
@@ -101,16 +101,11 @@ class UpstreamThread:
             self._thread.join(timeout)
         self._loop = self._thread = None
 
-    def __enter__(self) -> UpstreamThread:
-        return self.start()
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    release = stop
 
 
 def main() -> None:  # pragma: no cover - exercised by benches

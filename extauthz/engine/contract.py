@@ -37,11 +37,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from ..decision import RuleHit
+from .checks.contract import SCHEMA_INVALID, UNKNOWN_FIELD
 from .metaschema import MetaschemaChecks, check_plain
 from .schema_regex import LinearPattern, UnsupportedPattern, compile_pattern
-
-SCHEMA_INVALID = "contract.schema.invalid"
-UNKNOWN_FIELD = "contract.unknownField"
 
 _DRAFT7_SAFE = frozenset(
     {
@@ -55,12 +53,13 @@ _DRAFT7_SAFE = frozenset(
         "if", "then", "else",
     }
 )  # fmt: skip
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
-_SCHEMA_ONE = (
+# Where subschemas sit in a schema (also walked by ``policy._openapi``).
+SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+SCHEMA_ONE = (
     "items", "additionalProperties", "contains", "not", "if", "then", "else", "propertyNames",
     "additionalItems", "unevaluatedProperties", "unevaluatedItems",
 )  # fmt: skip
-_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
 _ANNOTATIONS = frozenset(
     {"$schema", "$id", "$comment", "$defs", "definitions", "title", "description", "default",
      "examples", "readOnly", "writeOnly", "deprecated"}
@@ -79,11 +78,11 @@ def _is_map(value: Any) -> bool:
 def subschemas(schema: Mapping[str, Any]) -> list[Any]:
     out: list[Any] = []
     get = schema.get
-    for key in _SCHEMA_MAPS:
+    for key in SCHEMA_MAPS:
         value = get(key)
         if value is not None and _is_map(value):
             out.extend(value.values())
-    for key in _SCHEMA_ONE:
+    for key in SCHEMA_ONE:
         value = get(key)
         if value is None:
             continue
@@ -91,7 +90,7 @@ def subschemas(schema: Mapping[str, Any]) -> list[Any]:
             out.append(value)
         elif key == "items" and isinstance(value, list):
             out.extend(value)
-    for key in _SCHEMA_LISTS:
+    for key in SCHEMA_LISTS:
         value = get(key)
         if isinstance(value, list):
             out.extend(value)
@@ -191,20 +190,20 @@ def schema_patterns(schema: Any) -> list[tuple[str, str]]:
             continue
         if isinstance(s.get("pattern"), str):
             found.append((_pointer((*at, "pattern")), s["pattern"]))
-        for key in _SCHEMA_MAPS:
+        for key in SCHEMA_MAPS:
             value = s.get(key)
             if isinstance(value, Mapping):
                 for name, sub in value.items():
                     if key == "patternProperties" and isinstance(name, str):
                         found.append((_pointer((*at, key, name)), name))
                     stack.append((sub, (*at, key, name)))
-        for key in _SCHEMA_ONE:
+        for key in SCHEMA_ONE:
             value = s.get(key)
             if isinstance(value, Mapping):
                 stack.append((value, (*at, key)))
             elif key == "items" and isinstance(value, list):
                 stack.extend((sub, (*at, key, i)) for i, sub in enumerate(value))
-        for key in _SCHEMA_LISTS:
+        for key in SCHEMA_LISTS:
             value = s.get(key)
             if isinstance(value, list):
                 stack.extend((sub, (*at, key, i)) for i, sub in enumerate(value))
@@ -740,15 +739,15 @@ def structural_schema(schema: Any) -> Any:
             if kept and len(kept) == len(kinds):
                 out["type"] = value
             continue
-        if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+        if key in SCHEMA_MAPS and isinstance(value, Mapping):
             out[key] = {k: structural_schema(v) for k, v in value.items()}
         elif key == "oneOf" and isinstance(value, list):
             branches = {"anyOf": [structural_schema(v) for v in value]}
             out["allOf"] = [*out.get("allOf", []), branches]
-        elif key in _SCHEMA_LISTS and isinstance(value, list):
+        elif key in SCHEMA_LISTS and isinstance(value, list):
             kept = [structural_schema(v) for v in value]
             out[key] = [*out.get(key, []), *kept] if key == "allOf" else kept
-        elif key in _SCHEMA_ONE or (key == "items" and isinstance(value, list)):
+        elif key in SCHEMA_ONE or (key == "items" and isinstance(value, list)):
             out[key] = (
                 [structural_schema(v) for v in value]
                 if isinstance(value, list)

@@ -1,9 +1,10 @@
 """Why a decision came out as it did: the phases that ran, where each hit comes from in the
 policy (``file: path``), and what each CEL rule read.
 
-Pure and off the request path: ``explain`` takes a decision already made (by ``evaluate`` or
-the server) and re-derives what the pipeline saw (route match, canonical path, parameters,
-parsed body) to report it; it never claims a webhook replay id and never changes a decision.
+Pure and off the request path: ``explain`` reads what the pipeline recorded deciding the
+request (``record.Record``: route match, canonical path, parameters, the phases that ran, each
+hit's phase, the view the CEL rules read) and the catalogue (``checks``: phase names, where
+each check is configured); it never claims a webhook replay id and never changes a decision.
 Used by ``extauthz explain``, ``extauthz evaluate --explain`` and ``/v1/evaluate?explain=1``.
 """
 
@@ -15,27 +16,19 @@ from typing import Any
 
 from ..context import RequestContext
 from ..decision import Decision
-from . import body as body_mod
 from . import cel as cel_mod
-from .canonical import canonicalize
+from . import checks
+from . import record as record_mod
+from .checks import CEL, CONTRACT, LIMITS, PHASES, REPLAY, ROUTE, RULE, VULNERABILITY, WEBHOOK
 from .model import CompiledPolicy, CompiledRoute
-from .pipeline import BODY_MALFORMED, INTERNAL_ERROR, PATH_AMBIGUOUS, ROUTE_UNMATCHED, cel_view
 
-PHASES = ("route", "vulnerability", "limits", "contract", "webhook", "replay", "cel")
-MISSING = "<missing>"
-_VULN_NAMES = {
-    "prototype_pollution": "prototypePollution",
-    "path_traversal": "pathTraversal",
-    "ssrf_internal": "ssrfInternal",
-    "command_injection": "commandInjection",
-    "nosql_injection": "nosqlInjection",
-    "sql_injection": "sqlInjection",
-    "xss": "xss",
-}
+__all__ = ["MISSING", "PHASES", "CelTrace", "Explanation", "HitTrace", "PhaseTrace", "explain"]
 
 
 @dataclass(frozen=True, slots=True)
 class PhaseTrace:
+    """One phase: whether it ran for this request, what it was set to check, and where."""
+
     name: str
     ran: bool
     detail: str
@@ -141,6 +134,9 @@ class Explanation:
         return "\n".join(lines)
 
 
+MISSING = "<missing>"  # how an input the request lacks is shown
+
+
 def _show(value: Any) -> str:
     if value == MISSING:
         return MISSING
@@ -152,17 +148,6 @@ def _at(policy: CompiledPolicy, path: str | None) -> str | None:
     return f"{policy.source}: {path}" if path else None
 
 
-def _route_for(
-    policy: CompiledPolicy, ctx: RequestContext, decision: Decision, path: str
-) -> tuple[CompiledRoute | None, dict[str, str]]:
-    route_id = decision.metadata.route_id
-    route = policy.routes_by_id.get(route_id) if route_id else None
-    found = policy.matcher.match(ctx.request.method.upper(), path)
-    if found is not None and (route is None or found[0] is route):
-        return found[0], dict(found[1])
-    return route, {}
-
-
 def _builtin(hit_id: str, route: CompiledRoute | None) -> str:
     """The built-in id behind ``hit_id`` (a rule that configures a check renames its hits)."""
     if route is None:
@@ -170,56 +155,33 @@ def _builtin(hit_id: str, route: CompiledRoute | None) -> str:
     return next((b for b, o in route.overrides.items() if o.id == hit_id), hit_id)
 
 
-def _signature_held(route: CompiledRoute, decision: Decision) -> bool:
-    """Whether the engine's own signature check passed: no hit of that check (renamed or not)."""
-    if route.webhook is None:
-        return False
-    failed = {route.webhook.signature_id}  # an id, not a signature: a set lookup, no equality
-    return not any(_builtin(h.id, route) in failed for h in decision.rule_hits)
-
-
-def _phase_of(hit_id: str, route: CompiledRoute | None) -> str:
-    hit_id = _builtin(hit_id, route)
-    if hit_id in (PATH_AMBIGUOUS, ROUTE_UNMATCHED):
-        return "route"
-    if hit_id == INTERNAL_ERROR or hit_id.startswith("server."):
-        return "engine"
+def _known_phase(hit_id: str, route: CompiledRoute | None) -> str:
+    """The phase of a built-in ``hit_id`` the record did not see (the replay claim of a
+    decision made elsewhere, the server's own failure): the catalogue's, or the route's."""
+    phase = checks.phase_of(hit_id)
+    if phase is not None:
+        return phase
     if route is not None:
         if route.cel is not None and any(r.id == hit_id for r in route.cel.rules):
-            return "cel"
-        webhook = route.webhook
-        if webhook is not None:
-            if hit_id in (webhook.replay_id, webhook.unavailable_id):
-                return "replay"
-            if hit_id in (webhook.signature_id, webhook.event_type_id):
-                return "webhook"
-    prefix = hit_id.split(".", 1)[0]
-    return {
-        "vulnerability": "vulnerability",
-        "limit": "limits",
-        "contract": "contract",
-        "webhook": "webhook",
-        "request": "contract" if hit_id == BODY_MALFORMED else "route",
-    }.get(prefix, "rule")
+            return CEL
+        if route.webhook is not None:
+            phase = checks.webhook.hit_ids(route.webhook.provider).get(hit_id)
+            if phase is not None:
+                return phase
+    return RULE
 
 
 def _location_of(
-    policy: CompiledPolicy, route: CompiledRoute | None, hit: str, phase: str
+    policy: CompiledPolicy, route: CompiledRoute | None, hit: str, builtin: str, phase: str
 ) -> str | None:
     locs = route.locations if route is not None else {}
     if hit in locs:
         return _at(policy, locs[hit])
-    key = {"vulnerability": "@vulnerability", "limits": "@limits", "contract": "@contract",
-           "webhook": "@webhook", "replay": "@webhook", "route": "@route"}.get(phase)  # fmt: skip
-    if key is not None and key in locs:
-        return _at(policy, locs[key])
-    if phase == "vulnerability":
-        return _at(policy, "defaults.vulnerabilityChecks")
-    if phase == "limits":
-        return _at(policy, "defaults.limits")
-    if hit == ROUTE_UNMATCHED:
-        return _at(policy, "defaults.unmatchedRouteAction")
-    return None
+    section = "@" + (WEBHOOK if phase == REPLAY else phase)  # route sections by phase name
+    if section in locs:
+        return _at(policy, locs[section])
+    check = checks.check_of(builtin)
+    return _at(policy, check.location if check is not None else checks.DEFAULT_LOCATION.get(phase))
 
 
 def _cel_inputs(rule: cel_mod.CelRule, view: cel_mod.RequestView) -> tuple[tuple[str, Any], ...]:
@@ -240,84 +202,94 @@ def _cel_inputs(rule: cel_mod.CelRule, view: cel_mod.RequestView) -> tuple[tuple
     return tuple(seen.items())
 
 
-def explain(policy: CompiledPolicy, ctx: RequestContext, decision: Decision) -> Explanation:
-    """Explain ``decision`` (made for ``ctx`` under ``policy``); never raises for bad input."""
-    request = ctx.request
-    canonical = canonicalize(request.path)
-    route, params = _route_for(policy, ctx, decision, canonical.path)
+def _phases(policy: CompiledPolicy, rec: record_mod.Record) -> tuple[PhaseTrace, ...]:
+    """Every phase, whether it ran (as recorded) and what it was set to check."""
+    route = rec.route
     defaults = policy.defaults
     limits = route.limits if route is not None else defaults.limits
     vulns = route.vulnerability if route is not None else defaults.vulnerability
     locs = route.locations if route is not None else {}
+    webhook = route.webhook if route is not None else None
+    plan = route.cel if route is not None else None
+    contract = route.contract if route is not None else None
+    replay = webhook is not None and webhook.replay_protection
+    if not rec.complete:
+        route_detail = "not recorded: the engine failed before the pipeline finished"
+    elif route is not None:
+        route_detail = f"matched {route.id!r} ({'|'.join(route.methods)} {route.pattern.text})"
+    else:
+        route_detail = f"no route matched; unmatchedRouteAction {defaults.unmatched_route_action}"
+    enabled = vulns.enabled_names()
+    details = {  # phase -> (detail, where in the policy)
+        ROUTE: (route_detail, locs.get("@route")),
+        VULNERABILITY: (
+            ", ".join(enabled) if enabled else "every check off",
+            locs.get("@vulnerability", checks.DEFAULT_LOCATION[VULNERABILITY]),
+        ),
+        LIMITS: (
+            ", ".join(f"{c.name} {getattr(limits, c.attr)}" for c in checks.LIMIT_CHECKS),
+            locs.get("@limits", checks.DEFAULT_LOCATION[LIMITS]),
+        ),
+        CONTRACT: (
+            f"schema {contract.schema_source}" if contract is not None else "no contract",
+            locs.get("@contract"),
+        ),
+        WEBHOOK: (
+            f"{webhook.provider} signature" if webhook is not None else "no webhook",
+            locs.get("@webhook"),
+        ),
+        REPLAY: (
+            "event id claimed once nothing else blocks" if replay else "no replay protection",
+            locs.get("@webhook"),
+        ),
+        CEL: (f"{len(plan.rules)} rule(s)" if plan is not None else "no rules", locs.get("@rules")),
+    }
+    ran = set(rec.ran)
+    return tuple(
+        PhaseTrace(name, name in ran, details[name][0], _at(policy, details[name][1]))
+        for name in PHASES
+    )
+
+
+def explain(
+    policy: CompiledPolicy,
+    ctx: RequestContext,
+    decision: Decision,
+    record: record_mod.Record | None = None,
+    *,
+    now: float | None = None,
+) -> Explanation:
+    """Explain ``decision`` (made for ``ctx`` under ``policy``); never raises for bad input.
+
+    ``record``: what the decision's own evaluation recorded (``record.recording``). Without
+    one, the pipeline runs once more to record (at ``now``; never claiming a replay id).
+    """
+    rec = record if record is not None else record_mod.record(policy, ctx, now)
+    route = rec.route
     notes: list[str] = []
     if decision.metadata.policy_version not in (None, policy.version):
         notes.append(
             f"the decision was made under policy {decision.metadata.policy_version}; "
             f"this is {policy.version}: locations may have moved"
         )
-    if route is not None:
-        route_detail = f"matched {route.id!r} ({'|'.join(route.methods)} {route.pattern.text})"
-    else:
-        route_detail = f"no route matched; unmatchedRouteAction {defaults.unmatched_route_action}"
-    enabled = [n for a, n in _VULN_NAMES.items() if getattr(vulns, a).enabled]
-    webhook = route.webhook if route is not None else None
-    plan = route.cel if route is not None else None
-    contract = route.contract if route is not None else None
-    phases = (
-        PhaseTrace("route", True, route_detail, _at(policy, locs.get("@route"))),
-        PhaseTrace(
-            "vulnerability",
-            bool(vulns.any_enabled),
-            ", ".join(enabled) if enabled else "every check off",
-            _at(policy, locs.get("@vulnerability", "defaults.vulnerabilityChecks")),
-        ),
-        PhaseTrace(
-            "limits",
-            True,
-            f"maxBodyBytes {limits.max_body_bytes}, maxJsonDepth {limits.max_json_depth}, "
-            f"maxArrayLength {limits.max_array_length}",
-            _at(policy, locs.get("@limits", "defaults.limits")),
-        ),
-        PhaseTrace(
-            "contract",
-            contract is not None,
-            f"schema {contract.schema_source}" if contract is not None else "no contract",
-            _at(policy, locs.get("@contract")),
-        ),
-        PhaseTrace(
-            "webhook",
-            webhook is not None,
-            f"{webhook.provider} signature" if webhook is not None else "no webhook",
-            _at(policy, locs.get("@webhook")),
-        ),
-        PhaseTrace(
-            "replay",
-            webhook is not None and webhook.replay_protection,
-            "event id claimed once nothing else blocks"
-            if webhook is not None and webhook.replay_protection
-            else "no replay protection",
-            _at(policy, locs.get("@webhook")),
-        ),
-        PhaseTrace(
-            "cel",
-            plan is not None,
-            f"{len(plan.rules)} rule(s)" if plan is not None else "no rules",
-            _at(policy, locs.get("@rules")),
-        ),
-    )
+    recorded = rec.phases_by_id()
     hits = []
     for h in decision.rule_hits:
-        phase = _phase_of(h.id, route)
+        builtin = _builtin(h.id, route)
+        phase = recorded.get(builtin) or _known_phase(builtin, route)
         hits.append(
-            HitTrace(h.id, h.severity, h.message, phase, _location_of(policy, route, h.id, phase))
+            HitTrace(
+                h.id,
+                h.severity,
+                h.message,
+                phase,
+                _location_of(policy, route, h.id, builtin, phase),
+            )
         )
     cel_traces: list[CelTrace] = []
-    if plan is not None:
-        parsed = body_mod.parse(
-            request.body, request.content_type, limits.max_json_depth, limits.max_body_bytes
-        )
-        value = parsed.value if parsed.kind in (body_mod.JSON, body_mod.FORM) else None
-        view = cel_view(ctx, canonical.path, params, value, route, _signature_held(route, decision))
+    plan = route.cel if route is not None else None
+    if plan is not None and rec.cel_view is not None:
+        locs = route.locations if route is not None else {}
         hit_ids = {h.id for h in decision.rule_hits}
         for rule in plan.rules:
             cel_traces.append(
@@ -325,7 +297,7 @@ def explain(policy: CompiledPolicy, ctx: RequestContext, decision: Decision) -> 
                     rule.id,
                     rule.expr,
                     _at(policy, locs.get(rule.id)),
-                    _cel_inputs(rule, view),
+                    _cel_inputs(rule, rec.cel_view),
                     rule.id in hit_ids,
                     rule.blocking,
                 )
@@ -335,9 +307,9 @@ def explain(policy: CompiledPolicy, ctx: RequestContext, decision: Decision) -> 
         policy_source=policy.source,
         policy_version=policy.version,
         route_id=route.id if route is not None else None,
-        canonical_path=canonical.path,
-        params=tuple(sorted(params.items())),
-        phases=phases,
+        canonical_path=rec.canonical_path,
+        params=tuple(sorted(rec.params.items())),
+        phases=_phases(policy, rec),
         hits=tuple(hits),
         cel=tuple(cel_traces),
         notes=tuple(notes),

@@ -15,17 +15,20 @@ from .._http import declared_length
 from ..context import Body
 from ..decision import RuleHit
 from .body import JSON, SKIPPED, TOO_DEEP, ParsedBody
+from .checks.limits import MAX_ARRAY_LENGTH, MAX_BODY_BYTES, MAX_JSON_DEPTH
 
-BODY_MAX = "limit.body.max"
-JSON_DEPTH = "limit.json.depth"
-ARRAY_MAX = "limit.array.max"
+BODY_MAX = MAX_BODY_BYTES.hit
+JSON_DEPTH = MAX_JSON_DEPTH.hit
+ARRAY_MAX = MAX_ARRAY_LENGTH.hit
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_body_bytes: int = 1_048_576
-    max_json_depth: int = 32
-    max_array_length: int = 1000
+    """One attribute per limit of the catalogue (``checks.limits``), with its default."""
+
+    max_body_bytes: int = MAX_BODY_BYTES.default
+    max_json_depth: int = MAX_JSON_DEPTH.default
+    max_array_length: int = MAX_ARRAY_LENGTH.default
 
 
 def body_size(body: Body, headers: Mapping[str, str]) -> int:

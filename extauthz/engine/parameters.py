@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..decision import RuleHit
-
-PARAMETER_INVALID = "contract.parameter.invalid"
-PARAMETER_UNKNOWN = "contract.parameter.unknown"
+from .checks.contract import PARAMETER_INVALID, PARAMETER_UNKNOWN
 
 _INT = re.compile(r"-?[0-9]{1,300}\Z", re.ASCII)
 _NUMBER = re.compile(r"-?[0-9]{1,300}(\.[0-9]{1,300})?([eE][-+]?[0-9]{1,4})?\Z", re.ASCII)

@@ -5,10 +5,11 @@ webhook signature, webhook replay, CEL rules. The replay claim is made last (aft
 only when the signature is valid and nothing else would block, so a rejected delivery does
 not burn its event id; its hit is still listed in phase order.
 
-``Phases`` is the seam for tracing: ``prepare`` calls every phase evaluator through it, so
-``timed(on_phase)`` reports each phase's span (route, body, vulnerability, limits, contract,
-webhook, cel) to a recorder while the plain ``PLAIN`` costs what direct calls cost; the engine
-itself knows nothing of OpenTelemetry (the server's tracer is the recorder).
+``Phases`` is the seam for tracing and explaining: ``prepare`` calls every phase evaluator
+through it, so ``timed(on_phase)`` reports each phase's span (route, body, vulnerability,
+limits, contract, webhook, cel) to a recorder, and ``record.recording`` keeps what the pipeline
+saw for ``explain``, while the plain ``PLAIN`` costs what direct calls cost; the engine itself
+knows nothing of OpenTelemetry (the server's tracer is the recorder).
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ from . import limits as limits_mod
 from . import vulnerability as vuln_mod
 from . import webhook as webhook_mod
 from .canonical import canonicalize
+from .checks import pipeline_hits
+from .checks.contract import SCHEMA_INVALID
 from .contract import Contract
 from .model import ENFORCE, CompiledPolicy, CompiledRoute
 from .replay import InMemoryReplayStore
 
-PATH_AMBIGUOUS = "request.path.ambiguous"
-BODY_MALFORMED = "request.body.malformed"
-ROUTE_UNMATCHED = "route.unmatched"
-INTERNAL_ERROR = "engine.internalError"
+PATH_AMBIGUOUS = pipeline_hits.PATH_AMBIGUOUS.hit
+BODY_MALFORMED = pipeline_hits.BODY_MALFORMED.hit
+ROUTE_UNMATCHED = pipeline_hits.ROUTE_UNMATCHED.hit
+INTERNAL_ERROR = pipeline_hits.INTERNAL_ERROR.hit
 
 DEFAULT_REPLAY_STORE = InMemoryReplayStore()
 _RISK_CRITICAL = Risk(90, "critical")
@@ -53,6 +56,10 @@ _PARSED_KINDS = (body_mod.JSON, body_mod.FORM)
 
 
 PhaseRecorder = Callable[[str, int, int], None]  # (phase, start_ns, end_ns), ns since the epoch
+# (pending, canonical path, path parameters, parsed body value, webhook result), once prepared
+PreparedRecorder = Callable[
+    ["Pending", str, dict[str, str], Any, "webhook_mod.Verified | None"], None
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,7 @@ class Phases:
     webhook: Callable[..., Any] = webhook_mod.verify
     cel: Callable[..., Any] = cel_mod.evaluate
     on_phase: PhaseRecorder | None = None  # set by ``timed``: the replay claim reports here too
+    on_prepared: PreparedRecorder | None = None  # set by ``record.recording``
 
 
 PLAIN = Phases()
@@ -184,6 +192,8 @@ def prepare(
         hits.append(RuleHit(BODY_MALFORMED, "high", parsed.error or "malformed body"))
     pending = Pending(policy, ctx, route, mode, hits, advisory)
     if route is None:
+        if phases.on_prepared is not None:
+            phases.on_prepared(pending, canonical.path, params, value, None)
         return pending
     contract = route.contract
     if contract is not None:
@@ -194,7 +204,7 @@ def prepare(
         elif parsed.kind == body_mod.OPAQUE or parsed.sniffed:
             hits.append(
                 RuleHit(
-                    "contract.schema.invalid",
+                    SCHEMA_INVALID,
                     "high",
                     f"body is not JSON (content type {request.content_type or 'missing'!r})",
                 )
@@ -231,6 +241,8 @@ def prepare(
     ):
         pending.replay_key = f"webhook:{route.id}:{verified.event_id}"
         pending.replay_ttl = webhook.replay_ttl
+    if phases.on_prepared is not None:
+        phases.on_prepared(pending, canonical.path, params, value, verified)
     return pending
 
 

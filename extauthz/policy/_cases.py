@@ -12,7 +12,7 @@ from .._exceptions import InvalidContext
 from ..context import RequestContext
 from ..engine import InMemoryReplayStore, evaluate
 from ..engine.model import CompiledPolicy
-from ..engine.webhook import sign, twilio_urls
+from ..webhooks import get as webhook_provider
 from ._loader import parse_document
 
 _CASE_KEYS = {"name", "description", "context", "now", "sign", "repeat", "expect"}
@@ -92,22 +92,10 @@ def build_context(case: Case, now: float) -> RequestContext:
     if case.sign is None:
         return ctx
     spec = case.sign
-    provider = str(spec.get("provider", ""))
-    secret = str(spec.get("secret", ""))
-    raw = ctx.request.body.raw or b""
-    pairs: list[tuple[str, str]] = []
-    if provider == "twilio" and raw:
-        from urllib.parse import parse_qsl
-
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
-    headers = sign(
-        provider,
-        secret,
-        raw,
-        timestamp=_timestamp(spec.get("timestamp"), now),
-        url=twilio_urls(ctx.request)[0] if provider == "twilio" else None,
-        form_pairs=pairs,
-    )
+    timestamp = _timestamp(spec.get("timestamp"), now)
+    provider = webhook_provider(str(spec.get("provider", "")))
+    secret = str(spec.get("secret", "")).encode()
+    headers = provider.sign_request(secret, ctx.request, ctx.request.body.raw or b"", timestamp)
     merged = dict(ctx.request.headers)
     merged.update(headers)
     return replace(ctx, request=replace(ctx.request, headers=merged))

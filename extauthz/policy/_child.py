@@ -5,7 +5,9 @@ generating validator code). Compiled on a thread of the serving process, that wo
 GIL in slices of up to 5 ms (longer inside one C call) and checks wait behind it: p99 72x
 its value at rest during reloads, the slowest check 578 ms. ``load_policy_in_child`` runs
 ``load_policy`` in a fresh interpreter (``python -m extauthz.policy._child``) and takes back
-the compiled policy as a pickle stream, one route at a time:
+the compiled policy as a pickle stream, one route at a time (``serve`` does so for a policy
+whose files total 256 KiB or more, ``load_policy_for_reload``; a small one compiles in less
+time than an interpreter takes to start):
 
 - what cannot be pickled as it is travels as a recipe: a generated validator as its
   marshalled code object and regex patterns (``contract.recipe``), a route's CEL rules as
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import time
 import types
+from pathlib import Path
 from typing import Any
 
 from .._exceptions import InvalidPolicy, PolicyProblem
@@ -91,6 +94,37 @@ def load_policy_in_child(
         return load_policy(path, max_document_bytes=max_document_bytes)
     how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
     raise ChildFailed(f"the policy compile process {how}" + (f": {lines[-1]}" if lines else ""))
+
+
+def load_policy_for_reload(
+    path: str | os.PathLike[str],
+    current: CompiledPolicy | None,
+    *,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
+) -> CompiledPolicy:
+    """A reload of ``path``: in a child process when the policy in place is a large one.
+
+    A small policy (its files under ``CHILD_ABOVE_BYTES`` together, the demo's are 10 KB)
+    compiles in milliseconds; in-process it holds the GIL for about as long and is in place
+    sooner than a child interpreter starts (~0.5 s). Sized by the policy being replaced: the
+    reload that first brings in a large description still compiles in-process.
+    """
+    if current is not None and _size(current.files) >= CHILD_ABOVE_BYTES:
+        return load_policy_in_child(path, max_document_bytes=max_document_bytes)
+    from . import load_policy
+
+    return load_policy(path, max_document_bytes=max_document_bytes)
+
+
+CHILD_ABOVE_BYTES = 256 * 1024
+
+
+def _size(files: tuple[Path, ...]) -> int:
+    total = 0
+    for f in files:
+        with contextlib.suppress(OSError):
+            total += f.stat().st_size
+    return total
 
 
 def _install(unpickler: pickle.Unpickler, count: int) -> CompiledPolicy:

@@ -17,57 +17,25 @@ from typing import Any
 
 from .._exceptions import PolicyProblem
 from ..engine import cel as cel_mod
+from ..engine import checks
 from ..engine.contract import Contract, SchemaProblem, compile_contract
 from ..engine.limits import Limits
 from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
 from ..engine.metaschema import MetaschemaChecks
 from ..engine.model import CompiledPolicy, CompiledRoute, Defaults, HitOverride
-from ..engine.vulnerability import DEFAULT_ENABLED, OFF, Check, VulnerabilityConfig
+from ..engine.vulnerability import OFF, Check, VulnerabilityConfig
 from ..engine.webhook import DEFAULT_TOLERANCE, WebhookConfig
+from ..webhooks import find as find_provider
+from ..webhooks import hit_ids as webhook_hit_ids
 from . import _openapi
 from . import _rule_types as rule_types
 from ._loader import DOCUMENT_LIMIT_SETTING, MAX_DOCUMENT_BYTES, parse_schema_file, size_problem
 from ._schema import format_path, structure_problems
 
-PROVIDERS = ("stripe", "github", "slack", "twilio")
 # The hit ids the engine's own checks report: a CEL rule may not take one (an alert on
 # ``limit.body.max`` must mean the limit). Rules that configure a check rename its hits.
-BUILTIN_IDS = frozenset(
-    {
-        "request.path.ambiguous", "route.unmatched", "request.body.malformed",
-        "engine.internalError", "vulnerability.prototypePollution",
-        "vulnerability.pathTraversal", "vulnerability.ssrfInternal",
-        "vulnerability.commandInjection", "vulnerability.nosqlInjection",
-        "vulnerability.sqlInjection", "vulnerability.xss",
-        *rule_types.LIMIT_HITS.values(), *rule_types.CONTRACT_HITS,
-        *(f"webhook.{p}.{k}" for p in PROVIDERS
-          for k in ("signature", "eventType", "replay", "replayStoreUnavailable")),
-    }
-)  # fmt: skip
-# Where a webhook's secret comes from when the policy names none (upstream's getSecret hook
-# reads these): each provider's conventional variable name.
-DEFAULT_SECRET_ENV = {
-    "stripe": "STRIPE_WEBHOOK_SECRET",
-    "github": "GITHUB_WEBHOOK_SECRET",
-    "slack": "SLACK_SIGNING_SECRET",
-    "twilio": "TWILIO_AUTH_TOKEN",
-}
+BUILTIN_IDS = checks.CATALOGUE.builtin_ids() | webhook_hit_ids()
 _SEALED = "a policy sent with the request cannot read the server's "
-SIGNATURE_HEADER = {
-    "stripe": "stripe-signature",
-    "github": "x-hub-signature-256",
-    "slack": "x-slack-signature",
-    "twilio": "x-twilio-signature",
-}
-_ATTRS = {
-    "prototypePollution": "prototype_pollution",
-    "pathTraversal": "path_traversal",
-    "ssrfInternal": "ssrf_internal",
-    "commandInjection": "command_injection",
-    "nosqlInjection": "nosql_injection",
-    "sqlInjection": "sql_injection",
-    "xss": "xss",
-}
 # The seam for ``engine.metaschema``: False checks every schema whole, as before (the tests
 # load the same policies both ways and compare).
 SHARE_METASCHEMA_CHECKS = True
@@ -107,11 +75,7 @@ def _str(d: Mapping[str, Any], key: str, default: str) -> str:
 
 def _limits(raw: Any, base: Limits) -> Limits:
     d = _obj(raw)
-    return Limits(
-        max_body_bytes=_int(d, "maxBodyBytes", base.max_body_bytes),
-        max_json_depth=_int(d, "maxJsonDepth", base.max_json_depth),
-        max_array_length=_int(d, "maxArrayLength", base.max_array_length),
-    )
+    return Limits(**{c.attr: _int(d, c.name, getattr(base, c.attr)) for c in checks.LIMIT_CHECKS})
 
 
 def _check(value: Any, base: Check) -> Check:
@@ -129,12 +93,15 @@ def _check(value: Any, base: Check) -> Check:
 
 
 def _vulns(raw: Any, base: VulnerabilityConfig) -> VulnerabilityConfig:
+    """``base`` with the settings ``raw`` gives (by the detectors' policy names)."""
     d = _obj(raw)
-    kwargs = {
-        attr: _check(d.get(name), getattr(base, attr)) if name in d else getattr(base, attr)
-        for name, attr in _ATTRS.items()
-    }
-    return VulnerabilityConfig(**kwargs)
+    return VulnerabilityConfig(
+        *(
+            _check(d[det.name], setting) if det.name in d else setting
+            for det, setting in zip(base.detectors, base.checks, strict=True)
+        ),
+        detectors=base.detectors,
+    )
 
 
 def compile_document(
@@ -163,17 +130,13 @@ def compile_document(
     files: list[Path] = []
     d = _obj(doc.get("defaults"))
     response = _obj(d.get("response"))
-    builtin = VulnerabilityConfig(
-        **{attr: Check(DEFAULT_ENABLED[name]) if DEFAULT_ENABLED[name] else OFF
-           for name, attr in _ATTRS.items()}
-    )  # fmt: skip
     defaults = Defaults(
         mode=_str(d, "mode", "enforce"),
         unmatched_route_action=_str(d, "unmatchedRouteAction", "allow"),
         block_status_code=_int(response, "blockStatusCode", 403),
         malformed_status_code=_int(response, "malformedStatusCode", 400),
         limits=_limits(d.get("limits"), Limits()),
-        vulnerability=_vulns(d.get("vulnerabilityChecks"), builtin),
+        vulnerability=_vulns(d.get("vulnerabilityChecks"), VulnerabilityConfig()),
     )
     routes: list[CompiledRoute] = []
     seen_ids: dict[str, int] = {}
@@ -509,6 +472,9 @@ def _compile_webhook(
             "a webhook rule)",
         )
         return None
+    scheme = find_provider(provider)
+    if scheme is None:
+        return None  # the structural check reported it (the schema's enum)
     if secret is not None and ref is not None:
         out.add(section.where(), "give either secret or secretRef, not both")
         return None
@@ -520,7 +486,7 @@ def _compile_webhook(
         )
         ok = False
     header = w.get("header")
-    expected = SIGNATURE_HEADER.get(provider, "")
+    expected = scheme.signature_header
     if isinstance(header, str) and header.lower() != expected:
         out.add(
             section.where("header"),
@@ -549,7 +515,8 @@ def _compile_webhook(
             return None
         secret = value
     elif secret is None:
-        env = DEFAULT_SECRET_ENV[provider]
+        # the provider's usual variable (upstream's getSecret hook reads the same ones)
+        env = scheme.secret_env
         secret = os.environ.get(env)
         if not secret:
             out.add(
@@ -563,7 +530,7 @@ def _compile_webhook(
     types = w.get("allowedEventTypes")
     tolerance = _int(w, "timestampTolerance", _int(w, "toleranceSeconds", DEFAULT_TOLERANCE))
     return WebhookConfig(
-        provider=provider,
+        scheme=scheme,
         secret=secret.encode("utf-8"),
         tolerance=tolerance,
         replay_protection=replay,

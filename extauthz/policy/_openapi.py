@@ -27,7 +27,13 @@ import referencing
 import referencing.exceptions
 from referencing.jsonschema import DRAFT202012
 
-from ..engine.contract import SchemaProblem, compile_validator
+from ..engine.contract import (
+    SCHEMA_LISTS,
+    SCHEMA_MAPS,
+    SCHEMA_ONE,
+    SchemaProblem,
+    compile_validator,
+)
 from ..engine.metaschema import MetaschemaChecks
 from ..engine.parameters import Parameter, ParameterChecks
 from . import _openapi_check
@@ -41,12 +47,6 @@ _JSON = re.compile(r"(application/json|[a-z0-9.+-]+/[a-z0-9.+-]*\+json)(\s*;.*)?
 _ANNOTATION_KEYS = frozenset(
     {"example", "discriminator", "xml", "externalDocs", "nullable", "$id", "$schema"}
 )
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
-_SCHEMA_ONE = (
-    "items", "additionalProperties", "contains", "not", "if", "then", "else", "propertyNames",
-    "additionalItems", "unevaluatedProperties", "unevaluatedItems",
-)  # fmt: skip
-_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
 _SEPARATORS = {"form": ",", "simple": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
 
 
@@ -398,11 +398,11 @@ class _Bundler:
                 continue
             if not isinstance(key, str) or key.startswith("x-") or key in _ANNOTATION_KEYS:
                 continue
-            if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            if key in SCHEMA_MAPS and isinstance(value, Mapping):
                 out[key] = {k: self._walk(v, base, f"{where}/{key}/{k}") for k, v in value.items()}
-            elif key in _SCHEMA_ONE and isinstance(value, Mapping | bool):
+            elif key in SCHEMA_ONE and isinstance(value, Mapping | bool):
                 out[key] = self._walk(value, base, f"{where}/{key}")
-            elif key in _SCHEMA_LISTS and isinstance(value, list):
+            elif key in SCHEMA_LISTS and isinstance(value, list):
                 out[key] = [self._walk(v, base, f"{where}/{key}/{i}") for i, v in enumerate(value)]
             else:
                 out[key] = value

@@ -19,21 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine import checks
 from ..engine.model import HitOverride
 from ._schema import format_path
 
 # Which built-in hits each rule type names: a limit key's hit, or a webhook hit kind.
-LIMIT_HITS = {
-    "maxBodyBytes": "limit.body.max",
-    "maxJsonDepth": "limit.json.depth",
-    "maxArrayLength": "limit.array.max",
-}
-CONTRACT_HITS = (
-    "contract.schema.invalid",
-    "contract.unknownField",
-    "contract.parameter.invalid",
-    "contract.parameter.unknown",
-)
+LIMIT_HITS = {c.name: c.hit for c in checks.LIMIT_CHECKS}
+CONTRACT_HITS = checks.contract.CHECK.hits
 VERIFY = "@verify"  # webhook.<provider>.signature, once the provider is known
 REPLAY = "@replay"  # webhook.<provider>.replay
 _SECTION = {

@@ -14,51 +14,33 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from .._exceptions import PolicyProblem
+from ..engine import checks
+from ..webhooks import names as webhook_providers
 
 _SEVERITY = {"enum": ["low", "med", "high", "critical"]}
 _MODE = {"enum": ["monitor", "enforce"]}
 _STATUS = {"type": "integer", "minimum": 200, "maximum": 599}
-_FIELDS = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
-_CHECK = {
-    "oneOf": [
-        {"type": "boolean"},
-        {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"enabled": {"type": "boolean"}, "fields": _FIELDS},
-        },
-    ]
-}
-_VULNS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        name: _CHECK
-        for name in (
-            "prototypePollution",
-            "pathTraversal",
-            "ssrfInternal",
-            "commandInjection",
-            "nosqlInjection",
-            "sqlInjection",
-            "xss",
-        )
-    },
-}
-_LIMITS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "maxBodyBytes": {"type": "integer", "minimum": 0, "maximum": 1 << 30},
-        "maxJsonDepth": {"type": "integer", "minimum": 1, "maximum": 512},
-        "maxArrayLength": {"type": "integer", "minimum": 0, "maximum": 10_000_000},
-    },
-}
+
+
+def vulnerability_schema(catalogue: checks.Catalogue = checks.CATALOGUE) -> dict[str, Any]:
+    """The ``vulnerability``/``vulnerabilityChecks`` section: one key per detector."""
+    properties = {d.name: d.schema for d in catalogue.detectors}
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+def limits_schema(catalogue: checks.Catalogue = checks.CATALOGUE) -> dict[str, Any]:
+    """The ``limits`` section: one key per limit."""
+    properties = {c.name: c.schema for c in catalogue.limits}
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+_VULNS = vulnerability_schema()
+_LIMITS = limits_schema()
 _METHOD = {"type": "string", "pattern": "^(\\*|[A-Z]+)$"}
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"}
 _TOLERANCE = {"type": "integer", "minimum": 1, "maximum": 86400}
 _WEBHOOK_KEYS: dict[str, Any] = {
-    "provider": {"enum": ["stripe", "github", "slack", "twilio"]},
+    "provider": {"enum": list(webhook_providers())},
     "secretRef": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
     "secret": {"type": "string", "minLength": 1},
     "timestampTolerance": _TOLERANCE,
@@ -75,13 +57,7 @@ _WEBHOOK_KEYS: dict[str, Any] = {
 }
 # The route's ``webhook``; ``provider`` may also come from a webhook rule's config.
 _WEBHOOK = {"type": "object", "additionalProperties": False, "properties": _WEBHOOK_KEYS}
-_CONTRACT_KEYS: dict[str, Any] = {
-    "requestSchemaRef": {"type": "string", "minLength": 1},
-    "requestSchema": {"type": ["object", "boolean"]},
-    "rejectUnknownFields": {"type": "boolean"},
-    "openapiRef": {"type": "string", "minLength": 1},
-    "rejectUnknownParameters": {"type": "boolean"},
-}
+_CONTRACT_KEYS: dict[str, Any] = dict(checks.contract.CHECK.schema or {})
 # Rule types: ``cel`` is a condition; the others configure a built-in check of the route
 # (their ``config`` keys merge into the route's section of the same name).
 RULE_TYPES = (

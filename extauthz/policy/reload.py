@@ -304,12 +304,13 @@ class PolicyHotReloader:
         return policy, before if files == tracked else self._content_hash(files)
 
     def _install(self, policy: CompiledPolicy, content_hash: str) -> None:
-        self._policy = policy  # the one swap; readers see old or new, never a mix
         self._tracked = self._tracked_files(policy)
         self._seen_hash = content_hash
         self.last_reload_at = getattr(policy, "loaded_at", None) or time.time()
         self.last_error = None
         self.last_problems = ()
+        # The one swap, last: a reader that sees the new policy also sees the error cleared.
+        self._policy = policy
         if self._observer is not None:
             self._sync_watches()
 

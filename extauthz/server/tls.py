@@ -5,9 +5,9 @@ must present a certificate signed by that CA). The Unix socket stays plaintext: 
 and group are its access control. Files are checked at start-up (a bad or mismatched file is
 ``InvalidConfig``, the server does not start); afterwards a change is picked up without a
 restart, like the policy: the gRPC listener asks for the current files on every new
-connection (``grpc.dynamic_ssl_server_credentials``), the HTTP listener is re-opened with a new
-context by ``Server``'s watcher. A change that does not load (a half-written file) keeps the
-last good files and is logged.
+connection (``grpc.dynamic_ssl_server_credentials``), the HTTP listener re-opens its socket
+with a new context (``listeners.HttpTcpListener``). A change that does not load (a
+half-written file) keeps the last good files and is logged.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import _pem
 from .._exceptions import InvalidConfig
 
 if TYPE_CHECKING:
@@ -85,29 +86,12 @@ def load(files: TlsFiles) -> TlsMaterial:
         ("TLS_KEY_FILE", files.key_file),
         ("TLS_CLIENT_CA_FILE", files.client_ca_file),
     ):
-        if path is None:
-            continue
-        try:
-            with open(path, "rb") as f:
-                raw[setting] = f.read()
-        except OSError as exc:
-            raise InvalidConfig(f"{setting}: {path}: {exc.strerror or exc}") from exc
+        if path is not None:
+            raw[setting] = _pem.read(setting, path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(files.cert_file, files.key_file)
-    except ssl.SSLError as exc:
-        raise InvalidConfig(
-            f"TLS_CERT_FILE: {files.cert_file}: certificate and TLS_KEY_FILE {files.key_file} "
-            f"do not load as a pair ({exc.reason or exc})"
-        ) from exc
+    _pem.load_chain(context, ("TLS_CERT_FILE", files.cert_file), ("TLS_KEY_FILE", files.key_file))
     if files.client_ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=files.client_ca_file)
-        except ssl.SSLError as exc:
-            raise InvalidConfig(
-                f"TLS_CLIENT_CA_FILE: {files.client_ca_file}: not a PEM CA certificate "
-                f"({exc.reason or exc})"
-            ) from exc
+        _pem.load_ca(context, "TLS_CLIENT_CA_FILE", files.client_ca_file)
     return TlsMaterial(
         raw["TLS_CERT_FILE"], raw["TLS_KEY_FILE"], raw.get("TLS_CLIENT_CA_FILE"), stamp
     )

@@ -17,7 +17,6 @@ from extauthz.devstack.envoy import (
     HTTP_MODE_CONFIG,
     SIDECAR_CONFIG,
     EnvoyProcess,
-    add_access_log,
     render_config,
 )
 from extauthz.devstack.server import DEMO_POLICY, ServerProcess
@@ -68,6 +67,7 @@ def run_stack(
         workdir=workdir / "server",
     )
     envoy: EnvoyProcess | None = None
+    log_path = workdir / "access.log" if access_log else None
     try:
         server.start()
         config = render_config(
@@ -78,10 +78,8 @@ def run_stack(
             pdp_address=("127.0.0.1", grpc_port) if tcp else None,
             upstream=upstream.address,
             health_interval="1s",
+            access_log=log_path,  # the decision under the mode's metadata keys
         )
-        log_path = workdir / "access.log" if access_log else None
-        if log_path is not None:
-            add_access_log(config, str(log_path))
         envoy = EnvoyProcess(config, workdir=workdir / "envoy").start()
         yield Stack(envoy, server, upstream, mode, log_path)
     finally:

@@ -30,8 +30,6 @@ from extauthz.devstack.envoy import (
     HTTP_MODE_CONFIG,
     SIDECAR_CONFIG,
     EnvoyProcess,
-    add_access_log,
-    add_tracing,
     render_config,
 )
 from extauthz.devstack.server import DEMO_POLICY, ServerProcess
@@ -173,6 +171,7 @@ def _stack(kind: str, mode: str = "grpc") -> Iterator[TracedStack]:
         },
     )
     envoy: EnvoyProcess | None = None
+    access_log = workdir / "access.log"
     try:
         server.start()
         config = render_config(
@@ -183,10 +182,10 @@ def _stack(kind: str, mode: str = "grpc") -> Iterator[TracedStack]:
             upstream=upstream.address,
             health_interval="1s",
             timeout="1s",
+            access_log=access_log,  # the decision id under the mode's key
+            tracing=("127.0.0.1", receiver.port),
+            tracer=kind,
         )
-        access_log = workdir / "access.log"
-        add_access_log(config, str(access_log))  # the decision id under the mode's key
-        add_tracing(config, ("127.0.0.1", receiver.port), kind)
         envoy = EnvoyProcess(config, workdir=workdir / "envoy").start()
         yield TracedStack(envoy, server, receiver, access_log, decision_log, mode)
     finally:

@@ -94,7 +94,8 @@ def fleet() -> Iterator[Fleet]:
             SIDECAR_CONFIG,
             listen_port=free_port(),
             admin_port=free_port(),
-            pdp_sockets=server.unix_sockets,
+            pdp_socket=socket_path,
+            workers=WORKERS,
             upstream=upstream.address,
             health_interval="1s",
         )

@@ -10,8 +10,8 @@ from extauthz.context import Identity, RequestContext
 from extauthz.decision import Decision
 from extauthz.engine import InMemoryReplayStore, evaluate, evaluate_async
 from extauthz.engine.pipeline import Pending, begin, complete, prepare
-from extauthz.engine.webhook import sign
 from extauthz.policy import load_policy_text
+from extauthz.webhooks import sign
 
 BASE = """
 policyVersion: "0.1"

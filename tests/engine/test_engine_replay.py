@@ -15,8 +15,8 @@ from extauthz.engine import (
     evaluate,
     evaluate_async,
 )
-from extauthz.engine.webhook import sign
 from extauthz.policy import load_policy_text
+from extauthz.webhooks import sign
 
 NOW = 1_767_225_600
 POLICY = """

@@ -10,8 +10,8 @@ import pytest
 
 from extauthz.context import RequestContext
 from extauthz.engine import InMemoryReplayStore, evaluate
-from extauthz.engine.webhook import sign
 from extauthz.policy import load_policy_text
+from extauthz.webhooks import sign
 
 NOW = 1_767_225_600
 POLICY = """

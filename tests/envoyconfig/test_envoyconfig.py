@@ -14,9 +14,12 @@ import yaml
 
 from extauthz import InvalidConfig
 from extauthz.cli import main
+from extauthz.devstack.envoy import SHIPPED as DEVSTACK_SHIPPED
+from extauthz.devstack.envoy import SIDECAR_CONFIG, render_config
 from extauthz.envoyconfig import (
     DEMO_JWT_SECRET,
     EnvoyConfigOptions,
+    access_log_format,
     demo_jwks,
     normalise,
     render,
@@ -83,6 +86,15 @@ VARIANTS: dict[str, EnvoyConfigOptions] = {
     "ipv6": EnvoyConfigOptions(
         address="[::1]:9000", upstream="[::1]:8081", listen_address="::", admin_address="::1"
     ),
+    "access-log-otlp": EnvoyConfigOptions(
+        access_log="/dev/stdout", tracer="otlp", trace_collector="127.0.0.1:4318"
+    ),
+    "http-mode-zipkin": EnvoyConfigOptions(
+        authz_mode="http", tracer="zipkin", trace_collector="collector.svc:9411"
+    ),
+    "check-timeout": EnvoyConfigOptions(check_timeout_ms=1000, health_interval_ms=1000),
+    "direct-response": EnvoyConfigOptions(direct_response=True, demo_jwt=True),
+    "envoy-alone": EnvoyConfigOptions(ext_authz=False, direct_response=True, demo_jwt=True),
 }
 
 
@@ -195,6 +207,12 @@ def test_demo_jwt_provider_allows_missing_tokens_and_puts_payload_in_metadata() 
         ({"demo_jwt": True, "jwks_file": "/x"}, "at most one"),
         ({"xff_trusted_hops": 1}, "needs authz_mode http"),
         ({"xff_trusted_hops": -1, "authz_mode": "http"}, "0..10"),
+        ({"check_timeout_ms": 0}, "check_timeout_ms"),
+        ({"access_log_format": "%RESPONSE_CODE%\n"}, "needs access_log"),
+        ({"tracer": "otlp"}, "both tracer and trace_collector"),
+        ({"trace_collector": "127.0.0.1:4318"}, "both tracer and trace_collector"),
+        ({"tracer": "jaeger", "trace_collector": "127.0.0.1:4318"}, "otlp or zipkin"),
+        ({"tracer": "otlp", "trace_collector": "collector"}, "HOST:PORT"),
     ],
 )
 def test_bad_options_get_a_clear_error(kwargs: dict[str, Any], message: str) -> None:
@@ -409,3 +427,117 @@ def test_cli_header_reproduces_the_proxy_options(capsys: pytest.CaptureFixture[s
 def test_cli_refuses_xff_hops_in_grpc_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["envoy-config", "--xff-trusted-hops", "1"]) == 2
     assert "never an address from x-forwarded-for" in capsys.readouterr().err
+
+
+# --- what devstack (tests, the demo, bench/) needs besides a deployment's options -------------
+
+
+def test_check_timeout_changes_the_call_only() -> None:
+    config = to_dict(EnvoyConfigOptions(check_timeout_ms=1000))
+    assert filter_config(config, "envoy.filters.http.ext_authz")["grpc_service"]["timeout"] == "1s"
+    pdp = cluster(config, "contractshield")
+    assert pdp["connect_timeout"] == pdp["health_checks"][0]["timeout"] == "0.200s"
+    http = to_dict(EnvoyConfigOptions(check_timeout_ms=1000, authz_mode="http"))
+    service = filter_config(http, "envoy.filters.http.ext_authz")["http_service"]
+    assert service["server_uri"]["timeout"] == "1s"
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+def test_access_log_shows_the_decision_under_the_modes_metadata_keys(mode: str) -> None:
+    config = to_dict(EnvoyConfigOptions(authz_mode=mode, access_log="/tmp/a.log"))  # type: ignore[arg-type]
+    (log,) = hcm(config)["access_log"]
+    assert log["typed_config"]["path"] == "/tmp/a.log"
+    text = log["typed_config"]["log_format"]["text_format_source"]["inline_string"]
+    assert text == access_log_format(mode)  # type: ignore[arg-type]
+    key = "x-contractshield-decision-id" if mode == "http" else "decisionId"
+    assert f"decision=%DYNAMIC_METADATA(envoy.filters.http.ext_authz:{key})%" in text
+    assert text.endswith("\n")
+    custom = to_dict(EnvoyConfigOptions(access_log="/tmp/a.log", access_log_format="%PROTOCOL%\n"))
+    custom_log = hcm(custom)["access_log"][0]["typed_config"]["log_format"]
+    assert custom_log["text_format_source"]["inline_string"] == "%PROTOCOL%\n"
+    assert "access_log" not in hcm(to_dict(EnvoyConfigOptions()))
+
+
+@pytest.mark.parametrize(
+    ("tracer", "provider"),
+    [("otlp", "envoy.tracers.opentelemetry"), ("zipkin", "envoy.tracers.zipkin")],
+)
+def test_tracing_samples_everything_and_adds_the_collector_cluster(
+    tracer: str, provider: str
+) -> None:
+    config = to_dict(EnvoyConfigOptions(tracer=tracer, trace_collector="127.0.0.1:4318"))  # type: ignore[arg-type]
+    tracing = hcm(config)["tracing"]
+    assert tracing["provider"]["name"] == provider
+    assert tracing["random_sampling"] == {"value": 100.0}
+    names = [c["name"] for c in config["static_resources"]["clusters"]]
+    assert names == ["contractshield", "upstream", "trace_collector"]
+    collector = cluster(config, "trace_collector")
+    assert endpoint_address(collector) == {
+        "socket_address": {"address": "127.0.0.1", "port_value": 4318}
+    }
+    typed = tracing["provider"]["typed_config"]
+    if tracer == "otlp":
+        assert typed["http_service"]["http_uri"]["uri"] == "http://127.0.0.1:4318/v1/traces"
+    else:
+        assert typed["collector_endpoint_version"] == "HTTP_JSON"
+        assert typed["shared_span_context"] is False
+
+
+def test_direct_response_answers_from_envoy() -> None:
+    config = to_dict(EnvoyConfigOptions(direct_response=True))
+    (route,) = hcm(config)["route_config"]["virtual_hosts"][0]["routes"]
+    assert route["direct_response"] == {"status": 200, "body": {"inline_string": "ok\n"}}
+    assert "route" not in route
+
+
+def test_without_ext_authz_envoy_runs_alone() -> None:
+    config = to_dict(EnvoyConfigOptions(ext_authz=False, demo_jwt=True, authz_mode="http"))
+    assert [f["name"] for f in http_filters(config)] == ["envoy.filters.http.router"]
+    assert [c["name"] for c in config["static_resources"]["clusters"]] == ["upstream"]
+
+
+# --- devstack renders through the generator ----------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(DEVSTACK_SHIPPED), ids=lambda p: p.name)
+def test_devstack_presets_are_what_the_shipped_files_hold(path: Path) -> None:
+    """``render_config(SIDECAR_CONFIG, ...)`` starts from exactly the shipped file's meaning."""
+    shipped = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert normalise(shipped) == to_dict(DEVSTACK_SHIPPED[path])
+
+
+def test_render_config_changes_only_what_it_is_given() -> None:
+    config = render_config(
+        SIDECAR_CONFIG,
+        listen_port=18080,
+        admin_port=19901,
+        pdp_socket="/tmp/x/pdp.sock",
+        workers=2,
+        upstream=("::1", 8081),
+        timeout="1s",
+        health_interval="0.5s",
+    )
+    assert config == to_dict(
+        DEVSTACK_SHIPPED[SIDECAR_CONFIG].with_(
+            listen_address="127.0.0.1",
+            listen_port=18080,
+            admin_address="127.0.0.1",
+            admin_port=19901,
+            socket="/tmp/x/pdp.sock",
+            workers=2,
+            upstream="[::1]:8081",
+            check_timeout_ms=1000,
+            health_interval_ms=500,
+        )
+    )
+    pdp = cluster(config, "contractshield")
+    paths = [
+        e["endpoint"]["address"]["pipe"]["path"]
+        for e in pdp["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ]
+    assert paths == ["/tmp/x/pdp.0.sock", "/tmp/x/pdp.1.sock"]
+
+
+def test_render_config_refuses_a_file_it_has_no_options_for(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a shipped config"):
+        render_config(tmp_path / "envoy.yaml", listen_port=1, admin_port=2)

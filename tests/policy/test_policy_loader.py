@@ -111,6 +111,22 @@ def test_every_problem_is_listed_at_once() -> None:
     assert len(found) >= 7
 
 
+def test_an_unknown_provider_without_a_secret_is_a_problem_not_a_crash() -> None:
+    found = pairs(
+        """
+        policyVersion: "0.1"
+        routes:
+          - {id: b, match: {path: /b}, webhook: {provider: paypal}}
+        """
+    )
+    assert found == [
+        (
+            "routes[0].webhook.provider",
+            "must be one of 'stripe', 'github', 'slack', 'twilio', got 'paypal'",
+        )
+    ]
+
+
 def test_problem_strings_are_file_path_reason() -> None:
     (problem,) = problems('policyVersion: "0.1"\nroutes: []\nextra: 1\n')
     assert (

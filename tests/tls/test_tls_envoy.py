@@ -23,7 +23,7 @@ from extauthz.devstack import free_port
 from extauthz.devstack.envoy import ENVOY_DIR, EnvoyProcess, render_config
 from extauthz.devstack.server import ServerProcess
 from extauthz.devstack.upstream import UpstreamThread
-from extauthz.envoyconfig import EnvoyConfigOptions, to_dict
+from extauthz.envoyconfig import EnvoyConfigOptions
 
 MTLS_CONFIG = ENVOY_DIR / "envoy-tcp-mtls.yaml"
 
@@ -60,7 +60,7 @@ def pdp(pki: Pki) -> Iterator[MtlsPdp]:
 
 def _envoy(pdp: MtlsPdp, opts: EnvoyConfigOptions, workdir: Path) -> EnvoyProcess:
     config = render_config(
-        to_dict(opts),
+        opts,
         listen_port=free_port(),
         admin_port=free_port(),
         pdp_address=("127.0.0.1", pdp.server.grpc_port),

@@ -1,0 +1,21 @@
+"""The hits the pipeline reports itself: an ambiguous path, an unmatched route, a body that
+does not parse, and the engine's own failure (``engine.pipeline``)."""
+
+from __future__ import annotations
+
+from ._kinds import CONTRACT, ENGINE, ROUTE, HitSet
+
+PATH_AMBIGUOUS, ROUTE_UNMATCHED, BODY_MALFORMED, INTERNAL_ERROR = CHECKS = tuple(
+    HitSet((hit,), phase, explain, location=location)
+    for hit, phase, explain, location in (
+        ("request.path.ambiguous", ROUTE,
+         "the path decodes to more than one route path (encoded slashes, dot segments)", None),
+        ("route.unmatched", ROUTE,
+         "no route matches the method and path, and the policy blocks or monitors that",
+         "defaults.unmatchedRouteAction"),  # the setting that makes it a hit
+        ("request.body.malformed", CONTRACT,  # the body is the contract's input
+         "the body does not parse as its content type says", None),
+        ("engine.internalError", ENGINE,
+         "the engine failed on this request and blocked it (fail closed)", None),
+    )
+)  # fmt: skip
