@@ -11,7 +11,8 @@ time than an interpreter takes to start):
 
 - what cannot be pickled as it is travels as a recipe: a generated validator as its
   marshalled code object and regex patterns (``contract.recipe``), a route's CEL rules as
-  their expressions (compiled again here, milliseconds), RE2 patterns as their source;
+  their expressions (compiled again here, milliseconds), RE2 patterns as their source, a
+  webhook provider as its name in the registry;
 - the stream is unpickled as it arrives (reads release the GIL), route by route; after every
   ~0.5 ms of unpickling the loading thread sleeps briefly, so a check that arrives waits
   for at most one slice (one route: ~1 ms for Stripe's largest body) instead of a policy;
@@ -40,6 +41,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from .. import webhooks
 from .._exceptions import InvalidPolicy, PolicyProblem
 from ..engine import cel as cel_mod
 from ..engine import contract
@@ -163,6 +165,8 @@ class _Pickler(pickle.Pickler):
         elif kind is cel_mod.CelPlan:
             specs = tuple((r.id, r.expr, r.severity, r.blocking, r.message) for r in obj.rules)
             return _rebuild_cel, (specs,)
+        elif isinstance(obj, webhooks.Provider) and webhooks.find(obj.name) is obj:
+            return webhooks.get, (obj.name,)  # the registry's one object, by name
         return NotImplemented
 
 
