@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,6 +49,30 @@ def run_demo_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_on_stderr(command: str) -> None:
+    """What a long load is doing (``extauthz.policy``: large documents only), on stderr."""
+    import logging
+
+    class Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+        """Writes to whatever ``sys.stderr`` is when it writes."""
+
+        @property  # type: ignore[override]
+        def stream(self) -> Any:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value: Any) -> None:
+            pass
+
+    logger = logging.getLogger("extauthz.policy")
+    logger.handlers = [h for h in logger.handlers if type(h).__name__ != "Stderr"]
+    handler = Stderr()
+    handler.setFormatter(logging.Formatter(f"extauthz policy {command}: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def run_from_openapi(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -55,6 +80,7 @@ def run_from_openapi(args: argparse.Namespace) -> int:
 
     from ..policy._openapi import OpenApiProblem, policy_from_spec
 
+    _progress_on_stderr("from-openapi")
     try:
         doc = policy_from_spec(Path(args.spec).resolve(), args.ref or args.spec)
     except OpenApiProblem as exc:
@@ -68,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from .._exceptions import InvalidPolicy
     from ..policy import load_policy
 
+    _progress_on_stderr("check")
     try:
         policy = load_policy(args.file)
     except InvalidPolicy as exc:

@@ -397,6 +397,9 @@ def _spec_routes(
             files.append(path)
             hasher.update(b"\0" + str(path).encode() + b"\0" + data)
     compiled: list[CompiledRoute] = []
+    started = time.perf_counter()
+    if out.openapi.large:
+        _openapi.progress.info("compiling %d routes from %s", len(made), spec["spec"])
     for k, (label, route_doc) in enumerate(made):
         i = first + k
         at = f"routes[{i}]"
@@ -412,6 +415,10 @@ def _spec_routes(
                 out.problems[j] = PolicyProblem(p.file, label + p.path[len(at) :], p.reason)
         if route is not None:
             compiled.append(route)
+    if out.openapi.large:
+        _openapi.progress.info(
+            "compiled %d routes in %.2f s", len(compiled), time.perf_counter() - started
+        )
     return compiled
 
 

@@ -15,7 +15,9 @@ dialect is translated (``nullable``, boolean ``exclusiveMinimum``/``exclusiveMax
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -48,6 +50,12 @@ _ANNOTATION_KEYS = frozenset(
     {"example", "discriminator", "xml", "externalDocs", "nullable", "$id", "$schema"}
 )
 _SEPARATORS = {"form": ",", "simple": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
+
+
+# A load reading a document this large takes seconds: it says what it is doing on the
+# ``extauthz.policy`` logger (``serve`` logs it, ``policy check`` prints it on stderr).
+PROGRESS_BYTES = 1024 * 1024
+progress = logging.getLogger("extauthz.policy")
 
 
 class OpenApiProblem(ValueError):
@@ -84,6 +92,7 @@ class OpenApiLoader:
     # parameter schemas: most APIs repeat a handful of them, and compiling one (metaschema
     # check + code generation) costs milliseconds; equal ones share their validator
     metaschema: MetaschemaChecks = field(default_factory=MetaschemaChecks)
+    large: bool = False  # a document of PROGRESS_BYTES or more was read: say what happens
 
     # -- files --------------------------------------------------------------------------
     def _read(self, path: Path) -> Any:
@@ -102,9 +111,16 @@ class OpenApiLoader:
             raise OpenApiProblem(
                 f"{path}: {size_problem(len(data), self.max_bytes, DOCUMENT_LIMIT_SETTING)}"
             )
+        large = len(data) >= PROGRESS_BYTES
+        if large:
+            self.large = True
+            progress.info("reading %s (%.1f MB)", path, len(data) / 1e6)
+        started = time.perf_counter()
         doc, error = parse_schema_file(data, str(path), max_bytes=self.max_bytes)
         if error is not None:
             raise OpenApiProblem(f"{path}: {error}")
+        if large:
+            progress.info("%s: read in %.2f s", path, time.perf_counter() - started)
         self.files[path] = data
         self._docs[uri] = doc
         return doc
@@ -130,9 +146,24 @@ class OpenApiLoader:
             )
         dialect = version[:3]
         if uri not in self._validated:
+            started = time.perf_counter()
             if not _openapi_check.accepts(doc, dialect):
+                if self.large:
+                    progress.info(
+                        "%s: checking it with openapi-spec-validator (slower: a reference to "
+                        "another file, or a problem to report)",
+                        path,
+                    )
                 self._validate(doc, uri, path, dialect)
             self._validated.add(uri)
+            if self.large:
+                progress.info(
+                    "%s: OpenAPI %s, %d operations, checked in %.2f s",
+                    path,
+                    version,
+                    len(operations(doc)),
+                    time.perf_counter() - started,
+                )
         return doc, dialect
 
     @staticmethod
