@@ -30,9 +30,13 @@ against the validator over a corpus of broken documents and the large generated 
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import re
 import string
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -61,37 +65,64 @@ def accepts(doc: Any, dialect: str) -> bool:
 
 
 class _Checks:
-    """The compiled JSON Schema validators one dialect needs (built once per process)."""
+    """The compiled JSON Schema validators one dialect needs (built once per process).
+
+    The schemas are read from the two libraries' files without importing them (their
+    imports, pydantic's included, cost ~0.2 s of a start-up); a test pins that they are the
+    very schemas the libraries use.
+    """
 
     def __init__(self, dialect: str) -> None:
         import jsonschema_rs
+        from jsonschema import Draft4Validator
+
+        version = "3.0" if dialect == "3.0" else "3.1"
+        document = _package_json(
+            "openapi_spec_validator", f"resources/schemas/v{version}/schema.json"
+        )
+        self.dialect = dialect
+        self.document = jsonschema_rs.validator_for(document, validate_formats=False)
+        if dialect == "3.0":
+            self.meta = jsonschema_rs.Draft4Validator(
+                dict(Draft4Validator.META_SCHEMA), validate_formats=False
+            )
+        else:
+            resources = [(r["$id"], r) for r in _oas31_metaschemas()]
+            base = next(r for uri, r in resources if uri.endswith("/dialect/base"))
+            self.meta = jsonschema_rs.Draft202012Validator(
+                base, validate_formats=False, registry=jsonschema_rs.Registry(resources)
+            )
+
+    def value_validator(self, schema: Mapping[str, Any]) -> Any:
+        """openapi-spec-validator's validator of a ``default`` (imported when one is met)."""
         from openapi_schema_validator import (
             OAS30Validator,
             OAS31Validator,
             oas30_format_checker,
             oas31_format_checker,
         )
-        from openapi_spec_validator.schemas import schema_v30, schema_v31
 
-        document = dict(schema_v30 if dialect == "3.0" else schema_v31)
-        self.document = jsonschema_rs.validator_for(document, validate_formats=False)
-        if dialect == "3.0":
-            self.value_cls: Any = OAS30Validator
-            self.formats: Any = oas30_format_checker
-            self.meta = jsonschema_rs.Draft4Validator(
-                dict(OAS30Validator.META_SCHEMA), validate_formats=False
-            )
-        else:
-            from openapi_schema_validator._specifications import REGISTRY
+        if self.dialect == "3.0":
+            return OAS30Validator(schema, format_checker=oas30_format_checker)
+        return OAS31Validator(schema, format_checker=oas31_format_checker)
 
-            self.value_cls = OAS31Validator
-            self.formats = oas31_format_checker
-            resources = [(uri, REGISTRY.contents(uri)) for uri in REGISTRY if "/oas/" in uri]
-            self.meta = jsonschema_rs.Draft202012Validator(
-                dict(OAS31Validator.META_SCHEMA),
-                validate_formats=False,
-                registry=jsonschema_rs.Registry(resources),
-            )
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)  # finds it without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(package)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _package_json(package: str, relative: str) -> Any:
+    return json.loads((_package_dir(package) / relative).read_text(encoding="utf-8"))
+
+
+def _oas31_metaschemas() -> list[Any]:
+    """OAS 3.1's dialect and vocabulary metaschemas, as openapi-schema-validator ships them."""
+    root = _package_dir("openapi_schema_validator") / "schemas" / "oas3.1"
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return [json.loads(p.read_text(encoding="utf-8")) for p in files]  # "vocabularies/base" too
 
 
 @lru_cache(maxsize=2)
@@ -103,9 +134,19 @@ def _checks(dialect: str) -> _Checks | None:
 
 
 def _is_regex(pattern: str) -> bool:
-    from openapi_schema_validator._format import is_regex
+    """openapi-schema-validator's ``regex`` format: ``re`` unless ``regress`` is installed."""
+    if _REGRESS:
+        from openapi_schema_validator._format import is_regex
 
-    return bool(is_regex(pattern))
+        return bool(is_regex(pattern))
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
+_REGRESS = importlib.util.find_spec("regress") is not None
 
 
 class _Walk:
@@ -295,7 +336,7 @@ class _Walk:
     def default(self, schema: Mapping[str, Any], value: Any) -> None:
         if _has_ref(schema):
             raise _No  # the validator resolves it in the document; let it
-        validator = self.checks.value_cls(schema, format_checker=self.checks.formats)
+        validator = self.checks.value_validator(schema)
         if next(iter(validator.iter_errors(value)), None) is not None:
             raise _No
 

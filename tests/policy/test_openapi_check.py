@@ -324,3 +324,23 @@ def test_the_validator_keeps_no_document_after_a_load(tmp_path: Path) -> None:
     _load(_mut("info", _DELETE), tmp_path, fast=True)  # refused: the validator ran
     cache = SpecValidator.iter_errors.__wrapped__  # type: ignore[attr-defined]
     assert cache.cache_info().currsize == 0
+
+
+def test_the_schemas_read_from_files_are_the_libraries_own() -> None:
+    """``_Checks`` reads them without importing the libraries; they must be the same."""
+    from jsonschema import Draft4Validator
+    from openapi_schema_validator import OAS30Validator, OAS31Validator
+    from openapi_schema_validator._specifications import REGISTRY
+    from openapi_spec_validator.schemas import schema_v30, schema_v31
+
+    assert _openapi_check._package_json(
+        "openapi_spec_validator", "resources/schemas/v3.0/schema.json"
+    ) == dict(schema_v30)
+    assert _openapi_check._package_json(
+        "openapi_spec_validator", "resources/schemas/v3.1/schema.json"
+    ) == dict(schema_v31)
+    assert dict(OAS30Validator.META_SCHEMA) == dict(Draft4Validator.META_SCHEMA)
+    shipped = {s["$id"]: s for s in _openapi_check._oas31_metaschemas()}
+    assert shipped[OAS31Validator.META_SCHEMA["$id"]] == dict(OAS31Validator.META_SCHEMA)
+    for uri, contents in shipped.items():
+        assert REGISTRY.contents(uri) == contents
