@@ -89,7 +89,6 @@ _PLAIN = (True, False)
 # past 300 levels; deeper than this, it decides. Real descriptions nest ~25 levels.
 _MAX_DEPTH = 100
 _TAB = re.compile("\t")
-_CONTENT_STYLES = frozenset({'"', "'", "|", ">"})
 # A block scalar's header as the exact reader takes it: indicators, then only spaces, a
 # comment after at least one space, and the line's end.
 _BREAKS = "\r\n\x85\u2028\u2029"
@@ -128,16 +127,20 @@ def _fast_yaml(text: str) -> Any:
     # libyaml takes a tab as a separator where the exact reader refuses it ("a:\tb"): a tab
     # must lie inside a quoted or block scalar (both readers take it there as content)
     tabs = [m.start() for m in _TAB.finditer(text)] if "\t" in text else []
+    ntabs = len(tabs)
     t = 0
+    scalar, start_map, start_seq = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent
+    end_map, end_seq = yaml.MappingEndEvent, yaml.SequenceEndEvent
     try:
         while True:
             event = get()
             if event is None:
                 break
             kind = type(event)
-            if kind is yaml.ScalarEvent:
+            if kind is scalar:
                 if event.anchor is not None or event.tag is not None:
                     raise _Slow
+                style = event.style
                 if event.implicit[0]:
                     value = event.value
                     if flow and "?" in value:
@@ -145,20 +148,37 @@ def _fast_yaml(text: str) -> Any:
                     item = cache[value] if value in cache else _plain_scalar(value, cache)
                 else:
                     item = event.value
-                if (event.style == "|" or event.style == ">") and not _BLOCK_HEADER.match(
-                    text, event.start_mark.index
-                ):
-                    raise _Slow  # libyaml takes "|#c" and "|\t"; the exact reader refuses them
-                if t < len(tabs) and event.style in _CONTENT_STYLES:
-                    if tabs[t] < event.start_mark.index:
-                        raise _Slow
-                    end = event.end_mark.index
-                    while t < len(tabs) and tabs[t] < end:
-                        t += 1
-            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                    if (style == "|" or style == ">") and not _BLOCK_HEADER.match(
+                        text, event.start_mark.index
+                    ):
+                        raise _Slow  # libyaml takes "|#c" and "|\t"; the exact reader does not
+                    if t < ntabs:
+                        if tabs[t] < event.start_mark.index:
+                            raise _Slow
+                        end = event.end_mark.index
+                        while t < ntabs and tabs[t] < end:
+                            t += 1
+                if not stack:
+                    root = item
+                    continue
+                top = stack[-1]  # the common case of ``_attach``, inlined: half the events
+                if type(top) is list:
+                    top.append(item)
+                    continue
+                key = keys[-1]
+                if key is _NO_KEY:
+                    if type(item) is not str or item in top:
+                        raise _Slow  # a refused key: the exact reader names it and where it is
+                    keys[-1] = item
+                    top[item] = None  # holds the key's place (and order) until its value comes
+                else:
+                    top[key] = item
+                    keys[-1] = _NO_KEY
+                continue
+            if kind is start_map or kind is start_seq:
                 if event.anchor is not None or event.tag is not None:
                     raise _Slow
-                item = {} if kind is yaml.MappingStartEvent else []
+                item = {} if kind is start_map else []
                 _attach(item, stack, keys)
                 if len(stack) >= _MAX_DEPTH:
                     raise _Slow  # where the exact reader's recursion may give out
@@ -166,34 +186,27 @@ def _fast_yaml(text: str) -> Any:
                 keys.append(_NO_KEY)
                 styles.append(bool(event.flow_style))
                 flow += styles[-1]
-                continue
-            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            elif kind is end_map or kind is end_seq:
                 item = stack.pop()
                 keys.pop()
                 flow -= styles.pop()
                 if not stack:
                     root = item
-                continue
             elif kind is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
                     raise _Slow  # the exact reader's "expected a single document"
-                continue
             elif kind is yaml.StreamStartEvent or kind is yaml.DocumentEndEvent:
                 continue
             elif kind is yaml.StreamEndEvent:
                 break
             else:  # AliasEvent, or anything new
                 raise _Slow
-            if stack:
-                _attach(item, stack, keys)
-            else:
-                root = item
     except yaml.YAMLError:
         raise _Slow from None
     finally:
         parser.dispose()
-    if t < len(tabs):
+    if t < ntabs:
         raise _Slow
     return root
 
