@@ -134,8 +134,8 @@ def main() -> None:
         cmd = [sys.executable, "-m", "extauthz", "serve", "--policy", str(policy),
                "--grpc-port", "0", "--http-port", str(port), "--no-hot-reload"]  # fmt: skip
         started = time.monotonic()
-        server = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        server = subprocess.Popen(  # cwd: ``-m`` would import extauthz from here first
+            cmd, env=env, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         reloaded: list[float] = []
         cond = threading.Condition()
