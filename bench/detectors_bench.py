@@ -23,8 +23,12 @@ Run: ``.venv/bin/python bench/detectors_bench.py [--baseline main] [--rounds 7]`
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
+import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +163,9 @@ def show(req: Request) -> str:
     return f"{req.source}: " + "  ".join(parts)[:300]
 
 
-def detection(args: argparse.Namespace, benign: Benign) -> None:
+def detection(args: argparse.Namespace, benign: Benign) -> dict[str, list[str]]:
+    """Print the figures; return each costed detector's attack strings (for ``cost``)."""
+    attacks: dict[str, list[str]] = {}
     crs = crs_root(args.crs)
     patt = patt_root(args.patt)
     if crs is None or patt is None:
@@ -188,6 +194,9 @@ def detection(args: argparse.Namespace, benign: Benign) -> None:
                 continue
             positive = not name.endswith("must-not-fire")
             o = judge(cfg, detector, reqs)
+            if positive and fam.attr in COSTED and detector.strings is not None:
+                found = [x for r in o.found for x in strings_of(r) if detector.strings(x)]
+                attacks.setdefault(fam.attr, []).extend(found)
             print(
                 f"  {name:28s} {o.total:5d} payloads  detected {o.pdp + o.unparsed:5d} "
                 f"({pct(o.pdp + o.unparsed, o.total)}; {o.unparsed} only in values the PDP "
@@ -234,6 +243,70 @@ def detection(args: argparse.Namespace, benign: Benign) -> None:
                 if args.fp and fam.attr in args.fp:
                     for t in flagged[:40]:
                         print(f"      fp {strings(t)}: {t[:160]!r}")
+    return attacks
+
+
+# --- cost: the detectors now against a baseline revision's, same run, interleaved --------
+
+COSTED = ("command_injection", "nosql_injection")
+
+
+def baseline_check(rev: str, attr: str) -> Detector | None:
+    """The detector ``attr`` as revision ``rev`` declares it (its module run from git)."""
+    path = f"extauthz/engine/checks/{attr}.py"
+    shown = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:{path}"], capture_output=True, text=True
+    )
+    if shown.returncode != 0:
+        return None
+    spec = importlib.util.spec_from_loader(f"extauthz.engine.checks._baseline_{attr}", None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "extauthz.engine.checks"
+    exec(compile(shown.stdout, f"{rev}:{path}", "exec"), module.__dict__)
+    check = getattr(module, "CHECK", None)
+    return check if isinstance(check, Detector) else None
+
+
+def gated(detector: Detector) -> Callable[[str], object]:
+    """What the phase pays for one string: the gate's search, then the detector if it opens."""
+    strings = detector.strings
+    assert strings is not None
+    triggers = detector.string_triggers or ()
+    gate = v._gate(triggers)
+    return lambda s: gate(s) is not None and strings(s)
+
+
+def per_string_us(fn: Callable[[str], object], texts: list[str]) -> float:
+    t0 = time.perf_counter()
+    for text in texts:
+        fn(text)
+    return (time.perf_counter() - t0) / len(texts) * 1e6
+
+
+def cost(args: argparse.Namespace, benign: Benign, attacks: dict[str, list[str]]) -> None:
+    clean = benign.all_prose()[:3000]
+    print(f"\n== cost per string (µs, median of {args.rounds} interleaved rounds)")
+    print(f"   baseline: {args.baseline}; clean: {len(clean)} benign units")
+    for attr in COSTED:
+        old_check = baseline_check(args.baseline, attr)
+        if old_check is None:
+            print(f"  {attr}: no baseline at {args.baseline}")
+            continue
+        old, new = gated(old_check), gated(_BY_ATTR[attr])
+        for label, texts in (("clean", clean), ("attack", attacks.get(attr, []))):
+            if not texts:
+                continue
+            runs: dict[str, list[float]] = {"old": [], "new": []}
+            for r in range(args.rounds):
+                order = (("old", old), ("new", new)) if r % 2 else (("new", new), ("old", old))
+                for name, fn in order:
+                    runs[name].append(per_string_us(fn, texts))
+            o, n = statistics.median(runs["old"]), statistics.median(runs["new"])
+            print(
+                f"  {_BY_ATTR[attr].name:18s} {label:6s} {len(texts):5d} strings  "
+                f"old {o:6.2f}  new {n:6.2f}  (x{n / o:.2f})"
+            )
 
 
 def main() -> None:
@@ -243,9 +316,14 @@ def main() -> None:
     parser.add_argument("--family", nargs="*", help="detector attribute names (default: all)")
     parser.add_argument("--misses", nargs="*", default=[], help="print the misses of these")
     parser.add_argument("--fp", nargs="*", default=[], help="print the prose flagged by these")
+    parser.add_argument("--baseline", default="main", help="git revision to compare costs with")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--no-cost", action="store_true", help="detection figures only")
     args = parser.parse_args()
     benign = benign_units(ROOT)
-    detection(args, benign)
+    attacks = detection(args, benign)
+    if not args.no_cost:
+        cost(args, benign, attacks)
 
 
 if __name__ == "__main__":

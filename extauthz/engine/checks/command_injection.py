@@ -168,10 +168,12 @@ _GNU_QUOTE = re.compile(r"'(?=[\s,.;:)]|$)")
 _TICK_CMD = re.compile(rf"[ \t]{{0,8}}{_PATH}(?P<cmd>{_CMD})(?:{_END}|{_ARG})", _FLAGS)
 # Obfuscation a shell removes from a word before running it (see the module docstring).
 _STRIP = re.compile(
-    r"""(?<=\w)(?:\$\{[a-z_]\w{0,30}\}|\$[@*]|\$\(\)|``|''|""|['"\\^])(?=[\w/])"""
+    r"""(?<=\w)(?:\$\{[a-z_]\w{0,30}\}|\$[@*]|\$\(\)|``|[\\^])(?=[\w/])"""
     r"""|(?<=[;&|`(\s])(?:\\|''|"")(?=[a-z])""",
     re.I,
 )
+# Quotes that pair up inside one word (c'a't, wh""oami): an apostrophe ("don't") does not.
+_PAIRED = re.compile(r"""(?<=\w)(['"])(\w{0,20})\1(?=[\w/])""")
 _CELL = re.compile(r"\|[ \t]{1,64}[\w.-]{1,40}[ \t]{1,64}(?=\|)")  # a markdown table cell
 _ENCODED = re.compile(r"%(?:25){0,2}(?:0a|0d|3b|7c|26|60|24|3c|3e|7b|28)", re.I)
 _META_CHARS = ";&|`$\n\r<>{"
@@ -206,17 +208,20 @@ def _reason(value: str) -> str | None:
 
 def _deobfuscated(value: str) -> str:
     spaced = value.replace("${IFS}", " ").replace("$IFS", " ") if "IFS" in value else value
-    return _STRIP.sub("", spaced)
+    unquoted = _PAIRED.sub(r"\2", spaced) if "'" in spaced or '"' in spaced else spaced
+    return _STRIP.sub("", unquoted)
 
 
 def _shell_reason(text: str) -> str | None:
     if "|" in text and "| " in text:
         text = _CELL.sub("|", text)  # a markdown table's "| id |" is a cell, not a pipe
-    for regex in (_AFTER_SEP, _AFTER_LINE):
-        for m in regex.finditer(text):
-            if _fires(text, m):
-                return f"shell command {m.group('cmd')!r} after {m.group('sep')!r}"
-    if _PATH_START.search(text):
+    for regex, needs in ((_AFTER_SEP, ";&|()"), (_AFTER_LINE, "\n\r")):
+        if any(c in text for c in needs):  # str tests, far cheaper than a regex search
+            for m in regex.finditer(text):
+                if _fires(text, m):
+                    return f"shell command {m.group('cmd')!r} after {m.group('sep')!r}"
+    separated = any(c in text for c in ";&|\n\r")
+    if separated and "/" in text and _PATH_START.search(text):
         return "executable path after a shell separator"
     if "`" in text:
         for m in _TICKS.finditer(text):
@@ -227,16 +232,17 @@ def _shell_reason(text: str) -> str | None:
         for m in _BRACE.finditer(text):
             if _known(m.group("cmd")):
                 return f"brace expansion running {m.group('cmd')!r}"
-    for regex, why in (
-        (_SHAPES, "shell payload"),
-        (_EVASION, "shell expansion used to hide a command"),
-        (_REDIRECT, "shell redirection to a system path"),
-        (_OPTIONED, "command with options after a shell separator"),
-        (_CHAINED, "commands chained with ';'"),
+    for regex, why, needs in (
+        (_SHAPES, "shell payload", "(/<-"),
+        (_EVASION, "shell expansion used to hide a command", "$"),
+        (_REDIRECT, "shell redirection to a system path", "<>"),
+        (_OPTIONED, "command with options after a shell separator", ";&|" if separated else ""),
+        (_CHAINED, "commands chained with ';'", ";"),
     ):
-        found = regex.search(text)
-        if found is not None:
-            return f"{why} {found.group(0).strip()[:40]!r}"
+        if any(c in text for c in needs):
+            found = regex.search(text)
+            if found is not None:
+                return f"{why} {found.group(0).strip()[:40]!r}"
     return None
 
 

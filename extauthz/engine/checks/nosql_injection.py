@@ -72,15 +72,16 @@ _IN_VALUE = re.compile(
 _JS = re.compile(
     # a string closed, then JavaScript; a tautology; a shell method; a busy loop. JavaScript
     # is case-sensitive, and so is this.
-    r"['\"][ \t]{0,8}(?:;|&&|\|\|)[ \t]{0,8}(?:return\b|this\.|sleep\(|while\(|db\.)"
-    r"|['\"][ \t]{0,8}(?:&&|\|\|)[ \t]{0,8}(?:true\b|1[ \t]{0,4}==|'[^']{0,20}'[ \t]{0,4}=="
-    r"|\"[^\"]{0,20}\"[ \t]{0,4}==)"
+    r"['\"][ \t]{0,8}(?:;[ \t]?(?:return\b|sleep\(|while ?\(|db\.)"
+    r"|(?:&&|\|\|)[ \t]{0,8}(?:return\b|this\.|sleep\(|while ?\(|db\.|true\b|1[ \t]{0,4}=="
+    r"|'[^']{0,20}'[ \t]{0,4}==|\"[^\"]{0,20}\"[ \t]{0,4}==))"
     r"|\|\|[ \t]{0,8}(?:1[ \t]{0,4}==[ \t]{0,4}1\b|true\b|'[^']{0,20}'[ \t]{0,4}==)"
-    r"|(?:^|;)[ \t]{0,8}return[ \t(]{1,8}(?:true|1|this)\)?[ \t]{0,8}(?:$|;|&&|\|\|)"
+    r"|;[ \t]?return[ \t(]{1,8}(?:true|1|this)\)?[ \t]{0,8}(?:$|;|&&|\|\|)"
     r"|\bdb\.[A-Za-z_]\w{0,63}\.(?:insert|find|update|remove|drop|mapReduce|aggregate|delete)"
     r"\w{0,16}\("
-    r"|\bdo[ \t]{0,8}\{[^}]{0,80}\}[ \t]{0,8}while[ \t]{0,8}\("
+    r"|\bdo[ \t]{0,8}\{[^}]{0,80}\}[ \t]{0,8}while ?\("
 )
+_JS_HINT = re.compile(r"&&|\|\||;[ \t]?return|sleep\(|db\.|while ?\(")  # what _JS needs
 _DOLLAR_ESCAPE = re.compile(r"\\u0024", re.IGNORECASE)
 
 
@@ -119,7 +120,7 @@ def nosql_value_reason(value: str) -> str | None:
             name = m.group(1) or m.group(2)
             if _operator(name):
                 return f"embedded operator '${name}'"
-    m = _JS.search(value)
+    m = _JS.search(value) if _JS_HINT.search(value) else None
     if m is not None:
         return f"server-side JavaScript {m.group(0)[:30]!r}"
     return None
@@ -130,7 +131,8 @@ def _nosql_key(key: str, value: Any) -> str | None:
 
 
 EXPLAIN = "a MongoDB query operator where the upstream expects plain data"
-STRING_TRIGGERS = ("$", "\\u", "\\U", "&&", "||", "return", "this.", "sleep(", "db.", "while")
+STRING_TRIGGERS = ("$", "\\u", "\\U", "&&", "||", ";return", "; return", "sleep(", "db.")
+STRING_TRIGGERS += ("while(", "while (")
 # "$" and its compatibility forms (fullwidth, small), and a percent-encoded "$".
 KEY_TRIGGERS = ("$", "\uff04", "\ufe69", "%24")
 CHECK = Detector("nosqlInjection", "vulnerability.nosqlInjection", False, EXPLAIN,
