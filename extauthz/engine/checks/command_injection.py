@@ -50,6 +50,7 @@ _STRONG = _names(
     "strace printenv getent lastlog uptime killall pkill gunzip zcat bzip2 chattr iex iwr "
     "irm invoke-expression invoke-webrequest invoke-restmethod invoke-command start-process "
     "new-object get-content set-content remove-item downloadstring visudo sysctl passwd "
+    "%comspec% "
 )
 _TOOLS = _names(
     "curl bash sh zsh ksh csh tcsh dash fish python python2 python3 perl ruby php nodejs "
@@ -83,9 +84,7 @@ _NAMES = frozenset((*_STRONG, *_TOOLS, *_WORDS))
 _VERSIONED = re.compile(r"python[23]?\.\d{1,2}|(?:net|reg|sc)[ \t]{1,8}[a-z]{1,12}")
 # A command-name token; which tokens are commands is a set lookup (``_known``), not a regex
 # alternation of every name (which the regex engine would try one by one at every position).
-_CMD = (
-    r"(?:(?:net|reg|sc)[ \t]{1,8}[a-z]{1,12}\b|\.(?:shell|system)\b|[a-z](?:[\w-]|\.(?=\w)){0,40})"
-)
+_CMD = r"(?:(?:net|reg|sc)[ \t]{1,8}[a-z]{1,12}\b|\.(?:shell|system)\b|%comspec%|[a-z](?:[\w-]|\.(?=\w)){0,40})"
 
 
 def _known(token: str) -> bool:
@@ -102,7 +101,7 @@ def _known(token: str) -> bool:
 _SEP = r"(?:;|&&?|\|\|?|\n|\r)"
 _OPEN = r"(?:\$\(|<\(|>\()"  # backticks: see _TICKS
 # A path in front of a command name (/bin/cat, /usr/local/bin/curl, ./x, C:\Windows\...).
-_PATH = r"(?:/(?:usr/)?(?:local/)?s?bin/|[a-z]:\\(?:windows\\)?(?:system32\\)?|%comspec%)?"
+_PATH = r"(?:/(?:usr/)?(?:local/)?s?bin/|[a-z]:\\(?:windows\\)?(?:system32\\)?)?"
 # What follows the name when it is a command: the end of the command, or an argument that
 # looks like one (an option, a path, a variable, a quote, a URL, an address, a redirection).
 _END = r"(?=[ \t]{0,64}(?:$|[;&|\n\r<>`)}#]))"
@@ -112,16 +111,20 @@ _ARG = (
     r"|[a-z0-9-]{1,63}\.[a-z]{2,10}(?=[/:]|[ \t]{0,8}(?:$|[;&|\n\r<>`)])))"
 )
 # On a line of its own, version numbers and host names are prose ("gcc 4.9 is the default").
-_LINE_ARG = r"[ \t]{1,64}(?:--?[a-z]|[/~$`'\"<>|;&]|\.{1,2}/|[a-z]{2,10}://)"
+_LINE_ARG = (
+    r"[ \t]{1,64}(?:--?[a-z]|[/~$`'\"<>|;&]|\.{1,2}/|[a-z]{2,10}://|[a-z]:\\|\d{1,6}[ \t]{0,8}$"
+    r"|[a-z0-9-]{1,63}\.[a-z]{2,10}(?=[/:]|[ \t]{0,8}$))"
+)
 _FLAGS = re.IGNORECASE | re.MULTILINE
-_TAIL = rf"[ \t]{{0,64}}[({{]?[ \t]{{0,8}}['\"]?{_PATH}(?P<cmd>{_CMD})['\"]?"
+_TAIL = rf"[ \t]{{0,64}}(?P<open>[({{])?[ \t]{{0,8}}['\"]?{_PATH}(?P<cmd>{_CMD})['\"]?"
 _FOLLOW = rf"(?:(?P<end>{_END})|{_ARG}|(?P<any>(?=[ \t])))"
 # A command after a separator or in a substitution (which of them fires: ``_fires``).
 _AFTER_SEP = re.compile(rf"(?P<sep>;|&&?|\|\|?|{_OPEN}){_TAIL}{_FOLLOW}", _FLAGS)
 # After a newline, prose wraps its lines: a lower-case command (Unix shells are case
 # sensitive) with an argument, or alone on its line.
 _AFTER_LINE = re.compile(
-    rf"(?P<sep>[\n\r])(?-i:{_TAIL})(?:(?P<end>(?=[ \t]{{0,64}}(?:$|[;&|<>])))|{_LINE_ARG})",
+    rf"(?P<sep>[\n\r])(?-i:{_TAIL})"
+    rf"(?:(?P<end>(?=[ \t]{{0,64}}(?:$|[;&|<>])))|{_LINE_ARG}|(?P<any>(?=[ \t])))",
     _FLAGS,
 )
 # Any command after a separator, known or not, when it takes an option and its line ends
@@ -263,18 +266,31 @@ def _fires(text: str, m: re.Match[str]) -> bool:
     alone = m.group("end") is not None
     if sep == "|" and alone:
         before = text[m.start() - 1 : m.start()]
-        if before.isalnum():
+        if _enumerated(text, m.start()):
             return False  # "json|yaml|python": an enumeration, not a pipe into python
         if before in ("", " ", "\t") and text[m.end() : m.end() + 2].rstrip() in ("|", "|_"):
             return False  # "|python|": a reStructuredText substitution
     if not alone or cmd not in _WORD_SET:
         return True  # an argument that looks like one, or a tool alone
+    if m.group("open"):
+        return True  # a subshell or group around the command: "; (id)", "&&{ls;}"
     if text[m.end("sep") : m.end("sep") + 1] in (" ", "\t", ""):
-        # "Notes; ls." is prose; "; pwd" ending the value is not, unless English ("; sleep").
-        return cmd not in _ENGLISH and not text[m.end() :].strip() and sep != "\n"
-    # Glued and alone (";id;", "|ls"); after a lone "&" something must follow ("&id&"), since
-    # "A&W" ends prose.
-    return sep != "&" or text[m.end() :].strip() != ""
+        # "Notes; ls." is prose; "; pwd" ending the value or its command is not, unless the
+        # word is English ("; sleep").
+        rest = text[m.end() :].lstrip(" \t")
+        ends = ("", ";", "&", "|") if sep not in "\n\r" else (";", "&", "|")
+        return cmd not in _ENGLISH and rest[:1] in ends
+    # Glued and alone (";id;", "|ls"); ending the value after a lone "&" only in lower case
+    # ("x&id"), since abbreviations end prose ("R&D", "A&W").
+    return sep != "&" or text[m.end() :].strip() != "" or m.group("cmd").islower()
+
+
+def _enumerated(text: str, bar: int) -> bool:
+    """Whether a plain word (letters only, up to 40) stands right before the "|" at ``bar``."""
+    start = bar
+    while start > 0 and bar - start < 40 and text[start - 1].isalpha():
+        start -= 1
+    return start < bar and (start == 0 or text[start - 1] in " \t|,(/")
 
 
 def _backtick(text: str, m: re.Match[str]) -> str | None:
