@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from .._exceptions import InvalidPolicy, PolicyProblem
+from ..engine import _libinjection
 from ..engine.model import CompiledPolicy
 from ._compile import compile_document
 from ._loader import parse_document
@@ -56,7 +59,45 @@ def load_policy_bytes(
     )
     if policy is None:
         raise InvalidPolicy(problems)
+    if not _libinjection.AVAILABLE:
+        problems = _missing_libinjection(doc, policy, source)
+        if problems:
+            raise InvalidPolicy(problems)
     return policy
+
+
+def _missing_libinjection(doc: Any, policy: CompiledPolicy, source: str) -> list[PolicyProblem]:
+    """Where the policy turns on a check that needs the missing optional piece.
+
+    Refused rather than run without it: a check that silently did nothing would let through
+    what the policy says it blocks.
+    """
+    reason = (
+        "needs libinjection, an optional piece that is not installed (it compiles C, so a "
+        f"plain install leaves it out): {_libinjection.INSTALL}"
+    )
+    raw_routes = doc.get("routes") if isinstance(doc, Mapping) else None
+    index = {
+        r.get("id"): i
+        for i, r in enumerate(raw_routes if isinstance(raw_routes, list) else [])
+        if isinstance(r, Mapping)
+    }
+    problems: list[PolicyProblem] = []
+    for name, attr in zip(_libinjection.CHECKS, ("sql_injection", "xss"), strict=True):
+        if getattr(policy.defaults.vulnerability, attr).enabled:
+            problems.append(PolicyProblem(source, f"defaults.vulnerabilityChecks.{name}", reason))
+            continue
+        for route in policy.routes:
+            if not getattr(route.vulnerability, attr).enabled:
+                continue
+            if route.id in index:
+                where = f"routes[{index[route.id]}].vulnerability.{name}"
+                problems.append(PolicyProblem(source, where, reason))
+            else:  # a route made from an OpenAPI operation
+                problems.append(
+                    PolicyProblem(source, "openapi", f"route {route.id!r}: {name} {reason}")
+                )
+    return problems
 
 
 def _with_policy_file(policy: CompiledPolicy, path: Path) -> CompiledPolicy:
