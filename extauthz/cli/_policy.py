@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import _report
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("policy", help="policy tools (check, demo-path, from-openapi)")
@@ -18,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="validate a policy; exit 0 when valid, 1 with every problem on stderr",
     )
     check.add_argument("file", help="policy file (YAML or JSON)")
+    _report.add_policy_base_dir(check)
     check.set_defaults(func=run)
     demo_path = sub.add_parser(
         "demo-path",
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..policy import load_policy
 
     try:
-        policy = load_policy(args.file)
+        policy = load_policy(args.file, base_dir=_report.policy_base_dir(args))
     except InvalidPolicy as exc:
         for problem in exc.errors:
             print(problem, file=sys.stderr)

@@ -21,10 +21,22 @@ from ._loader import parse_document
 __all__ = ["CompiledPolicy", "load_policy", "load_policy_bytes", "load_policy_text"]
 
 
-def load_policy(path: str | os.PathLike[str]) -> CompiledPolicy:
-    """Load, validate and compile a policy file (YAML or JSON); raise ``InvalidPolicy``."""
+def load_policy(
+    path: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] | None = None
+) -> CompiledPolicy:
+    """Load, validate and compile a policy file (YAML or JSON); raise ``InvalidPolicy``.
+
+    Relative file references (``requestSchemaRef``, ``openapiRef``, ``openapi.spec``) resolve
+    against the policy file's directory, or against ``base_dir`` when given: upstream's tools
+    resolve them against the repository root, so its policies run unchanged with the root as
+    ``base_dir`` (``POLICY_BASE_DIR`` / ``--policy-base-dir`` on the command line).
+    """
     p = Path(path)
     source = str(path)
+    if base_dir is not None and not Path(base_dir).is_dir():
+        raise InvalidPolicy(
+            [PolicyProblem(source, "", f"policy base directory {base_dir} is not a directory")]
+        )
     try:
         data = p.read_bytes()
     except FileNotFoundError:
@@ -35,7 +47,8 @@ def load_policy(path: str | os.PathLike[str]) -> CompiledPolicy:
         raise InvalidPolicy(
             [PolicyProblem(source, "", f"policy file cannot be read: {exc.strerror or exc}")]
         ) from None
-    policy = load_policy_bytes(data, source=source, base_dir=p.resolve().parent)
+    base = Path(base_dir).resolve() if base_dir is not None else p.resolve().parent
+    policy = load_policy_bytes(data, source=source, base_dir=base)
     return _with_policy_file(policy, p.resolve())
 
 
