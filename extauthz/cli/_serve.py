@@ -14,6 +14,10 @@ def register(subparsers: Any) -> None:
         description="Flags beat environment variables (in brackets), which beat defaults.",
     )
     p.add_argument("--policy", dest="policy_path", help="policy file [POLICY_PATH]")
+    p.add_argument(
+        "--policy-base-dir",
+        help="resolve schema/OpenAPI references against this directory [POLICY_BASE_DIR]",
+    )
     p.add_argument("--unix-socket", help="serve gRPC on this Unix socket [UNIX_SOCKET]")
     p.add_argument("--socket-mode", help="socket file mode, octal (default 0660) [SOCKET_MODE]")
     p.add_argument("--grpc-port", help="serve gRPC on this TCP port, 0 = off [GRPC_PORT]")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -17,8 +18,10 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -36,6 +39,9 @@ from .metrics import MeteredReplayStore, Metrics
 from .state import ServerState
 from .tls import TlsFiles, TlsReloader
 
+if TYPE_CHECKING:
+    from ..engine.model import CompiledPolicy
+
 log = logging.getLogger("extauthz.server")
 
 DRAIN_QUIET_SECONDS = 0.2  # a drain ends once no check has started for this long
@@ -46,6 +52,13 @@ TLS_WATCH_SECONDS = 1.0  # how often the HTTP listener looks for new TLS files
 # --- policy source and replay store ------------------------------------------------------
 # The hot reloader (config.hot_reload, SIGHUP → state.reload) and the Redis replay store
 # (config.redis_url) are chosen here. Kept small: it runs before serving.
+def policy_loader(config: ServerConfig) -> Callable[[Path], CompiledPolicy]:
+    """``load_policy`` with the configured base directory (``POLICY_BASE_DIR``)."""
+    from ..policy import load_policy
+
+    return functools.partial(load_policy, base_dir=config.policy_base_dir)
+
+
 def build_state(config: ServerConfig) -> ServerState:
     """Load the policy (raises ``InvalidPolicy``), start hot reload, create the replay store."""
     from ..engine import InMemoryReplayStore
@@ -66,6 +79,7 @@ def build_state(config: ServerConfig) -> ServerState:
 
     reloader = PolicyHotReloader(
         config.policy_path,
+        loader=policy_loader(config),
         debounce_ms=config.reload_debounce_ms,
         on_reload=on_reload,
         on_error=lambda exc: metrics.observe_reload(False),

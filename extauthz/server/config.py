@@ -26,6 +26,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     policy_path: str | None = None
+    # Schema/OpenAPI references resolve against this directory instead of the policy file's.
+    policy_base_dir: str | None = None
     unix_socket: str | None = None
     socket_mode: int = 0o660
     grpc_port: int = 0  # 0 = no TCP gRPC listener

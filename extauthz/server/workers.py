@@ -342,8 +342,11 @@ class Supervisor:
 
         assert self.config.policy_path is not None
         self.check_ports()
+        from .app import policy_loader
+
         reloader = PolicyHotReloader(
             self.config.policy_path,
+            loader=policy_loader(self.config),
             debounce_ms=self.config.reload_debounce_ms,
             on_reload=lambda policy: setattr(self, "_reloaded", True),
         ).start(watch=self.config.hot_reload)  # raises InvalidPolicy: refused before any worker
