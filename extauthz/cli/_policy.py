@@ -1,6 +1,7 @@
 """``extauthz policy check FILE``: validate a policy the way the server would load it.
 
-``extauthz policy demo-path`` prints where the shipped demo policy is.
+``extauthz policy demo-path [NAME]`` prints where the shipped demo policy is, or a file or
+folder beside it (``examples/attack-activation.json``, ``tests``), in the wheel or the clone.
 ``extauthz policy from-openapi SPEC``: print an editable policy with one route per operation.
 """
 
@@ -24,7 +25,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.set_defaults(func=run)
     demo_path = sub.add_parser(
         "demo-path",
-        help="print the path of the shipped demo policy (in the wheel or the clone)",
+        help="print the path of the shipped demo policy, or of NAME beside it (in the wheel "
+        "or the clone)",
+    )
+    demo_path.add_argument(
+        "name",
+        nargs="?",
+        default="demo.yaml",
+        help="a file or folder beside the demo policy: examples/clean-activation.json, "
+        "examples/attack-activation.json, tests, schemas (default demo.yaml)",
     )
     demo_path.set_defaults(func=run_demo_path)
     gen = sub.add_parser(
@@ -43,9 +52,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_demo_path(args: argparse.Namespace) -> int:
     from .._shipped import shipped_dir
 
-    path = shipped_dir("policies") / "demo.yaml"
-    if not path.is_file():
-        print(f"extauthz policy demo-path: {path} is missing", file=sys.stderr)
+    root = shipped_dir("policies")
+    path = (root / args.name).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.exists():
+        shipped = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        print(
+            f"extauthz policy demo-path: no {args.name!r} beside the demo policy; shipped: "
+            + ", ".join(shipped),
+            file=sys.stderr,
+        )
         return 1
     print(path)
     return 0
