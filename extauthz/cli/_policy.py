@@ -82,10 +82,27 @@ def run_from_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+# A load slower than this says what it is doing (a large OpenAPI document can take seconds).
+SLOW_LOAD_NOTICE_S = 1.0
+
+
 def run(args: argparse.Namespace) -> int:
+    import threading
+
     from .._exceptions import InvalidPolicy
     from ..policy import load_policy
 
+    notice = threading.Timer(
+        SLOW_LOAD_NOTICE_S,
+        lambda: print(
+            f"{args.file}: loading: parsing the policy, then validating and compiling every "
+            "schema and OpenAPI document it references (once, as the server would) ...",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
+    notice.daemon = True
+    notice.start()
     try:
         policy = load_policy(args.file, base_dir=_report.policy_base_dir(args))
     except InvalidPolicy as exc:
@@ -94,8 +111,11 @@ def run(args: argparse.Namespace) -> int:
         noun = "problem" if len(exc.errors) == 1 else "problems"
         print(f"{args.file}: policy refused ({len(exc.errors)} {noun})", file=sys.stderr)
         return 1
+    finally:
+        notice.cancel()
+    routes, files = len(policy.route_ids), len(policy.files) - 1
     print(
-        f"{args.file}: OK ({policy.version}, {len(policy.route_ids)} routes, "
-        f"{len(policy.files) - 1} schema files)"
+        f"{args.file}: OK ({policy.version}, {routes} route{'' if routes == 1 else 's'}, "
+        f"{files} schema file{'' if files == 1 else 's'})"
     )
     return 0
