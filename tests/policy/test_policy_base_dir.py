@@ -146,6 +146,8 @@ def test_serve_takes_the_variable_and_reloads_a_schema_under_the_base(
             return str(json.loads(resp.read())["action"])
 
     assert action({"name": "x"}) == "ALLOW"
+    # It said what it was loading before compiling (issue 25 item 7).
+    assert f"loading policy {repo / 'policy' / 'policy.example.yaml'}" in server.log_tail(50)
     schema = {**SCHEMA, "required": ["name", "owner"],
               "properties": {"name": {"type": "string"}, "owner": {"type": "string"}}}  # fmt: skip
     (repo / "examples" / "schemas" / "item.json").write_text(json.dumps(schema))
