@@ -47,6 +47,7 @@ def build_state(config: ServerConfig) -> ServerState:
     """Load the policy (raises ``InvalidPolicy``), start hot reload, create the replay store."""
     from ..engine import InMemoryReplayStore
     from ..policy.reload import PolicyHotReloader
+    from ..policy.source import policy_loader
 
     if not config.policy_path:
         from .._exceptions import InvalidConfig
@@ -63,6 +64,7 @@ def build_state(config: ServerConfig) -> ServerState:
 
     reloader = PolicyHotReloader(
         config.policy_path,
+        loader=policy_loader(config.policy_base_dir),
         debounce_ms=config.reload_debounce_ms,
         on_reload=on_reload,
         on_error=lambda exc: metrics.observe_reload(False),

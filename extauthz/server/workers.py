@@ -294,11 +294,13 @@ class Supervisor:
 
     def run(self) -> int:
         from ..policy.reload import PolicyHotReloader
+        from ..policy.source import policy_loader
 
         assert self.config.policy_path is not None
         self.check_ports()
         reloader = PolicyHotReloader(
             self.config.policy_path,
+            loader=policy_loader(self.config.policy_base_dir),
             debounce_ms=self.config.reload_debounce_ms,
             on_reload=lambda policy: setattr(self, "_reloaded", True),
         ).start(watch=self.config.hot_reload)  # raises InvalidPolicy: refused before any worker
