@@ -167,6 +167,7 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local use
 _COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible
 _SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")  # deprecated, not global
+_DECIMAL_NOTE = " (a leading zero read as decimal, as Java and older Go do)"
 _RAW, _DECODED, _MAPPED = 0, 1, 2  # how far a host text has been canonicalised
 
 
@@ -314,21 +315,37 @@ def _hostport_reason(hostport: str, network: bool, stage: int) -> str | None:
 def _host_text_reason(host: str, network: bool, stage: int) -> str | None:
     h = host
     if not h.isascii() and stage < _MAPPED:
-        h = idna_map(h)
-        if _AUTHORITY_DELIMITERS.search(h):  # a fullwidth "@" (U+FF20) became "@": split again
-            return _authority_reason(h, network, _MAPPED)
+        for mapped in _idna_readings(h):
+            if _AUTHORITY_DELIMITERS.search(mapped):  # a fullwidth "@" (U+FF20) became "@"
+                reason = _authority_reason(mapped, network, _MAPPED)
+            else:
+                reason = _normal_host_reason(mapped.rstrip("."), network)
+            if reason is not None:
+                return reason
+        return None
     space = _WHITESPACE.search(h)
     if space is not None:
         # inet_aton (getaddrinfo before glibc 2.29) ignores what follows whitespace after a
         # number: "127.0.0.1 x" is 127.0.0.1. No resolver looks up a name with a space.
         prefix = h[: space.start()].lower().rstrip(".")
         if prefix[-1:] != "x":  # "0x" alone: WHATWG reads 0, inet_aton refuses it
-            for addr in ip_readings(prefix):
-                reason = _ip_reason(addr)
-                if reason is not None:
-                    return reason
+            return _address_reason(prefix)[1]
         return None
     return _normal_host_reason(h.lower().rstrip("."), network)
+
+
+def _idna_readings(host: str) -> list[str]:
+    """The names IDNA implementations look up for a non-ASCII host: UTS 46 and IDNA 2003's
+    mappings together (``idna_map``), and Python's own codec (what ``socket`` applies to a
+    ``str`` host), which keeps some code points the others drop (U+E0100: ``xn--`` labels)."""
+    readings = [idna_map(host)]
+    try:
+        python = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return readings
+    if python != readings[0]:
+        readings.append(python)
+    return readings
 
 
 def idna_map(host: str) -> str:
@@ -337,7 +354,7 @@ def idna_map(host: str) -> str:
     Ignorable code points are dropped, compatibility forms NFKC-folded and case-folded
     (fullwidth letters, "①②⑦", "ß" as "ss"), the ideographic full stops become dots. Every
     code point that Node's or Python's IDNA maps to ASCII maps to the same ASCII here
-    (tests/engine/test_ssrf_differential.py checks all of Unicode).
+    (tests/engine/test_engine_ssrf_differential.py checks all of Unicode).
     """
     h = _IGNORABLE.sub("", host)
     h = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", h).casefold())
@@ -365,16 +382,14 @@ def _normal_host_reason(h: str, network: bool) -> str | None:
         return f"cloud metadata host {h!r}"
     if h in _LOCAL_NAMES or h.endswith(_LOCAL_SUFFIXES):
         return f"local host name {h!r}"
-    readings = ip_readings(h)
-    for addr in readings:
-        reason = _ip_reason(addr)
-        if reason is not None:
-            return reason
+    address, reason = _address_reason(h)
+    if reason is not None:
+        return reason
     if h.endswith(_WILDCARD_DNS):
         reason = _wildcard_reason(h)
         if reason is not None:
             return reason
-    if network and not readings and "." not in h and _NAME_LABEL.fullmatch(h):
+    if network and not address and "." not in h and _NAME_LABEL.fullmatch(h):
         return f"single-label host name {h!r} (resolved by the hosts file or search domains)"
     return None
 
@@ -391,10 +406,9 @@ def _wildcard_reason(h: str) -> str | None:
         if _HEX8.fullmatch(parts[i]):
             candidates.append(str(ipaddress.IPv4Address(int(parts[i], 16))))
         for candidate in candidates:
-            for addr in ip_readings(candidate):
-                reason = _ip_reason(addr)
-                if reason is not None:
-                    return f"wildcard DNS name {h!r} resolves to {reason}"
+            reason = _address_reason(candidate)[1]
+            if reason is not None:
+                return f"wildcard DNS name {h!r} resolves to {reason}"
     last = label.rsplit(".", 1)[-1]
     if "--" in last:  # sslip.io's IPv6 form: fe80--1.sslip.io
         try:
@@ -409,17 +423,32 @@ def _wildcard_reason(h: str) -> str | None:
 
 def parse_ip(text: str) -> _Address | None:
     """Parse an address the way ``inet_aton`` and WHATWG do, or return ``None``."""
-    readings = ip_readings(text)
-    return readings[0] if readings else None
+    readings = _readings(text)
+    return readings[0][0] if readings and not readings[0][1] else None
 
 
 def ip_readings(text: str) -> tuple[_Address, ...]:
-    """Every address some parser reads in ``text``: the ``inet_aton``/WHATWG reading first
-    (hex ``0x7f``, octal ``0177``, short forms), then, when a part has a leading zero, the
-    decimal reading (Java, Go before 1.17, Python before 3.9.5: ``010.0.0.1`` is 10.0.0.1)."""
+    """Every address some parser reads in ``text`` (see ``_readings``)."""
+    return tuple(addr for addr, _ in _readings(text))
+
+
+def _address_reason(text: str) -> tuple[bool, str | None]:
+    """Whether some parser reads ``text`` as an address, and why the first internal one is."""
+    readings = _readings(text)
+    for addr, decimal in readings:
+        reason = _ip_reason(addr)
+        if reason is not None:
+            return True, f"{reason}{_DECIMAL_NOTE}" if decimal else reason
+    return bool(readings), None
+
+
+def _readings(text: str) -> tuple[tuple[_Address, bool], ...]:
+    """The ``inet_aton``/WHATWG reading of ``text`` (hex ``0x7f``, octal ``0177``, short forms),
+    then, when a part has a leading zero, the decimal reading (``True``): Java before 17.0.3
+    and Go before 1.17 connect to 10.0.0.1 for ``010.0.0.1``, which inet_aton reads 8.0.0.1."""
     if ":" in text:
         try:
-            return (ipaddress.IPv6Address(text.split("%", 1)[0]),)
+            return ((ipaddress.IPv6Address(text.split("%", 1)[0]), False),)
         except ValueError:
             return ()
     if text[-1:] in _NAME_END or not text.isascii():  # hot path: a host name, not worth splitting
@@ -453,15 +482,14 @@ def ip_readings(text: str) -> tuple[_Address, ...]:
             if base != 8 or not part.isdigit():
                 return ()
             values.append(-1)  # "08": no octal reading; maybe a decimal one
-    out = []
-    if -1 not in values:
-        addr = _ipv4(values)
-        if addr is not None:
-            out.append(addr)
+    out: list[tuple[_Address, bool]] = []
+    addr = _ipv4(values) if -1 not in values else None
+    if addr is not None:
+        out.append((addr, False))
     if leading_zero and decimal:
-        addr = _ipv4([int(p) for p in parts])
-        if addr is not None and addr not in out:
-            out.append(addr)
+        other = _ipv4([int(p) for p in parts])
+        if other is not None and other != addr:
+            out.append((other, True))
     return tuple(out)
 
 
