@@ -120,7 +120,7 @@ _NETWORK_SCHEMES = frozenset(
         "elasticsearch", "smtp", "smtps", "imap", "imaps", "pop3", "pop3s", "sip", "xmpp",
     }
 )  # fmt: skip
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+._-]*):")  # "_": Python 2's local_file:
 _TWO_SLASHES = frozenset({"//", "\\\\", "/\\", "\\/"})
 # WHATWG strips C0 controls and spaces around a URL; str.strip() strips Unicode whitespace.
 _STRIP = "".join(chr(c) for c in range(0x21)) + "".join(
@@ -138,15 +138,15 @@ _URL_START = re.compile(
     re.I | re.A,
 )
 # hot path: a special-scheme URL whose authority is a plain ASCII host (letters, digits, dots,
-# hyphens) with at most a numeric port, ended by "/", the end, or a "?", "#" or "\" with no "@"
+# hyphens) with at most a numeric port, ended by "/", the end, or a "?" or "#" with no "@"
 # before the next "/": every reading below gives this one host (no user info, brackets,
-# escapes, whitespace or non-ASCII to interpret). ASCII only: with re.I, [a-z] would also
-# match U+017F (long s) and U+212A (Kelvin sign), which IDNA maps.
+# escapes, backslashes, lists, whitespace or non-ASCII to interpret). ASCII only: with re.I,
+# [a-z] would also match U+017F (long s) and U+212A (Kelvin sign), which IDNA maps.
 _PLAIN_URL = re.compile(
-    r"(?i:https?|wss?|ftp):[/\\]*([A-Za-z0-9.-]+)(?::[0-9]*)?(?:/|[?#\\][^/@]*(?:/|\Z)|\Z)", re.A
+    r"(?i:https?|wss?|ftp):[/\\]*([A-Za-z0-9.-]+)(?::[0-9]*)?(?:/|[?#][^/@]*(?:/|\Z)|\Z)", re.A
 )
 # The same for a bare host name of a named field (no port: "ftp:21" would read as a scheme).
-_PLAIN_HOST = re.compile(r"([A-Za-z0-9.-]+)(?:/|[?#\\][^/@]*(?:/|\Z)|\Z)", re.A)
+_PLAIN_HOST = re.compile(r"([A-Za-z0-9.-]+)(?:/|[?#][^/@]*(?:/|\Z)|\Z)", re.A)
 # Letters no number form uses (not a hex digit, not the "x" of "0x"): a name ending in one, such
 # as "example.com", is never an address.
 _NAME_END = frozenset("ghijklmnopqrstuvwyzGHIJKLMNOPQRSTUVWYZ")
@@ -195,6 +195,11 @@ def ssrf_reason(value: str, *, bare_host: bool) -> str | None:
         plain = _PLAIN_HOST.match(text)
         if plain is not None:
             return _normal_host_reason(plain.group(1).lower().rstrip("."), True)
+    return _reason(text, bare_host)
+
+
+def _reason(text: str, bare_host: bool) -> str | None:
+    """``ssrf_reason`` of a stripped value without the hot-path shortcuts: every reading."""
     text = _clean(text)
     reason = _url_reason(text, bare_host)
     if reason is None and _wrapped(text):
@@ -303,8 +308,8 @@ def _hostport_reason(hostport: str, network: bool, stage: int) -> str | None:
         hosts = [hostport[1:end]] if end > 0 else []
     else:
         hosts = [hostport.partition(":")[0]]  # the first ":" (urllib, WHATWG)
-        if hostport.count(":") >= 2:
-            hosts.insert(0, hostport)  # an IPv6 address without brackets (a bare host field)
+        if hostport.count(":") >= 2 and _readings(hostport):
+            hosts = [hostport]  # an IPv6 address without brackets (a bare host field)
     for host in hosts:
         reason = _host_text_reason(host, network, stage)
         if reason is not None:
@@ -487,7 +492,7 @@ def _readings(text: str) -> tuple[tuple[_Address, bool], ...]:
     if addr is not None:
         out.append((addr, False))
     if leading_zero and decimal:
-        other = _ipv4([int(p) for p in parts])
+        other = _ipv4([int(p.lstrip("0") or "0") for p in parts])  # at most 12 digits each
         if other is not None and other != addr:
             out.append((other, True))
     return tuple(out)
