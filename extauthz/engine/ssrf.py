@@ -53,7 +53,8 @@ _METADATA_NAMES = frozenset(
     }
 )
 _METADATA_ADDRESSES = frozenset(
-    {
+    ipaddress.ip_address(a)
+    for a in {
         "169.254.169.254",  # AWS, GCP, Azure, OpenStack, ...
         "169.254.170.2",  # AWS ECS task credentials
         "100.100.100.200",  # Alibaba Cloud
@@ -132,9 +133,11 @@ _DROP_TAB_NEWLINE = str.maketrans("", "", "\t\n\r")  # WHATWG and urllib drop th
 # followed by what WHATWG removes ("/\t/h" is "//h").
 URL_TRIGGERS = ("//", ":", "\\", "/\t", "/\n", "/\r")
 _URL_START = re.compile(
-    r"[/\\][/\\]|[a-z][a-z0-9+.-]*:[/\\][/\\]"
+    r"[\x00-\x20]*(?:<[\x00-\x20]*)?(?:URL:[\x00-\x20]*)?"  # what _strip and _unwrap remove
+    r"(?:[/\\][/\\]|[a-z][a-z0-9+._-]*:[/\\][/\\]"
     rf"|(?:{'|'.join(sorted(_SPECIAL_SCHEMES))}):"
-    rf"|(?:{'|'.join(map(re.escape, sorted(_LOCAL_SCHEMES)))}):\S",
+    rf"|(?:{'|'.join(map(re.escape, sorted(_LOCAL_SCHEMES)))}):"
+    r"(?![\t-\r\x1c-\x20])[\x00-\x20]*[^\x00-\x20])",  # not "File: prose"
     re.I | re.A,
 )
 # hot path: a special-scheme URL whose authority is a plain ASCII host (letters, digits, dots,
@@ -161,6 +164,7 @@ _IGNORABLE = re.compile(
 # After mapping, a host holding one of these splits again the way an authority does.
 _AUTHORITY_DELIMITERS = re.compile(r"[@:/\\?#\[\],%\s]")
 _HEX8 = re.compile(r"[0-9a-f]{8}")
+_QUERY_OR_FRAGMENT = re.compile(r"[?#]")
 _WHITESPACE = re.compile(r"\s")
 _NAME_LABEL = re.compile(r"[\w-]+")  # a single label a resolver would look up
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -171,11 +175,26 @@ _DECIMAL_NOTE = " (a leading zero read as decimal, as Java and older Go do)"
 _RAW, _DECODED, _MAPPED = 0, 1, 2  # how far a host text has been canonicalised
 
 
+def _strip(text: str) -> str:
+    """``text`` without leading and trailing C0 controls, spaces and Unicode whitespace."""
+    text = text.strip()  # hot path: str.strip() is much faster than strip(_STRIP)
+    if text[:1] < "!" or text[-1:] < "!":  # a C0 control that is not whitespace ("\x00")
+        text = text.strip(_STRIP)
+    return text
+
+
 def looks_like_url(value: str) -> bool:
     """True when some parser would read ``value`` as a URL with a host or a local resource."""
-    if "//" in value:
+    if "//" in value or _URL_START.match(value) is not None:
         return True
-    text = _clean(value.strip(_STRIP))
+    if value.isascii() and "\t" not in value and "\n" not in value and "\r" not in value:
+        return False  # hot path: _URL_START allows for all that _strip and _unwrap remove
+    return _looks_like_url(value)
+
+
+def _looks_like_url(value: str) -> bool:
+    """``looks_like_url`` without the hot-path shortcut."""
+    text = _clean(_strip(value))
     if "//" in text or _URL_START.match(text) is not None:
         return True
     return _wrapped(text) and _URL_START.match(_unwrap(text)) is not None
@@ -187,7 +206,9 @@ def ssrf_reason(value: str, *, bare_host: bool) -> str | None:
     ``bare_host`` says a value without a scheme is read as a host name (for fields the policy
     names explicitly); otherwise only URLs are inspected.
     """
-    text = value.strip(_STRIP)
+    text = value.strip()  # hot path: _strip inlined
+    if text and (text[0] < "!" or text[-1] < "!"):
+        text = text.strip(_STRIP)
     plain = _PLAIN_URL.match(text)
     if plain is not None:  # hot path: every reading gives this host (only case and dots to fix)
         return _normal_host_reason(plain.group(1).lower().rstrip("."), True)
@@ -210,7 +231,7 @@ def _reason(text: str, bare_host: bool) -> str | None:
 def _clean(text: str) -> str:
     """``text`` (stripped) without the tabs and newlines WHATWG and urllib remove anywhere."""
     if "\t" in text or "\n" in text or "\r" in text:
-        return text.translate(_DROP_TAB_NEWLINE).strip(_STRIP)
+        return _strip(text.translate(_DROP_TAB_NEWLINE))
     return text
 
 
@@ -221,9 +242,9 @@ def _wrapped(text: str) -> bool:
 def _unwrap(text: str) -> str:
     """What ``urlopen`` makes of ``<URL:http://h/>`` (``urllib.parse.unwrap``, any case)."""
     if text[:1] == "<" and text[-1:] == ">":
-        text = text[1:-1].strip(_STRIP)
+        text = _strip(text[1:-1])
     if text[:4].upper() == "URL:":
-        text = text[4:].strip(_STRIP)
+        text = _strip(text[4:])
     return text
 
 
@@ -259,7 +280,10 @@ def _authority_reason(text: str, network: bool, stage: int) -> str | None:
     region = text if slash < 0 else text[:slash]
     seen: set[str] = set()
     for hostport in _hostports(region):
-        for part in hostport.split(",") if "," in hostport else (hostport,):
+        parts = [hostport]
+        if "," in hostport and not _WHITESPACE.search(hostport):  # a list has no spaces
+            parts = hostport.split(",")
+        for part in parts:
             if part in seen:
                 continue
             seen.add(part)
@@ -271,27 +295,22 @@ def _authority_reason(text: str, network: bool, stage: int) -> str | None:
 
 def _hostports(region: str) -> list[str]:
     """The host[:port] each parser reads in an authority ``region`` (up to its first "/")."""
-    cut = _first(region, "?#")
-    urllib_like = region[:cut]  # urllib, Go, Java: "\" is an ordinary character
-    whatwg = urllib_like[: _first(urllib_like, "\\")]  # WHATWG special schemes: "\" is "/"
+    end = _QUERY_OR_FRAGMENT.search(region)
+    urllib_like = region if end is None else region[: end.start()]  # "\\" is a character
+    backslash = urllib_like.find("\\")
+    whatwg = urllib_like if backslash < 0 else urllib_like[:backslash]  # "\\" is "/"
     out = [whatwg.rpartition("@")[2]]
-    if urllib_like != whatwg:
+    if backslash >= 0:
         out.append(urllib_like.rpartition("@")[2])
-    if "@" in region[cut:]:  # "a#@h", "a?@h": a parser that finds "@" before "?" and "#"
+    if end is not None and "@" in region[end.start() :]:
+        # "a#@h", "a?@h": a parser that looks for "@" before "?" and "#"
         last = region.rpartition("@")[2]
-        out.append(last[: _first(last, "?#")])
-        out.append(last[: _first(last, "\\?#")])
+        cut = _QUERY_OR_FRAGMENT.search(last)
+        last = last if cut is None else last[: cut.start()]
+        out.append(last)
+        if "\\" in last:
+            out.append(last[: last.index("\\")])
     return out
-
-
-def _first(text: str, chars: str) -> int:
-    """Index of the first of ``chars`` in ``text``, or its length."""
-    end = len(text)
-    for c in chars:
-        i = text.find(c, 0, end)
-        if i >= 0:
-            end = i
-    return end
 
 
 def _hostport_reason(hostport: str, network: bool, stage: int) -> str | None:
@@ -307,8 +326,11 @@ def _hostport_reason(hostport: str, network: bool, stage: int) -> str | None:
         end = hostport.find("]")
         hosts = [hostport[1:end]] if end > 0 else []
     else:
-        hosts = [hostport.partition(":")[0]]  # the first ":" (urllib, WHATWG)
-        if hostport.count(":") >= 2 and _readings(hostport):
+        host, colon, port = hostport.partition(":")  # the first ":" (urllib, WHATWG)
+        hosts = [host]
+        if colon and _WHITESPACE.search(port):
+            hosts = []  # "Note: the call is at 12:30" is no host and port to any parser
+        if ":" in port and _readings(hostport):
             hosts = [hostport]  # an IPv6 address without brackets (a bare host field)
     for host in hosts:
         reason = _host_text_reason(host, network, stage)
@@ -330,10 +352,11 @@ def _host_text_reason(host: str, network: bool, stage: int) -> str | None:
         return None
     space = _WHITESPACE.search(h)
     if space is not None:
-        # inet_aton (getaddrinfo before glibc 2.29) ignores what follows whitespace after a
-        # number: "127.0.0.1 x" is 127.0.0.1. No resolver looks up a name with a space.
-        prefix = h[: space.start()].lower().rstrip(".")
-        if prefix[-1:] != "x":  # "0x" alone: WHATWG reads 0, inet_aton refuses it
+        # inet_aton (getaddrinfo before glibc 2.29, as in RHEL 8) ignores what follows
+        # whitespace after an address: "127.0.0.1 x" is 127.0.0.1. Only dotted or hex forms:
+        # "2 apples" in a host field is prose. No resolver looks up a name with a space.
+        prefix = h[: space.start()].lower()
+        if ("." in prefix or prefix[:2] == "0x") and prefix[-1:] not in (".", "x"):
             return _address_reason(prefix)[1]
         return None
     return _normal_host_reason(h.lower().rstrip("."), network)
@@ -342,8 +365,11 @@ def _host_text_reason(host: str, network: bool, stage: int) -> str | None:
 def _idna_readings(host: str) -> list[str]:
     """The names IDNA implementations look up for a non-ASCII host: UTS 46 and IDNA 2003's
     mappings together (``idna_map``), and Python's own codec (what ``socket`` applies to a
-    ``str`` host), which keeps some code points the others drop (U+E0100: ``xn--`` labels)."""
+    ``str`` host), which keeps some code points the others drop (U+E0100: an ``xn--`` label
+    where the others read a number; only a one-label host can turn internal that way)."""
     readings = [idna_map(host)]
+    if "." in readings[0].rstrip("."):  # then its xn-- labels change no name check's answer
+        return readings
     try:
         python = host.encode("idna").decode("ascii").lower()
     except UnicodeError:
@@ -368,7 +394,7 @@ def idna_map(host: str) -> str:
 
 def host_reason(host: str) -> str | None:
     """Return why a host name or address (no port) is internal, or ``None``."""
-    h = host.strip(_STRIP)
+    h = _strip(host)
     if h[:1] == "[" and h[-1:] == "]":
         h = h[1:-1]
     if "%" in h:
@@ -387,9 +413,11 @@ def _normal_host_reason(h: str, network: bool) -> str | None:
         return f"cloud metadata host {h!r}"
     if h in _LOCAL_NAMES or h.endswith(_LOCAL_SUFFIXES):
         return f"local host name {h!r}"
-    address, reason = _address_reason(h)
-    if reason is not None:
-        return reason
+    address = False
+    if h[-1] not in _NAME_END:  # hot path: no address form ends in these letters
+        address, reason = _address_reason(h)
+        if reason is not None:
+            return reason
     if h.endswith(_WILDCARD_DNS):
         reason = _wildcard_reason(h)
         if reason is not None:
@@ -511,7 +539,7 @@ def _ipv4(values: list[int]) -> ipaddress.IPv4Address | None:
 
 
 def _ip_reason(addr: _Address) -> str | None:
-    if str(addr) in _METADATA_ADDRESSES:
+    if addr in _METADATA_ADDRESSES:
         return f"cloud metadata address {addr}"
     if isinstance(addr, ipaddress.IPv6Address):
         if addr.ipv4_mapped is not None:  # the IPv4 address itself, on a dual stack
