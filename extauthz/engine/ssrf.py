@@ -11,7 +11,8 @@ parser would send it to an internal host. The readings it takes, and the parsers
 - Python's ``urllib.parse`` (``\\`` belongs to the authority: ``a\\@h`` is user ``a\\``, host
   ``h``) and ``urlopen`` (``<URL:...>`` unwrapped, the host percent-decoded before
   ``http.client`` splits off a port, ``file:/path`` with one slash or none read as a file).
-- Go's ``net/url`` and Java's ``java.net.URI``/``URL``: the user info ends at the last ``@``.
+- Go's ``net/url`` (the user info ends at the last ``@``, escapes decoded in the host) and
+  Java's ``java.net.URL`` (``\\`` belongs to the authority, as in urllib).
 - Parsers that do not stop at ``?`` or ``#`` before looking for ``@`` (``a#@h``, ``a?@h``).
 
 Every host one of them reads is canonicalised the way resolvers read it: percent-decoded,
@@ -19,7 +20,7 @@ IDNA-mapped as UTS 46 and IDNA 2003 both do (default-ignorable code points such 
 hyphen and zero-width characters dropped, compatibility forms such as fullwidth or circled
 digits and ideographic full stops mapped to ASCII), lower case, trailing dot dropped; IPv4 in
 every form ``inet_aton`` and WHATWG accept (decimal, hex, octal, short, mixed) and, where a
-part has a leading zero, the decimal reading Java and older Go and Python give it too; IPv6
+part has a leading zero, the decimal reading Java and Go before 1.17 connect to; IPv6
 with the IPv4 it embeds (mapped, compatible, NAT64, 6to4, Teredo). A name is internal when it
 is a local or metadata name, a wildcard-DNS name that embeds an internal address, or, where
 the URL reaches a network host, a single label (resolved through the hosts file or the
