@@ -419,7 +419,7 @@ def _normal_host_reason(h: str, network: bool) -> str | None:
         address, reason = _address_reason(h)
         if reason is not None:
             return reason
-    if h.endswith(_WILDCARD_DNS):
+    if h.endswith(_WILDCARD_DNS) and len(h) <= 253:  # DNS answers no longer name
         reason = _wildcard_reason(h)
         if reason is not None:
             return reason

@@ -361,6 +361,9 @@ def test_ip_readings() -> None:
     assert [str(a) for a in ip_readings("fe80::1%eth0")] == ["fe80::1"]
     assert ip_readings("1" * 40) == ip_readings("0x" + "f" * 13) == ip_readings("١٢٧.0.0.1") == ()
     assert host_reason("[::1]") == "loopback address ::1"
+    # DNS answers no name longer than 253 characters: a longer wildcard name resolves nowhere
+    assert host_reason("a" * 230 + ".127.0.0.1.nip.io") is not None
+    assert host_reason("a" * 240 + ".127.0.0.1.nip.io") is None
     assert host_reason("%6c%6f%63%61%6c%68%6f%73%74") == "local host name 'localhost'"
 
 
