@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("extauthz.server").info(
+        "loading policy %s (schemas and OpenAPI documents are compiled now)", config.policy_path
+    )
     if config.workers > 1:
         return _supervise(config)
     try:

@@ -82,6 +82,8 @@ class ParameterChecks:
                 continue
             error = p.validate(coerce(p, raw))
             if error is not None:
+                if error.startswith("body"):  # the validator names its instance the body
+                    error = "value" + error[4:]
                 problems.append(f"{p.location} parameter {p.name!r} {_shown(raw)}: {error}")
         if problems:
             hits.append(RuleHit(PARAMETER_INVALID, "high", "; ".join(problems)[:300]))

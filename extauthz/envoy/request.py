@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qsl
 
 from envoy.service.auth.v3.attribute_context_pb2 import AttributeContext
 from google.protobuf.struct_pb2 import Struct
 
 from .._exceptions import InvalidConfig, InvalidContext
-from .._http import declared_length
+from .._http import declared_length, query_of
 from ..context import (
     ANONYMOUS,
     EMPTY_BODY,
@@ -223,14 +222,6 @@ def body_of(raw: bytes, headers: dict[str, str], declared: int | None) -> Body:
         # Envoy did not buffer the body (no with_request_body): its size is known, bytes are not.
         return Body(True, declared)
     return EMPTY_BODY
-
-
-def query_of(raw_query: str) -> dict[str, str]:
-    """Query parameters of a raw query string; a repeated one comma-joined (both modes)."""
-    out: dict[str, str] = {}
-    for key, value in parse_qsl(raw_query, keep_blank_values=True):
-        out[key] = f"{out[key]},{value}" if key in out else value
-    return out
 
 
 def _identity(metadata: Any, options: AdapterOptions) -> Identity:

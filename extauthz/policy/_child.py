@@ -60,10 +60,15 @@ class ChildFailed(RuntimeError):
 
 
 def load_policy_in_child(
-    path: str | os.PathLike[str], *, max_document_bytes: int = MAX_DOCUMENT_BYTES
+    path: str | os.PathLike[str],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> CompiledPolicy:
-    """``load_policy(path)`` compiled in a child process; raises what it raises."""
-    cmd = [sys.executable, "-m", "extauthz.policy._child", os.fspath(path), str(max_document_bytes)]
+    """``load_policy(path, ...)`` compiled in a child process; raises what it raises."""
+    base = os.fspath(base_dir) if base_dir is not None else ""
+    cmd = [sys.executable, "-m", "extauthz.policy._child", os.fspath(path),
+           str(max_document_bytes), base]  # fmt: skip
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdout is not None
@@ -93,7 +98,7 @@ def load_policy_in_child(
         )
         from . import load_policy
 
-        return load_policy(path, max_document_bytes=max_document_bytes)
+        return load_policy(path, base_dir=base_dir, max_document_bytes=max_document_bytes)
     how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
     raise ChildFailed(f"the policy compile process {how}" + (f": {lines[-1]}" if lines else ""))
 
@@ -102,6 +107,7 @@ def load_policy_for_reload(
     path: str | os.PathLike[str],
     current: CompiledPolicy | None,
     *,
+    base_dir: str | os.PathLike[str] | None = None,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> CompiledPolicy:
     """A reload of ``path``: in a child process when the policy in place is a large one.
@@ -112,10 +118,10 @@ def load_policy_for_reload(
     reload that first brings in a large description still compiles in-process.
     """
     if current is not None and _size(current.files) >= CHILD_ABOVE_BYTES:
-        return load_policy_in_child(path, max_document_bytes=max_document_bytes)
+        return load_policy_in_child(path, base_dir=base_dir, max_document_bytes=max_document_bytes)
     from . import load_policy
 
-    return load_policy(path, max_document_bytes=max_document_bytes)
+    return load_policy(path, base_dir=base_dir, max_document_bytes=max_document_bytes)
 
 
 CHILD_ABOVE_BYTES = 256 * 1024
@@ -170,7 +176,7 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
-def _child(path: str, max_document_bytes: int) -> int:
+def _child(path: str, max_document_bytes: int, base_dir: str | None) -> int:
     """Load, and write the answer to stdout: a header, then what it announces."""
     from . import load_policy
 
@@ -178,7 +184,7 @@ def _child(path: str, max_document_bytes: int) -> int:
         os.setpriority(os.PRIO_PROCESS, 0, NICE)
     out = sys.stdout.buffer
     try:
-        policy = load_policy(path, max_document_bytes=max_document_bytes)
+        policy = load_policy(path, base_dir=base_dir, max_document_bytes=max_document_bytes)
     except InvalidPolicy as exc:
         problems = [(p.file, p.path, p.reason) for p in exc.errors]
         pickle.dump(("invalid", problems), out, protocol=5)
@@ -205,4 +211,4 @@ if __name__ == "__main__":
     # it pickles names functions the server's process can import
     from extauthz.policy import _child as _module
 
-    sys.exit(_module._child(sys.argv[1], int(sys.argv[2])))
+    sys.exit(_module._child(sys.argv[1], int(sys.argv[2]), sys.argv[3] or None))

@@ -12,15 +12,17 @@ The server (``server.state``) and the embedded middleware (``middleware``) both 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from . import CompiledPolicy
 
-__all__ = ["FixedPolicy", "PolicySource", "make_policy_source"]
+__all__ = ["FixedPolicy", "PolicySource", "make_policy_source", "policy_loader"]
 
 
 @runtime_checkable
@@ -60,3 +62,16 @@ def make_policy_source(
     from . import load_policy
 
     return FixedPolicy(load_policy(policy)), None
+
+
+def policy_loader(
+    base_dir: str | os.PathLike[str] | None, max_document_bytes: int | None = None
+) -> Callable[[Path], CompiledPolicy]:
+    """``load_policy`` resolving references against ``base_dir`` (``POLICY_BASE_DIR``; None:
+    the policy file's own directory), for the server's and the supervisor's reloaders;
+    ``max_document_bytes``: ``MAX_DOCUMENT_BYTES`` (None: the default)."""
+    from . import load_policy
+
+    if max_document_bytes is None:
+        return functools.partial(load_policy, base_dir=base_dir)
+    return functools.partial(load_policy, base_dir=base_dir, max_document_bytes=max_document_bytes)

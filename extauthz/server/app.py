@@ -10,7 +10,6 @@ signal exits at once.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import os
@@ -47,9 +46,9 @@ DRAIN_POLL_SECONDS = 0.02
 def build_state(config: ServerConfig) -> ServerState:
     """Load the policy (raises ``InvalidPolicy``), start hot reload, create the replay store."""
     from ..engine import InMemoryReplayStore
-    from ..policy import load_policy
     from ..policy._child import load_policy_for_reload
     from ..policy.reload import PolicyHotReloader
+    from ..policy.source import policy_loader
 
     if not config.policy_path:
         from .._exceptions import InvalidConfig
@@ -66,12 +65,15 @@ def build_state(config: ServerConfig) -> ServerState:
 
     reloader: PolicyHotReloader = PolicyHotReloader(
         config.policy_path,
-        debounce_ms=config.reload_debounce_ms,
         # the first load here (nothing serves yet); a large policy's reloads in a child process
-        loader=functools.partial(load_policy, max_document_bytes=config.max_document_bytes),
+        loader=policy_loader(config.policy_base_dir, config.max_document_bytes),
         reload_loader=lambda path: load_policy_for_reload(
-            path, reloader.current(), max_document_bytes=config.max_document_bytes
+            path,
+            reloader.current(),
+            base_dir=config.policy_base_dir,
+            max_document_bytes=config.max_document_bytes,
         ),
+        debounce_ms=config.reload_debounce_ms,
         on_reload=on_reload,
         on_error=lambda exc: metrics.observe_reload(False),
     ).start(watch=config.hot_reload)

@@ -174,6 +174,12 @@ class ServerConfig:
     """The server's settings; see ``SETTINGS`` and docs/deployment.md for each one."""
 
     policy_path: str | None = setting(None, "policy file", flag="--policy", shown="required")
+    # Schema/OpenAPI references resolve against this directory instead of the policy file's.
+    policy_base_dir: str | None = setting(
+        None,
+        "resolve schema/OpenAPI references against this directory",
+        shown="the policy file's directory",
+    )
     unix_socket: str | None = setting(None, "serve gRPC on this Unix socket", address="unix")
     socket_mode: int = setting(
         0o660, "socket file mode, octal", parse=_mode, shown="0660", to_env=oct

@@ -23,7 +23,6 @@ of the PDP cluster (``extauthz envoy-config --workers N``).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -294,17 +293,15 @@ class Supervisor:
         self._hup = True
 
     def run(self) -> int:
-        from ..policy import load_policy
         from ..policy.reload import PolicyHotReloader
+        from ..policy.source import policy_loader
 
         assert self.config.policy_path is not None
         self.check_ports()
         reloader = PolicyHotReloader(
             self.config.policy_path,
+            loader=policy_loader(self.config.policy_base_dir, self.config.max_document_bytes),
             debounce_ms=self.config.reload_debounce_ms,
-            loader=functools.partial(
-                load_policy, max_document_bytes=self.config.max_document_bytes
-            ),
             on_reload=lambda policy: setattr(self, "_reloaded", True),
         ).start(watch=self.config.hot_reload)  # raises InvalidPolicy: refused before any worker
         self._reloader = reloader

@@ -34,7 +34,8 @@ def test_a_large_description_reports_each_stage_on_stderr(tmp_path: Path) -> Non
     )
     proc = _run("check", str(tmp_path / "p.yaml"))
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stderr.splitlines()
+    # (a slow load also prints a one-line notice after a second: not ours)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("extauthz policy ")]
     expected = [
         f"extauthz policy check: reading {tmp_path / 'api.yaml'} ({size / 1e6:.1f} MB)",
         f"extauthz policy check: {tmp_path / 'api.yaml'}: read in ",
