@@ -18,7 +18,7 @@ from typing import Any
 from .._exceptions import PolicyProblem
 from ..engine import cel as cel_mod
 from ..engine import checks
-from ..engine.contract import Contract, SchemaProblem, compile_contract
+from ..engine.contract import Contract, SchemaProblem, compile_bodies, compile_contract
 from ..engine.limits import Limits
 from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
 from ..engine.metaschema import MetaschemaChecks
@@ -359,10 +359,21 @@ def _compile_contract(
             metaschema=out.metaschema,
         )
         if operation is not None:
+            bodies = None
+            if operation.bodies is not None and ref is None and "requestSchema" not in c:
+                bodies = compile_bodies(
+                    operation.bodies,
+                    reject_unknown=bool(c.get("rejectUnknownFields", False)),
+                    source=source,
+                    first=contract,
+                    first_schema=schema,
+                    metaschema=out.metaschema,
+                )
             contract = dataclasses.replace(
                 contract,
                 parameters=operation.parameters,
                 body_optional=not operation.body_required,
+                bodies=bodies,
             )
         return contract, True
     except SchemaProblem as exc:

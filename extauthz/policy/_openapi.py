@@ -31,21 +31,41 @@ from ..engine.contract import (
     SCHEMA_LISTS,
     SCHEMA_MAPS,
     SCHEMA_ONE,
+    BodyMedia,
     SchemaProblem,
     compile_validator,
+    field_tree,
 )
+from ..engine.deserialize import Encoding, shape_of
+from ..engine.matcher import PatternError, parse_pattern
 from ..engine.parameters import Parameter, ParameterChecks
 from ._loader import parse_schema_file
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
 _JSON = re.compile(r"(application/json|[a-z0-9.+-]+/[a-z0-9.+-]*\+json)(\s*;.*)?\Z", re.I)
+# Styles each location allows (OpenAPI 3, "Style Values"), the first being the default.
+_STYLES = {
+    "path": ("simple", "label", "matrix"),
+    "query": ("form", "spaceDelimited", "pipeDelimited", "deepObject"),
+    "header": ("simple",),
+    "cookie": ("form",),
+}
+# ``format``s OpenAPI defines for numbers, as the bounds they imply (``float``: IEEE single,
+# ``double``: IEEE double, which also refuses an overflowed infinity).
+_FLOAT_MAX = 3.4028234663852886e38
+_DOUBLE_MAX = 1.7976931348623157e308
+_FORMAT_BOUNDS: dict[str, tuple[float, float]] = {
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "float": (-_FLOAT_MAX, _FLOAT_MAX),
+    "double": (-_DOUBLE_MAX, _DOUBLE_MAX),
+}
 # Dropped: OpenAPI annotations (``nullable`` is translated first), and ``$id``/``$schema``: every
 # ``$ref`` is rewritten to the bundle's root, so no embedded resource may move the base URI.
 _ANNOTATION_KEYS = frozenset(
     {"example", "discriminator", "xml", "externalDocs", "nullable", "$id", "$schema"}
 )
-_SEPARATORS = {"form": ",", "simple": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
 
 
 class OpenApiProblem(ValueError):
@@ -60,6 +80,9 @@ class Operation:
     body_required: bool
     parameters: ParameterChecks | None
     where: str  # "file#pointer", for messages
+    # the operation's request body by media type (``()``: it declares none, so a body is
+    # refused); None for a schema pointer (the body is JSON, as with requestSchemaRef)
+    bodies: tuple[BodyMedia, ...] | None = None
 
 
 def _pointer_parts(pointer: str) -> list[str]:
@@ -82,6 +105,9 @@ class OpenApiLoader:
     # parameter schema (canonical JSON) -> validator: most APIs repeat a handful of them,
     # and compiling one (metaschema check + code generation) costs milliseconds
     _param_validators: dict[str, Any] = field(default_factory=dict)
+    # what a description asks that is not checked (each said once), for ``policy check``, the
+    # server's log and comments in ``from-openapi``'s policy
+    warnings: list[str] = field(default_factory=list)
 
     # -- files --------------------------------------------------------------------------
     def _read(self, path: Path) -> Any:
@@ -186,25 +212,17 @@ class OpenApiLoader:
         bundler = _Bundler(registry, dialect)
         body_schema: Any = None
         body_required = False
+        bodies: list[BodyMedia] = []
         body = op.get("requestBody")
         if body is not None:
             body, body_base, body_where = _deref(registry, body, base, f"{where}/requestBody")
             body_required = bool(body.get("required", False))
-            chosen: list[tuple[str, Any]] = []
             for media, mt in _obj(body.get("content")).items():
-                usable = _JSON.match(media) or media.split(";")[0].strip() in _FORM
-                if usable and isinstance(mt, Mapping) and "schema" in mt:
-                    chosen.append((media, mt["schema"]))
-            if chosen:
-                media, raw = chosen[0]
-                at = f"{body_where}/content/{_escape(media)}/schema"
-                body_schema = bundler.bundle(raw, body_base, at)
-                for other, raw2 in chosen[1:]:
-                    if bundler.bundle(raw2, body_base, at) != body_schema:
-                        raise OpenApiProblem(
-                            f"{body_where}/content: {media} and {other} give different "
-                            "schemas; one schema per operation body is supported"
-                        )
+                bodies.append(self._media(bundler, str(media), mt, body_base, body_where))
+            parsed = [b for b in bodies if b.kind != "other" and b.schema is not None]
+            if parsed:
+                json_first = sorted(parsed, key=lambda b: b.kind != "json")
+                body_schema = json_first[0].schema
         params: dict[tuple[str, str], Parameter] = {}
         declared_query: set[str] = set()
         for container, at in ((item, where.rsplit("/", 1)[0]), (op, where)):
@@ -217,24 +235,69 @@ class OpenApiLoader:
                     raise OpenApiProblem(f"{p_where}: a parameter needs a name and 'in'")
                 if loc == "query":
                     declared_query.add(name)
-                if loc == "cookie" or (
-                    loc == "header" and name.lower() in ("accept", "content-type", "authorization")
-                ):
+                if loc == "header" and name.lower() in ("accept", "content-type", "authorization"):
                     continue  # not checked (OpenAPI says these three header entries are ignored)
                 compiled = self._parameter(
-                    bundler, p, p_base, p_where, name, loc, self._param_validators
+                    bundler, p, p_base, p_where, name, loc, self._param_validators, reject_unknown
                 )
                 if compiled is not None:
                     params[(loc, name)] = compiled  # an operation's entry overrides the item's
         checks = None
         if params or reject_unknown:
+            query = [p for p in params.values() if p.location == "query"]
+            open_query = any(
+                p.style == "form" and p.explode and p.shape.object_only
+                and p.shape.extra is not None for p in query
+            )  # fmt: skip
             checks = ParameterChecks(
-                tuple(params.values()), frozenset(declared_query) if reject_unknown else None
+                tuple(params.values()),
+                frozenset(declared_query) if reject_unknown else None,
+                frozenset(p.name for p in query),
+                open_query,
             )
-        return Operation(body_schema, body_required, checks, where)
+        return Operation(body_schema, body_required, checks, where, tuple(bodies))
 
-    @staticmethod
+    def _media(
+        self, bundler: _Bundler, media: str, mt: Any, base: str, where: str
+    ) -> BodyMedia:
+        """One entry of a request body's ``content``."""
+        bare = media.split(";")[0].strip().lower()
+        kind = (
+            "json" if _JSON.match(bare) else
+            "form" if bare == _FORM[0] else
+            "multipart" if bare == _FORM[1] else "other"
+        )  # fmt: skip
+        if not isinstance(mt, Mapping):
+            return BodyMedia(bare, "other", None)
+        at = f"{where}/content/{_escape(media)}"
+        schema = bundler.bundle(mt["schema"], base, f"{at}/schema") if "schema" in mt else None
+        encodings: dict[str, Encoding] = {}
+        part_types: dict[str, tuple[str, ...]] = {}
+        for prop, enc in _obj(mt.get("encoding")).items():
+            if not isinstance(enc, Mapping):
+                continue
+            style = enc.get("style", "form")
+            if style not in ("form", "spaceDelimited", "pipeDelimited", "deepObject"):
+                self.warn(f"{at}/encoding/{_escape(str(prop))}: style {style!r} is not one a "
+                          "body property takes; read as 'form'")  # fmt: skip
+                style = "form"
+            explode = enc.get("explode", style == "form")
+            encodings[str(prop)] = Encoding(str(style), bool(explode))
+            types = enc.get("contentType")
+            if isinstance(types, str) and types.strip():
+                part_types[str(prop)] = tuple(
+                    t.split(";")[0].strip().lower() for t in types.split(",") if t.strip()
+                )
+        if schema is None and kind != "other":
+            schema = True
+        return BodyMedia(bare, kind, schema, encodings, part_types)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
     def _parameter(
+        self,
         bundler: _Bundler,
         p: Mapping[str, Any],
         base: str,
@@ -242,43 +305,43 @@ class OpenApiLoader:
         name: str,
         loc: str,
         cache: dict[str, Any],
+        reject_unknown: bool,
     ) -> Parameter | None:
+        """The check of one parameter, or None (with a warning) when it cannot be made."""
+        media = ""
         raw = p.get("schema")
+        at = f"{where}/schema"
         if raw is None:
-            return None  # a ``content`` parameter: not checked (documented)
-        schema = bundler.bundle(raw, base, f"{where}/schema")
-        target = schema
-        if isinstance(schema, Mapping) and "$ref" in schema:
-            target = schema.get("$defs", {}).get(schema["$ref"].rsplit("/", 1)[-1], schema)
-        kind = _type(target)
-        item_kind = _type(target.get("items")) if isinstance(target, Mapping) else ""
-        if kind == "object":
-            raise OpenApiProblem(f"{where}/schema: object parameters are not supported")
-        style = p.get("style", "simple" if loc in ("path", "header") else "form")
-        explode = p.get("explode", style == "form")
-        if kind == "array" and style == "form" and explode and loc == "query":
-            sep = "\0"  # repeated keys arrive as one value here: one item
-        else:
-            sep = _SEPARATORS.get(str(style), ",")
+            content = _obj(p.get("content"))
+            if not content:
+                self.warn(f"{where}: a parameter with neither schema nor content; not checked")
+                return None
+            media, mt = next(iter(content.items()))
+            media = str(media).split(";")[0].strip().lower()
+            raw = _obj(mt).get("schema", True)
+            at = f"{where}/content/{_escape(str(media))}/schema"
+        schema = bundler.bundle(raw, base, at)
+        style = str(p.get("style", _STYLES[loc][0]))
+        if style not in _STYLES[loc]:
+            self.warn(f"{where}: style {style!r} is not one a {loc} parameter takes; not checked")
+            return None
+        explode = bool(p.get("explode", style == "form"))
+        shape = shape_of(schema)
+        if style == "deepObject" and not shape.object:
+            self.warn(f"{where}: style deepObject needs an object schema; not checked")
+            return None
         key = json.dumps(schema, sort_keys=True, default=repr)
         validate = cache.get(key)
         if validate is None:
             try:
                 validate, _ = compile_validator(schema)
             except SchemaProblem as exc:
-                raise OpenApiProblem(f"{where}/schema: {exc}") from None
+                self.warn(f"{at}: {exc}; not checked")
+                return None
             cache[key] = validate
         required = bool(p.get("required", loc == "path"))
-        return Parameter(name, loc, required, kind, item_kind, sep, validate)
-
-
-def _type(schema: Any) -> str:
-    if not isinstance(schema, Mapping):
-        return ""
-    t = schema.get("type")
-    if isinstance(t, list):
-        t = next((x for x in t if x != "null"), "")
-    return t if isinstance(t, str) else ""
+        unknown = field_tree(schema) if reject_unknown and style == "deepObject" else None
+        return Parameter(name, loc, required, style, explode, shape, validate, media, unknown)
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
@@ -377,6 +440,7 @@ class _Bundler:
             out["$ref"] = out_ref["$ref"]
         if self.dialect == "3.0":
             _translate_30(s, out)
+        _format_bounds(out)
         self._read_only(s, out, base)
         return out
 
@@ -400,6 +464,24 @@ class _Bundler:
         out["properties"] = {k: (False if k in hidden else v) for k, v in out["properties"].items()}
         if isinstance(out.get("required"), list):
             out["required"] = [k for k in out["required"] if k not in hidden]
+
+
+def _format_bounds(out: dict[str, Any]) -> None:
+    """``format: int32``/``int64``/``float``/``double`` as the bounds they imply.
+
+    JSON Schema validators leave these formats unchecked; OpenAPI means them as ranges, so
+    ``minimum``/``maximum`` are tightened to them (an existing, tighter bound stays).
+    """
+    bounds = _FORMAT_BOUNDS.get(out.get("format")) if isinstance(out.get("format"), str) else None
+    if bounds is None:
+        return
+    low, high = bounds
+    floor = out.get("minimum")
+    ceiling = out.get("maximum")
+    if not isinstance(floor, int | float) or isinstance(floor, bool) or floor < low:
+        out["minimum"] = low
+    if not isinstance(ceiling, int | float) or isinstance(ceiling, bool) or ceiling > high:
+        out["maximum"] = high
 
 
 def _translate_30(raw: Mapping[str, Any], out: dict[str, Any]) -> None:
