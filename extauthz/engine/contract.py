@@ -610,9 +610,7 @@ def json_text(value: Any) -> str:
     return str(value)
 
 
-def _part_value(
-    part: Part, check: MediaCheck, problems: list[str]
-) -> tuple[str, Any] | None:
+def _part_value(part: Part, check: MediaCheck, problems: list[str]) -> tuple[str, Any] | None:
     """(key, value) a multipart part gives ``build``; None once reported."""
     name = part.name
     base = name.partition("[")[0]
@@ -640,8 +638,11 @@ def _part_value(
         except ValueError:
             problems.append(f"body.{name[:60]}: part of type {sent[:60]!r} is not JSON")
             return None
-    if shape is not None and shape.object_only and "[" not in name and base not in (
-        check.encodings
+    if (
+        shape is not None
+        and shape.object_only
+        and "[" not in name
+        and base not in (check.encodings)
     ):
         # an object property sent as one part: JSON, OpenAPI's default for objects
         try:
@@ -704,7 +705,9 @@ class Contract:
                     RuleHit(UNKNOWN_FIELD, "high", ("unknown field(s): " + ", ".join(extra))[:300])
                 )
 
-    def _by_media(self, parsed: ParsedBody, media: str, hits: list[RuleHit], redacted: bool) -> None:
+    def _by_media(
+        self, parsed: ParsedBody, media: str, hits: list[RuleHit], redacted: bool
+    ) -> None:
         bodies = self.bodies or ()
         if parsed.kind == NONE:
             if not self.body_optional:

@@ -338,9 +338,7 @@ def _container(next_seg: str, shape: Shape) -> Any:
     return {}
 
 
-def _insert(
-    root: dict[str, Any], segs: list[str], value: str | Typed, shape: Shape
-) -> str | None:
+def _insert(root: dict[str, Any], segs: list[str], value: str | Typed, shape: Shape) -> str | None:
     node: Any = root
     for i, seg in enumerate(segs):
         last = i == len(segs) - 1

@@ -274,7 +274,6 @@ class ParameterChecks:
         return (built.get(p.name, _INVALID) if not errors else _INVALID), True
 
 
-
 MAX_NAME = 60
 
 

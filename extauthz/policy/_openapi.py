@@ -257,9 +257,7 @@ class OpenApiLoader:
             )
         return Operation(body_schema, body_required, checks, where, tuple(bodies))
 
-    def _media(
-        self, bundler: _Bundler, media: str, mt: Any, base: str, where: str
-    ) -> BodyMedia:
+    def _media(self, bundler: _Bundler, media: str, mt: Any, base: str, where: str) -> BodyMedia:
         """One entry of a request body's ``content``."""
         bare = media.split(";")[0].strip().lower()
         kind = (
