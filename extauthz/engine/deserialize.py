@@ -136,10 +136,8 @@ def _shape(schema: Any, root: Mapping[str, Any], depth: int, refs: dict[str, Sha
         extra.append(_shape(sub, root, depth + 1, refs))
     if extra:
         own.extra = _merge(extra)
-    elif schema.get("additionalProperties") is False or own.props:
-        own.extra = None
-    else:
-        own.extra = ANY
+    elif own.object and not own.props and schema.get("additionalProperties") is not False:
+        own.extra = ANY  # an object of any keys
     items = [schema[k] for k in ("items", "contains") if isinstance(schema.get(k), Mapping)]
     items += [s for s in schema.get("prefixItems") or () if isinstance(s, Mapping)]
     if items:

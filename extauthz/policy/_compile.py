@@ -172,6 +172,7 @@ def compile_document(
         routes=tuple(routes),
         routes_by_id={r.id: r for r in routes},
         matcher=matcher,
+        warnings=tuple(out.openapi.warnings) if out.openapi is not None else (),
     )
     return policy, []
 

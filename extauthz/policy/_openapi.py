@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urldefrag, urljoin
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import referencing
 import referencing.exceptions
@@ -325,9 +325,11 @@ class OpenApiLoader:
             return None
         explode = bool(p.get("explode", style == "form"))
         shape = shape_of(schema)
-        if style == "deepObject" and not shape.object:
-            self.warn(f"{where}: style deepObject needs an object schema; not checked")
+        if media and not _JSON.match(media) and not shape.string:
+            self.warn(f"{where}: a {media} parameter is not parsed; not checked")
             return None
+        # deepObject on an array (Stripe's ``expand[]=a``, ``expand[0]=a``) or a primitive
+        # (read as ``name=value``) is outside OpenAPI's table but read the same way
         key = json.dumps(schema, sort_keys=True, default=repr)
         validate = cache.get(key)
         if validate is None:
@@ -527,6 +529,107 @@ def operations(doc: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class SpecOperation:
+    """One operation of a description, as a route: where it is and the path it matches."""
+
+    method: str
+    path: str  # as the description writes it
+    match: str  # the route's path pattern: the server's path prefix, then ``path``
+    op: Mapping[str, Any]
+    rid: str
+
+
+def server_prefix(servers: Any, loader: OpenApiLoader, where: str) -> str:
+    """The path part of ``servers[].url`` (variables at their defaults), "" for none.
+
+    Servers are alternatives (usually hosts); when their paths differ, the first is used and
+    a warning says so (``pathPrefix``/``--path-prefix`` chooses).
+    """
+    found: list[str] = []
+    for server in servers if isinstance(servers, list) else ():
+        url = _obj(server).get("url")
+        if not isinstance(url, str):
+            continue
+        for name, var in _obj(_obj(server).get("variables")).items():
+            default = _obj(var).get("default")
+            if isinstance(default, str):
+                url = url.replace("{" + str(name) + "}", default)
+        path = urlsplit(url).path if "//" in url else url.partition("?")[0]
+        path = unquote(path).rstrip("/")
+        if path and not path.startswith("/"):
+            path = "/" + path
+        found.append(path)
+    if not found:
+        return ""
+    distinct = list(dict.fromkeys(found))
+    if len(distinct) > 1:
+        shown = ", ".join(repr(p or "/") for p in distinct[:4])
+        loader.warn(
+            f"{where}/servers: the server URLs have different paths ({shown}); routes use "
+            f"the first, {distinct[0] or '/'!r} (pathPrefix or --path-prefix chooses another)"
+        )
+    return distinct[0]
+
+
+def spec_operations(
+    doc: Mapping[str, Any], loader: OpenApiLoader, path_prefix: str | None, where: str
+) -> list[SpecOperation]:
+    """Every operation that can be a route; each one that cannot is a warning.
+
+    ``path_prefix``: given, it replaces the servers' path prefixes ("" for none).
+    """
+    out: list[SpecOperation] = []
+    seen_match: dict[tuple[str, tuple[str, ...]], str] = {}
+    seen_ids: set[str] = set()
+    for method, path, op in operations(doc):
+        label = f"{method.upper()} {path}"
+        if path_prefix is not None:
+            prefix = path_prefix.rstrip("/")
+        else:
+            item = _obj(_obj(doc.get("paths")).get(path))
+            servers = op.get("servers") or item.get("servers") or doc.get("servers")
+            at = f"{where}#/paths/{_escape(path)}" if servers is not doc.get("servers") else where
+            prefix = server_prefix(servers, loader, at)
+        full = (prefix + path).rstrip("/") or "/"
+        reason = None
+        if "/*" in full or "**" in full:
+            reason = "'*' in a path is a wildcard in a policy, not a literal"
+        else:
+            try:
+                segments = parse_pattern(full).segments
+            except PatternError as exc:
+                reason = str(exc)
+        if reason is not None:
+            loader.warn(f"{where}: {label}: its path cannot be a route ({reason}); skipped")
+            continue
+        key = (method.upper(), segments)
+        if key in seen_match:
+            loader.warn(
+                f"{where}: {label}: matches the same requests as {seen_match[key]}; skipped"
+            )
+            continue
+        seen_match[key] = label
+        rid = route_id(op, method, path)
+        base, n = rid, 1
+        while rid in seen_ids:
+            n += 1
+            rid = f"{base}-{n}"
+        seen_ids.add(rid)
+        out.append(SpecOperation(method, path, full, op, rid))
+    return out
+
+
+def _cel_rules(rid: str, op: Mapping[str, Any]) -> list[dict[str, Any]]:
+    cel = op.get("x-cel-expression")
+    exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
+    return [
+        {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
+         "config": {"expr": expr}}
+        for n, expr in enumerate(exprs)
+    ]  # fmt: skip
+
+
 def spec_routes(
     section: Mapping[str, Any], loader: OpenApiLoader
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -534,16 +637,19 @@ def spec_routes(
 
     A route's parts, later ones winning: the section's defaults, the operation's
     ``x-contractshield`` and ``x-cel-expression``, then the policy's ``operations.<id>``.
+    ``pathPrefix`` replaces the servers' path prefixes.
     """
     spec = section["spec"]
-    doc, _ = loader.document((loader.base_dir / spec).resolve())
-    prefix = str(section.get("pathPrefix", "")).rstrip("/")
+    spec_path = (loader.base_dir / spec).resolve()
+    doc, _ = loader.document(spec_path)
+    given = section.get("pathPrefix")
+    prefix = str(given) if given is not None else None
     overrides = _obj(section.get("operations"))
     routes: list[tuple[str, dict[str, Any]]] = []
-    for method, path, op in operations(doc):
-        rid = route_id(op, method, path)
+    for found in spec_operations(doc, loader, prefix, str(spec_path)):
+        method, path, op, rid = found.method, found.path, found.op, found.rid
         ext = _obj(op.get("x-contractshield"))
-        mine = _obj(overrides.get(rid))
+        mine = _obj(overrides.get(route_id(op, method, path)))
         if ext.get("skip") is True or mine.get("skip") is True:
             continue
         contract: dict[str, Any] = {
@@ -554,21 +660,14 @@ def spec_routes(
         }
         route: dict[str, Any] = {
             "id": rid,
-            "match": {"method": method.upper(), "path": (prefix + path) or "/"},
+            "match": {"method": method.upper(), "path": found.match},
             "contract": contract,
         }
         for key in _OPTION_KEYS:
             for source in (section, ext, mine):
                 if key in source and key != "rules":
                     route[key] = source[key]
-        rules: list[Any] = []
-        cel = op.get("x-cel-expression")
-        exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
-        for n, expr in enumerate(exprs):
-            rules.append(
-                {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
-                 "config": {"expr": expr}}
-            )  # fmt: skip
+        rules = _cel_rules(rid, op)
         for source in (section, ext, mine):
             if isinstance(source.get("rules"), list):
                 rules.extend(source["rules"])
@@ -578,26 +677,46 @@ def spec_routes(
     return routes
 
 
-def policy_from_spec(spec_path: Path, spec_ref: str) -> dict[str, Any]:
-    """An editable policy for a spec (``extauthz policy from-openapi``): one route each."""
+@dataclass
+class GeneratedPolicy:
+    """``from-openapi``'s result: the policy, and what is not checked, for comments."""
+
+    doc: dict[str, Any]
+    skipped: list[str]  # warnings not tied to a generated route (skipped operations, servers)
+    notes: dict[str, list[str]]  # route id -> what in its operation is not checked
+
+
+def policy_from_spec(
+    spec_path: Path, spec_ref: str, path_prefix: str | None = None
+) -> GeneratedPolicy:
+    """An editable policy for a spec (``extauthz policy from-openapi``): one route each.
+
+    Each operation is read the way ``policy check`` will read it, so what it cannot check is
+    known here and said in a comment; an operation that cannot be read at all is skipped.
+    """
     loader = OpenApiLoader(spec_path.parent, 64 * 1024 * 1024)
     doc, _ = loader.document(spec_path)
     routes = []
-    for method, path, op in operations(doc):
-        rid = route_id(op, method, path)
+    notes: dict[str, list[str]] = {}
+    for found in spec_operations(doc, loader, path_prefix, str(spec_path)):
+        ref = f"#/paths/{_escape(found.path)}/{found.method}"
+        before = len(loader.warnings)
+        try:
+            loader.operation(f"{spec_path.name}{ref}")
+        except OpenApiProblem as exc:
+            loader.warn(f"{found.method.upper()} {found.path}: {exc}; skipped")
+            continue
+        if len(loader.warnings) > before:
+            notes[found.rid] = loader.warnings[before:]
+            del loader.warnings[before:]
         route: dict[str, Any] = {
-            "id": rid,
-            "match": {"method": method.upper(), "path": path},
-            "contract": {"openapiRef": f"{spec_ref}#/paths/{_escape(path)}/{method}"},
+            "id": found.rid,
+            "match": {"method": found.method.upper(), "path": found.match},
+            "contract": {"openapiRef": f"{spec_ref}{ref}"},
         }
-        cel = op.get("x-cel-expression")
-        exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
-        if exprs:
-            route["rules"] = [
-                {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
-                 "config": {"expr": e}}
-                for n, e in enumerate(exprs)
-            ]  # fmt: skip
+        rules = _cel_rules(found.rid, found.op)
+        if rules:
+            route["rules"] = rules
         routes.append(route)
     title = _obj(doc.get("info")).get("title")
     out: dict[str, Any] = {"policyVersion": "0.1"}
@@ -605,7 +724,7 @@ def policy_from_spec(spec_path: Path, spec_ref: str) -> dict[str, Any]:
         out["name"] = title
     out["defaults"] = {"mode": "enforce", "unmatchedRouteAction": "block"}
     out["routes"] = routes
-    return out
+    return GeneratedPolicy(out, list(loader.warnings), notes)
 
 
 def _pointer(parts: list[Any]) -> str:

@@ -300,6 +300,8 @@ class PolicyHotReloader:
         return policy, before if files == tracked else self._content_hash(files)
 
     def _install(self, policy: CompiledPolicy, content_hash: str) -> None:
+        for warning in getattr(policy, "warnings", ()):
+            log.warning("policy %s: %s", self.path, warning)
         self._policy = policy  # the one swap; readers see old or new, never a mix
         self._tracked = self._tracked_files(policy)
         self._seen_hash = content_hash
