@@ -34,6 +34,7 @@ _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 _ORDER = ("integer", "number", "boolean")
 MAX_KEY_DEPTH = 32  # bracket levels in one key
 MAX_SHOWN = 60
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "deprecated", "$comment"})
 SEPARATORS = {"form": ",", "simple": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
 
 
@@ -95,12 +96,16 @@ def _shape(schema: Any, root: Mapping[str, Any], depth: int, refs: dict[str, Sha
     typed = False
     ref = schema.get("$ref")
     if isinstance(ref, str):
-        if ref in refs:
-            return refs[ref]  # a recursive schema: the shape already being built (or ANY)
-        refs[ref] = ANY
-        found = _shape(_resolve(ref, root), root, depth + 1, refs)
-        refs[ref] = found
-        parts.append(found)
+        known = refs.get(ref)
+        if known is None:
+            # filled in place once built, so a recursive schema's shape is a cycle
+            refs[ref] = known = Shape()
+            found = _shape(_resolve(ref, root), root, depth + 1, refs)
+            for name in Shape.__slots__:
+                setattr(known, name, getattr(found, name))
+        if not schema.keys() - _ANNOTATIONS - {"$ref"}:
+            return known  # the shape itself (a merge would copy it before a cycle is filled)
+        parts.append(known)
         typed = True
     branches = [b for key in ("anyOf", "oneOf") for b in schema.get(key) or ()]
     if branches:
