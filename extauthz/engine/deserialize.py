@@ -30,7 +30,6 @@ from typing import Any
 _INT = re.compile(r"-?[0-9]{1,300}\Z", re.ASCII)
 _NUMBER = re.compile(r"-?[0-9]{1,300}(\.[0-9]{1,300})?([eE][-+]?[0-9]{1,4})?\Z", re.ASCII)
 _INDEX = re.compile(r"[0-9]{1,9}\Z", re.ASCII)
-_BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 _ORDER = ("integer", "number", "boolean")
 MAX_KEY_DEPTH = 32  # bracket levels in one key
 MAX_SHOWN = 60
@@ -281,17 +280,14 @@ class _Appended(list[Any]):
 
 def parse_key(key: str) -> list[str] | None:
     """``a[b][0][]`` as ``["a", "b", "0", ""]``; None when the key has no (clean) brackets."""
-    at = key.find("[")
-    if at <= 0 or not key.endswith("]"):
+    base, sep, rest = key.partition("[")
+    if not sep or not base or rest[-1:] != "]":
         return None
-    segs = [key[:at]]
-    pos = at
-    for m in _BRACKETS.finditer(key, at):
-        if m.start() != pos:
+    segs = rest[:-1].split("][")
+    for seg in segs:
+        if "[" in seg or "]" in seg:
             return None
-        segs.append(m.group(1))
-        pos = m.end()
-    return segs if pos == len(key) else None
+    return [base, *segs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +311,14 @@ def build(
     root: dict[str, Any] = {}
     problems: list[str] = []
     for key, value in pairs:
+        if "[" not in key:  # the usual field: no brackets to read
+            known = root.get(key)
+            if known is None:
+                root[key] = _Leaf(value)
+                continue
+            if isinstance(known, _Leaf):
+                known.values.append(value)
+                continue
         segs = None if key in shape.props else parse_key(key)
         if segs is None:
             segs = [key]
