@@ -260,8 +260,9 @@ def main() -> int:
             print(line(f"  {name}", samples))
 
     try:
-        from extauthz.middleware._common import EmbeddedDecider, FixedPolicy
+        from extauthz.middleware._common import EmbeddedDecider
         from extauthz.policy import load_policy
+        from extauthz.policy.source import FixedPolicy
 
         decider = EmbeddedDecider(FixedPolicy(load_policy(DEMO_POLICY)))
         inp = describe("POST", PATH, headers=HEADERS, body=BODY, identity=IDENTITY)

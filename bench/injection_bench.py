@@ -6,6 +6,10 @@ patterns as WAF rule sets write them). Payloads: ``tests/engine/data/sqli.txt`` 
 ``xss.txt``; prose: ``tests/engine/data/prose.txt`` plus every line of the licence texts
 Debian ships in ``/usr/share/common-licenses`` (real English, with quotes and punctuation).
 Also prints the cost per string and how it grows with the input (linear time).
+
+Compiler-free candidates (issue 25: ``libinjection-python`` needs a C compiler) are measured
+the same way when importable: ``web-datafilter`` (pure Python on the ``regex`` package, a
+hit is status ``DETECTED``). Install one into a scratch directory and put it on PYTHONPATH.
 Run: ``.venv/bin/python bench/injection_bench.py``.
 """
 
@@ -59,15 +63,35 @@ def cost(detect: Callable[[str], object], text: str, n: int = 2000) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
+def candidates() -> dict[str, tuple[Callable[[str], object], Callable[[str], object]]]:
+    """Compiler-free detectors that are installed: name -> (SQL injection, XSS)."""
+    found: dict[str, tuple[Callable[[str], object], Callable[[str], object]]] = {}
+    try:
+        import DataFilter  # type: ignore[import-not-found]  # web-datafilter
+    except ImportError:
+        pass
+    else:
+        found["web-datafilter"] = (
+            lambda v: DataFilter.strSQLICheck(v).status == "DETECTED",
+            lambda v: DataFilter.strXSSCheck(v).status == "DETECTED",
+        )
+    return found
+
+
 def main() -> None:
     text = prose()
+    others = candidates()
     print(f"prose: {len(text)} lines; payloads: sqli.txt, xss.txt")
-    for kind, libinj, regex, payload_file in (
-        ("SQL injection", sqli_reason, _SQL_RE.search, "sqli.txt"),
-        ("XSS", xss_reason, _XSS_RE.search, "xss.txt"),
+    for n, (kind, libinj, regex, payload_file) in enumerate(
+        (
+            ("SQL injection", sqli_reason, _SQL_RE.search, "sqli.txt"),
+            ("XSS", xss_reason, _XSS_RE.search, "xss.txt"),
+        )
     ):
         payloads = lines(DATA / payload_file)
-        for name, detect in (("libinjection", libinj), ("regex list", regex)):
+        detectors = [("libinjection", libinj), ("regex list", regex)]
+        detectors += [(name, pair[n]) for name, pair in others.items()]
+        for name, detect in detectors:
             found, _ = rate(detect, payloads)
             fp, examples = rate(detect, text)
             print(
@@ -83,6 +107,8 @@ def main() -> None:
             f"7/14/28 KB of hostile input {grow[0]:.0f}/{grow[1]:.0f}/{grow[2]:.0f} µs "
             f"(x{grow[2] / grow[0]:.1f} for x4: linear)"
         )
+        for name, detect in detectors[1:]:
+            print(f"{kind:13s} {name:12s} {cost(detect, sample, 500):5.2f} µs per 60-char string")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,13 @@ Adapters (Envoy, HTTP API, middleware, client) build it; the engine only reads i
 form uses the camelCase field names of the ContractShield format; ``from_dict``/``to_dict``
 convert. ``request.path`` is the path as received (undecoded, without the query); the engine
 canonicalises it. Repeated query parameters are comma-joined, as Envoy does with headers.
+
+``request.query`` is a map of strings. ``from_dict`` also takes what other policy enforcement
+points send (upstream's Express PEP sends ``req.query`` as qs parses it): a query string left
+in ``request.path`` is split off and parsed, as the Envoy adapter does; nested objects and
+arrays are flattened to the keys they had on the wire (``{"f": {"u": x}}`` is ``f[u]``, a list
+of plain values a repeated key), so every value reaches the checks as a value, never as JSON
+text (docs/policy.md, "Query parameters").
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from typing import Any
 
 from ._exceptions import InvalidContext
 from ._frozen import frozen_dataclass
+from ._http import query_pairs
 from ._json import COMPACT
 
 CONTEXT_VERSION = "0.1"
+# Nesting a query object may have (qs itself stops at 5 by default); deeper is refused.
+MAX_QUERY_DEPTH = 32
 
 
 @frozen_dataclass
@@ -206,6 +216,71 @@ def _str_map(data: Any, where: str, *, lower: bool = False) -> dict[str, str]:
     return out
 
 
+def _parse_query(req: Mapping[str, Any], path: str) -> tuple[str, dict[str, str]]:
+    """The path without query or fragment, and every query value as one string per name.
+
+    Sources: ``request.query`` (an object, possibly nested, or a raw query string) and a query
+    left in ``request.path``. A value the path repeats from the object is kept once (a caller
+    that sends both sends the same parameters twice); other repeats are comma-joined.
+    """
+    raw = req.get("query")
+    split = "?" in path or "#" in path
+    if type(raw) is dict and not split:  # the common shape: flat, strings only
+        for value in raw.values():
+            if type(value) is not str:
+                break
+        else:
+            return path, dict(raw)
+    pairs: list[tuple[str, str]] = []
+    if isinstance(raw, str):
+        pairs = query_pairs(raw.removeprefix("?").partition("#")[0])
+    else:
+        for key, value in _obj(raw, "request.query").items():
+            _flatten_query(str(key), value, pairs, str(key), 0)
+    if split:
+        path, _, rest = path.partition("?")
+        path = path.partition("#")[0]  # a fragment is never the server's (as Envoy's adapter)
+        if not path:
+            raise InvalidContext("request.path: no path before the query")
+        given = set(pairs)
+        pairs += [p for p in query_pairs(rest.partition("#")[0]) if p not in given]
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        out[key] = f"{out[key]},{value}" if key in out else value
+    return path, out
+
+
+def _flatten_query(
+    key: str, value: Any, pairs: list[tuple[str, str]], top: str, depth: int
+) -> None:
+    """Append ``value`` under its wire key: ``a[b]`` for an object member, ``a[0][b]`` for an
+    object in a list, the key repeated for a list's plain values."""
+    if isinstance(value, str):
+        pairs.append((key, value))
+    elif value is None:
+        pairs.append((key, ""))  # ``?a``: the name without a value
+    elif isinstance(value, bool):
+        pairs.append((key, "true" if value else "false"))
+    elif isinstance(value, int | float):
+        pairs.append((key, json.dumps(value)))
+    elif isinstance(value, Mapping | list | tuple):
+        if depth >= MAX_QUERY_DEPTH:
+            raise InvalidContext(
+                f"request.query.{top}: nested deeper than {MAX_QUERY_DEPTH} levels"
+            )
+        if not value:
+            pairs.append((key, ""))
+        elif isinstance(value, Mapping):
+            for name, item in value.items():
+                _flatten_query(f"{key}[{name}]", item, pairs, top, depth + 1)
+        else:
+            for i, item in enumerate(value):
+                nested = isinstance(item, Mapping | list | tuple)
+                _flatten_query(f"{key}[{i}]" if nested else key, item, pairs, top, depth + 1)
+    else:
+        pairs.append((key, str(value)))
+
+
 def _parse_body(data: Any) -> Body:
     b = _obj(data, "request.body")
     raw: bytes | None = None
@@ -268,11 +343,12 @@ def _parse_context(data: Any) -> RequestContext:
     content_type = _opt_str(req, "contentType", "request")
     if content_type is None:
         content_type = headers.get("content-type")
+    path, query = _parse_query(req, path)
     request = HttpRequest(
         method=method,
         path=path,
         headers=headers,
-        query=_str_map(req.get("query"), "request.query"),
+        query=query,
         content_type=content_type,
         route_id=_opt_str(req, "routeId", "request"),
         host=_opt_str(req, "host", "request"),

@@ -12,7 +12,9 @@ import sys
 from collections.abc import Sequence
 
 # Order is the order shown in --help.
-_COMMANDS = ("_serve", "_policy", "_evaluate", "_explain", "_test", "_envoy_config", "_demo")
+_COMMANDS = (
+    "_serve", "_policy", "_evaluate", "_explain", "_test", "_envoy_config", "_demo", "_token",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from . import _report
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help='also explain it: {"decision": ..., "explain": {phases, hits with policy '
         "locations, CEL inputs}}",
     )
+    _report.add_policy_base_dir(parser)
     parser.set_defaults(func=run)
 
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import evaluate
     from ._report import fail, load_policy_or_report
 
-    policy = load_policy_or_report(args.policy)
+    policy = load_policy_or_report(args.policy, _report.policy_base_dir(args))
     if policy is None:
         return 1
     try:

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import _report
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -33,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--now", type=float, default=None, help="epoch seconds for webhooks")
     parser.add_argument("--json", action="store_true", help="JSON instead of text")
+    _report.add_policy_base_dir(parser)
     parser.set_defaults(func=run)
 
 
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{exc.filename or args.context}: cannot read: {exc.strerror or exc}")
     except InvalidContext as exc:
         return fail(f"{args.context or args.decision_id}: invalid context: {exc}")
-    policy = load_policy_or_report(args.policy)
+    policy = load_policy_or_report(args.policy, _report.policy_base_dir(args))
     if policy is None:
         return 1
     record = Record()  # what the pipeline saw: explain reads it

@@ -1,6 +1,7 @@
 """``extauthz policy check FILE``: validate a policy the way the server would load it.
 
-``extauthz policy demo-path`` prints where the shipped demo policy is.
+``extauthz policy demo-path [NAME]`` prints where the shipped demo policy is, or a file or
+folder beside it (``examples/attack-activation.json``, ``tests``), in the wheel or the clone.
 ``extauthz policy from-openapi SPEC [-o FILE]``: an editable policy with one route per operation;
 what it cannot check is a warning on stderr and a comment in the policy.
 """
@@ -11,6 +12,8 @@ import argparse
 import sys
 from typing import Any
 
+from . import _report
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("policy", help="policy tools (check, demo-path, from-openapi)")
@@ -20,10 +23,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="validate a policy; exit 0 when valid, 1 with every problem on stderr",
     )
     check.add_argument("file", help="policy file (YAML or JSON)")
+    _report.add_policy_base_dir(check)
     check.set_defaults(func=run)
     demo_path = sub.add_parser(
         "demo-path",
-        help="print the path of the shipped demo policy (in the wheel or the clone)",
+        help="print the path of the shipped demo policy, or of NAME beside it (in the wheel "
+        "or the clone)",
+    )
+    demo_path.add_argument(
+        "name",
+        nargs="?",
+        default="demo.yaml",
+        help="a file or folder beside the demo policy: examples/clean-activation.json, "
+        "examples/attack-activation.json, tests, schemas (default demo.yaml)",
     )
     demo_path.set_defaults(func=run_demo_path)
     gen = sub.add_parser(
@@ -53,9 +65,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_demo_path(args: argparse.Namespace) -> int:
     from .._shipped import shipped_dir
 
-    path = shipped_dir("policies") / "demo.yaml"
-    if not path.is_file():
-        print(f"extauthz policy demo-path: {path} is missing", file=sys.stderr)
+    root = shipped_dir("policies")
+    path = (root / args.name).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.exists():
+        shipped = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        print(
+            f"extauthz policy demo-path: no {args.name!r} beside the demo policy; shipped: "
+            + ", ".join(shipped),
+            file=sys.stderr,
+        )
         return 1
     print(path)
     return 0
@@ -117,22 +135,42 @@ def policy_text(
     return "\n".join(lines) + "\n"
 
 
+# A load slower than this says what it is doing (a large OpenAPI document can take seconds).
+SLOW_LOAD_NOTICE_S = 1.0
+
+
 def run(args: argparse.Namespace) -> int:
+    import threading
+
     from .._exceptions import InvalidPolicy
     from ..policy import load_policy
 
+    notice = threading.Timer(
+        SLOW_LOAD_NOTICE_S,
+        lambda: print(
+            f"{args.file}: loading: parsing the policy, then validating and compiling every "
+            "schema and OpenAPI document it references (once, as the server would) ...",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
+    notice.daemon = True
+    notice.start()
     try:
-        policy = load_policy(args.file)
+        policy = load_policy(args.file, base_dir=_report.policy_base_dir(args))
     except InvalidPolicy as exc:
         for problem in exc.errors:
             print(problem, file=sys.stderr)
         noun = "problem" if len(exc.errors) == 1 else "problems"
         print(f"{args.file}: policy refused ({len(exc.errors)} {noun})", file=sys.stderr)
         return 1
+    finally:
+        notice.cancel()
     for warning in policy.warnings:
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
+    routes, files = len(policy.route_ids), len(policy.files) - 1
     print(
-        f"{args.file}: OK ({policy.version}, {len(policy.route_ids)} routes, "
-        f"{len(policy.files) - 1} schema files)"
+        f"{args.file}: OK ({policy.version}, {routes} route{'' if routes == 1 else 's'}, "
+        f"{files} schema file{'' if files == 1 else 's'})"
     )
     return 0

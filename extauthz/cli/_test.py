@@ -20,6 +20,8 @@ import argparse
 import time
 from pathlib import Path
 
+from . import _report
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("test", help="run policy test cases from a directory")
@@ -27,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("dir", help="directory of case files (*.yaml, *.yml, *.json)")
     parser.add_argument("--now", type=float, default=None, help="fixed clock (epoch seconds)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print passing cases too")
+    _report.add_policy_base_dir(parser)
     parser.set_defaults(func=run)
 
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..policy._cases import load_cases, run_case
     from ._report import fail, load_policy_or_report
 
-    policy = load_policy_or_report(args.policy)
+    policy = load_policy_or_report(args.policy, _report.policy_base_dir(args))
     if policy is None:
         return 1
     root = Path(args.dir)

@@ -35,7 +35,10 @@ def run_demo(
     ok = False
     try:
         say("ContractShield demo: the real stack, locally, no Docker")
-        say("starting Redis (if available), the demo API, the PDP and Envoy ...")
+        if use_redis:
+            say("starting Redis (if available), the demo API, the PDP and Envoy ...")
+        else:
+            say("starting the demo API, the PDP and Envoy (--no-redis: in-memory replay store) ...")
         info = stack.open()
         workdir, pids = info.workdir, info.pids
         _describe(info, say)
@@ -55,7 +58,8 @@ def run_demo(
     except KeyboardInterrupt:
         say("\ninterrupted")
     finally:
-        say("stopping Envoy, the PDP, the demo API and Redis ...")
+        redis = " and Redis" if stack.redis is not None else ""
+        say(f"stopping Envoy, the PDP{',' if redis else ' and'} the demo API{redis} ...")
         with _signals_ignored():  # a second Ctrl-C must not abandon half-stopped processes
             stack.close()
         restore()

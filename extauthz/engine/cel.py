@@ -16,7 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import cel
+# The extension module itself, not the ``cel`` package: xds-protos ships an empty
+# ``cel/__init__.py`` (its cel-spec protos) that replaces common-expression-language's
+# (``from .cel import *``) whenever it is installed after it.
+from cel import cel
 
 from ..context import RequestContext
 from ..decision import RuleHit

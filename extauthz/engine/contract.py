@@ -22,6 +22,7 @@ allows ``additionalProperties``/``patternProperties``, is free-form at that leve
 
 from __future__ import annotations
 
+import ast
 import copy
 import re
 from collections.abc import Callable, Mapping
@@ -332,6 +333,26 @@ LinearDraft202012Validator = jsonschema.validators.extend(
 )
 
 
+_SET_IN_MESSAGE = re.compile(r"must not contain (\{.*\}) properties$", re.S)
+
+
+def _readable(msg: str) -> str:
+    """fastjsonschema writes extra keys as a Python set (``{'admin'}``, in hash-seed order):
+    name them sorted and quoted instead."""
+    m = _SET_IN_MESSAGE.search(msg)
+    if m is None:
+        return msg
+    try:
+        keys = ast.literal_eval(m.group(1))
+    except (ValueError, SyntaxError):
+        return msg
+    if not isinstance(keys, set):
+        return msg
+    names = ", ".join(repr(k) for k in sorted(keys, key=str))
+    noun = "property" if len(keys) == 1 else "properties"
+    return f"{msg[: m.start()]}must not contain the {noun} {names}"
+
+
 def _fast(fn: Callable[[Any], Any]) -> Validator:
     exc_type = fastjsonschema.JsonSchemaValueException
 
@@ -342,7 +363,7 @@ def _fast(fn: Callable[[Any], Any]) -> Validator:
             msg = exc.message
             if msg.startswith("data"):
                 msg = "body" + msg[4:]
-            return msg
+            return _readable(msg)
         except (RecursionError, re.error, TypeError, ValueError) as exc:
             return f"body cannot be validated: {type(exc).__name__}"
         return None

@@ -203,8 +203,8 @@ class ParameterChecks:
                 continue
             error = p.validate(value)
             if error is not None:
-                if error.startswith("body"):  # the validators name the value "body"
-                    error = p.name + error[4:]
+                if error.startswith("body"):  # the validator names its instance the body
+                    error = "value" + error[4:]
                 problems.append(f"{where} {_show(value)}: {error}")
             elif p.unknown is not None and self.known_query is not None:
                 unknown.extend(

@@ -14,6 +14,7 @@ client can never supply them:
     x-contractshield-content-length  the client's ``content-length``: Envoy rewrites that header
                                      to the bytes it buffered, size limits need the declared one
 
+Or identity from the claim headers ``JWT_CLAIM_HEADERS`` names, as in gRPC mode (``request``).
 Not carried: ``context_extensions`` (no route id, service or env from Envoy); the policy's own
 route matching by method and path decides the route, as it does when no route id is sent.
 """
@@ -44,6 +45,7 @@ from .request import (
     _claim_str,
     _scopes,
     body_of,
+    identity_from_claim_headers,
     query_of,
 )
 
@@ -81,9 +83,12 @@ def forwarded_request_to_context(
         headers.get("x-forwarded-proto") or None,
         body_of(req.body, headers, declared_length(declared_text)),
     )
+    identity = _identity(payload, options) if payload else ANONYMOUS
+    if identity is ANONYMOUS and options.claim_headers:
+        identity = identity_from_claim_headers(headers, options)
     return RequestContext(
         http_request,
-        _identity(payload, options) if payload else ANONYMOUS,
+        identity,
         ClientInfo(client_ip, headers.get("user-agent")),
         _NO_RUNTIME,
         headers.get("x-request-id") or uuid.uuid4().hex,

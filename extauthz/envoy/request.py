@@ -9,23 +9,26 @@ comma-joined (or ``header_map`` when ``encode_raw_headers`` is on), ``host`` (th
 
 Identity comes from the jwt_authn filter, which has already verified the token and put its
 payload into dynamic metadata (``payload_in_metadata``); ext_authz forwards that namespace in
-``metadata_context`` when it is listed in ``metadata_context_namespaces``.
+``metadata_context`` when it is listed in ``metadata_context_namespaces``. Meshes that do not
+forward it (Istio, Envoy Gateway: docs/mesh.md) copy chosen claims into request headers
+(``claim_to_headers``) instead; ``JWT_CLAIM_HEADERS`` names them, and both adapters read them
+when no payload arrived.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qsl
 
 from envoy.service.auth.v3.attribute_context_pb2 import AttributeContext
 from google.protobuf.struct_pb2 import Struct
 
-from .._exceptions import InvalidContext
-from .._http import declared_length
+from .._exceptions import InvalidConfig, InvalidContext
+from .._http import declared_length, query_of
 from ..context import (
     ANONYMOUS,
     EMPTY_BODY,
@@ -51,6 +54,9 @@ class AdapterOptions:
     subject_claim: str = "sub"
     tenant_claim: str = "tenant"
     scopes_claim: str = "scope"
+    # (claim, header) pairs: the mesh's jwt_authn copied these verified claims into headers
+    # (``JWT_CLAIM_HEADERS``); empty = not read.
+    claim_headers: tuple[tuple[str, str], ...] = ()
     # Identities built under these options, keyed by the jwt_authn namespace's plain
     # ``SerializeToString()`` bytes (see ``_identity``).
     _identities: dict[bytes, Identity] = field(
@@ -64,7 +70,41 @@ class AdapterOptions:
             subject_claim=config.subject_claim,
             tenant_claim=config.tenant_claim,
             scopes_claim=config.scopes_claim,
+            claim_headers=parse_claim_headers(getattr(config, "jwt_claim_headers", "")),
         )
+
+
+def parse_claim_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """``JWT_CLAIM_HEADERS``: ``claim=header,claim=header`` → ``((claim, header), ...)``."""
+    pairs: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        claim, sep, header = (x.strip() for x in item.partition("="))
+        if not sep or not claim or not _HEADER_NAME.fullmatch(header):
+            raise InvalidConfig(
+                f"JWT_CLAIM_HEADERS: expected claim=header-name, comma-separated, got {item!r}"
+            )
+        if any(claim == c or header.lower() == h for c, h in pairs):
+            raise InvalidConfig(f"JWT_CLAIM_HEADERS: {item!r} repeats a claim or a header")
+        pairs.append((claim, header.lower()))
+    return tuple(pairs)
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def identity_from_claim_headers(headers: dict[str, str], options: AdapterOptions) -> Identity:
+    """The identity in the headers ``claim_headers`` names (values as Envoy wrote them:
+    strings, numbers and booleans as text); anonymous when none is there."""
+    claims = {c: headers[h] for c, h in options.claim_headers if headers.get(h)}
+    if not claims:
+        return ANONYMOUS
+    return Identity(
+        authenticated=True,
+        subject=claims.get(options.subject_claim),
+        tenant=claims.get(options.tenant_claim),
+        scopes=_scopes(claims, options.scopes_claim),
+        claims=MappingProxyType(claims),
+    )
 
 
 DEFAULT_OPTIONS = AdapterOptions()
@@ -114,9 +154,12 @@ def check_request_to_context(req: Any, options: AdapterOptions = DEFAULT_OPTIONS
         attrs.source.address.socket_address.address or None, headers.get("user-agent")
     )
     request_id = headers.get("x-request-id") or http.id or uuid.uuid4().hex
+    identity = _identity(attrs.metadata_context, options)
+    if identity is ANONYMOUS and options.claim_headers:
+        identity = identity_from_claim_headers(headers, options)
     return RequestContext(
         http_request,
-        _identity(attrs.metadata_context, options),
+        identity,
         client,
         runtime,
         request_id,
@@ -179,14 +222,6 @@ def body_of(raw: bytes, headers: dict[str, str], declared: int | None) -> Body:
         # Envoy did not buffer the body (no with_request_body): its size is known, bytes are not.
         return Body(True, declared)
     return EMPTY_BODY
-
-
-def query_of(raw_query: str) -> dict[str, str]:
-    """Query parameters of a raw query string; a repeated one comma-joined (both modes)."""
-    out: dict[str, str] = {}
-    for key, value in parse_qsl(raw_query, keep_blank_values=True):
-        out[key] = f"{out[key]},{value}" if key in out else value
-    return out
 
 
 def _identity(metadata: Any, options: AdapterOptions) -> Identity:

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ContractShieldError, InvalidContext
 from ..client._request import DEFAULT_CLAIM_NAMES, CheckInput, ClaimNames, build_check_request
@@ -21,6 +21,7 @@ from ..decision import BLOCK, Decision, RuleHit
 if TYPE_CHECKING:
     from ..context import RequestContext
     from ..policy import CompiledPolicy
+    from ..policy.source import PolicySource
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # what is buffered for inspection (Envoy's max_request_bytes)
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
@@ -76,39 +77,6 @@ def _json(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-class PolicySource(Protocol):
-    """Anything with ``current()``: ``PolicyHotReloader`` or a fixed policy."""
-
-    def current(self) -> CompiledPolicy: ...
-
-
-@dataclass(slots=True, frozen=True)
-class FixedPolicy:
-    policy: CompiledPolicy
-
-    def current(self) -> CompiledPolicy:
-        return self.policy
-
-
-def make_policy_source(
-    policy: str | CompiledPolicy | PolicySource, *, hot_reload: bool
-) -> tuple[PolicySource, Callable[[], None] | None]:
-    """A path → a started ``PolicyHotReloader`` (or a one-off load); returns its stop()."""
-    if hasattr(policy, "current"):
-        return policy, None  # type: ignore[return-value]
-    if not isinstance(policy, str) and not hasattr(policy, "__fspath__"):
-        return FixedPolicy(policy), None  # type: ignore[arg-type]
-    if hot_reload:
-        from ..policy.reload import PolicyHotReloader
-
-        reloader = PolicyHotReloader(policy)  # type: ignore[arg-type]
-        reloader.start()
-        return reloader, reloader.stop
-    from ..policy import load_policy
-
-    return FixedPolicy(load_policy(policy)), None  # type: ignore[arg-type]
-
-
 class EmbeddedDecider:
     """Decides in-process: the server's adapter, then the engine, on the current policy.
 
@@ -153,6 +121,8 @@ class EmbeddedDecider:
         claim_names: ClaimNames,
     ) -> EmbeddedDecider:
         """A decider on ``make_policy_source(policy)``; ``close()`` stops its hot reloader."""
+        from ..policy.source import make_policy_source  # the engine, only when embedded
+
         source, stop = make_policy_source(policy, hot_reload=hot_reload)
         return cls(
             source,

@@ -225,6 +225,9 @@ def _explain(error: Any) -> str:
             return _explain(best)
     if v == "additionalProperties":
         return f"unknown key ({error.message})"
+    if v == "pattern" and error.validator_value == _METHOD["pattern"]:
+        text = str(error.instance)
+        return f"{text!r} is not an upper-case HTTP method: write {text.upper()!r} ('*' for any)"
     return str(error.message)
 
 

@@ -8,11 +8,13 @@
     reloader.stop()
 
 What is watched: the directory of the policy file and of every file the loaded policy
-references (``CompiledPolicy.files``), including where symlinks point. Any entry changing in
-those directories (in-place write, write-to-temp-then-rename, delete and recreate, the
-Kubernetes ConfigMap ``..data`` symlink swap) wakes the reloader; after ``debounce_ms`` of
-quiet it hashes the *resolved* content of the tracked files and reloads only if that hash
-changed, so spurious events (touch, unrelated files, our own reads) never count as reloads.
+references (``CompiledPolicy.files``), including where symlinks point. A change to an entry
+those files resolve through (the file, a symlink on the way such as ConfigMap's ``..data``, a
+directory on the way) wakes the reloader: in-place write, write-to-temp-then-rename, delete and
+recreate, the Kubernetes ConfigMap ``..data`` symlink swap. Other entries in those directories
+(a log file, an editor's swap file) are ignored, so their writes never postpone a reload.
+After ``debounce_ms`` of quiet it hashes the *resolved* content of the tracked files and
+reloads only if that hash changed, so spurious events (touch, our own reads) never count.
 
 A reload runs on the reloader's worker thread: parse, validate and compile completely, then
 assign ``self._policy`` once. A check in flight keeps the policy object it already read. An
@@ -99,7 +101,7 @@ class ReloadStats:
     reloads: int  # successful reloads after the first load
     failures: int  # refused policies (invalid, unreadable, missing)
     skipped: int  # wake-ups whose content hash had not changed
-    events: int  # file-system events seen in watched directories
+    events: int  # file-system events about the tracked files (other entries are ignored)
 
 
 class PolicyHotReloader:
@@ -142,6 +144,9 @@ class PolicyHotReloader:
         self._stopping = False
         self._observer: BaseObserver | None = None
         self._watches: dict[Path, ObservedWatch] = {}
+        # What the tracked files resolve through (see ``_resolution_paths``); other entries'
+        # events are ignored. Replaced whole on each sync, read on watchdog's thread.
+        self._relevant: frozenset[str] = frozenset()
         self._worker: threading.Thread | None = None
 
     # -- PolicySource -------------------------------------------------------------------------
@@ -224,7 +229,9 @@ class PolicyHotReloader:
             self._cond.notify_all()
 
     def _notify(self, event: FileSystemEvent) -> None:
-        """Called on watchdog's thread: note the time, nothing else."""
+        """Called on watchdog's thread: note the time of an event that concerns us."""
+        if not self._concerns_us(event):
+            return
         now = time.monotonic()
         with self._cond:
             self._events += 1
@@ -261,6 +268,8 @@ class PolicyHotReloader:
             content_hash = self._content_hash(self._tracked or (self.path,))
             if not force and content_hash == self._seen_hash:
                 self._skipped += 1
+                if self._observer is not None:  # a symlink may point elsewhere, same content
+                    self._sync_watches()
                 log.debug("policy files unchanged (%s); not reloading", content_hash[:12])
                 return ReloadResult("unchanged", self._version(), time.perf_counter() - started)
             self._seen_hash = content_hash
@@ -302,12 +311,13 @@ class PolicyHotReloader:
     def _install(self, policy: CompiledPolicy, content_hash: str) -> None:
         for warning in getattr(policy, "warnings", ()):
             log.warning("policy %s: %s", self.path, warning)
-        self._policy = policy  # the one swap; readers see old or new, never a mix
         self._tracked = self._tracked_files(policy)
         self._seen_hash = content_hash
         self.last_reload_at = getattr(policy, "loaded_at", None) or time.time()
         self.last_error = None
         self.last_problems = ()
+        # The one swap, last: a reader that sees the new policy also sees the error cleared.
+        self._policy = policy
         if self._observer is not None:
             self._sync_watches()
 
@@ -376,9 +386,29 @@ class PolicyHotReloader:
             digest.update(len(data).to_bytes(8, "big") + data)
         return digest.hexdigest()
 
+    def _concerns_us(self, event: FileSystemEvent) -> bool:
+        """An event about an entry the tracked files resolve through.
+
+        A watched directory's own ``DirModifiedEvent`` only accompanies an event about one of
+        its entries (which is judged by itself), so it is not one.
+        """
+        paths = [os.fsdecode(event.src_path)]
+        if isinstance(event, DirModifiedEvent) and Path(paths[0]) in self._watches:
+            return False
+        if event.dest_path:
+            paths.append(os.fsdecode(event.dest_path))
+        relevant = self._relevant
+        for path in paths:
+            head, name = os.path.split(path)
+            if os.path.join(os.path.realpath(head), name) in relevant:
+                return True
+        return False
+
     def _sync_watches(self, extra: Iterable[Path] = ()) -> None:
+        files = (*self._tracked, *extra)
+        self._relevant = frozenset().union(*(_resolution_paths(f) for f in files))
         wanted: set[Path] = set()
-        for f in (*self._tracked, *extra):
+        for f in files:
             for directory in (f.parent, Path(os.path.realpath(f)).parent):
                 stable = _stable_dir(directory)
                 if stable.is_dir():
@@ -401,6 +431,42 @@ class PolicyHotReloader:
                 observer.unschedule(watch)
             except Exception:  # the directory may be gone already
                 log.debug("unschedule %s failed", directory, exc_info=True)
+
+
+def _resolution_paths(path: Path) -> set[str]:
+    """Every entry resolving ``path`` goes through: each directory, each symlink, the file.
+
+    Each is named by its real parent directory and its own name, as an event in a watched
+    directory names it once that directory is resolved (``_concerns_us``). A missing entry
+    ends the walk's symlink following but is still named: creating it is a change.
+    """
+    pending = list(Path(os.path.abspath(path)).parts)
+    current = pending.pop(0)  # the anchor, "/"
+    seen = {current}
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":  # only from a relative symlink target
+            current = os.path.dirname(current)
+            continue
+        if part == ".":
+            continue
+        candidate = os.path.join(current, part)
+        seen.add(candidate)
+        if hops < 40 and os.path.islink(candidate):  # 40: the kernel's own limit
+            hops += 1
+            try:
+                target = Path(os.readlink(candidate))
+            except OSError:
+                current = candidate
+                continue
+            target_parts = list(target.parts)
+            if target.is_absolute():
+                current = target_parts.pop(0)
+            pending[:0] = target_parts
+            continue
+        current = candidate
+    return seen
 
 
 def _stable_dir(directory: Path) -> Path:

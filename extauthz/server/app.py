@@ -1,37 +1,35 @@
-"""Server lifecycle: build the state, serve gRPC (Unix socket and/or TCP) and HTTP on one
-event loop, drain on SIGTERM/SIGINT.
+"""Server lifecycle: build the state, serve gRPC and HTTP on one event loop, on the addresses
+of its listeners (``listeners``: Unix socket and/or TCP, TLS), drain on SIGTERM/SIGINT.
 
 Shutdown follows gRPC's graceful-shutdown example: health turns NOT_SERVING first (Envoy's
 health checks and Kubernetes stop sending), then ``server.stop(grace)`` refuses new RPCs and
-lets in-flight checks finish, then the socket file is removed. A second signal exits at once.
+lets in-flight checks finish, then the listeners stop and remove their socket files. A second
+signal exits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import os
 import signal
-import ssl
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from .._exceptions import InvalidConfig
 from . import decision_log, heap, tracing, workers
-from . import socket as unix_socket
 from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
 from .health import HealthWatcher
 from .http_api import HttpApi
 from .http_server import HttpServer
+from .listeners import GrpcTcpListener, HttpTcpListener, Listener, listeners_for
 from .metrics import MeteredReplayStore, Metrics
 from .state import ServerState
 from .tls import TlsFiles, TlsReloader
@@ -40,7 +38,6 @@ log = logging.getLogger("extauthz.server")
 
 DRAIN_QUIET_SECONDS = 0.2  # a drain ends once no check has started for this long
 DRAIN_POLL_SECONDS = 0.02
-TLS_WATCH_SECONDS = 1.0  # how often the HTTP listener looks for new TLS files
 
 
 # --- policy source and replay store ------------------------------------------------------
@@ -50,6 +47,7 @@ def build_state(config: ServerConfig) -> ServerState:
     """Load the policy (raises ``InvalidPolicy``), start hot reload, create the replay store."""
     from ..engine import InMemoryReplayStore
     from ..policy.reload import PolicyHotReloader
+    from ..policy.source import policy_loader
 
     if not config.policy_path:
         from .._exceptions import InvalidConfig
@@ -66,6 +64,7 @@ def build_state(config: ServerConfig) -> ServerState:
 
     reloader = PolicyHotReloader(
         config.policy_path,
+        loader=policy_loader(config.policy_base_dir),
         debounce_ms=config.reload_debounce_ms,
         on_reload=on_reload,
         on_error=lambda exc: metrics.observe_reload(False),
@@ -105,22 +104,30 @@ def build_state(config: ServerConfig) -> ServerState:
 
 @dataclass(slots=True)
 class Server:
-    """One running PDP: gRPC (+ health) and HTTP on the current event loop."""
+    """One running PDP: gRPC (+ health) and HTTP on the current event loop, on the addresses
+    of its listeners (``listeners``)."""
 
     state: ServerState
-    grpc_server: grpc.aio.Server | None = None
+    grpc_server: grpc.aio.Server | None = None  # set once started (no gRPC address: never)
     http_server: HttpServer | None = None
     health: HealthWatcher | None = None
     servicer: AuthorizationServicer | None = None
-    grpc_port: int | None = None  # bound TCP port, when GRPC_PORT is set
-    http_port: int | None = None  # bound HTTP port, when HTTP_PORT is set
     tls: TlsReloader | None = None  # TCP listeners' TLS files, when TLS_CERT_FILE is set
-    _socket_inode: int | None = None
-    _http_socket_inode: int | None = None
+    listeners: list[Listener] = field(default_factory=list)
     _publish_task: asyncio.Task[None] | None = None
-    _http_tcp: asyncio.Server | None = None  # the TCP listener, re-opened on new TLS files
-    _http_tls_generation: int = 0
-    _tls_watch: asyncio.Task[None] | None = None
+
+    @property
+    def grpc_port(self) -> int | None:
+        """The bound gRPC TCP port, when GRPC_PORT is set."""
+        return self._port(GrpcTcpListener)
+
+    @property
+    def http_port(self) -> int | None:
+        """The bound HTTP TCP port, when HTTP_PORT is set."""
+        return self._port(HttpTcpListener)
+
+    def _port(self, kind: type[Listener]) -> int | None:
+        return next((x.port for x in self.listeners if isinstance(x, kind)), None)
 
     async def start(self) -> Server:
         state, config = self.state, self.state.config
@@ -153,100 +160,40 @@ class Server:
         health_servicer = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         self.health = HealthWatcher(state, health_servicer)
-        if config.unix_socket:
-            try:
-                path = unix_socket.prepare(config.unix_socket)
-            except OSError as exc:
-                raise InvalidConfig(
-                    f"UNIX_SOCKET: cannot prepare {config.unix_socket}: {exc}"
-                ) from exc
-            old_umask = os.umask(0o777 & ~config.socket_mode)  # no window with a looser mode
-            try:
-                server.add_insecure_port(f"unix:{path}")
-            except RuntimeError as exc:
-                raise InvalidConfig(f"UNIX_SOCKET: cannot bind {path}") from exc
-            finally:
-                os.umask(old_umask)
-        if config.grpc_port:
-            address = f"{config.grpc_host}:{config.grpc_port}"
-            try:
-                if self.tls is not None:
-                    self.grpc_port = server.add_secure_port(address, self.tls.grpc_credentials())
-                else:
-                    self.grpc_port = server.add_insecure_port(address)
-            except RuntimeError as exc:
-                raise InvalidConfig(
-                    f"GRPC_PORT: cannot bind {address} (in use, or not a local address)"
-                ) from exc
-        if config.unix_socket or config.grpc_port:  # HTTP only: no gRPC server threads at all
+        if config.http_port or config.http_unix_socket:
+            api = HttpApi(state, self.servicer)
+            self.http_server = HttpServer(api, max_body_bytes=max_bytes)
+        self.listeners = listeners_for(
+            config,
+            grpc_server=server,
+            http=self.http_server,
+            tls=self.tls,
+            shared_ports=state.worker is not None,
+        )
+        # gRPC first, HTTP last: an HTTP port that answers (a probe, a supervisor) means gRPC
+        # is serving too, as it always has.
+        grpc_listeners = [x for x in self.listeners if x.transport == "grpc"]
+        for listener in grpc_listeners:
+            await listener.start()
+        if grpc_listeners:  # HTTP only: no gRPC server threads at all
             await server.start()
             self.grpc_server = server
-        if config.unix_socket:
-            unix_socket.set_mode(config.unix_socket, config.socket_mode)
-            self._socket_inode = os.stat(config.unix_socket).st_ino
         await self.health.update()
         self.health.start()
-        if config.http_port or config.http_unix_socket:
-            await self._start_http(max_bytes)
+        for listener in self.listeners:
+            if listener.transport != "grpc":
+                await listener.start()
         if state.worker is not None:
             self._publish_task = asyncio.get_running_loop().create_task(self._publish())
         log.info(
-            "serving policy %s (unix socket %s, grpc port %s, http %s:%s, http socket %s, tls %s)",
+            "serving policy %s on %s",
             version,
-            config.unix_socket or "off",
-            self.grpc_port or "off",
-            config.http_host,
-            self.http_port or "off",
-            config.http_unix_socket or "off",
-            ("mtls" if self.tls.files.mutual else "on") if self.tls else "off",
+            ", ".join(x.describe() for x in self.listeners),
         )
         return self
 
-    async def _start_http(self, max_bytes: int) -> None:
-        """The HTTP API on TCP and/or a Unix socket (same hygiene as the gRPC socket)."""
-        state, config = self.state, self.state.config
-        assert self.servicer is not None
-        http = self.http_server = HttpServer(
-            HttpApi(state, self.servicer), max_body_bytes=max_bytes
-        )
-        if config.http_port:
-            http_tls = self.tls if config.http_tls else None
-            try:
-                self.http_port = await http.listen_tcp(
-                    config.http_host,
-                    config.http_port,
-                    reuse_port=state.worker is not None,
-                    ssl_context=http_tls.ssl_context() if http_tls is not None else None,
-                )
-            except OSError as exc:
-                raise InvalidConfig(
-                    f"HTTP_PORT: cannot listen on {config.http_host}:{config.http_port}: "
-                    f"{exc.strerror or exc}"
-                ) from exc
-            self._http_tcp = http.servers[-1]
-            if http_tls is not None:
-                self._http_tls_generation = http_tls.generation
-                self._tls_watch = asyncio.create_task(self._watch_http_tls(http_tls))
-        if config.http_unix_socket:
-            path = config.http_unix_socket
-            try:
-                unix_socket.prepare(path, "HTTP_UNIX_SOCKET")
-            except OSError as exc:
-                raise InvalidConfig(f"HTTP_UNIX_SOCKET: cannot prepare {path}: {exc}") from exc
-            old_umask = os.umask(0o777 & ~config.socket_mode)  # no window with a looser mode
-            try:
-                await http.listen_unix(path)
-            except OSError as exc:
-                raise InvalidConfig(
-                    f"HTTP_UNIX_SOCKET: cannot bind {path}: {exc.strerror or exc}"
-                ) from exc
-            finally:
-                os.umask(old_umask)
-            unix_socket.set_mode(path, config.socket_mode)
-            self._http_socket_inode = os.stat(path).st_ino
-
     async def stop(self, grace: float | None = None) -> None:
-        """Drain: NOT_SERVING, answer what is in flight within ``grace``, remove the socket.
+        """Drain: NOT_SERVING, answer what is in flight within ``grace``, remove the sockets.
 
         grpc.aio's ``stop(grace)`` only waits for handlers already running: checks that Envoy
         has sent but grpc has not yet handed to a handler would be cancelled (Envoy answers
@@ -263,13 +210,10 @@ class Server:
             await self._quiesce(self.servicer, deadline)
         if self.grpc_server is not None:
             await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
-        if self._tls_watch is not None:
-            self._tls_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tls_watch
+        for listener in self.listeners:
+            await listener.stop()
         if self.http_server is not None:
             await self.http_server.close(max(0.0, deadline - time.monotonic()))
-        self._remove_socket()
         if self._publish_task is not None:
             self._publish_task.cancel()
             state.worker.publish(state, state.metrics.registry_exposition())
@@ -281,6 +225,11 @@ class Server:
                     await result
             except Exception:
                 log.exception("shutdown hook failed")
+
+    def release(self) -> None:
+        """Remove the socket files now (a second signal exits without draining)."""
+        for listener in self.listeners:
+            listener.release()
 
     async def _publish(self) -> None:
         """A worker's figures and status for its siblings' ``/metrics`` and ``/health``."""
@@ -294,41 +243,6 @@ class Server:
                 log.exception("worker %s: cannot publish metrics", role.name)
             await asyncio.sleep(workers.PUBLISH_INTERVAL_SECONDS)
 
-    async def _watch_http_tls(self, tls: TlsReloader) -> None:
-        """Re-open the HTTP TCP listener with a new context when the TLS files changed.
-
-        An ``SSLContext`` can gain a CA but never lose one, so a new context (and a new
-        listening socket on the same port) is the only way a removed client CA stops being
-        trusted. Open connections keep their old session; new ones get the new files.
-        """
-        while True:
-            await asyncio.sleep(TLS_WATCH_SECONDS)
-            tls.refresh()
-            http = self.http_server
-            if tls.generation == self._http_tls_generation or http is None or not self.http_port:
-                continue
-            try:
-                context = tls.ssl_context()
-            except (OSError, ssl.SSLError) as exc:
-                log.error("HTTP listener keeps its TLS files: %s", exc)
-                continue
-            if self._http_tcp is not None:
-                self._http_tcp.close()
-                http.servers.remove(self._http_tcp)
-                self._http_tcp = None
-            try:
-                await http.listen_tcp(
-                    self.state.config.http_host,
-                    self.http_port,
-                    reuse_port=self.state.worker is not None,
-                    ssl_context=context,
-                )
-            except OSError as exc:  # the port was taken in between: try again next round
-                log.error("HTTP listener could not re-open on port %s: %s", self.http_port, exc)
-                continue
-            self._http_tcp, self._http_tls_generation = http.servers[-1], tls.generation
-            log.info("HTTP listener re-opened with the new TLS files")
-
     @staticmethod
     async def _quiesce(servicer: AuthorizationServicer, deadline: float) -> None:
         while time.monotonic() < deadline:
@@ -336,18 +250,6 @@ class Server:
             if servicer.active == 0 and quiet_for >= DRAIN_QUIET_SECONDS:
                 return
             await asyncio.sleep(DRAIN_POLL_SECONDS)
-
-    def _remove_socket(self) -> None:
-        config = self.state.config
-        for path, inode in (
-            (config.unix_socket, self._socket_inode),
-            (config.http_unix_socket, self._http_socket_inode),
-        ):
-            if not path or inode is None:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(path).st_ino == inode:  # never remove a successor's socket
-                    unix_socket.remove(path)
 
 
 async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
@@ -360,7 +262,7 @@ async def serve(config: ServerConfig, state: ServerState | None = None) -> int:
     def on_signal(signum: int) -> None:
         if stop.is_set():
             log.warning("second %s: exiting now", signal.Signals(signum).name)
-            server._remove_socket()
+            server.release()
             os._exit(1)
         log.info("%s: draining (grace %.1f s)", signal.Signals(signum).name, config.grace_seconds)
         stop.set()

@@ -31,19 +31,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from .._exceptions import InvalidConfig
 from ..decision import ALLOW
 from ..webhooks import never_logged_headers as never_logged_webhook_headers
-from .log_sinks import HttpBatchHandler, SinkSpec, make_handler, parse_sinks
+from .log_sinks import HttpBatchHandler, SinkSpec, make_handler, parse_sinks, split_list
 
 if TYPE_CHECKING:
     from ..context import RequestContext
     from ..decision import Decision, RuleHit
-    from .config import ServerConfig
     from .metrics import Metrics
 
 DEFAULT_HEADERS = "user-agent,content-type,content-length,x-forwarded-for"
@@ -82,10 +81,7 @@ class Redaction:
 
 def parse_redactions(text: str) -> tuple[Redaction, ...]:
     out: list[Redaction] = []
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            continue
+    for item in split_list(text):
         path, sep, action = item.rpartition("=")
         action = action.strip().lower()
         if not sep or not path.strip() or action not in _ACTIONS:
@@ -98,7 +94,7 @@ def parse_redactions(text: str) -> tuple[Redaction, ...]:
 
 
 def parse_headers(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(h.strip().lower() for h in text.split(",") if h.strip()))
+    names = tuple(dict.fromkeys(h.lower() for h in split_list(text)))
     for name in names:
         if _NEVER_HEADERS.search(name):
             raise InvalidConfig(
@@ -106,6 +102,28 @@ def parse_headers(text: str) -> tuple[str, ...]:
                 "never logged"
             )
     return names
+
+
+class LogConfig(Protocol):
+    """The ``DECISION_LOG*`` settings as ``ServerConfig`` holds them (``config`` checks them
+    with ``DecisionLogSettings.from_config``, so this module does not import ``config``)."""
+
+    @property
+    def decision_log(self) -> str: ...
+    @property
+    def decision_log_sample_allow(self) -> float: ...
+    @property
+    def decision_log_headers(self) -> str: ...
+    @property
+    def decision_log_body_routes(self) -> str: ...
+    @property
+    def decision_log_redact(self) -> str: ...
+    @property
+    def decision_log_file_max_bytes(self) -> int: ...
+    @property
+    def decision_log_file_backups(self) -> int: ...
+    @property
+    def decision_log_queue(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +138,7 @@ class DecisionLogSettings:
     queue_size: int = 10_000
 
     @classmethod
-    def from_config(cls, config: ServerConfig) -> DecisionLogSettings:
+    def from_config(cls, config: LogConfig) -> DecisionLogSettings:
         """Parse and check the ``DECISION_LOG_*`` settings; raises ``InvalidConfig``."""
         if not 0.0 <= config.decision_log_sample_allow <= 1.0:
             raise InvalidConfig("DECISION_LOG_SAMPLE_ALLOW: must be between 0 and 1")
@@ -132,9 +150,7 @@ class DecisionLogSettings:
             sinks=parse_sinks(config.decision_log),
             sample_allow=config.decision_log_sample_allow,
             headers=parse_headers(config.decision_log_headers),
-            body_routes=frozenset(
-                r.strip() for r in config.decision_log_body_routes.split(",") if r.strip()
-            ),
+            body_routes=frozenset(split_list(config.decision_log_body_routes)),
             redactions=parse_redactions(config.decision_log_redact),
             file_max_bytes=config.decision_log_file_max_bytes,
             file_backups=config.decision_log_file_backups,
@@ -279,24 +295,21 @@ def redact(record: Any, rules: Iterable[Redaction]) -> Any:
 
 def _apply(node: Any, path: tuple[str, ...], action: str) -> None:
     head, rest = path[0], path[1:]
+    keys: list[Any]
     if isinstance(node, dict):
         keys = list(node) if head == "*" else ([head] if head in node else [])
-        for key in keys:
-            if rest:
-                _apply(node[key], rest, action)
-            elif action == "drop":
-                del node[key]
-            elif node[key] is not None:
-                node[key] = MASK if action == "mask" else _hash(node[key])
     elif isinstance(node, list) and (head == "*" or head.isdigit()):
         indexes = range(len(node)) if head == "*" else [int(head)]
-        for i in sorted((i for i in indexes if i < len(node)), reverse=True):
-            if rest:
-                _apply(node[i], rest, action)
-            elif action == "drop":
-                del node[i]
-            elif node[i] is not None:
-                node[i] = MASK if action == "mask" else _hash(node[i])
+        keys = sorted((i for i in indexes if i < len(node)), reverse=True)  # drops keep places
+    else:
+        return
+    for key in keys:
+        if rest:
+            _apply(node[key], rest, action)
+        elif action == "drop":
+            del node[key]
+        elif node[key] is not None:
+            node[key] = MASK if action == "mask" else _hash(node[key])
 
 
 # --- the log --------------------------------------------------------------------------------
@@ -447,7 +460,7 @@ class DecisionLog:
 
 
 def from_config(
-    config: ServerConfig, metrics: Metrics | None = None, *, traced: bool = False
+    config: LogConfig, metrics: Metrics | None = None, *, traced: bool = False
 ) -> DecisionLog | None:
     """The server's decision log, or None when ``DECISION_LOG=off``; ``traced``: with trace ids."""
     settings = DecisionLogSettings.from_config(config)

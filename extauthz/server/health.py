@@ -12,7 +12,6 @@ without anyone calling us.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
@@ -24,6 +23,7 @@ from grpc_health.v1._async import HealthServicer
 
 from .grpc_service import SERVICE_NAME
 from .state import ServerState
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("extauthz.server")
 
@@ -178,9 +178,6 @@ class HealthWatcher:
 
     async def drain(self) -> None:
         """Stop watching and report NOT_SERVING for good."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         self._serving = False
         await self.servicer.enter_graceful_shutdown()

@@ -35,6 +35,7 @@ from http import HTTPStatus
 import httptools
 
 from .._http import HttpIn, HttpOut
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("extauthz.server")
 
@@ -138,6 +139,13 @@ class HttpServer:
         self.servers.append(server)
         self._start_sweeper()
 
+    def stop_listening(self, address: int | str) -> None:
+        """Stop accepting on one TCP port or Unix socket path (its listener stops, or re-opens
+        it on new TLS files); the connections it accepted stay until ``close``."""
+        for server in [s for s in self.servers if _address(s) == address]:
+            server.close()
+            self.servers.remove(server)
+
     def _start_sweeper(self) -> None:
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -157,11 +165,8 @@ class HttpServer:
         """Stop accepting, close idle connections, give busy ones ``grace`` seconds, close all."""
         for server in self.servers:
             server.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         deadline = time.monotonic() + grace
         while True:
             for conn in list(self.connections):
@@ -178,6 +183,14 @@ class HttpServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self.servers.clear()
+
+
+def _address(server: asyncio.Server) -> int | str | None:
+    """A listening server's TCP port or Unix socket path."""
+    if not server.sockets:
+        return None
+    name = server.sockets[0].getsockname()
+    return int(name[1]) if isinstance(name, tuple) else str(name)
 
 
 class _Connection(asyncio.Protocol):

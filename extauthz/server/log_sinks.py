@@ -47,13 +47,15 @@ class SinkSpec:
         return self.kind
 
 
+def split_list(text: str) -> list[str]:
+    """A comma-separated setting's items, stripped, empty ones left out."""
+    return [item for item in (raw.strip() for raw in text.split(",")) if item]
+
+
 def parse_sinks(text: str) -> tuple[SinkSpec, ...]:
     """``stdout,file:/var/log/cs.jsonl,https://logs.example/ingest`` → specs; ``off`` → ()."""
     specs: list[SinkSpec] = []
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            continue
+    for item in split_list(text):
         low = item.lower()
         if low in ("off", "none", "0", "false"):
             return ()
@@ -133,7 +135,6 @@ class HttpBatchHandler(logging.Handler):
         flush_seconds: float = DEFAULT_FLUSH_SECONDS,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         on_drop: Callable[[int], None] | None = None,
-        on_sent: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__()
         self.url = url
@@ -144,7 +145,6 @@ class HttpBatchHandler(logging.Handler):
         self.sent = 0
         self.failures = 0
         self._on_drop = on_drop
-        self._on_sent = on_sent
         self._lines: deque[str] = deque()
         self._max = max(1, queue_size)
         self._wake = threading.Condition()
@@ -188,8 +188,6 @@ class HttpBatchHandler(logging.Handler):
             if self._post(batch):
                 backoff = 0.0
                 self.sent += len(batch)
-                if self._on_sent is not None:
-                    self._on_sent(len(batch))
                 continue
             self.failures += 1
             backoff = min(BACKOFF_MAX_SECONDS, max(BACKOFF_START_SECONDS, backoff * 2))
@@ -234,11 +232,9 @@ def make_handler(
     max_bytes: int,
     backups: int,
     on_drop: Callable[[int], None] | None = None,
-    on_sent: Callable[[int], None] | None = None,
-    http_batch: int = DEFAULT_BATCH,
     http_queue: int = DEFAULT_QUEUE,
-    http_flush_seconds: float = DEFAULT_FLUSH_SECONDS,
 ) -> logging.Handler:
+    """The ``logging`` handler for one sink; the HTTP one drops beyond ``http_queue`` lines."""
     handler: logging.Handler
     if spec.kind == "stdout":
         handler = logging.StreamHandler(sys.stdout)
@@ -248,14 +244,7 @@ def make_handler(
             path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", delay=True
         )
     else:
-        handler = HttpBatchHandler(
-            spec.target,
-            batch=http_batch,
-            queue_size=http_queue,
-            flush_seconds=http_flush_seconds,
-            on_drop=on_drop,
-            on_sent=on_sent,
-        )
+        handler = HttpBatchHandler(spec.target, queue_size=http_queue, on_drop=on_drop)
     handler.setFormatter(LineFormatter())
     return handler
 

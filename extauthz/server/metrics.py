@@ -54,6 +54,16 @@ LATENCY_BUCKETS = (
 __all__ = ["CONTENT_TYPE_LATEST", "UNMATCHED", "MeteredReplayStore", "Metrics"]
 
 
+def _counter(
+    registry: CollectorRegistry, name: str, label: str, doc: str, zeros: tuple[str, ...] = ()
+) -> Counter:
+    """A counter by one label; each of ``zeros`` is exported at 0 before it first happens."""
+    counter = Counter(name, doc, (label,), registry=registry)
+    for value in zeros:
+        counter.labels(value)
+    return counter
+
+
 class Metrics:
     """Every metric the PDP exports; one instance per server."""
 
@@ -65,17 +75,15 @@ class Metrics:
         self.in_flight = Gauge(
             "contractshield_checks_in_flight", "Checks being decided right now.", registry=r
         )
-        self.errors = Counter(
-            "contractshield_errors",
-            "Errors while deciding or serving, by error code.",
-            ("type",),
-            registry=r,
+        self.errors = _counter(
+            r, "contractshield_errors", "type", "Errors while deciding or serving, by error code."
         )
-        self.reloads = Counter(
+        self.reloads = _counter(
+            r,
             "contractshield_policy_reloads",
+            "result",
             "Policy reload attempts, by result (success or failure).",
-            ("result",),
-            registry=r,
+            ("success", "failure"),
         )
         self.routes = Gauge(
             "contractshield_policy_routes", "Routes in the loaded policy.", registry=r
@@ -88,30 +96,24 @@ class Metrics:
         self.policy_info = Info(
             "contractshield_policy", "The loaded policy (version is a content hash).", registry=r
         )
-        self.replay_ops = Counter(
+        self.replay_ops = _counter(
+            r,
             "contractshield_replay_store_operations",
+            "result",
             "Webhook replay-store claims, by result (claimed, duplicate or error).",
-            ("result",),
-            registry=r,
+            ("claimed", "duplicate", "error"),
         )
-        self.replay_errors = Counter(
-            "contractshield_replay_store_errors",
-            "Replay-store failures, by error code.",
-            ("type",),
-            registry=r,
+        self.replay_errors = _counter(
+            r, "contractshield_replay_store_errors", "type", "Replay-store failures, by error code."
         )
-        self.log_dropped = Counter(
+        self.log_dropped = _counter(
+            r,
             "contractshield_log_records_dropped",
+            "sink",
             "Decision-log records dropped, by sink (queue full, http receiver behind or down).",
-            ("sink",),
-            registry=r,
         )
         self.up = Gauge("contractshield_up", "1 while the PDP process is serving.", registry=r)
         self.up.set(1)
-        for result in ("success", "failure"):
-            self.reloads.labels(result)
-        for result in ("claimed", "duplicate", "error"):
-            self.replay_ops.labels(result)
         self._error_children: dict[str, Any] = {}
         self._policy: Any = None
         self._known_routes: frozenset[str] = frozenset()

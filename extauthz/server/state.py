@@ -1,9 +1,6 @@
 """What the gRPC servicer, the HTTP API and the health checks share inside one server.
 
-``PolicySource`` is the seam for hot reload: anything with ``current() -> CompiledPolicy``
-works. Each check takes ``current()`` once, so a reload swaps the policy between checks and
-never in the middle of one. A source may also expose ``last_error`` (the last reload failure,
-a string or None), which ``/health`` reports.
+``policy_source`` is the seam for hot reload (``policy.source.PolicySource``).
 """
 
 from __future__ import annotations
@@ -11,29 +8,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
+from ..policy.source import FixedPolicy, PolicySource
 from .config import ServerConfig
 
 if TYPE_CHECKING:
     from ..policy import CompiledPolicy
     from .metrics import Metrics
 
-
-@runtime_checkable
-class PolicySource(Protocol):
-    def current(self) -> CompiledPolicy: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StaticPolicySource:
-    """A policy loaded once; what the server uses when hot reload is off."""
-
-    policy: CompiledPolicy
-    last_error: str | None = None
-
-    def current(self) -> CompiledPolicy:
-        return self.policy
+StaticPolicySource = FixedPolicy  # the server's older name for a policy loaded once
 
 
 def default_replay_store() -> Any:

@@ -5,9 +5,9 @@ must present a certificate signed by that CA). The Unix socket stays plaintext: 
 and group are its access control. Files are checked at start-up (a bad or mismatched file is
 ``InvalidConfig``, the server does not start); afterwards a change is picked up without a
 restart, like the policy: the gRPC listener asks for the current files on every new
-connection (``grpc.dynamic_ssl_server_credentials``), the HTTP listener is re-opened with a new
-context by ``Server``'s watcher. A change that does not load (a half-written file) keeps the
-last good files and is logged.
+connection (``grpc.dynamic_ssl_server_credentials``), the HTTP listener re-opens its socket
+with a new context (``listeners.HttpTcpListener``). A change that does not load (a
+half-written file) keeps the last good files and is logged.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -35,12 +34,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import InvalidConfig
-from .config import ServerConfig
+from .config import SETTINGS, UNIX_SOCKETS, ServerConfig
+from .worker_plan import (  # the sizing and naming, re-exported (envoy-config, devstack)
+    parse_workers,  # noqa: F401
+    usable_cores,  # noqa: F401
+    worker_socket,
+    worker_sockets,  # noqa: F401
+)
 
 log = logging.getLogger("extauthz.server")
 
@@ -53,50 +58,6 @@ STABLE_SECONDS = 10.0  # a worker that lived this long resets the back-off
 POLL_SECONDS = 0.05
 SUMMED_GAUGES = frozenset({"contractshield_checks_in_flight"})
 RESTARTS = "contractshield_worker_restarts"
-
-
-# --- sizing and naming ---------------------------------------------------------------------
-def usable_cores() -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    with contextlib.suppress(OSError, ValueError):
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    return max(1, cores)
-
-
-def parse_workers(raw: Any, source: str) -> int:
-    """``WORKERS``: a positive integer or ``auto`` (the usable cores)."""
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        value = raw
-    else:
-        text = str(raw).strip().lower()
-        if text == "auto":
-            return usable_cores()
-        try:
-            value = int(text)
-        except ValueError:
-            raise InvalidConfig(
-                f"{source}: expected a number of workers or auto, got {raw!r}"
-            ) from None
-    if value < 1:
-        raise InvalidConfig(f"{source}: must be at least 1, got {value}")
-    return value
-
-
-def worker_socket(path: str, index: int) -> str:
-    """Worker ``index``'s Unix socket: ``/run/x/extauthz.sock`` → ``/run/x/extauthz.1.sock``."""
-    p = Path(path)
-    return os.fspath(p.with_name(f"{p.stem}.{index}{p.suffix}"))
-
-
-def worker_sockets(path: str, workers: int) -> list[str]:
-    """Every worker's socket (the Envoy cluster's endpoints); ``[path]`` for one worker."""
-    return [path] if workers <= 1 else [worker_socket(path, i) for i in range(workers)]
 
 
 # --- inside a worker -----------------------------------------------------------------------
@@ -276,24 +237,18 @@ class Supervisor:
                     ) from exc
 
     def worker_env(self, index: int) -> dict[str, str]:
-        """The worker's settings: every resolved field as its environment variable."""
+        """The worker's settings: every resolved setting as its environment variable."""
         env = dict(os.environ)
-        for f in fields(ServerConfig):
-            value = getattr(self.config, f.name)
+        for s in SETTINGS:
+            value = getattr(self.config, s.name)
             if value is None:
-                env.pop(f.name.upper(), None)
-                continue
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif f.name == "socket_mode":
-                text = oct(value)
+                env.pop(s.env, None)
             else:
-                text = str(value)
-            env[f.name.upper()] = text
-        for name in ("unix_socket", "http_unix_socket"):  # one socket per worker
-            path = getattr(self.config, name, None)
+                env[s.env] = s.to_env(value)
+        for s in UNIX_SOCKETS:  # one socket per worker
+            path = getattr(self.config, s.name)
             if path:
-                env[name.upper()] = worker_socket(path, index)
+                env[s.env] = worker_socket(path, index)
         env["WORKERS"] = "1"
         env["HOT_RELOAD"] = "false"  # the supervisor watches, and logs a refusal once
         env[WORKER_INDEX_ENV] = str(index)
@@ -339,11 +294,13 @@ class Supervisor:
 
     def run(self) -> int:
         from ..policy.reload import PolicyHotReloader
+        from ..policy.source import policy_loader
 
         assert self.config.policy_path is not None
         self.check_ports()
         reloader = PolicyHotReloader(
             self.config.policy_path,
+            loader=policy_loader(self.config.policy_base_dir),
             debounce_ms=self.config.reload_debounce_ms,
             on_reload=lambda policy: setattr(self, "_reloaded", True),
         ).start(watch=self.config.hot_reload)  # raises InvalidPolicy: refused before any worker

@@ -105,8 +105,11 @@ def test_demo_runs_the_tour_and_leaves_nothing_behind(flags: tuple[str, ...]) ->
     in_memory = "--no-redis" in flags
     if in_memory:
         assert "in-memory replay store" in output
+        assert "starting Redis" not in output and "Redis ..." not in output  # not announced
+        assert "stopping Envoy, the PDP and the demo API ...\n" in output
     else:
         assert "Redis replay store at redis://127.0.0.1:" in output
+        assert "stopping Envoy, the PDP, the demo API and Redis ...\n" in output
     # The same tour, the same answers, through Envoy's HTTP ext_authz mode.
     http_mode = "--authz-mode" in flags
     assert ("PDP       HTTP (Envoy's HTTP ext_authz mode) on unix:" in output) == http_mode

@@ -105,3 +105,41 @@ def test_sidecar_settings_are_accepted_by_the_server() -> None:
     env = _container_env(by_kind("Deployment", "licenses-api"))
     config = ServerConfig.resolve(environ=env)
     assert config.unix_socket == "/var/run/contractshield/extauthz.sock"
+
+
+SENTINEL = DEPLOY / "sentinel"
+
+
+def test_sentinel_option_is_valid_kubernetes_and_replaces_the_single_redis() -> None:
+    (kustomization,) = [
+        d for d in yaml.safe_load_all((SENTINEL / "kustomization.yaml").read_text())
+    ]
+    assert kustomization["resources"] == ["..", "redis-sentinel.yaml"]
+    docs = [d for d in yaml.safe_load_all((SENTINEL / "redis-sentinel.yaml").read_text()) if d]
+    for version in KUBERNETES_VERSIONS:
+        for doc in docs:
+            kubernetes_validate.validate(doc, version, strict=True)
+    deleted = [
+        (d["kind"], d["metadata"]["name"])
+        for d in yaml.safe_load_all((SENTINEL / "drop-single-redis.patch.yaml").read_text())
+        if d and d.get("$patch") == "delete"
+    ]
+    assert deleted == [("Deployment", "contractshield-redis"), ("Service", "contractshield-redis")]
+    (secret,) = yaml.safe_load_all((SENTINEL / "redis-url.patch.yaml").read_text())
+    assert (secret["kind"], secret["metadata"]["name"]) == ("Secret", "contractshield-redis")
+    url = secret["stringData"]["url"]
+    env = _container_env(by_kind("Deployment", "contractshield-pdp"))
+    config = ServerConfig.resolve(environ={**env, "REDIS_URL": url})  # the PDP accepts it
+    from extauthz.replay_redis import parse_redis_url
+
+    target = parse_redis_url(config.redis_url or "")
+    statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+    service = statefulset["spec"]["serviceName"]
+    pods = statefulset["spec"]["replicas"]
+    assert target.topology == "sentinel" and target.service == "contractshield"
+    assert target.hosts == tuple(
+        (f"{statefulset['metadata']['name']}-{i}.{service}", 26379) for i in range(pods)
+    )
+    script = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["init.sh"]
+    assert f"sentinel monitor {target.service} " in script and "replica-announce-ip" in script
+    assert target.min_replicas == 1 and pods - 1 >= 2, "a promoted replica keeps one to WAIT for"

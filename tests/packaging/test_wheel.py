@@ -88,7 +88,7 @@ def test_policy_check_on_the_shipped_demo_policy(venv: Path) -> None:
         [str(venv / "bin" / "extauthz"), "policy", "check", demo.stdout.strip()], cwd=venv.parent
     )
     assert proc.returncode == 0, proc.stderr
-    assert ": OK (" in proc.stdout and "1 schema files" in proc.stdout
+    assert ": OK (" in proc.stdout and "6 routes, 1 schema file)" in proc.stdout
 
 
 def test_envoy_config_renders_without_extras(venv: Path) -> None:

@@ -26,7 +26,12 @@ from google.protobuf.struct_pb2 import Struct
 
 from extauthz.demo.tokens import github_signature, mint_jwt, stripe_signature
 from extauthz.devstack import free_port
-from extauthz.devstack.envoy import SIDECAR_CONFIG, EnvoyProcess, render_config
+from extauthz.devstack.envoy import (
+    HTTP_MODE_CONFIG,
+    SIDECAR_CONFIG,
+    EnvoyProcess,
+    render_config,
+)
 from extauthz.devstack.server import ServerProcess
 from extauthz.devstack.upstream import UpstreamThread
 
@@ -285,6 +290,7 @@ class Stack:
     policy: Path
     env: dict[str, str]
     extra_args: list[str]
+    authz_mode: str = "grpc"
 
     @property
     def port(self) -> int:
@@ -293,9 +299,11 @@ class Stack:
     def new_server(self) -> ServerProcess:
         """A fresh PDP process on the same socket path (what a supervisor's restart does)."""
         n = len(list(self.workdir.glob("server*")))
+        http_mode = self.authz_mode == "http"
         return ServerProcess(
             policy=self.policy,
-            unix_socket_path=self.socket_path,
+            unix_socket_path=None if http_mode else self.socket_path,
+            http_unix_socket_path=self.socket_path if http_mode else None,
             http_port=free_port(),
             extra_args=self.extra_args,
             env=self.env,
@@ -315,18 +323,22 @@ def running_stack(
     extra_args: list[str] | None = None,
     health_interval: str = "1s",
     ext_authz_timeout: str = "1s",
+    authz_mode: str = "grpc",
 ) -> Iterator[Stack]:
-    """Upstream + ``extauthz serve`` on a Unix socket + Envoy (sidecar config); all stopped.
+    """Upstream + ``extauthz serve`` on a Unix socket + Envoy (sidecar config, or with
+    ``authz_mode="http"`` Envoy's HTTP ext_authz mode); all stopped.
 
     The ext_authz timeout is raised from the shipped 0.2 s to 1 s: the machine running the
     tests is shared, and a scheduling stall must not pass for the fault under test.
     """
     workdir = Path(tempfile.mkdtemp(prefix="cs-rel-", dir="/tmp"))
     socket_path = str(workdir / "pdp.sock")
+    http_mode = authz_mode == "http"
     upstream = CountingUpstream().start()
     server = ServerProcess(
         policy=policy,
-        unix_socket_path=socket_path,
+        unix_socket_path=None if http_mode else socket_path,
+        http_unix_socket_path=socket_path if http_mode else None,
         http_port=free_port(),
         extra_args=list(extra_args or ()),
         env=dict(env or {}),
@@ -337,7 +349,7 @@ def running_stack(
     try:
         server.start()
         config = render_config(
-            SIDECAR_CONFIG,
+            HTTP_MODE_CONFIG if http_mode else SIDECAR_CONFIG,
             listen_port=free_port(),
             admin_port=free_port(),
             pdp_socket=socket_path,
@@ -348,7 +360,7 @@ def running_stack(
         envoy = EnvoyProcess(config, workdir=workdir / "envoy", concurrency=1).start()
         stack = Stack(
             workdir, socket_path, upstream, server, envoy, policy, dict(env or {}),
-            list(extra_args or ()),
+            list(extra_args or ()), authz_mode,
         )  # fmt: skip
         yield stack
     finally:

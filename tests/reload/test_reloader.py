@@ -142,6 +142,31 @@ def test_deleted_policy_keeps_the_old_one_until_it_comes_back(policy_file: Path)
         assert r.last_error is None
 
 
+def test_a_reader_that_sees_the_new_policy_sees_the_old_error_cleared(policy_file: Path) -> None:
+    """The policy swap is the last step of a reload: a reader (``/health``, another thread) that
+    gets the new policy from ``current()`` must not also get the refused edit's ``last_error``.
+    The snapshot is taken at the instant the new policy becomes visible."""
+    at_swap: list[tuple[str | None, tuple[object, ...]]] = []
+
+    class Observed(PolicyHotReloader):
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == "_policy" and getattr(self, "_policy", None) is not None:
+                at_swap.append((self.last_error, self.last_problems))
+            super().__setattr__(name, value)
+
+    reloader = Observed(policy_file, debounce_ms=FAST_MS).start(watch=False)
+    try:
+        policy_file.unlink()
+        assert reloader.reload_now().status == "failed"
+        assert reloader.last_error is not None
+        policy_file.write_text(policy_yaml(ping_expr="false"))
+        assert reloader.reload_now().status == "reloaded"
+        assert ping_action(reloader) == "BLOCK"
+        assert at_swap == [(None, ())]
+    finally:
+        reloader.stop()
+
+
 def _configmap(mount: Path, stamp: str, files: dict[str, str]) -> None:
     """Lay out one ConfigMap revision the way the kubelet does: a timestamped dir + ``..data``."""
     revision = mount / f"..{stamp}"

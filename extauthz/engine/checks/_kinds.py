@@ -142,6 +142,9 @@ class Detector(_OneHit):
     keys: KeyDetect | None = None
     key_triggers: tuple[str, ...] = ()
     path_reason: str | None = None
+    # Why it cannot run in this installation (an optional piece is missing), None when it can:
+    # a policy that turns it on is refused at load, never run without it.
+    unavailable: str | None = None
     section: str = VULNERABILITY
     schema: Schema = field(default_factory=lambda: CHECK_SCHEMA)  # shared, never changed
     phase: str = VULNERABILITY

@@ -3,18 +3,24 @@
 
 from __future__ import annotations
 
-import libinjection
-
+from . import _libinjection
 from ._kinds import Detector
 
 
 def sqli_reason(value: str) -> str | None:
     """libinjection's SQL tokenizer: a fingerprint of the token stream (linear time, C)."""
-    result = libinjection.is_sql_injection(value)
-    if result["is_sqli"]:
-        return f"SQL injection (libinjection fingerprint {result['fingerprint']!r})"
+    fingerprint = _libinjection.sql_fingerprint(value)
+    if fingerprint is not None:
+        return f"SQL injection (libinjection fingerprint {fingerprint!r})"
     return None
 
 
 EXPLAIN = "a string whose SQL token stream matches a known injection fingerprint"
-CHECK = Detector("sqlInjection", "vulnerability.sqlInjection", False, EXPLAIN, strings=sqli_reason)
+CHECK = Detector(
+    "sqlInjection",
+    "vulnerability.sqlInjection",
+    False,
+    EXPLAIN,
+    strings=sqli_reason,
+    unavailable=_libinjection.UNAVAILABLE,
+)

@@ -3,7 +3,7 @@ private, loopback, link-local or metadata address without DNS (``engine.ssrf``).
 
 from __future__ import annotations
 
-from ..ssrf import looks_like_url, ssrf_reason
+from ..ssrf import URL_TRIGGERS, looks_like_url, ssrf_reason
 from ._kinds import Detector
 
 
@@ -16,8 +16,8 @@ def _ssrf_anywhere(value: str) -> str | None:
 
 
 EXPLAIN = "a URL or host naming an internal address the upstream could be made to call"
-# looks_like_url needs "//", or the ":" after a scheme. On a field the policy names, any value
-# reads as a host name ("42" is the address 0.0.0.42): no gate there.
+# URL_TRIGGERS: what looks_like_url needs (ssrf.py says why). On a field the policy names, any
+# value reads as a host name ("42" is the address 0.0.0.42): no gate there.
 CHECK = Detector("ssrfInternal", "vulnerability.ssrfInternal", True, EXPLAIN,
-                 strings=_ssrf_anywhere, string_triggers=("//", ":"),
+                 strings=_ssrf_anywhere, string_triggers=URL_TRIGGERS,
                  named_strings=_ssrf_named)  # fmt: skip
