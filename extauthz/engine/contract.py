@@ -798,9 +798,11 @@ def compile_bodies(
     first: Contract,
     first_schema: Any,
     metaschema: MetaschemaChecks | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[MediaCheck, ...]:
     """Each media type's check; ``first`` is the contract already compiled for
-    ``first_schema`` (reused for every media type with that schema)."""
+    ``first_schema`` (reused for every media type with that schema). A schema that cannot be
+    compiled refuses, or with ``warn`` is said there and its media type accepted unchecked."""
     out: list[MediaCheck] = []
     for b in bodies:
         if b.kind == "other" or b.schema is None:
@@ -809,9 +811,16 @@ def compile_bodies(
         if b.schema is first_schema:
             contract = first
         else:
-            contract = compile_contract(
-                b.schema, reject_unknown=reject_unknown, source=source, metaschema=metaschema
-            )
+            try:
+                contract = compile_contract(
+                    b.schema, reject_unknown=reject_unknown, source=source, metaschema=metaschema
+                )
+            except SchemaProblem as exc:
+                if warn is None:
+                    raise
+                warn(f"{source}: request body {b.media}: {exc}; its content is not checked")
+                out.append(MediaCheck(b.media, "other", None))
+                continue
         shape = shape_of(b.schema) if b.kind in ("form", "multipart") else None
         out.append(MediaCheck(b.media, b.kind, contract, shape, b.encodings, b.part_types))
     return tuple(out)

@@ -86,6 +86,19 @@ def test_servers_path_prefix_applies_and_unsupported_paths_are_warnings(
     assert not any("servers" in w for w in policy.warnings)
 
 
+def test_a_body_schema_we_cannot_run_is_a_warning_not_a_refusal(policy: CompiledPolicy) -> None:
+    # RE2 cannot run a lookaround: the body's content is not checked, and that is said
+    assert any("lookaround" in w and "not checked" in w for w in policy.warnings)
+    assert hits(policy, "POST", "/v1/lookaround", body={"name": "admin"}) == []
+    # the rest of the operation still is: its media types, its parameters
+    assert hits(policy, "POST", "/v1/lookaround", raw="name=x", content_type=FORM) == [
+        "contract.mediaType"
+    ]
+    assert hits(policy, "POST", "/v1/lookaround", body={}, query={"q": "x"}) == [
+        "contract.parameter.invalid"
+    ]
+
+
 def test_path_templates_inside_a_segment(policy: CompiledPolicy) -> None:
     assert hits(policy, "GET", "/v1/files/report.csv") == []
     assert hits(policy, "GET", "/v1/files/report.xml") == ["contract.parameter.invalid"]
