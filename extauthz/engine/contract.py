@@ -737,6 +737,8 @@ class Contract:
         if not bodies:
             hits.append(RuleHit(MEDIA_TYPE, "high", "the operation takes no request body"))
             return
+        if not media and parsed.kind == JSON and not parsed.sniffed:
+            media = "application/json"  # an adapter's parsed sample, its type not given
         if "," in media:  # repeated Content-Type headers: upstreams differ on which one wins
             hits.append(RuleHit(MEDIA_TYPE, "high", f"several content types: {media[:120]!r}"))
             return

@@ -199,6 +199,10 @@ def test_declared_media_types_are_enforced(policy: CompiledPolicy) -> None:
     assert hits(policy, "POST", "/v1/either", raw="x", content_type="text/html") == [
         "contract.mediaType"
     ]
+    # an adapter's parsed sample without a content type is JSON; raw bytes without one are not
+    assert hits(policy, "POST", "/v1/json-only", sample={"n": 1}) == []
+    assert hits(policy, "POST", "/v1/json-only", sample={"n": "x"}) == ["contract.schema.invalid"]
+    assert hits(policy, "POST", "/v1/json-only", raw='{"n": 1}') == ["contract.mediaType"]
     # a body where the operation declares none; repeated Content-Type headers
     assert hits(policy, "POST", "/v1/no-body", raw="x=1", content_type=FORM) == [
         "contract.mediaType"
