@@ -328,8 +328,8 @@ class OpenApiLoader:
         if media and not _JSON.match(media) and not shape.string:
             self.warn(f"{where}: a {media} parameter is not parsed; not checked")
             return None
-        # deepObject on an array (Stripe's ``expand[]=a``, ``expand[0]=a``) or a primitive
-        # (read as ``name=value``) is outside OpenAPI's table but read the same way
+        # deepObject on an array (``expand[]=a``, ``expand[0]=a``, as payment APIs send) or a
+        # primitive (read as ``name=value``) is outside OpenAPI's table but read the same way
         key = json.dumps(schema, sort_keys=True, default=repr)
         validate = cache.get(key)
         if validate is None:
