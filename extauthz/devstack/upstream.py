@@ -1,4 +1,5 @@
-"""A tiny upstream app that echoes what reached it (method, path, query, headers, body size).
+"""A tiny upstream app that echoes what reached it (method, path, query, headers, body size and
+SHA-256, so a test can tell the body that arrived is the one it sent).
 
 Tests look at the echo to prove what Envoy forwarded: the decision headers we added and the
 client headers we removed; ``UpstreamThread.count`` proves what did not get through. Runs
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import threading
 from collections.abc import Awaitable, Callable
@@ -27,6 +29,7 @@ async def echo(request: web.Request) -> web.Response:
         "query": request.query_string,
         "headers": {k.lower(): v for k, v in request.headers.items()},
         "bodyBytes": len(body),
+        "bodySha256": hashlib.sha256(body).hexdigest(),
     }
     return web.Response(text=json.dumps(data), content_type="application/json")
 

@@ -38,7 +38,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from ..decision import RuleHit
-from .checks.contract import SCHEMA_INVALID, UNKNOWN_FIELD
+from .checks.contract import MEDIA_TYPE, SCHEMA_INVALID, UNKNOWN_FIELD
+from .decoders._base import FORM, JSON, MULTIPART, NONE, ParsedBody, Part
+from .deserialize import Encoding, Shape, Typed, build, shape_of
 from .metaschema import MetaschemaChecks, check_plain
 from .schema_regex import LinearPattern, UnsupportedPattern, compile_pattern
 
@@ -780,6 +782,112 @@ def structural_schema(schema: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class BodyMedia:
+    """One media type of an operation's request body, as its description declares it."""
+
+    media: str  # lower case, without parameters; may be a range ("image/*", "*/*")
+    kind: str  # "json" | "form" | "multipart" | "other" (accepted, content not checked)
+    schema: Any = None  # bundled 2020-12 schema (json, form, multipart)
+    encodings: Mapping[str, Encoding] = field(default_factory=dict)  # property -> style
+    part_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # encoding.contentType
+
+
+@dataclass(frozen=True, slots=True)
+class MediaCheck:
+    """A ``BodyMedia`` compiled: its contract, and for forms the shape values are built by."""
+
+    media: str
+    kind: str
+    contract: Contract | None
+    shape: Shape | None = None
+    encodings: Mapping[str, Encoding] = field(default_factory=dict)
+    part_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def media_matches(declared: str, actual: str) -> bool:
+    """``actual`` (a bare media type) falls under ``declared`` (a type or a range)."""
+    if declared == actual or declared == "*/*":
+        return True
+    if declared.endswith("/*"):
+        return actual.startswith(declared[:-1])
+    return False
+
+
+def _pairs_of(sample: Any) -> list[tuple[str, str]]:
+    """A parsed form sample (an adapter's dict) as pairs; lists are repeated keys."""
+    pairs: list[tuple[str, str]] = []
+    if isinstance(sample, dict):
+        for key, value in sample.items():
+            for v in value if isinstance(value, list) else [value]:
+                pairs.append((str(key), v if isinstance(v, str) else json_text(v)))
+    return pairs
+
+
+def json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _part_value(part: Part, check: MediaCheck, problems: list[str]) -> tuple[str, Any] | None:
+    """(key, value) a multipart part gives ``build``; None once reported."""
+    name = part.name
+    base = name.partition("[")[0]
+    shape = check.shape.child(base) if check.shape is not None else None
+    allowed = check.part_types.get(base)
+    sent = part.content_type.split(";")[0].strip().lower()
+    if allowed is not None:
+        actual = sent or ("text/plain" if part.filename is None else "application/octet-stream")
+        if not any(media_matches(a, actual) for a in allowed):
+            problems.append(
+                f"body.{name[:60]}: part of type {actual[:60]!r}; the description allows "
+                + ", ".join(allowed)
+            )
+            return None
+    binary = part.filename is not None or (shape is not None and shape.binary)
+    if binary and (shape is None or shape.binary or part.text is None):
+        # file contents: a string of one character per byte, so maxLength counts bytes
+        return name, part.data.decode("latin-1")
+    if part.text is None:
+        problems.append(f"body.{name[:60]}: part is not UTF-8 text")
+        return None
+    if sent and (sent == "application/json" or sent.endswith("+json")):
+        try:
+            return name, Typed(_json_loads(part.text))
+        except ValueError:
+            problems.append(f"body.{name[:60]}: part of type {sent[:60]!r} is not JSON")
+            return None
+    if (
+        shape is not None
+        and shape.object_only
+        and "[" not in name
+        and base not in (check.encodings)
+    ):
+        # an object property sent as one part: JSON, OpenAPI's default for objects
+        try:
+            return name, Typed(_json_loads(part.text))
+        except ValueError:
+            problems.append(f"body.{name[:60]}: an object part must be JSON")
+            return None
+    return name, part.text
+
+
+def _json_loads(text: str) -> Any:
+    from .decoders._base import json_depth
+
+    if json_depth(text.encode("utf-8", "surrogatepass")) > 32:
+        raise ValueError("too deep")
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("too deep") from None
+
+
+@dataclass(frozen=True, slots=True)
 class Contract:
     validate: Validator
     engine: str
@@ -791,8 +899,22 @@ class Contract:
     # (``requestBody.required: false``).
     parameters: Any = None
     body_optional: bool = False
+    # From an OpenAPI operation: its request body by media type (``()``: it takes none). None:
+    # the body is JSON checked against ``validate`` (a schema, or a description's schema).
+    bodies: tuple[MediaCheck, ...] | None = None
 
-    def check(self, value: Any, hits: list[RuleHit], redacted: bool = False) -> None:
+    def check(
+        self,
+        value: Any,
+        hits: list[RuleHit],
+        redacted: bool = False,
+        parsed: ParsedBody | None = None,
+        media: str = "",
+    ) -> None:
+        """Validate ``value``; with ``bodies`` and the ``parsed`` body, as its ``media`` says."""
+        if self.bodies is not None and parsed is not None:
+            self._by_media(parsed, media, hits, redacted)
+            return
         validate = self.structural if redacted and self.structural is not None else self.validate
         error = validate(value)
         if error is not None:
@@ -803,6 +925,107 @@ class Contract:
                 hits.append(
                     RuleHit(UNKNOWN_FIELD, "high", ("unknown field(s): " + ", ".join(extra))[:300])
                 )
+
+    def _by_media(
+        self, parsed: ParsedBody, media: str, hits: list[RuleHit], redacted: bool
+    ) -> None:
+        bodies = self.bodies or ()
+        if parsed.kind == NONE:
+            if not self.body_optional:
+                hits.append(RuleHit(SCHEMA_INVALID, "high", "a request body is required"))
+            return
+        if not bodies:
+            hits.append(RuleHit(MEDIA_TYPE, "high", "the operation takes no request body"))
+            return
+        if not media and parsed.kind == JSON and not parsed.sniffed:
+            media = "application/json"  # an adapter's parsed sample, its type not given
+        if "," in media:  # repeated Content-Type headers: upstreams differ on which one wins
+            hits.append(RuleHit(MEDIA_TYPE, "high", f"several content types: {media[:120]!r}"))
+            return
+        check = next((b for b in bodies if b.media == media), None)
+        if check is None:
+            check = next((b for b in bodies if media and media_matches(b.media, media)), None)
+        if check is None:
+            accepted = ", ".join(b.media for b in bodies)
+            hits.append(
+                RuleHit(
+                    MEDIA_TYPE,
+                    "high",
+                    f"content type {media[:80] or 'missing'!r} is not one the operation accepts "
+                    f"({accepted})"[:300],
+                )
+            )
+            return
+        contract = check.contract
+        if contract is None or check.kind == "other":
+            return  # an accepted type whose content the description does not describe
+        kind = parsed.kind
+        if check.kind == "json":
+            if kind == JSON and not parsed.sniffed:
+                contract.check(parsed.value, hits, redacted)
+            else:
+                hits.append(RuleHit(SCHEMA_INVALID, "high", f"body is not JSON ({media!r})"))
+            return
+        problems: list[str] = []
+        shape = check.shape
+        assert shape is not None
+        if check.kind == "form" and kind == FORM:
+            pairs: list[tuple[str, Any]] = list(parsed.form_pairs)
+        elif check.kind == "form" and kind == JSON and not parsed.sniffed:
+            pairs = list(_pairs_of(parsed.value))  # an adapter's parsed sample
+        elif check.kind == "multipart" and kind == MULTIPART:
+            pairs = []
+            for part in parsed.parts:
+                got = _part_value(part, check, problems)
+                if got is not None:
+                    pairs.append(got)
+        else:
+            hits.append(
+                RuleHit(SCHEMA_INVALID, "high", f"body is not {check.media} ({media!r})"[:300])
+            )
+            return
+        value, errors = build(pairs, shape, check.encodings)
+        problems.extend(errors)
+        if problems:
+            hits.append(RuleHit(SCHEMA_INVALID, "high", "; ".join(problems)[:300]))
+            return
+        contract.check(value, hits, redacted)
+
+
+def compile_bodies(
+    bodies: tuple[BodyMedia, ...],
+    *,
+    reject_unknown: bool,
+    source: str,
+    first: Contract,
+    first_schema: Any,
+    metaschema: MetaschemaChecks | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[MediaCheck, ...]:
+    """Each media type's check; ``first`` is the contract already compiled for
+    ``first_schema`` (reused for every media type with that schema). A schema that cannot be
+    compiled refuses, or with ``warn`` is said there and its media type accepted unchecked."""
+    out: list[MediaCheck] = []
+    for b in bodies:
+        if b.kind == "other" or b.schema is None:
+            out.append(MediaCheck(b.media, "other", None))
+            continue
+        if b.schema is first_schema:
+            contract = first
+        else:
+            try:
+                contract = compile_contract(
+                    b.schema, reject_unknown=reject_unknown, source=source, metaschema=metaschema
+                )
+            except SchemaProblem as exc:
+                if warn is None:
+                    raise
+                warn(f"{source}: request body {b.media}: {exc}; its content is not checked")
+                out.append(MediaCheck(b.media, "other", None))
+                continue
+        shape = shape_of(b.schema) if b.kind in ("form", "multipart") else None
+        out.append(MediaCheck(b.media, b.kind, contract, shape, b.encodings, b.part_types))
+    return tuple(out)
 
 
 def compile_contract(

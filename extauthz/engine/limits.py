@@ -1,4 +1,4 @@
-"""Size limits: body bytes, JSON nesting depth, array length (``limit.*`` hits).
+"""Size limits: body bytes, JSON nesting depth, array length, multipart parts (``limit.*``).
 
 The body size is the larger of what the proxy declared (``sizeBytes``, or ``content-length``
 when the proxy sent only part of the body) and the bytes actually present. Depth and array
@@ -14,12 +14,20 @@ from typing import Any
 from .._http import declared_length
 from ..context import Body
 from ..decision import RuleHit
-from .body import JSON, SKIPPED, TOO_DEEP, ParsedBody
-from .checks.limits import MAX_ARRAY_LENGTH, MAX_BODY_BYTES, MAX_JSON_DEPTH
+from .body import FORM, JSON, MULTIPART, SKIPPED, TOO_DEEP, ParsedBody
+from .checks.limits import (
+    MAX_ARRAY_LENGTH,
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_MULTIPART_PART_BYTES,
+    MAX_MULTIPART_PARTS,
+)
 
 BODY_MAX = MAX_BODY_BYTES.hit
 JSON_DEPTH = MAX_JSON_DEPTH.hit
 ARRAY_MAX = MAX_ARRAY_LENGTH.hit
+PARTS_MAX = MAX_MULTIPART_PARTS.hit
+PART_BYTES_MAX = MAX_MULTIPART_PART_BYTES.hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +37,8 @@ class Limits:
     max_body_bytes: int = MAX_BODY_BYTES.default
     max_json_depth: int = MAX_JSON_DEPTH.default
     max_array_length: int = MAX_ARRAY_LENGTH.default
+    max_multipart_parts: int = MAX_MULTIPART_PARTS.default
+    max_multipart_part_bytes: int = MAX_MULTIPART_PART_BYTES.default
 
 
 def body_size(body: Body, headers: Mapping[str, str]) -> int:
@@ -88,7 +98,11 @@ def check(
         )
         return
     if parsed.kind != JSON:
-        if parsed.kind == "form" and len(parsed.form_pairs) > limits.max_array_length:
+        if parsed.kind == MULTIPART:
+            _parts(limits, parsed, hits)
+        if (parsed.kind == FORM or parsed.kind == MULTIPART) and len(
+            parsed.form_pairs
+        ) > limits.max_array_length:
             counts: dict[str, int] = {}
             for key, _ in parsed.form_pairs:
                 counts[key] = counts.get(key, 0) + 1
@@ -128,5 +142,28 @@ def check(
                 ARRAY_MAX,
                 "high",
                 f"an array has {longest} elements; the limit is {limits.max_array_length}",
+            )
+        )
+
+
+def _parts(limits: Limits, parsed: ParsedBody, hits: list[RuleHit]) -> None:
+    parts = parsed.parts
+    if len(parts) > limits.max_multipart_parts:
+        hits.append(
+            RuleHit(
+                PARTS_MAX,
+                "high",
+                f"the multipart body has {len(parts)} parts; the limit is "
+                f"{limits.max_multipart_parts}",
+            )
+        )
+    largest = max((len(p.data) for p in parts), default=0)
+    if largest > limits.max_multipart_part_bytes:
+        hits.append(
+            RuleHit(
+                PART_BYTES_MAX,
+                "high",
+                f"a multipart part is {largest} bytes; the limit is "
+                f"{limits.max_multipart_part_bytes}",
             )
         )

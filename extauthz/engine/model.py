@@ -77,6 +77,9 @@ class CompiledPolicy:
     routes: tuple[CompiledRoute, ...]
     routes_by_id: Mapping[str, CompiledRoute]
     matcher: RouteMatcher[CompiledRoute]
+    # what the policy's API descriptions ask that is not checked (``policy check`` prints
+    # them, a (re)load logs them); the policy loads all the same
+    warnings: tuple[str, ...] = ()
 
     def route(self, route_id: str) -> CompiledRoute | None:
         return self.routes_by_id.get(route_id)

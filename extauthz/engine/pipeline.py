@@ -38,7 +38,7 @@ from . import vulnerability as vuln_mod
 from . import webhook as webhook_mod
 from .canonical import canonicalize
 from .checks import pipeline_hits
-from .checks.contract import SCHEMA_INVALID
+from .checks.contract import MEDIA_TYPE, SCHEMA_INVALID
 from .contract import Contract
 from .model import ENFORCE, CompiledPolicy, CompiledRoute
 from .replay import InMemoryReplayStore
@@ -52,7 +52,10 @@ DEFAULT_REPLAY_STORE = InMemoryReplayStore()
 _RISK_CRITICAL = Risk(90, "critical")
 _RISK_HIGH = Risk(60, "high")
 _RISK_UNMATCHED_MONITOR = Risk(30, "med")
-_PARSED_KINDS = (body_mod.JSON, body_mod.FORM)
+_PARSED_KINDS = (body_mod.JSON, body_mod.FORM, body_mod.MULTIPART)
+# what an OpenAPI operation's contract reads by media type (a malformed, too deep or skipped
+# body has its own hit already)
+_MEDIA_KINDS = (*_PARSED_KINDS, body_mod.NONE, body_mod.OPAQUE)
 
 
 PhaseRecorder = Callable[[str, int, int], None]  # (phase, start_ns, end_ns), ns since the epoch
@@ -199,6 +202,10 @@ def prepare(
     if contract is not None:
         if parsed.kind == body_mod.NONE and contract.body_optional:
             pass
+        elif contract.bodies is not None:
+            if parsed.kind in _MEDIA_KINDS:
+                media = body_mod.media_type(request.content_type)
+                phases.contract(contract, value, hits, request.body.redacted, parsed, media)
         elif (parsed.kind in _PARSED_KINDS and not parsed.sniffed) or parsed.kind == body_mod.NONE:
             phases.contract(contract, value, hits, request.body.redacted)
         elif parsed.kind == body_mod.OPAQUE or parsed.sniffed:
@@ -322,6 +329,8 @@ def finish(pending: Pending) -> Decision:
             status = 413
         elif BODY_MALFORMED in ids:
             status = defaults.malformed_status_code
+        elif MEDIA_TYPE in ids:
+            status = 415
         else:
             status = defaults.block_status_code
         first = blocking[0]

@@ -15,6 +15,7 @@ dialect is translated (``nullable``, boolean ``exclusiveMinimum``/``exclusiveMax
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urldefrag, urljoin
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import referencing
 import referencing.exceptions
@@ -33,9 +34,13 @@ from ..engine.contract import (
     SCHEMA_LISTS,
     SCHEMA_MAPS,
     SCHEMA_ONE,
+    BodyMedia,
     SchemaProblem,
     compile_validator,
+    field_tree,
 )
+from ..engine.deserialize import Encoding, shape_of
+from ..engine.matcher import PatternError, parse_pattern
 from ..engine.metaschema import MetaschemaChecks
 from ..engine.parameters import Parameter, ParameterChecks
 from . import _openapi_check
@@ -44,12 +49,28 @@ from ._loader import DOCUMENT_LIMIT_SETTING, MAX_DOCUMENT_BYTES, parse_schema_fi
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
 _JSON = re.compile(r"(application/json|[a-z0-9.+-]+/[a-z0-9.+-]*\+json)(\s*;.*)?\Z", re.I)
+# Styles each location allows (OpenAPI 3, "Style Values"), the first being the default.
+_STYLES = {
+    "path": ("simple", "label", "matrix"),
+    "query": ("form", "spaceDelimited", "pipeDelimited", "deepObject"),
+    "header": ("simple",),
+    "cookie": ("form",),
+}
+# ``format``s OpenAPI defines for numbers, as the bounds they imply (``float``: IEEE single,
+# ``double``: IEEE double, which also refuses an overflowed infinity).
+_FLOAT_MAX = 3.4028234663852886e38
+_DOUBLE_MAX = 1.7976931348623157e308
+_FORMAT_BOUNDS: dict[str, tuple[float, float]] = {
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "float": (-_FLOAT_MAX, _FLOAT_MAX),
+    "double": (-_DOUBLE_MAX, _DOUBLE_MAX),
+}
 # Dropped: OpenAPI annotations (``nullable`` is translated first), and ``$id``/``$schema``: every
 # ``$ref`` is rewritten to the bundle's root, so no embedded resource may move the base URI.
 _ANNOTATION_KEYS = frozenset(
     {"example", "discriminator", "xml", "externalDocs", "nullable", "$id", "$schema"}
 )
-_SEPARATORS = {"form": ",", "simple": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
 
 
 # A load reading a document this large takes seconds: it says what it is doing on the
@@ -70,6 +91,9 @@ class Operation:
     body_required: bool
     parameters: ParameterChecks | None
     where: str  # "file#pointer", for messages
+    # the operation's request body by media type (``()``: it declares none, so a body is
+    # refused); None for a schema pointer (the body is JSON, as with requestSchemaRef)
+    bodies: tuple[BodyMedia, ...] | None = None
 
 
 def _pointer_parts(pointer: str) -> list[str]:
@@ -89,9 +113,13 @@ class OpenApiLoader:
     files: dict[Path, bytes] = field(default_factory=dict)  # every file read, in order
     _docs: dict[str, Any] = field(default_factory=dict)  # file URI -> parsed document
     _validated: set[str] = field(default_factory=set)
-    # parameter schemas: most APIs repeat a handful of them, and compiling one (metaschema
-    # check + code generation) costs milliseconds; equal ones share their validator
-    metaschema: MetaschemaChecks = field(default_factory=MetaschemaChecks)
+    # parameter schema (canonical JSON) -> validator: most APIs repeat a handful of them,
+    # and compiling one (metaschema check + code generation) costs milliseconds
+    _param_validators: dict[str, Any] = field(default_factory=dict)
+    # what a description asks that is not checked (each said once), for ``policy check``, the
+    # server's log and comments in ``from-openapi``'s policy
+    warnings: list[str] = field(default_factory=list)
+    metaschema: MetaschemaChecks = field(default_factory=MetaschemaChecks)  # shared checks
     large: bool = False  # a document of PROGRESS_BYTES or more was read: say what happens
 
     # -- files --------------------------------------------------------------------------
@@ -222,25 +250,17 @@ class OpenApiLoader:
         bundler = _Bundler(registry, dialect)
         body_schema: Any = None
         body_required = False
+        bodies: list[BodyMedia] = []
         body = op.get("requestBody")
         if body is not None:
             body, body_base, body_where = _deref(registry, body, base, f"{where}/requestBody")
             body_required = bool(body.get("required", False))
-            chosen: list[tuple[str, Any]] = []
             for media, mt in _obj(body.get("content")).items():
-                usable = _JSON.match(media) or media.split(";")[0].strip() in _FORM
-                if usable and isinstance(mt, Mapping) and "schema" in mt:
-                    chosen.append((media, mt["schema"]))
-            if chosen:
-                media, raw = chosen[0]
-                at = f"{body_where}/content/{_escape(media)}/schema"
-                body_schema = bundler.bundle(raw, body_base, at)
-                for other, raw2 in chosen[1:]:
-                    if bundler.bundle(raw2, body_base, at) != body_schema:
-                        raise OpenApiProblem(
-                            f"{body_where}/content: {media} and {other} give different "
-                            "schemas; one schema per operation body is supported"
-                        )
+                bodies.append(self._media(bundler, str(media), mt, body_base, body_where))
+            parsed = [b for b in bodies if b.kind != "other" and b.schema is not None]
+            if parsed:
+                json_first = sorted(parsed, key=lambda b: b.kind != "json")
+                body_schema = json_first[0].schema
         params: dict[tuple[str, str], Parameter] = {}
         declared_query: set[str] = set()
         for container, at in ((item, where.rsplit("/", 1)[0]), (op, where)):
@@ -253,53 +273,113 @@ class OpenApiLoader:
                     raise OpenApiProblem(f"{p_where}: a parameter needs a name and 'in'")
                 if loc == "query":
                     declared_query.add(name)
-                if loc == "cookie" or (
-                    loc == "header" and name.lower() in ("accept", "content-type", "authorization")
-                ):
+                if loc == "header" and name.lower() in ("accept", "content-type", "authorization"):
                     continue  # not checked (OpenAPI says these three header entries are ignored)
-                compiled = self._parameter(bundler, p, p_base, p_where, name, loc, self.metaschema)
+                compiled = self._parameter(
+                    bundler, p, p_base, p_where, name, loc, self._param_validators, reject_unknown
+                )
                 if compiled is not None:
                     params[(loc, name)] = compiled  # an operation's entry overrides the item's
         checks = None
         if params or reject_unknown:
+            query = [p for p in params.values() if p.location == "query"]
+            open_query = any(
+                p.style == "form" and p.explode and p.shape.object_only
+                and p.shape.extra is not None for p in query
+            )  # fmt: skip
             checks = ParameterChecks(
-                tuple(params.values()), frozenset(declared_query) if reject_unknown else None
+                tuple(params.values()),
+                frozenset(declared_query) if reject_unknown else None,
+                frozenset(p.name for p in query),
+                open_query,
             )
-        return Operation(body_schema, body_required, checks, where)
+        return Operation(body_schema, body_required, checks, where, tuple(bodies))
 
-    @staticmethod
+    def _media(self, bundler: _Bundler, media: str, mt: Any, base: str, where: str) -> BodyMedia:
+        """One entry of a request body's ``content``."""
+        bare = media.split(";")[0].strip().lower()
+        kind = (
+            "json" if _JSON.match(bare) else
+            "form" if bare == _FORM[0] else
+            "multipart" if bare == _FORM[1] else "other"
+        )  # fmt: skip
+        if not isinstance(mt, Mapping):
+            return BodyMedia(bare, "other", None)
+        at = f"{where}/content/{_escape(media)}"
+        schema = bundler.bundle(mt["schema"], base, f"{at}/schema") if "schema" in mt else None
+        encodings: dict[str, Encoding] = {}
+        part_types: dict[str, tuple[str, ...]] = {}
+        for prop, enc in _obj(mt.get("encoding")).items():
+            if not isinstance(enc, Mapping):
+                continue
+            style = enc.get("style", "form")
+            if style not in ("form", "spaceDelimited", "pipeDelimited", "deepObject"):
+                self.warn(f"{at}/encoding/{_escape(str(prop))}: style {style!r} is not one a "
+                          "body property takes; read as 'form'")  # fmt: skip
+                style = "form"
+            explode = enc.get("explode", style == "form")
+            encodings[str(prop)] = Encoding(str(style), bool(explode))
+            types = enc.get("contentType")
+            if isinstance(types, str) and types.strip():
+                part_types[str(prop)] = tuple(
+                    t.split(";")[0].strip().lower() for t in types.split(",") if t.strip()
+                )
+        if schema is None and kind != "other":
+            schema = True
+        return BodyMedia(bare, kind, schema, encodings, part_types)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
     def _parameter(
+        self,
         bundler: _Bundler,
         p: Mapping[str, Any],
         base: str,
         where: str,
         name: str,
         loc: str,
-        metaschema: MetaschemaChecks,
+        cache: dict[str, Any],
+        reject_unknown: bool,
     ) -> Parameter | None:
+        """The check of one parameter, or None (with a warning) when it cannot be made."""
+        media = ""
         raw = p.get("schema")
+        at = f"{where}/schema"
         if raw is None:
-            return None  # a ``content`` parameter: not checked (documented)
-        schema = bundler.bundle(raw, base, f"{where}/schema")
-        target = schema
-        if isinstance(schema, Mapping) and "$ref" in schema:
-            target = schema.get("$defs", {}).get(schema["$ref"].rsplit("/", 1)[-1], schema)
-        kind = _type(target)
-        item_kind = _type(target.get("items")) if isinstance(target, Mapping) else ""
-        if kind == "object":
-            raise OpenApiProblem(f"{where}/schema: object parameters are not supported")
-        style = p.get("style", "simple" if loc in ("path", "header") else "form")
-        explode = p.get("explode", style == "form")
-        if kind == "array" and style == "form" and explode and loc == "query":
-            sep = "\0"  # repeated keys arrive as one value here: one item
-        else:
-            sep = _SEPARATORS.get(str(style), ",")
-        try:
-            validate, _ = compile_validator(schema, metaschema=metaschema)
-        except SchemaProblem as exc:
-            raise OpenApiProblem(f"{where}/schema: {exc}") from None
+            content = _obj(p.get("content"))
+            if not content:
+                self.warn(f"{where}: a parameter with neither schema nor content; not checked")
+                return None
+            media, mt = next(iter(content.items()))
+            media = str(media).split(";")[0].strip().lower()
+            raw = _obj(mt).get("schema", True)
+            at = f"{where}/content/{_escape(str(media))}/schema"
+        schema = bundler.bundle(raw, base, at)
+        style = str(p.get("style", _STYLES[loc][0]))
+        if style not in _STYLES[loc]:
+            self.warn(f"{where}: style {style!r} is not one a {loc} parameter takes; not checked")
+            return None
+        explode = bool(p.get("explode", style == "form"))
+        shape = shape_of(schema)
+        if media and not _JSON.match(media) and not shape.string:
+            self.warn(f"{where}: a {media} parameter is not parsed; not checked")
+            return None
+        # deepObject on an array (``expand[]=a``, ``expand[0]=a``, as payment APIs send) or a
+        # primitive (read as ``name=value``) is outside OpenAPI's table but read the same way
+        key = json.dumps(schema, sort_keys=True, default=repr)
+        validate = cache.get(key)
+        if validate is None:
+            try:
+                validate, _ = compile_validator(schema, metaschema=self.metaschema)
+            except SchemaProblem as exc:
+                self.warn(f"{at}: {exc}; not checked")
+                return None
+            cache[key] = validate
         required = bool(p.get("required", loc == "path"))
-        return Parameter(name, loc, required, kind, item_kind, sep, validate)
+        unknown = field_tree(schema) if reject_unknown and style == "deepObject" else None
+        return Parameter(name, loc, required, style, explode, shape, validate, media, unknown)
 
 
 @lru_cache(maxsize=2)
@@ -334,15 +414,6 @@ def _forget_validated() -> None:
         fn = getattr(fn, "__wrapped__", None)
         if fn is None:
             return
-
-
-def _type(schema: Any) -> str:
-    if not isinstance(schema, Mapping):
-        return ""
-    t = schema.get("type")
-    if isinstance(t, list):
-        t = next((x for x in t if x != "null"), "")
-    return t if isinstance(t, str) else ""
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
@@ -441,6 +512,7 @@ class _Bundler:
             out["$ref"] = out_ref["$ref"]
         if self.dialect == "3.0":
             _translate_30(s, out)
+        _format_bounds(out)
         self._read_only(s, out, base)
         return out
 
@@ -464,6 +536,24 @@ class _Bundler:
         out["properties"] = {k: (False if k in hidden else v) for k, v in out["properties"].items()}
         if isinstance(out.get("required"), list):
             out["required"] = [k for k in out["required"] if k not in hidden]
+
+
+def _format_bounds(out: dict[str, Any]) -> None:
+    """``format: int32``/``int64``/``float``/``double`` as the bounds they imply.
+
+    JSON Schema validators leave these formats unchecked; OpenAPI means them as ranges, so
+    ``minimum``/``maximum`` are tightened to them (an existing, tighter bound stays).
+    """
+    bounds = _FORMAT_BOUNDS.get(out.get("format")) if isinstance(out.get("format"), str) else None
+    if bounds is None:
+        return
+    low, high = bounds
+    floor = out.get("minimum")
+    ceiling = out.get("maximum")
+    if not isinstance(floor, int | float) or isinstance(floor, bool) or floor < low:
+        out["minimum"] = low
+    if not isinstance(ceiling, int | float) or isinstance(ceiling, bool) or ceiling > high:
+        out["maximum"] = high
 
 
 def _translate_30(raw: Mapping[str, Any], out: dict[str, Any]) -> None:
@@ -511,6 +601,107 @@ def operations(doc: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class SpecOperation:
+    """One operation of a description, as a route: where it is and the path it matches."""
+
+    method: str
+    path: str  # as the description writes it
+    match: str  # the route's path pattern: the server's path prefix, then ``path``
+    op: Mapping[str, Any]
+    rid: str
+
+
+def server_prefix(servers: Any, loader: OpenApiLoader, where: str) -> str:
+    """The path part of ``servers[].url`` (variables at their defaults), "" for none.
+
+    Servers are alternatives (usually hosts); when their paths differ, the first is used and
+    a warning says so (``pathPrefix``/``--path-prefix`` chooses).
+    """
+    found: list[str] = []
+    for server in servers if isinstance(servers, list) else ():
+        url = _obj(server).get("url")
+        if not isinstance(url, str):
+            continue
+        for name, var in _obj(_obj(server).get("variables")).items():
+            default = _obj(var).get("default")
+            if isinstance(default, str):
+                url = url.replace("{" + str(name) + "}", default)
+        path = urlsplit(url).path if "//" in url else url.partition("?")[0]
+        path = unquote(path).rstrip("/")
+        if path and not path.startswith("/"):
+            path = "/" + path
+        found.append(path)
+    if not found:
+        return ""
+    distinct = list(dict.fromkeys(found))
+    if len(distinct) > 1:
+        shown = ", ".join(repr(p or "/") for p in distinct[:4])
+        loader.warn(
+            f"{where}/servers: the server URLs have different paths ({shown}); routes use "
+            f"the first, {distinct[0] or '/'!r} (pathPrefix or --path-prefix chooses another)"
+        )
+    return distinct[0]
+
+
+def spec_operations(
+    doc: Mapping[str, Any], loader: OpenApiLoader, path_prefix: str | None, where: str
+) -> list[SpecOperation]:
+    """Every operation that can be a route; each one that cannot is a warning.
+
+    ``path_prefix``: given, it replaces the servers' path prefixes ("" for none).
+    """
+    out: list[SpecOperation] = []
+    seen_match: dict[tuple[str, tuple[str, ...]], str] = {}
+    seen_ids: set[str] = set()
+    for method, path, op in operations(doc):
+        label = f"{method.upper()} {path}"
+        if path_prefix is not None:
+            prefix = path_prefix.rstrip("/")
+        else:
+            item = _obj(_obj(doc.get("paths")).get(path))
+            servers = op.get("servers") or item.get("servers") or doc.get("servers")
+            at = f"{where}#/paths/{_escape(path)}" if servers is not doc.get("servers") else where
+            prefix = server_prefix(servers, loader, at)
+        full = (prefix + path).rstrip("/") or "/"
+        reason = None
+        if "/*" in full or "**" in full:
+            reason = "'*' in a path is a wildcard in a policy, not a literal"
+        else:
+            try:
+                segments = parse_pattern(full).segments
+            except PatternError as exc:
+                reason = str(exc)
+        if reason is not None:
+            loader.warn(f"{where}: {label}: its path cannot be a route ({reason}); skipped")
+            continue
+        key = (method.upper(), segments)
+        if key in seen_match:
+            loader.warn(
+                f"{where}: {label}: matches the same requests as {seen_match[key]}; skipped"
+            )
+            continue
+        seen_match[key] = label
+        rid = route_id(op, method, path)
+        base, n = rid, 1
+        while rid in seen_ids:
+            n += 1
+            rid = f"{base}-{n}"
+        seen_ids.add(rid)
+        out.append(SpecOperation(method, path, full, op, rid))
+    return out
+
+
+def _cel_rules(rid: str, op: Mapping[str, Any]) -> list[dict[str, Any]]:
+    cel = op.get("x-cel-expression")
+    exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
+    return [
+        {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
+         "config": {"expr": expr}}
+        for n, expr in enumerate(exprs)
+    ]  # fmt: skip
+
+
 def spec_routes(
     section: Mapping[str, Any], loader: OpenApiLoader
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -518,16 +709,19 @@ def spec_routes(
 
     A route's parts, later ones winning: the section's defaults, the operation's
     ``x-contractshield`` and ``x-cel-expression``, then the policy's ``operations.<id>``.
+    ``pathPrefix`` replaces the servers' path prefixes.
     """
     spec = section["spec"]
-    doc, _ = loader.document((loader.base_dir / spec).resolve())
-    prefix = str(section.get("pathPrefix", "")).rstrip("/")
+    spec_path = (loader.base_dir / spec).resolve()
+    doc, _ = loader.document(spec_path)
+    given = section.get("pathPrefix")
+    prefix = str(given) if given is not None else None
     overrides = _obj(section.get("operations"))
     routes: list[tuple[str, dict[str, Any]]] = []
-    for method, path, op in operations(doc):
-        rid = route_id(op, method, path)
+    for found in spec_operations(doc, loader, prefix, str(spec_path)):
+        method, path, op, rid = found.method, found.path, found.op, found.rid
         ext = _obj(op.get("x-contractshield"))
-        mine = _obj(overrides.get(rid))
+        mine = _obj(overrides.get(route_id(op, method, path)))
         if ext.get("skip") is True or mine.get("skip") is True:
             continue
         contract: dict[str, Any] = {
@@ -538,21 +732,14 @@ def spec_routes(
         }
         route: dict[str, Any] = {
             "id": rid,
-            "match": {"method": method.upper(), "path": (prefix + path) or "/"},
+            "match": {"method": method.upper(), "path": found.match},
             "contract": contract,
         }
         for key in _OPTION_KEYS:
             for source in (section, ext, mine):
                 if key in source and key != "rules":
                     route[key] = source[key]
-        rules: list[Any] = []
-        cel = op.get("x-cel-expression")
-        exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
-        for n, expr in enumerate(exprs):
-            rules.append(
-                {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
-                 "config": {"expr": expr}}
-            )  # fmt: skip
+        rules = _cel_rules(rid, op)
         for source in (section, ext, mine):
             if isinstance(source.get("rules"), list):
                 rules.extend(source["rules"])
@@ -562,28 +749,46 @@ def spec_routes(
     return routes
 
 
+@dataclass
+class GeneratedPolicy:
+    """``from-openapi``'s result: the policy, and what is not checked, for comments."""
+
+    doc: dict[str, Any]
+    skipped: list[str]  # warnings not tied to a generated route (skipped operations, servers)
+    notes: dict[str, list[str]]  # route id -> what in its operation is not checked
+
+
 def policy_from_spec(
-    spec_path: Path, spec_ref: str, max_bytes: int = MAX_DOCUMENT_BYTES
-) -> dict[str, Any]:
-    """An editable policy for a spec (``extauthz policy from-openapi``): one route each."""
-    loader = OpenApiLoader(spec_path.parent, max_bytes)
+    spec_path: Path, spec_ref: str, path_prefix: str | None = None
+) -> GeneratedPolicy:
+    """An editable policy for a spec (``extauthz policy from-openapi``): one route each.
+
+    Each operation is read the way ``policy check`` will read it, so what it cannot check is
+    known here and said in a comment; an operation that cannot be read at all is skipped.
+    """
+    loader = OpenApiLoader(spec_path.parent, MAX_DOCUMENT_BYTES)
     doc, _ = loader.document(spec_path)
     routes = []
-    for method, path, op in operations(doc):
-        rid = route_id(op, method, path)
+    notes: dict[str, list[str]] = {}
+    for found in spec_operations(doc, loader, path_prefix, str(spec_path)):
+        ref = f"#/paths/{_escape(found.path)}/{found.method}"
+        before = len(loader.warnings)
+        try:
+            loader.operation(f"{spec_path.name}{ref}")
+        except OpenApiProblem as exc:
+            loader.warn(f"{found.method.upper()} {found.path}: {exc}; skipped")
+            continue
+        if len(loader.warnings) > before:
+            notes[found.rid] = loader.warnings[before:]
+            del loader.warnings[before:]
         route: dict[str, Any] = {
-            "id": rid,
-            "match": {"method": method.upper(), "path": path},
-            "contract": {"openapiRef": f"{spec_ref}#/paths/{_escape(path)}/{method}"},
+            "id": found.rid,
+            "match": {"method": found.method.upper(), "path": found.match},
+            "contract": {"openapiRef": f"{spec_ref}{ref}"},
         }
-        cel = op.get("x-cel-expression")
-        exprs = [cel] if isinstance(cel, str) else cel if isinstance(cel, list) else []
-        if exprs:
-            route["rules"] = [
-                {"id": f"{rid}.cel" + (f".{n}" if len(exprs) > 1 else ""), "type": "cel",
-                 "config": {"expr": e}}
-                for n, e in enumerate(exprs)
-            ]  # fmt: skip
+        rules = _cel_rules(found.rid, found.op)
+        if rules:
+            route["rules"] = rules
         routes.append(route)
     title = _obj(doc.get("info")).get("title")
     out: dict[str, Any] = {"policyVersion": "0.1"}
@@ -591,7 +796,7 @@ def policy_from_spec(
         out["name"] = title
     out["defaults"] = {"mode": "enforce", "unmatchedRouteAction": "block"}
     out["routes"] = routes
-    return out
+    return GeneratedPolicy(out, list(loader.warnings), notes)
 
 
 def _pointer(parts: list[Any]) -> str:

@@ -313,6 +313,8 @@ class PolicyHotReloader:
         return policy, before if files == tracked else self._content_hash(files)
 
     def _install(self, policy: CompiledPolicy, content_hash: str) -> None:
+        for warning in getattr(policy, "warnings", ()):
+            log.warning("policy %s: %s", self.path, warning)
         self._tracked = self._tracked_files(policy)
         self._seen_hash = content_hash
         self.last_reload_at = getattr(policy, "loaded_at", None) or time.time()

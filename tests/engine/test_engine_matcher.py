@@ -86,8 +86,7 @@ def test_root_route() -> None:
         ("/a//b", "empty segment"),
         ("/a/../b", "dot segments"),
         ("/a/**/b", "last segment"),
-        ("/files/{id}.json", "bad template"),
-        ("/files/x{id}", "not allowed"),
+        ("/files/{id}.json.{", "not allowed"),
         ("/a/{id}/{id}", "used twice"),
         ("/a/{1x}", "bad template"),
         ("/a/%2F", "not allowed"),
@@ -184,3 +183,56 @@ def test_trie_matches_brute_force(routes, method: str, segs: list[str]) -> None:
     path = "/" + "/".join(segs)
     got = RouteMatcher(routes).match(method, path)
     assert (got[0] if got else None) == _brute(routes, method, path)
+
+
+def test_templates_inside_a_segment() -> None:
+    m = matcher(
+        ("GET", "/files/{name}.{ext}", "name-ext"),
+        ("GET", "/files/{name}.json", "json"),
+        ("GET", "/files/{id}", "id"),
+        ("GET", "/files/a.json", "literal"),
+        ("POST", "/v1/{name}:cancel", "cancel"),
+        ("GET", "/r/{a}-{b}-{c}", "three"),
+        ("GET", "/d/v{major}.{minor}/x", "version"),
+    )
+    assert m.match("GET", "/files/a.json") == ("literal", {})
+    assert m.match("GET", "/files/b.json") == ("json", {"name": "b"})  # more literal text wins
+    # leftmost literal, at least one character each: what a lazy ([^/]+?) would capture
+    assert m.match("GET", "/files/a.tar.gz") == ("name-ext", {"name": "a", "ext": "tar.gz"})
+    assert m.match("GET", "/files/abc") == ("id", {"id": "abc"})
+    assert m.match("GET", "/files/.json") == ("id", {"id": ".json"})  # a template is never empty
+    assert m.match("POST", "/v1/op1:cancel") == ("cancel", {"name": "op1"})
+    assert m.match("POST", "/v1/:cancel") is None
+    assert m.match("GET", "/r/1-2-3-4") == ("three", {"a": "1", "b": "2", "c": "3-4"})
+    assert m.match("GET", "/r/1-2") is None
+    assert m.match("GET", "/d/v1.2/x") == ("version", {"major": "1", "minor": "2"})
+    assert m.match("GET", "/d/v1/x") is None
+
+
+def test_a_segment_with_templates_falls_back_when_deeper_segments_fail() -> None:
+    m = matcher(("GET", "/a/{x}.json/z", "partial"), ("GET", "/a/{y}/w", "whole"))
+    assert m.match("GET", "/a/q.json/w") == ("whole", {"y": "q.json"})
+    assert m.match("GET", "/a/q.json/z") == ("partial", {"x": "q"})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("/a/{x}{y}", "two templates need literal text between them"),
+        ("/a/{x}.{x}", "used twice"),
+        ("/a/{x}/{x}.j", "used twice"),
+        ("/a/{x", "bad template"),
+        ("/a/x}", "bad template"),
+        ("/a/{x y}.j", "bad template"),
+        ("/a/{x}.j%", "not allowed"),
+        ("/a/{x}*", "not allowed"),
+    ],
+)
+def test_bad_templates_inside_a_segment_are_refused(pattern: str, reason: str) -> None:
+    with pytest.raises(PatternError, match=reason):
+        parse_pattern(pattern)
+
+
+def test_same_skeleton_is_a_duplicate() -> None:
+    with pytest.raises(PatternError, match="already matched"):
+        matcher(("GET", "/f/{a}.{b}", "one"), ("GET", "/f/{x}.{y}", "two"))

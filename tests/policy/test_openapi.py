@@ -86,7 +86,13 @@ def test_30_dialect_nullable_and_example(policy: CompiledPolicy) -> None:
 def test_request_body_required(policy: CompiledPolicy) -> None:
     assert _ids(policy, "POST", "/pets", headers=TENANT) == ["contract.schema.invalid"]
     assert _ids(policy, "PATCH", "/pets/3") == []  # requestBody.required: false
-    assert _ids(policy, "PATCH", "/pets/3", body={"name": ""}) == ["contract.schema.invalid"]
+    patch = "application/merge-patch+json"  # the only type PetPatch declares
+    assert _ids(policy, "PATCH", "/pets/3", body={"name": ""}, content_type=patch) == [
+        "contract.schema.invalid"
+    ]
+    # any other type is refused: 415
+    d = evaluate(policy, build_ctx("PATCH", "/pets/3", body={"name": "x"}))
+    assert ([h.id for h in d.rule_hits], d.status_code) == (["contract.mediaType"], 415)
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ SCHEMA_INVALID = "contract.schema.invalid"
 UNKNOWN_FIELD = "contract.unknownField"
 PARAMETER_INVALID = "contract.parameter.invalid"
 PARAMETER_UNKNOWN = "contract.parameter.unknown"
+MEDIA_TYPE = "contract.mediaType"  # a body in a type the operation does not accept: 415
 
 CHECK = HitSet(
     name="contract",
-    hits=(SCHEMA_INVALID, UNKNOWN_FIELD, PARAMETER_INVALID, PARAMETER_UNKNOWN),
+    hits=(SCHEMA_INVALID, UNKNOWN_FIELD, PARAMETER_INVALID, PARAMETER_UNKNOWN, MEDIA_TYPE),
     phase=CONTRACT,
     explain="the body or a parameter is not what the route's schema or API description allows",
     section="contract",

@@ -18,10 +18,22 @@ from typing import Any
 NONE = "none"
 JSON = "json"
 FORM = "form"
+MULTIPART = "multipart"  # value: text fields as FORM's are; ``parts``: every part
 OPAQUE = "opaque"
 MALFORMED = "malformed"
 TOO_DEEP = "too_deep"
 SKIPPED = "skipped"  # oversize: not parsed
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a ``multipart/form-data`` body."""
+
+    name: str
+    filename: str | None  # None: no ``filename`` parameter (a field, not a file)
+    content_type: str  # the part's Content-Type as sent, "" when absent
+    data: bytes
+    text: str | None  # ``data`` as UTF-8 for a part without a filename, else None
 
 
 @dataclass(slots=True)  # per-request and never shared: not frozen, for a cheaper __init__
@@ -32,6 +44,7 @@ class ParsedBody:
     depth: int = -1  # JSON depth when known from the pre-scan, -1 when not measured
     form_pairs: tuple[tuple[str, str], ...] = ()
     sniffed: bool = False  # JSON found in a body not declared as JSON (contract still refuses it)
+    parts: tuple[Part, ...] = ()  # MULTIPART: every part, files included, in order
 
 
 NO_BODY = ParsedBody(NONE)
