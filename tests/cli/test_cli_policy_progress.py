@@ -51,7 +51,7 @@ def test_a_large_description_reports_each_stage_on_stderr(tmp_path: Path) -> Non
     gen = _run("from-openapi", str(tmp_path / "api.yaml"))
     assert gen.returncode == 0
     assert "extauthz policy from-openapi: reading" in gen.stderr
-    assert gen.stdout.startswith("policyVersion")
+    assert "policyVersion" in gen.stdout
 
 
 def test_a_small_policy_prints_what_it_printed_before() -> None:

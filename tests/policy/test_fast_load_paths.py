@@ -170,7 +170,7 @@ def test_generated_descriptions_decide_the_same_either_way(
     )
     plain = _load(monkeypatch, tmp_path / "p.yaml", fast=False)
     fast = _load(monkeypatch, tmp_path / "p.yaml", fast=True)
-    _same_policies(plain, fast, _schemas_by_route(spec))
+    _same_policies(plain, fast, _schemas_by_route(spec), name)
 
 
 def test_the_test_documents_decide_the_same_either_way(
@@ -196,7 +196,9 @@ def test_the_test_documents_decide_the_same_either_way(
     _same_policies(plain, fast, schemas)
 
 
-def _same_policies(plain: CompiledPolicy, fast: CompiledPolicy, schemas: dict[str, Any]) -> None:
+def _same_policies(
+    plain: CompiledPolicy, fast: CompiledPolicy, schemas: dict[str, Any], name: str = ""
+) -> None:
     assert plain.route_ids == fast.route_ids and plain.version == fast.version
     for a, b in zip(plain.routes, fast.routes, strict=True):
         assert (a.id, a.methods, a.pattern) == (b.id, b.methods, b.pattern)
@@ -220,4 +222,6 @@ def _same_policies(plain: CompiledPolicy, fast: CompiledPolicy, schemas: dict[st
         assert x == y, request
     actions = {d[0] for d in got_plain}
     hits = {h[0] for d in got_plain for h in d[2]}
-    assert len(actions) >= 2 and {"contract.schema.invalid", "contract.unknownField"} <= hits
+    assert len(actions) >= 2 and any(h.startswith("contract.") for h in hits)
+    if not name.startswith("stripe"):  # (JSON bodies to Stripe's form-only operations: 415)
+        assert {"contract.schema.invalid", "contract.unknownField"} <= hits
