@@ -79,12 +79,37 @@ def run_demo_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_on_stderr(command: str) -> None:
+    """What a long load is doing (``extauthz.policy``: large documents only), on stderr."""
+    import logging
+
+    class Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+        """Writes to whatever ``sys.stderr`` is when it writes."""
+
+        @property  # type: ignore[override]
+        def stream(self) -> Any:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value: Any) -> None:
+            pass
+
+    logger = logging.getLogger("extauthz.policy")
+    logger.handlers = [h for h in logger.handlers if type(h).__name__ != "Stderr"]
+    handler = Stderr()
+    handler.setFormatter(logging.Formatter(f"extauthz policy {command}: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def run_from_openapi(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
     from ..policy._openapi import OpenApiProblem, policy_from_spec
 
+    _progress_on_stderr("from-openapi")
     spec = Path(args.spec).resolve()
     out = Path(args.output).resolve() if args.output else None
     ref = args.ref or os.path.relpath(spec, out.parent if out is not None else Path.cwd())
@@ -145,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     from .._exceptions import InvalidPolicy
     from ..policy import load_policy
 
+    _progress_on_stderr("check")
     notice = threading.Timer(
         SLOW_LOAD_NOTICE_S,
         lambda: print(

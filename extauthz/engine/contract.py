@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import ast
 import copy
+import marshal
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import fastjsonschema
 import jsonschema
+from fastjsonschema.draft07 import CodeGeneratorDraft07
+from fastjsonschema.ref_resolver import RefResolver
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
@@ -70,20 +73,28 @@ class SchemaProblem(ValueError):
     """A schema that cannot be used: invalid, remote ``$ref``, ..."""
 
 
+def _is_map(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, without the ABC machinery for the usual plain dict."""
+    return type(value) is dict or (type(value) is not list and isinstance(value, Mapping))
+
+
 def subschemas(schema: Mapping[str, Any]) -> list[Any]:
     out: list[Any] = []
+    get = schema.get
     for key in SCHEMA_MAPS:
-        value = schema.get(key)
-        if isinstance(value, Mapping):
+        value = get(key)
+        if value is not None and _is_map(value):
             out.extend(value.values())
     for key in SCHEMA_ONE:
-        value = schema.get(key)
-        if isinstance(value, Mapping):
+        value = get(key)
+        if value is None:
+            continue
+        if _is_map(value):
             out.append(value)
         elif key == "items" and isinstance(value, list):
             out.extend(value)
     for key in SCHEMA_LISTS:
-        value = schema.get(key)
+        value = get(key)
         if isinstance(value, list):
             out.extend(value)
     return out
@@ -94,16 +105,19 @@ def _iter_schemas(schema: Any) -> list[Mapping[str, Any]]:
     stack = [schema]
     while stack:
         s = stack.pop()
-        if isinstance(s, Mapping):
+        if _is_map(s):
             found.append(s)
             stack.extend(subschemas(s))
     return found
 
 
-def fast_compatible(schema: Any) -> bool:
-    """True when fastjsonschema (draft 7) reads every keyword the way 2020-12 does."""
-    for s in _iter_schemas(schema):
-        keys = set(s)
+def fast_compatible(schema: Any, nodes: list[Mapping[str, Any]] | None = None) -> bool:
+    """True when fastjsonschema (draft 7) reads every keyword the way 2020-12 does.
+
+    ``nodes``: ``_iter_schemas(schema)``, when the caller has it already.
+    """
+    for s in _iter_schemas(schema) if nodes is None else nodes:
+        keys = s.keys()
         if not keys <= _DRAFT7_SAFE:
             return False
         if isinstance(s.get("items"), list):
@@ -115,10 +129,13 @@ def fast_compatible(schema: Any) -> bool:
     return True
 
 
-def check_schema(schema: Any, metaschema: MetaschemaChecks | None = None) -> None:
+def check_schema(
+    schema: Any, metaschema: MetaschemaChecks | None = None
+) -> list[Mapping[str, Any]]:
     """Raise ``SchemaProblem`` unless ``schema`` is a usable 2020-12 schema.
 
     ``metaschema``: the load's shared metaschema verdicts (same result, see ``metaschema``).
+    Returns the schema's (sub)schema objects, ``_iter_schemas(schema)``.
     """
     if not isinstance(schema, Mapping | bool):
         raise SchemaProblem("a JSON Schema must be an object or a boolean")
@@ -130,17 +147,36 @@ def check_schema(schema: Any, metaschema: MetaschemaChecks | None = None) -> Non
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         raise SchemaProblem(f"invalid JSON Schema at '/{where}': {exc.message}") from None
-    for s in _iter_schemas(schema):
+    nodes = _iter_schemas(schema)
+    for s in nodes:
         ref = s.get("$ref")
         if isinstance(ref, str) and not ref.startswith("#"):
             raise SchemaProblem(f"$ref {ref!r}: only local references ('#/...') are supported")
         if "$dynamicRef" in s:
             raise SchemaProblem("$dynamicRef is not supported")
-    for pointer, pattern in schema_patterns(schema):
-        try:
+    try:
+        for pattern in _patterns(nodes):
             compile_pattern(pattern)
-        except UnsupportedPattern as exc:
-            raise SchemaProblem(f"schema regex at '{pointer}': {exc}") from None
+    except UnsupportedPattern:
+        for pointer, pattern in schema_patterns(schema):  # the first in the usual order
+            try:
+                compile_pattern(pattern)
+            except UnsupportedPattern as exc:
+                raise SchemaProblem(f"schema regex at '{pointer}': {exc}") from None
+    return nodes
+
+
+def _patterns(nodes: list[Mapping[str, Any]]) -> set[str]:
+    """The ``pattern``s and ``patternProperties`` keys of ``nodes`` (no pointers: cheap)."""
+    found: set[str] = set()
+    for s in nodes:
+        pattern = s.get("pattern")
+        if isinstance(pattern, str):
+            found.add(pattern)
+        pp = s.get("patternProperties")
+        if pp is not None and _is_map(pp):
+            found.update(k for k in pp if isinstance(k, str))
+    return found
 
 
 def _pointer(parts: tuple[str | int, ...]) -> str:
@@ -183,21 +219,156 @@ Validator = Callable[[Any], str | None]
 def compile_validator(
     schema: Any, *, engine: str = "auto", metaschema: MetaschemaChecks | None = None
 ) -> tuple[Validator, str]:
-    """Return (validate, engine name); ``validate(instance)`` gives an error text or None."""
-    check_schema(schema, metaschema)
-    use_fast = engine == "fastjsonschema" or (engine == "auto" and fast_compatible(schema))
+    """Return (validate, engine name); ``validate(instance)`` gives an error text or None.
+
+    ``metaschema``: the load's shared schema work; a schema met again in the same load (an
+    empty form body on two hundred operations) gets the validator compiled the first time.
+    """
+    key = None
+    if metaschema is not None and isinstance(schema, dict):
+        key = (engine, repr(schema))  # equal reprs of plain JSON values: equal schemas
+        known = metaschema.validators.get(key)
+        if known is not None:
+            return known
+    nodes = check_schema(schema, metaschema)
+    compiled = _compile_validator(schema, engine, nodes)
+    if key is not None and metaschema is not None:
+        metaschema.validators[key] = compiled
+    return compiled
+
+
+def _compile_validator(
+    schema: Any, engine: str, nodes: list[Mapping[str, Any]]
+) -> tuple[Validator, str]:
+    use_fast = engine == "fastjsonschema" or (engine == "auto" and fast_compatible(schema, nodes))
     if use_fast and isinstance(schema, Mapping):
-        draft7 = copy.deepcopy(dict(schema))
+        draft7 = _private_copy(schema)
         draft7["$schema"] = "http://json-schema.org/draft-07/schema#"
         draft7.pop("$id", None)
         try:
-            fn = fastjsonschema.compile(draft7, use_default=False, use_formats=True)
+            if LEAN_CODE:
+                fn = _lean_compile(draft7)
+            else:
+                fn = fastjsonschema.compile(draft7, use_default=False, use_formats=True)
         except (fastjsonschema.JsonSchemaDefinitionException, re.error, ValueError):
             fn = None
-        if fn is not None and _use_linear_regexes(fn, schema):
+        if fn is not None and _use_linear_regexes(fn, _patterns(nodes)):
             return _fast(fn), "fastjsonschema"
     validator = LinearDraft202012Validator(schema, format_checker=FormatChecker())
-    return _slow(validator), "jsonschema"
+    return _slow(validator, schema), "jsonschema"
+
+
+def _private_copy(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy fastjsonschema may write into.
+
+    Its resolver rewrites every ``$ref`` to ``urljoin(scope, ref)``; the scope stays empty
+    (the root's ``$id`` is dropped, nested ones are not fast-compatible) unless a dict below
+    carries an ``id``/``$id`` string, and ``urljoin("", ref)`` is ``ref``: so without such a
+    key the writes change nothing and the root's copy is enough (a deep copy of a Stripe body
+    is ~1 ms).
+    """
+    text = repr(schema)
+    if "'id'" in text or "'$id'" in text:
+        return copy.deepcopy(dict(schema))
+    return dict(schema)
+
+
+# The seam for ``_lean_compile``: False compiles with ``fastjsonschema.compile`` as before.
+LEAN_CODE = True
+
+
+class _LeanDraft07(CodeGeneratorDraft07):
+    """fastjsonschema's draft-07 code, each ``raise`` carrying only its message.
+
+    By default every generated ``raise`` also carries the failing value, the rule and the
+    whole sub-schema written out as a literal (``detailed_exceptions``): for a Stripe body
+    that is half the generated code, and rendering it half the compile time. A contract reads
+    only ``message``; fastjsonschema's own ``detailed_exceptions=False`` would also drop the
+    dynamic part of two messages (which keys are missing, how many ``oneOf`` branches match),
+    so this keeps the message exactly and drops the rest.
+    """
+
+    def exc(self, msg: str, *args: Any, append_to_msg: str | None = None, rule: Any = None) -> None:
+        arg = '"' + msg + '"'
+        if append_to_msg:
+            arg += " + (" + append_to_msg + ")"
+        self.l("raise JsonSchemaValueException(" + arg + ")", *args)
+
+
+def _lean_compile(definition: dict[str, Any]) -> Callable[[Any], Any]:
+    """``fastjsonschema.compile(definition, use_default=False)`` with ``_LeanDraft07``.
+
+    The function keeps its module's code object (``_code``) and name (``_scope``), from which
+    ``rebuild_fast`` makes it again in another process (see ``recipe``).
+    """
+    resolver = RefResolver.from_schema(definition, handlers={}, store={})
+    generator = _LeanDraft07(
+        definition, resolver=resolver, formats={}, use_default=False, use_formats=True
+    )
+    state = generator.global_state
+    code = compile(generator.func_code, "<fastjsonschema>", "exec")
+    exec(code, state)  # as fastjsonschema.compile does
+    fn: Any = state[resolver.get_scope_name()]
+    fn._code, fn._scope = code, resolver.get_scope_name()
+    return cast(Callable[[Any], Any], fn)
+
+
+def _base_state() -> dict[str, Any]:
+    """The globals fastjsonschema gives generated code, less the regex table."""
+    state = _LeanDraft07(
+        {}, resolver=RefResolver.from_schema({}, handlers={}, store={})
+    ).global_state
+    state.pop("REGEX_PATTERNS")
+    return state
+
+
+_BASE_STATE = _base_state()
+
+
+def recipe(validate: Validator) -> tuple[Any, ...] | None:
+    """How to make ``validate`` again in another process: plain data, or None if it cannot be.
+
+    A policy compiled in a child process (``policy._child``) travels as a pickle; the
+    generated code travels as its marshalled code object, the regex table as its patterns.
+    Worked out when asked (a Stripe description's code is ~8 MB marshalled).
+    """
+    made = getattr(validate, "_made_from", None)
+    if made is None or isinstance(made, tuple):
+        return made
+    return _fast_recipe(made)
+
+
+def rebuild(kind: str, *args: Any) -> Validator:
+    """The validator a ``recipe`` describes (in the process that unpickles it)."""
+    if kind == "slow":
+        (schema,) = args
+        validator = LinearDraft202012Validator(schema, format_checker=FormatChecker())
+        return _slow(validator, schema)
+    code, scope, table = args
+    state = dict(_BASE_STATE)
+    state["custom_formats"] = {}
+    state["REGEX_PATTERNS"] = {
+        key: compile_pattern(source) if how == "linear" else re.compile(source, flags)
+        for key, how, source, flags in table
+    }
+    module = marshal.loads(code)
+    exec(module, state)
+    fn = state[scope]
+    fn._code, fn._scope = module, scope
+    return _fast(fn)
+
+
+def _fast_recipe(fn: Any) -> tuple[Any, ...] | None:
+    code = getattr(fn, "_code", None)
+    if code is None:
+        return None
+    table = []
+    for key, value in fn.__globals__["REGEX_PATTERNS"].items():
+        if isinstance(value, LinearPattern):
+            table.append((key, "linear", value.pattern, 0))
+        else:
+            table.append((key, "re", value.pattern, value.flags))
+    return ("fast", marshal.dumps(code), fn._scope, tuple(table))
 
 
 # fastjsonschema's ``email`` regex has ``(?!.*\.\..*@)``: quadratic on a long dotted string.
@@ -206,7 +377,7 @@ def compile_validator(
 _FAST_FORMATS = {"email_re_pattern": r"^[^@.](?:\.?[^@.])*@[^@]+\.[^@]+$"}
 
 
-def _use_linear_regexes(fn: Callable[[Any], Any], schema: Any) -> bool:
+def _use_linear_regexes(fn: Callable[[Any], Any], patterns: set[str]) -> bool:
     """Swap the generated code's ``re`` objects for RE2 ones; False if that is not possible.
 
     The generated code looks each schema regex up by its source text in ``REGEX_PATTERNS``
@@ -215,7 +386,6 @@ def _use_linear_regexes(fn: Callable[[Any], Any], schema: Any) -> bool:
     table = getattr(fn, "__globals__", {}).get("REGEX_PATTERNS")
     if not isinstance(table, dict):
         return False
-    patterns = {pattern for _, pattern in schema_patterns(schema)}
     for key in table:
         if key in patterns:
             if key.endswith("_re_pattern"):
@@ -333,6 +503,26 @@ LinearDraft202012Validator = jsonschema.validators.extend(
 )
 
 
+class _Release:
+    """Empties a generated module's globals when the validator using it is dropped.
+
+    Generated functions live in their module's globals (they call each other by name), so each
+    validator is a reference cycle that only the cyclic garbage collector frees; ``serve``
+    keeps its heap frozen out of that collector (``server.heap``), where the old policy of
+    every reload would stay for good. Held only by the validator's closure, this runs when no
+    check can reach the validator any more and breaks the cycle, so a dropped policy is freed
+    by reference counting alone, with no collection pause.
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def __del__(self) -> None:
+        self.state.clear()
+
+
 _SET_IN_MESSAGE = re.compile(r"must not contain (\{.*\}) properties$", re.S)
 
 
@@ -355,6 +545,7 @@ def _readable(msg: str) -> str:
 
 def _fast(fn: Callable[[Any], Any]) -> Validator:
     exc_type = fastjsonschema.JsonSchemaValueException
+    release = _Release(fn.__globals__)
 
     def validate(instance: Any) -> str | None:
         try:
@@ -368,10 +559,12 @@ def _fast(fn: Callable[[Any], Any]) -> Validator:
             return f"body cannot be validated: {type(exc).__name__}"
         return None
 
+    validate._release = release  # type: ignore[attr-defined]
+    validate._made_from = fn  # type: ignore[attr-defined]
     return validate
 
 
-def _slow(validator: Any) -> Validator:
+def _slow(validator: Any, schema: Any) -> Validator:
     def validate(instance: Any) -> str | None:
         try:
             if validator.is_valid(instance):
@@ -384,6 +577,7 @@ def _slow(validator: Any) -> Validator:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
         return f"body{where}: {err.message}"
 
+    validate._made_from = ("slow", schema)  # type: ignore[attr-defined]
     return validate
 
 
@@ -399,6 +593,12 @@ class FieldTree:
     patterns: list[LinearPattern] = field(default_factory=list)
     items: FieldTree | None = None
     is_object: bool = False
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        """``OPEN`` stays the one ``OPEN`` through pickling (``unknown_fields`` tests ``is``)."""
+        if self is OPEN:
+            return "OPEN"
+        return FieldTree, (self.open, self.props, self.patterns, self.items, self.is_object)
 
     def child(self, key: str) -> FieldTree | None:
         """The tree for ``key``, or None when the key is not declared."""

@@ -77,6 +77,10 @@ class LinearPattern:
     def __repr__(self) -> str:
         return f"LinearPattern({self.pattern!r})"
 
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        """Pickled as its pattern (a policy compiled in a child process, ``policy._child``)."""
+        return compile_pattern, (self.pattern,)
+
 
 _U_ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|.)", re.DOTALL)
 

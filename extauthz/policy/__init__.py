@@ -16,13 +16,16 @@ from .._exceptions import InvalidPolicy, PolicyProblem
 from ..engine.checks import DETECTORS
 from ..engine.model import CompiledPolicy
 from ._compile import compile_document
-from ._loader import parse_document
+from ._loader import MAX_DOCUMENT_BYTES, parse_document
 
 __all__ = ["CompiledPolicy", "load_policy", "load_policy_bytes", "load_policy_text"]
 
 
 def load_policy(
-    path: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> CompiledPolicy:
     """Load, validate and compile a policy file (YAML or JSON); raise ``InvalidPolicy``.
 
@@ -30,6 +33,7 @@ def load_policy(
     against the policy file's directory, or against ``base_dir`` when given: upstream's tools
     resolve them against the repository root, so its policies run unchanged with the root as
     ``base_dir`` (``POLICY_BASE_DIR`` / ``--policy-base-dir`` on the command line).
+    ``max_document_bytes``: the size limit of each OpenAPI document or schema file it reads.
     """
     p = Path(path)
     source = str(path)
@@ -48,7 +52,9 @@ def load_policy(
             [PolicyProblem(source, "", f"policy file cannot be read: {exc.strerror or exc}")]
         ) from None
     base = Path(base_dir).resolve() if base_dir is not None else p.resolve().parent
-    policy = load_policy_bytes(data, source=source, base_dir=base)
+    policy = load_policy_bytes(
+        data, source=source, base_dir=base, max_document_bytes=max_document_bytes
+    )
     return _with_policy_file(policy, p.resolve())
 
 
@@ -60,7 +66,12 @@ def load_policy_text(
 
 
 def load_policy_bytes(
-    data: bytes, *, source: str = "<string>", base_dir: Path | None = None, sealed: bool = False
+    data: bytes,
+    *,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    sealed: bool = False,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> CompiledPolicy:
     """Load a policy from bytes; ``sealed`` refuses schema files and environment secrets
     (a policy that came from a caller, see ``compile_document``)."""
@@ -68,7 +79,12 @@ def load_policy_bytes(
     if problems:
         raise InvalidPolicy(problems)
     policy, problems = compile_document(
-        doc, source=source, base_dir=base_dir or Path.cwd(), policy_bytes=data, sealed=sealed
+        doc,
+        source=source,
+        base_dir=base_dir or Path.cwd(),
+        policy_bytes=data,
+        sealed=sealed,
+        max_document_bytes=max_document_bytes,
     )
     if policy is None:
         raise InvalidPolicy(problems)

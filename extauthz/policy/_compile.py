@@ -29,23 +29,25 @@ from ..webhooks import find as find_provider
 from ..webhooks import hit_ids as webhook_hit_ids
 from . import _openapi
 from . import _rule_types as rule_types
-from ._loader import parse_schema_file
+from ._loader import DOCUMENT_LIMIT_SETTING, MAX_DOCUMENT_BYTES, parse_schema_file, size_problem
 from ._schema import format_path, structure_problems
 
 # The hit ids the engine's own checks report: a CEL rule may not take one (an alert on
 # ``limit.body.max`` must mean the limit). Rules that configure a check rename its hits.
 BUILTIN_IDS = checks.CATALOGUE.builtin_ids() | webhook_hit_ids()
 _SEALED = "a policy sent with the request cannot read the server's "
-MAX_SCHEMA_BYTES = 4 * 1024 * 1024
 # The seam for ``engine.metaschema``: False checks every schema whole, as before (the tests
 # load the same policies both ways and compare).
 SHARE_METASCHEMA_CHECKS = True
 
 
 class _Collector:
-    def __init__(self, source: str, sealed: bool = False) -> None:
+    def __init__(
+        self, source: str, sealed: bool = False, max_document_bytes: int = MAX_DOCUMENT_BYTES
+    ) -> None:
         self.source = source
         self.sealed = sealed  # a caller-supplied policy: no files, no environment
+        self.max_document_bytes = max_document_bytes  # each OpenAPI document or schema file
         self.problems: list[PolicyProblem] = []
         self.openapi: _openapi.OpenApiLoader | None = None  # one per load: documents read once
         # one per load: a component every operation's bundle repeats is checked once
@@ -110,13 +112,15 @@ def compile_document(
     policy_bytes: bytes,
     loaded_at: float | None = None,
     sealed: bool = False,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> tuple[CompiledPolicy | None, list[PolicyProblem]]:
     """Compile a parsed policy document; return (policy, []) or (None, problems).
 
     ``sealed``: the policy came from a caller (``POST /evaluate``), so it may not read the
     server's files (schema refs) or environment (secrets): each would be an oracle on them.
+    ``max_document_bytes``: the size limit of each file the policy references.
     """
-    out = _Collector(source, sealed)
+    out = _Collector(source, sealed, max_document_bytes)
     out.problems.extend(structure_problems(doc, source))
     if not isinstance(doc, Mapping):
         if not out.problems:
@@ -334,7 +338,7 @@ def _compile_contract(
         where = section.where("requestSchemaRef")
         path = (base_dir / ref).resolve()
         if path not in schema_cache:
-            schema, error, data = _read_schema(path)
+            schema, error, data = _read_schema(path, out.max_document_bytes)
             schema_cache[path] = (schema, error)
             if error is None:
                 files.append(path)
@@ -405,7 +409,7 @@ def _spec_routes(
         out.add("openapi.spec", _SEALED + "files")
         return []
     if out.openapi is None:
-        out.openapi = _openapi.OpenApiLoader(base_dir, MAX_SCHEMA_BYTES)
+        out.openapi = _openapi.OpenApiLoader(base_dir, out.max_document_bytes)
     try:
         made = _openapi.spec_routes(spec, out.openapi)
     except _openapi.OpenApiProblem as exc:
@@ -416,6 +420,9 @@ def _spec_routes(
             files.append(path)
             hasher.update(b"\0" + str(path).encode() + b"\0" + data)
     compiled: list[CompiledRoute] = []
+    started = time.perf_counter()
+    if out.openapi.large:
+        _openapi.progress.info("compiling %d routes from %s", len(made), spec["spec"])
     for k, (label, route_doc) in enumerate(made):
         i = first + k
         at = f"routes[{i}]"
@@ -431,6 +438,10 @@ def _spec_routes(
                 out.problems[j] = PolicyProblem(p.file, label + p.path[len(at) :], p.reason)
         if route is not None:
             compiled.append(route)
+    if out.openapi.large:
+        _openapi.progress.info(
+            "compiled %d routes in %.2f s", len(compiled), time.perf_counter() - started
+        )
     return compiled
 
 
@@ -443,7 +454,7 @@ def _load_operation(
         out.add(section.where("openapiRef"), _SEALED + "files (use requestSchema)")
         return None
     if out.openapi is None:
-        out.openapi = _openapi.OpenApiLoader(base_dir, MAX_SCHEMA_BYTES)
+        out.openapi = _openapi.OpenApiLoader(base_dir, out.max_document_bytes)
     try:
         operation = out.openapi.operation(
             c["openapiRef"], reject_unknown_parameters=c.get("rejectUnknownParameters") is True
@@ -458,7 +469,7 @@ def _load_operation(
     return operation
 
 
-def _read_schema(path: Path) -> tuple[Any, str | None, bytes]:
+def _read_schema(path: Path, max_bytes: int) -> tuple[Any, str | None, bytes]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -467,9 +478,10 @@ def _read_schema(path: Path) -> tuple[Any, str | None, bytes]:
         return None, f"schema path is a directory: {path}", b""
     except OSError as exc:
         return None, f"schema file cannot be read: {path}: {exc.strerror or exc}", b""
-    if len(data) > MAX_SCHEMA_BYTES:
-        return None, f"schema file is larger than {MAX_SCHEMA_BYTES} bytes: {path}", b""
-    schema, error = parse_schema_file(data, str(path))
+    if len(data) > max_bytes:
+        size = size_problem(len(data), max_bytes, DOCUMENT_LIMIT_SETTING)
+        return None, f"schema file {path}: {size}", b""
+    schema, error = parse_schema_file(data, str(path), max_bytes=max_bytes)
     if error is not None:
         return None, f"schema file {path}: {error}", b""
     return schema, None, data

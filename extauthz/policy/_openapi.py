@@ -16,9 +16,12 @@ dialect is translated (``nullable``, boolean ``exclusiveMinimum``/``exclusiveMax
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
@@ -38,8 +41,10 @@ from ..engine.contract import (
 )
 from ..engine.deserialize import Encoding, shape_of
 from ..engine.matcher import PatternError, parse_pattern
+from ..engine.metaschema import MetaschemaChecks
 from ..engine.parameters import Parameter, ParameterChecks
-from ._loader import parse_schema_file
+from . import _openapi_check
+from ._loader import DOCUMENT_LIMIT_SETTING, MAX_DOCUMENT_BYTES, parse_schema_file, size_problem
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -66,6 +71,12 @@ _FORMAT_BOUNDS: dict[str, tuple[float, float]] = {
 _ANNOTATION_KEYS = frozenset(
     {"example", "discriminator", "xml", "externalDocs", "nullable", "$id", "$schema"}
 )
+
+
+# A load reading a document this large takes seconds: it says what it is doing on the
+# ``extauthz.policy`` logger (``serve`` logs it, ``policy check`` prints it on stderr).
+PROGRESS_BYTES = 1024 * 1024
+progress = logging.getLogger("extauthz.policy")
 
 
 class OpenApiProblem(ValueError):
@@ -108,6 +119,8 @@ class OpenApiLoader:
     # what a description asks that is not checked (each said once), for ``policy check``, the
     # server's log and comments in ``from-openapi``'s policy
     warnings: list[str] = field(default_factory=list)
+    metaschema: MetaschemaChecks = field(default_factory=MetaschemaChecks)  # shared checks
+    large: bool = False  # a document of PROGRESS_BYTES or more was read: say what happens
 
     # -- files --------------------------------------------------------------------------
     def _read(self, path: Path) -> Any:
@@ -123,10 +136,19 @@ class OpenApiLoader:
         except OSError as exc:
             raise OpenApiProblem(f"{path}: cannot be read: {exc.strerror or exc}") from None
         if len(data) > self.max_bytes:
-            raise OpenApiProblem(f"{path}: larger than {self.max_bytes} bytes")
-        doc, error = parse_schema_file(data, str(path))
+            raise OpenApiProblem(
+                f"{path}: {size_problem(len(data), self.max_bytes, DOCUMENT_LIMIT_SETTING)}"
+            )
+        large = len(data) >= PROGRESS_BYTES
+        if large:
+            self.large = True
+            progress.info("reading %s (%.1f MB)", path, len(data) / 1e6)
+        started = time.perf_counter()
+        doc, error = parse_schema_file(data, str(path), max_bytes=self.max_bytes)
         if error is not None:
             raise OpenApiProblem(f"{path}: {error}")
+        if large:
+            progress.info("%s: read in %.2f s", path, time.perf_counter() - started)
         self.files[path] = data
         self._docs[uri] = doc
         return doc
@@ -152,18 +174,32 @@ class OpenApiLoader:
             )
         dialect = version[:3]
         if uri not in self._validated:
-            self._validate(doc, uri, path, dialect)
+            started = time.perf_counter()
+            if not _openapi_check.accepts(doc, dialect):
+                if self.large:
+                    progress.info(
+                        "%s: checking it with openapi-spec-validator (slower: a reference to "
+                        "another file, or a problem to report)",
+                        path,
+                    )
+                self._validate(doc, uri, path, dialect)
             self._validated.add(uri)
+            if self.large:
+                progress.info(
+                    "%s: OpenAPI %s, %d operations, checked in %.2f s",
+                    path,
+                    version,
+                    len(operations(doc)),
+                    time.perf_counter() - started,
+                )
         return doc, dialect
 
     @staticmethod
     def _validate(doc: Any, uri: str, path: Path, dialect: str) -> None:
-        from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
-
-        cls = OpenAPIV30SpecValidator if dialect == "3.0" else OpenAPIV31SpecValidator
+        """openapi-spec-validator itself: its errors (the first three) refuse the document."""
         errors: list[str] = []
         try:
-            for error in cls(doc, base_uri=uri).iter_errors():
+            for error in _spec_validator(dialect)(doc, base_uri=uri).iter_errors():
                 where = error_location(
                     doc, list(getattr(error, "absolute_path", ())), getattr(error, "instance", None)
                 )
@@ -173,6 +209,8 @@ class OpenApiLoader:
         except Exception as exc:  # the validator's walk can trip over what it reported
             if not errors:
                 errors.append(f"{path}: not a valid OpenAPI {dialect} document ({exc!r})")
+        finally:
+            _forget_validated()
         if errors:
             raise OpenApiProblem("; ".join(errors))
 
@@ -334,7 +372,7 @@ class OpenApiLoader:
         validate = cache.get(key)
         if validate is None:
             try:
-                validate, _ = compile_validator(schema)
+                validate, _ = compile_validator(schema, metaschema=self.metaschema)
             except SchemaProblem as exc:
                 self.warn(f"{at}: {exc}; not checked")
                 return None
@@ -342,6 +380,40 @@ class OpenApiLoader:
         required = bool(p.get("required", loc == "path"))
         unknown = field_tree(schema) if reject_unknown and style == "deepObject" else None
         return Parameter(name, loc, required, style, explode, shape, validate, media, unknown)
+
+
+@lru_cache(maxsize=2)
+def _spec_validator(dialect: str) -> type[Any]:
+    """The validator class, its document check pinned to ``jsonschema``.
+
+    Left to itself, openapi-spec-validator checks the document with ``jsonschema-rs`` whenever
+    that is installed (we install it), and words its errors differently; a refusal's text and
+    place stay what they were with the Python backend.
+    """
+    from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
+    from openapi_spec_validator.schemas import schema_v30, schema_v31
+    from openapi_spec_validator.schemas.backend.jsonschema import create_validator
+
+    base = OpenAPIV30SpecValidator if dialect == "3.0" else OpenAPIV31SpecValidator
+    schema = dict(schema_v30 if dialect == "3.0" else schema_v31)
+    return type(base.__name__, (base,), {"schema_validator": create_validator(schema)})
+
+
+def _forget_validated() -> None:
+    """Empty openapi-spec-validator's ``iter_errors`` cache (unbounded, keyed by validator).
+
+    It keeps every validator it ran, and with it the whole document: ~47 MB per reload of
+    Stripe's description, never given back.
+    """
+    from openapi_spec_validator.validation.validators import SpecValidator
+
+    fn: Any = SpecValidator.iter_errors
+    for _ in range(8):
+        if hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+        fn = getattr(fn, "__wrapped__", None)
+        if fn is None:
+            return
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
@@ -694,7 +766,7 @@ def policy_from_spec(
     Each operation is read the way ``policy check`` will read it, so what it cannot check is
     known here and said in a comment; an operation that cannot be read at all is skipped.
     """
-    loader = OpenApiLoader(spec_path.parent, 64 * 1024 * 1024)
+    loader = OpenApiLoader(spec_path.parent, MAX_DOCUMENT_BYTES)
     doc, _ = loader.document(spec_path)
     routes = []
     notes: dict[str, list[str]] = {}

@@ -113,6 +113,7 @@ class PolicyHotReloader:
         *,
         debounce_ms: int = DEFAULT_DEBOUNCE_MS,
         loader: _Loader | None = None,
+        reload_loader: _Loader | None = None,
         on_reload: Callable[[CompiledPolicy], Any] | None = None,
         on_error: Callable[[InvalidPolicy], Any] | None = None,
         initial: CompiledPolicy | None = None,
@@ -126,6 +127,9 @@ class PolicyHotReloader:
         self.path = Path(os.path.abspath(path))
         self.debounce_s = debounce_ms / 1000
         self._loader = loader
+        # reloads (not the first load): ``serve`` compiles them in a child process
+        # (``policy._child``), so that the work never holds the serving threads' GIL
+        self._reload_loader = reload_loader or loader
         self._on_reload = on_reload
         self._on_error = on_error
         self._policy: CompiledPolicy | None = initial
@@ -274,7 +278,7 @@ class PolicyHotReloader:
                 return ReloadResult("unchanged", self._version(), time.perf_counter() - started)
             self._seen_hash = content_hash
             try:
-                policy, content_hash = self._load_hashed(self._loader, content_hash)
+                policy, content_hash = self._load_hashed(self._reload_loader, content_hash)
             except InvalidPolicy as exc:
                 return self._refuse(exc, started)
             except Exception as exc:  # unreadable, missing, or a loader bug: same answer

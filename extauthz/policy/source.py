@@ -64,9 +64,14 @@ def make_policy_source(
     return FixedPolicy(load_policy(policy)), None
 
 
-def policy_loader(base_dir: str | os.PathLike[str] | None) -> Callable[[Path], CompiledPolicy]:
+def policy_loader(
+    base_dir: str | os.PathLike[str] | None, max_document_bytes: int | None = None
+) -> Callable[[Path], CompiledPolicy]:
     """``load_policy`` resolving references against ``base_dir`` (``POLICY_BASE_DIR``; None:
-    the policy file's own directory), for the server's and the supervisor's reloaders."""
+    the policy file's own directory), for the server's and the supervisor's reloaders;
+    ``max_document_bytes``: ``MAX_DOCUMENT_BYTES`` (None: the default)."""
     from . import load_policy
 
-    return functools.partial(load_policy, base_dir=base_dir)
+    if max_document_bytes is None:
+        return functools.partial(load_policy, base_dir=base_dir)
+    return functools.partial(load_policy, base_dir=base_dir, max_document_bytes=max_document_bytes)

@@ -46,6 +46,7 @@ DRAIN_POLL_SECONDS = 0.02
 def build_state(config: ServerConfig) -> ServerState:
     """Load the policy (raises ``InvalidPolicy``), start hot reload, create the replay store."""
     from ..engine import InMemoryReplayStore
+    from ..policy._child import load_policy_for_reload
     from ..policy.reload import PolicyHotReloader
     from ..policy.source import policy_loader
 
@@ -62,9 +63,16 @@ def build_state(config: ServerConfig) -> ServerState:
         metrics.observe_policy(policy)
         heap.after_reload()  # a no-op unless ``serve`` froze the heap
 
-    reloader = PolicyHotReloader(
+    reloader: PolicyHotReloader = PolicyHotReloader(
         config.policy_path,
-        loader=policy_loader(config.policy_base_dir),
+        # the first load here (nothing serves yet); a large policy's reloads in a child process
+        loader=policy_loader(config.policy_base_dir, config.max_document_bytes),
+        reload_loader=lambda path: load_policy_for_reload(
+            path,
+            reloader.current(),
+            base_dir=config.policy_base_dir,
+            max_document_bytes=config.max_document_bytes,
+        ),
         debounce_ms=config.reload_debounce_ms,
         on_reload=on_reload,
         on_error=lambda exc: metrics.observe_reload(False),

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._exceptions import InvalidConfig
+from ..policy._loader import MAX_DOCUMENT_BYTES
 from .decision_log import DEFAULT_HEADERS, DecisionLogSettings
 from .worker_plan import parse_workers, worker_socket
 
@@ -234,6 +235,13 @@ class ServerConfig:
         True, "do not watch the policy file", parse=_bool, flag="--no-hot-reload", switch=False
     )
     reload_debounce_ms: int = setting(500, "quiet time before a reload", parse=_int)
+    # the size limit of each file a policy reads besides itself (policy._loader)
+    max_document_bytes: int = setting(
+        MAX_DOCUMENT_BYTES,
+        "size limit of each OpenAPI document or schema file",
+        parse=_int,
+        shown="64 MiB",
+    )
     replay_fail_open: bool = setting(
         False, "let webhooks through when the replay store is down", parse=_bool, switch=True
     )
@@ -325,6 +333,8 @@ class ServerConfig:
             raise InvalidConfig("CHECK_DEADLINE_MS: must be a positive number of milliseconds")
         if self.reload_debounce_ms < 0:
             raise InvalidConfig("RELOAD_DEBOUNCE_MS: must not be negative")
+        if self.max_document_bytes <= 0:
+            raise InvalidConfig("MAX_DOCUMENT_BYTES: must be a positive number of bytes")
         if self.grace_seconds < 0:
             raise InvalidConfig("GRACE_SECONDS: must not be negative")
         if self.max_request_bytes is not None and self.max_request_bytes < 64 * 1024:

@@ -300,7 +300,7 @@ class Supervisor:
         self.check_ports()
         reloader = PolicyHotReloader(
             self.config.policy_path,
-            loader=policy_loader(self.config.policy_base_dir),
+            loader=policy_loader(self.config.policy_base_dir, self.config.max_document_bytes),
             debounce_ms=self.config.reload_debounce_ms,
             on_reload=lambda policy: setattr(self, "_reloaded", True),
         ).start(watch=self.config.hot_reload)  # raises InvalidPolicy: refused before any worker
