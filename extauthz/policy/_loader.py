@@ -28,8 +28,9 @@ import yaml
 from .._exceptions import PolicyProblem
 
 MAX_POLICY_BYTES = 4 * 1024 * 1024
-# Files a policy references (OpenAPI documents, schema files): GitHub's REST description is
-# ~10 MB; a server raises it with this setting (``load_policy(max_document_bytes=...)``).
+# Files a policy references (OpenAPI documents, schema files): the largest public REST
+# descriptions are ~10 MB; a server raises it with this setting
+# (``load_policy(max_document_bytes=...)``).
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 DOCUMENT_LIMIT_SETTING = "MAX_DOCUMENT_BYTES"
 # The seam for ``_fast_yaml``; False reads every YAML document with ``_NoAliasLoader``.
