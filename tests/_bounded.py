@@ -3,10 +3,10 @@
 Wall-clock bounds ("took < 1 s") fail on a loaded machine and pass on a fast one whatever the
 code does, so the tests prove bounds by construction instead:
 
-- ``work``/``assert_linear``: count the Python calls (and calls into C functions) a run makes
-  and check that 4x the input costs at most ~4x the calls. A quadratic walk costs 16x. A call
-  into C (a regex search, ``json.loads``) counts once whatever its input, which is why regexes
-  get their own check:
+- ``work``/``assert_linear``: count the Python lines run and the calls made (into C functions
+  too) and check that 4x the input costs at most ~4x the steps; a quadratic walk costs 16x.
+  A call into C (a regex search, ``json.loads``) counts once whatever its input, which is why
+  regexes get their own check:
 - ``check_regex_shape``: a ``re`` pattern searched over attacker input has no nested unbounded
   repeats and no unbounded run that could start a match (no two start positions rescan a run);
 - ``on_re2``: schema regexes must run on RE2 (linear time by design, no backtracking): every
@@ -32,35 +32,43 @@ import pytest
 
 
 def work(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, int]:
-    """``fn(*args, **kwargs)`` and the number of Python and C function calls it made."""
-    calls = 0
+    """``fn(*args, **kwargs)`` and the work it did: Python lines run plus calls made (C too)."""
+    steps = 0
 
     def profile(frame: Any, event: str, arg: Any) -> None:
-        nonlocal calls
+        nonlocal steps
         if event == "call" or event == "c_call":
-            calls += 1
+            steps += 1
 
-    previous = sys.getprofile()
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal steps
+        if event == "line":
+            steps += 1
+        return trace
+
+    previous = sys.getprofile(), sys.gettrace()
     sys.setprofile(profile)
+    sys.settrace(trace)
     try:
         result = fn(*args, **kwargs)
     finally:
-        sys.setprofile(previous)
-    return result, calls
+        sys.settrace(previous[1])
+        sys.setprofile(previous[0])
+    return result, steps
 
 
 def assert_linear(
     fn: Callable[[Any], Any], make: Callable[[int], Any], n: int, what: str = ""
 ) -> tuple[int, int]:
-    """``fn(make(4 * n))`` makes at most ~4x the calls of ``fn(make(n))`` (quadratic: 16x).
+    """``fn(make(4 * n))`` costs at most ~4x the steps of ``fn(make(n))`` (quadratic: 16x).
 
-    The slack (5x plus 200 calls) absorbs fixed costs and caches warming up; the first run is
+    The slack (5x plus 200 steps) absorbs fixed costs and caches warming up; the first run is
     a warm-up so that imports and compiled-once objects do not count.
     """
     fn(make(n))
     _, small = work(fn, make(n))
     _, big = work(fn, make(4 * n))
-    assert big <= 5 * small + 200, f"{what}: {small} calls for n={n}, {big} for 4n (not linear)"
+    assert big <= 5 * small + 200, f"{what}: {small} steps for n={n}, {big} for 4n (not linear)"
     return small, big
 
 
