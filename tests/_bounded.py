@@ -168,7 +168,7 @@ class Re2Use:
 
 
 @contextmanager
-def on_re2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Re2Use]:
+def on_re2(monkeypatch: pytest.MonkeyPatch, seen: Re2Use | None = None) -> Iterator[Re2Use]:
     """Count RE2 searches per pattern and record every pattern Python's ``re`` compiles.
 
     Anything that reaches Python's ``re`` (``re.compile``, ``re.search``, a cached pattern)
@@ -179,7 +179,7 @@ def on_re2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Re2Use]:
     """
     from extauthz.engine import schema_regex
 
-    seen = Re2Use()
+    seen = Re2Use() if seen is None else seen
     search, match = schema_regex.LinearPattern.search, schema_regex.LinearPattern.match
     compile_ = re._compile  # type: ignore[attr-defined]
 
