@@ -94,6 +94,7 @@ class Claim:
         return decider._observed(outcome, self.start, self.transport, pending.ctx)
 
 
+@dataclass(slots=True)
 class Decider:
     """Decides on ``source.current()``, claims with ``replay_store``, reports to ``observers``.
 
@@ -101,26 +102,10 @@ class Decider:
     operator's choice when the store is down (MONITOR instead of a 503 denial).
     """
 
-    __slots__ = ("_decided", "_error", "_phases", "_policy", "observers", "replay_fail_open",
-                 "replay_store", "source")  # fmt: skip
-
-    def __init__(
-        self,
-        source: PolicySource,
-        *,
-        replay_store: Any = None,
-        replay_fail_open: bool = False,
-        observers: Observers = NO_OBSERVERS,
-    ) -> None:
-        self.source = source
-        self.replay_store = replay_store
-        self.replay_fail_open = replay_fail_open
-        self.observers = observers
-        # Read once per check: tuples, so an unobserved decider loops over nothing.
-        self._decided = observers.decided
-        self._policy = observers.policy
-        self._error = observers.error
-        self._phases = observers.phases
+    source: PolicySource
+    replay_store: Any = None
+    replay_fail_open: bool = False
+    observers: Observers = NO_OBSERVERS
 
     def begin(
         self, ctx: RequestContext, transport: str, policy: CompiledPolicy | None = None
@@ -134,9 +119,10 @@ class Decider:
         try:
             if policy is None:
                 policy = self.source.current()
-                for hook in self._policy:
+                for hook in self.observers.policy:
                     hook(policy)
-            phases = PLAIN if self._phases is None else self._phases()
+            phases_of = self.observers.phases
+            phases = PLAIN if phases_of is None else phases_of()
             result = begin(policy, ctx, time.time(), phases)
             if type(result) is Pending:
                 return Claim(self, result, transport, start, phases)
@@ -161,7 +147,7 @@ class Decider:
 
     def rejected(self, reason: str, transport: str, code: str) -> Outcome:
         """A request that never became a context: the 400 denial, reported as ``code``."""
-        for hook in self._error:
+        for hook in self.observers.error:
             hook(code)
         outcome = invalid_request(reason)
         for observe in self.observers.rejected:
@@ -173,7 +159,7 @@ class Decider:
 
     def _failed(self, ctx: RequestContext) -> Outcome:
         """Count the internal error and deny with 500 (``internal_error`` logs it with an id)."""
-        for hook in self._error:
+        for hook in self.observers.error:
             hook("internal_error")
         return internal_error(ctx.id)
 
@@ -181,7 +167,7 @@ class Decider:
         self, outcome: Outcome, start: float, transport: str, ctx: RequestContext
     ) -> Outcome:
         """Report the decision and its latency since ``start``, once per check."""
-        hooks = self._decided
+        hooks = self.observers.decided
         if hooks:
             decision = outcome.decision
             latency = time.perf_counter() - start

@@ -154,19 +154,13 @@ class EmbeddedDecider:
 
     def __init__(
         self,
-        policy_source: PolicySource,
-        *,
-        replay_store: Any = None,
-        replay_fail_open: bool = False,
+        decider: Decider,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
         stop: Callable[[], None] | None = None,
     ) -> None:
-        from ..decider import Decider
         from ..envoy.request import AdapterOptions, check_request_to_context
 
-        self.decider: Decider = Decider(
-            policy_source, replay_store=replay_store, replay_fail_open=replay_fail_open
-        )
+        self.decider = decider
         self.claim_names = claim_names
         self._stop = stop
         self._options = AdapterOptions(
@@ -176,19 +170,22 @@ class EmbeddedDecider:
         )
         self._to_context = check_request_to_context
 
-    @property
-    def policy_source(self) -> PolicySource:
-        return self.decider.source
-
     @classmethod
     def open(
-        cls, policy: str | CompiledPolicy | PolicySource, *, hot_reload: bool, **options: Any
+        cls,
+        policy: str | CompiledPolicy | PolicySource,
+        *,
+        hot_reload: bool,
+        replay_store: Any,
+        replay_fail_open: bool,
+        claim_names: ClaimNames,
     ) -> EmbeddedDecider:
         """A decider on ``make_policy_source(policy)``; ``close()`` stops its hot reloader."""
-        from ..policy.source import make_policy_source  # the engine, only when embedded
+        from ..decider import Decider  # the engine, only when embedded
+        from ..policy.source import make_policy_source
 
         source, stop = make_policy_source(policy, hot_reload=hot_reload)
-        return cls(source, stop=stop, **options)
+        return cls(Decider(source, replay_store, replay_fail_open), claim_names, stop)
 
     def close(self) -> None:
         """Stop the hot reloader ``open()`` started (if any)."""
