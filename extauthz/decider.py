@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .context import RequestContext
 from .decision import Decision
@@ -31,6 +31,7 @@ from .outcome import POLICY_VIOLATION, Outcome, internal_error, invalid_request
 
 if TYPE_CHECKING:
     from .engine.model import CompiledPolicy
+    from .engine.replay import AsyncReplayStore, ReplayStore
     from .policy.source import PolicySource
 
 #: ``(decision, context or None, latency in seconds, transport)``, once per decision;
@@ -103,7 +104,7 @@ class Decider:
     """
 
     source: PolicySource
-    replay_store: Any = None
+    replay_store: ReplayStore | AsyncReplayStore | None = None
     replay_fail_open: bool = False
     observers: Observers = NO_OBSERVERS
 

@@ -20,8 +20,11 @@ from ..decision import Decision
 from ..outcome import Outcome, error_code, internal_error
 
 if TYPE_CHECKING:
+    import os
+
     from ..context import RequestContext
     from ..decider import Decider
+    from ..engine.replay import AsyncReplayStore, ReplayStore
     from ..policy import CompiledPolicy
     from ..policy.source import PolicySource
 
@@ -121,9 +124,9 @@ class Embedded(Middleware):
         self,
         app: Any,
         *,
-        policy: Any,
+        policy: str | os.PathLike[str] | CompiledPolicy | PolicySource,
         hot_reload: bool = True,
-        replay_store: Any = None,
+        replay_store: ReplayStore | AsyncReplayStore | None = None,
         replay_fail_open: bool = False,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
         identity: Callable[[Any], Any] | None = None,
@@ -173,10 +176,10 @@ class EmbeddedDecider:
     @classmethod
     def open(
         cls,
-        policy: str | CompiledPolicy | PolicySource,
+        policy: str | os.PathLike[str] | CompiledPolicy | PolicySource,
         *,
         hot_reload: bool,
-        replay_store: Any,
+        replay_store: ReplayStore | AsyncReplayStore | None,
         replay_fail_open: bool,
         claim_names: ClaimNames,
     ) -> EmbeddedDecider:

@@ -77,7 +77,7 @@ class AuthorizationServicer:
         # The in-flight gauge reads ``active`` when scraped: no gauge inc/dec per check.
         state.metrics.count_in_flight(lambda: self.active)
 
-    async def check(self, request_bytes: bytes, context: Any) -> bytes:
+    async def check(self, request_bytes: bytes, context: grpc.aio.ServicerContext) -> bytes:
         answer = self.serve(request_bytes, self.door, "grpc")
         # Awaited only when it is a coroutine: a webhook delivery's replay claim.
         return answer if isinstance(answer, bytes) else await answer
@@ -129,9 +129,10 @@ class AuthorizationServicer:
         finally:
             self.active -= 1
 
-    async def traced_check(self, request_bytes: bytes, context: Any) -> bytes:
+    async def traced_check(self, request_bytes: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """``check`` inside an OpenTelemetry span joined to Envoy's trace (tracing on only)."""
         tracer = self._state.tracer
+        assert tracer is not None  # registered only with tracing on (``handler``)
         carrier = tracing.carrier_from_metadata(context.invocation_metadata())
         if not carrier:  # no context on the call itself: the checked request's own headers
             try:

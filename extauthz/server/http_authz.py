@@ -53,6 +53,7 @@ class HttpAuthorization:
         """The check inside an OpenTelemetry span (tracing on only): the gRPC check's name and
         attributes, its parent the trace context Envoy's ext_authz client put in the headers."""
         tracer = self._state.tracer
+        assert tracer is not None  # chosen only with tracing on (``HttpApi``)
         started = tracer.start("ext_authz.check", request.headers, TRANSPORT)
         try:
             answer = self(request)
