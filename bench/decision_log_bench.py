@@ -133,7 +133,7 @@ def main() -> None:
         assert denied.status.code != 0 and allowed.status.code == 0, (denied, allowed)
     Step = Callable[[object], object]
     paths: dict[str, tuple[list[object], list[object], Step, Step]] = {
-        "decide_now": (
+        "decider": (
             [allow],
             [block],
             partial(server_decider(off).begin, transport="grpc"),
