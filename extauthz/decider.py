@@ -125,9 +125,9 @@ class Decider:
             phases_of = self.observers.phases
             phases = PLAIN if phases_of is None else phases_of()
             result = begin(policy, ctx, time.time(), phases)
-            if type(result) is Pending:
+            if isinstance(result, Pending):
                 return Claim(self, result, transport, start, phases)
-            outcome = _outcome(policy, result)  # type: ignore[arg-type]
+            outcome = _outcome(policy, result)
         except Exception:
             outcome = self._failed(ctx)
         return self._observed(outcome, start, transport, ctx)
@@ -137,14 +137,14 @@ class Decider:
     ) -> Outcome:
         """Decide, claiming synchronously when a claim is due; never raises."""
         decided = self.begin(ctx, transport, policy)
-        return decided.outcome_sync() if type(decided) is Claim else decided  # type: ignore[return-value]
+        return decided.outcome_sync() if isinstance(decided, Claim) else decided
 
     async def decide_async(
         self, ctx: RequestContext, transport: str = "embedded", policy: CompiledPolicy | None = None
     ) -> Outcome:
         """Decide, awaiting the replay claim when one is due; never raises."""
         decided = self.begin(ctx, transport, policy)
-        return await decided.outcome() if type(decided) is Claim else decided  # type: ignore[union-attr,return-value]
+        return await decided.outcome() if isinstance(decided, Claim) else decided
 
     def rejected(self, reason: str, transport: str, code: str) -> Outcome:
         """A request that never became a context: the 400 denial, reported as ``code``."""

@@ -201,15 +201,15 @@ class EmbeddedDecider:
 
     def decide(self, inp: CheckInput) -> Decision:
         ctx = self._decode(inp)
-        if type(ctx) is Outcome:
+        if isinstance(ctx, Outcome):
             return ctx.decision
-        return self.decider.decide(ctx, TRANSPORT).decision  # type: ignore[arg-type]
+        return self.decider.decide(ctx, TRANSPORT).decision
 
     async def decide_async(self, inp: CheckInput) -> Decision:
         ctx = self._decode(inp)
-        if type(ctx) is Outcome:
+        if isinstance(ctx, Outcome):
             return ctx.decision
-        return (await self.decider.decide_async(ctx, TRANSPORT)).decision  # type: ignore[arg-type]
+        return (await self.decider.decide_async(ctx, TRANSPORT)).decision
 
     def _decode(self, inp: CheckInput) -> RequestContext | Outcome:
         """The context, or the internal-error denial when describing failed for another reason

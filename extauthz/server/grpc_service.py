@@ -110,10 +110,10 @@ class AuthorizationServicer:
             else:
                 identity = ctx.identity
                 decided = self.decider.begin(ctx, transport)
-                if type(decided) is Claim:
+                if isinstance(decided, Claim):
                     pending = True
                     return self._after_claim(decided, identity, door)
-                outcome = decided  # type: ignore[assignment]
+                outcome = decided
             return door.encode(outcome, identity)
         except door.last_resort:  # even a bug in the encoder is a denial
             return door.encode(internal_error(), None)

@@ -132,9 +132,9 @@ class HttpApi:
         if explain or state.tracer is not None:
             return self._evaluate_observed(request, ctx, explain)
         decided = self.decider.begin(ctx, "http")
-        if type(decided) is Claim:
-            return _decision_later(decided)  # type: ignore[arg-type]
-        return _decision(decided)  # type: ignore[arg-type]
+        if isinstance(decided, Claim):
+            return _decision_later(decided)
+        return _decision(decided)
 
     async def _evaluate_observed(
         self, request: HttpIn, ctx: RequestContext, explain: bool
