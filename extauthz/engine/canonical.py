@@ -5,6 +5,11 @@ split off. Encodings that different servers read differently (``%2F``, ``%5C``, 
 double encoding, overlong or invalid UTF-8, backslashes, control characters) cannot be
 canonicalised safely: they are reported as ``ambiguous`` so the pipeline raises a
 ``request.path.ambiguous`` hit instead of letting them slip past a route.
+
+A ``;`` in the path (raw or ``%3B``) is ambiguous too: Tomcat, Jetty and Spring drop a
+segment's ``;...`` (path parameters, ``;jsessionid=``), so ``/api/users/;x=1`` is their
+``/api/users/`` while a template here would capture ``;x=1`` as the id; other servers keep it.
+No reading is safe for every upstream, so the path is refused rather than guessed (issue 24).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ def _canonicalize(raw: str) -> CanonicalPath:
     path = path.partition("#")[0]
     if (
         "%" not in path
+        and ";" not in path
         and "\\" not in path
         and "//" not in path
         and "/." not in path
@@ -88,6 +94,11 @@ def _slow(path: str, query: str) -> CanonicalPath:
         path = path.replace("\\", "/")
     if _CTRL.search(path):
         ambiguous = ambiguous or "control character in path"
+    if ";" in path:
+        ambiguous = ambiguous or (
+            "';' in the path (a path parameter: Tomcat and Spring drop ';...' from a segment, "
+            "other servers keep it)"
+        )
     path = _SLASHES.sub("/", path)
     out: list[str] = []
     traversal = False

@@ -220,9 +220,7 @@ def test_twilio_reencoded_and_reordered_forms_are_the_same_event() -> None:
         d = evaluate(POLICY, variant.ctx(), replay_store=store, now=NOW)
         assert d.rule_ids == ("webhook.twilio.replay",), raw
     # Twilio's own Host with the default port signs the same URL: still the same event
-    d = evaluate(
-        POLICY, genuine.but(host="api.example.com:443").ctx(), replay_store=store, now=NOW
-    )
+    d = evaluate(POLICY, genuine.but(host="api.example.com:443").ctx(), replay_store=store, now=NOW)
     assert d.rule_ids == ("webhook.twilio.replay",)
 
 
@@ -288,7 +286,7 @@ async def test_replays_through_a_real_redis_store(
         assert (await decide(genuine)).allowed, name
         for variant in replays(genuine):
             assert not (await decide(variant)).allowed, (name, variant)
-    for name, (a, b) in PAIRS_OF_DIFFERENT_EVENTS.items():
+    for name, (_first, b) in PAIRS_OF_DIFFERENT_EVENTS.items():
         if name in ("stripe", "github", "slack", "twilio"):
             # the first of each pair was claimed above; its sibling is a new event
             assert (await decide(b)).allowed, name
@@ -297,4 +295,3 @@ async def test_replays_through_a_real_redis_store(
     client.close()
     assert any(k.endswith("webhook:stripe:evt_1") for k in stored), stored
     assert not any("replayed-42" in k or "d-1" in k or "tok-1" in k for k in stored), stored
-
