@@ -55,8 +55,9 @@ VARIANTS = [
 
 
 @pytest.mark.parametrize("raw", VARIANTS)
-def test_semicolon_paths_are_ambiguous(raw: str) -> None:
-    assert canonicalize(raw).ambiguous is not None
+def test_semicolon_paths_are_flagged(raw: str) -> None:
+    c = canonicalize(raw)
+    assert c.semicolon or c.ambiguous is not None
 
 
 @pytest.mark.parametrize("raw", VARIANTS)
@@ -90,12 +91,14 @@ segment = st.text(
     after=segment,
     spelling=st.sampled_from([";", "%3B", "%3b"]),
 )
-def test_any_semicolon_anywhere_in_the_path_is_ambiguous(
+def test_any_semicolon_anywhere_in_the_path_is_refused(
     before: list[str], param: str, after: str, spelling: str
 ) -> None:
     raw = "/" + "/".join([*before, after + spelling + param])
     c = canonicalize(raw)
-    assert c.ambiguous is not None, raw
+    assert c.semicolon or c.ambiguous is not None, raw
+    d = evaluate(POLICY, RequestContext(request=HttpRequest(method="GET", path=raw)))
+    assert d.action == "BLOCK" and "request.path.ambiguous" in d.rule_ids, raw
 
 
 @settings(max_examples=200, deadline=None)
