@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from .._exceptions import InvalidContext
 from ..context import Identity
-from ..envoy.request import AdapterOptions, check_request_to_context
+from ..envoy.request import AdapterOptions, check_request_to_context, parse_check_request
 from ..envoy.response import decision_to_check_bytes, decision_to_check_response
 from . import tracing
 from .decide import Outcome, decide_now, internal_error, invalid_request, observe_rejected
@@ -60,7 +60,7 @@ class AuthorizationServicer:
         try:
             identity = None
             try:
-                req = CheckRequest.FromString(request_bytes)
+                req = parse_check_request(request_bytes)  # InvalidContext in our own words
                 ctx = check_request_to_context(req, self._options)
             except (InvalidContext, DecodeError) as exc:
                 self._state.metrics.observe_error(InvalidContext.code)
