@@ -30,11 +30,36 @@ def hit_id(provider: str, kind: str) -> str:
 _UNPARSED: Any = object()
 
 
+_FAST_LOADS: list[Any] = []  # orjson.loads, or None; imported on first use (see below)
+
+
+def _fast_loads() -> Any:
+    """orjson's ``loads`` (~1 µs for a typical event, ``json.loads`` ~5 µs), imported on first
+    use: ``extauthz.client`` imports this package and must not load orjson."""
+    if not _FAST_LOADS:
+        try:
+            from orjson import loads
+        except ImportError:  # not installed: the standard library is enough
+            loads = None
+        _FAST_LOADS.append(loads)
+    return _FAST_LOADS[0]
+
+
 def _json_document(payload: bytes) -> Any:
-    """The payload read as JSON whatever its content type says, or None when it is not JSON."""
+    """The payload read as JSON whatever its content type says, or None when it is not JSON.
+
+    A pure function of the bytes: orjson first, and what orjson refuses (a BOM, a lone
+    surrogate, an integer beyond 64 bits) by the standard library, which reads the same JSON.
+    """
     start = payload.lstrip()[:1]
     if start not in (b"{", b"[", b"\xef"):  # an object, an array, or a UTF-8 BOM before one
         return None
+    fast = _fast_loads()
+    if fast is not None:
+        try:
+            return fast(payload)
+        except ValueError:
+            pass
     try:
         return json.loads(payload)
     except (ValueError, RecursionError):

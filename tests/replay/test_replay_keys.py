@@ -109,6 +109,7 @@ def twilio(pairs: list[tuple[str, str]], raw: bytes | None = None) -> Delivery:
 
 
 FORM = "application/x-www-form-urlencoded"
+ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 STRIPE_EVENT = {"id": "evt_1", "type": "invoice.paid", "object": "event"}
 SLACK_EVENT = b'{"type":"event_callback","event_id":"Ev1","event":{"type":"message"}}'
 SLACK_FORM = urlencode({"command": "/deploy", "text": "prod", "user_id": "U1"}).encode()
@@ -250,7 +251,8 @@ def test_two_genuine_events_are_both_allowed(name: str) -> None:
     at=st.integers(min_value=0, max_value=8),
     ct=st.sampled_from(CONTENT_TYPES),
     delivery=st.one_of(st.none(), st.text(min_size=1, max_size=40)),
-    event_id=st.one_of(st.none(), st.text(min_size=1, max_size=30)),
+    # ids as senders write them (a NUL in a body is a detector's business, not this test's)
+    event_id=st.one_of(st.none(), st.text(ID_CHARS, min_size=1, max_size=30)),
 )
 def test_generated_stripe_and_github_replays_keep_their_key(
     fakes: list[str], at: int, ct: str | None, delivery: str | None, event_id: str | None
@@ -263,10 +265,14 @@ def test_generated_stripe_and_github_replays_keep_their_key(
     entries = [t, *(f"v1={f}" for f in fakes)]
     entries.insert(min(at, len(entries)), v1)
     variant = genuine.but(**{"stripe-signature": ",".join(entries), "content-type": ct})
-    assert key(variant) in (key(genuine), None)
+    first = key(genuine)
+    assert first is not None
+    assert key(variant) in (first, None)
     gh = github(event)
+    gh_first = key(gh)
+    assert gh_first is not None
     gh_variant = gh.but(**{"x-github-delivery": delivery, "content-type": ct})
-    assert key(gh_variant) in (key(gh), None)
+    assert key(gh_variant) in (gh_first, None)
 
 
 @pytest.fixture
