@@ -357,3 +357,15 @@ def test_a_github_delivery_replayed_with_a_new_id_is_refused(hostile: Stack) -> 
     sig2 = "sha256=" + hmac.new(GITHUB_SECRET, other, hashlib.sha256).hexdigest()
     second = _post(hostile, "/hooks/github", other, {**base, "x-hub-signature-256": sig2})
     assert second.status == 200, second.body
+
+
+@pytest.mark.parametrize("claim", ["\ud800", "a\udfffb"])
+def test_a_token_with_a_lone_surrogate_claim_is_envoys_401_in_both_modes(
+    hostile: Stack, claim: str
+) -> None:
+    """jwt_authn refuses such a payload itself, alike in both modes: the PDP never sees it."""
+    before = hostile.upstream.count
+    token = mint_jwt(extra={"nick": claim})
+    reply = call(hostile.url, "GET", "/who", authorization=f"Bearer {token}")
+    assert reply.status == 401
+    assert hostile.upstream.count == before
