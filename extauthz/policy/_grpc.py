@@ -12,7 +12,7 @@ payload parsed into the method's input message, unknown fields (anywhere in the 
 checks read. It never raises: a payload protobuf refuses is malformed, a message nested past
 the depth limit is refused before it is mapped.
 
-protovalidate is optional (``pip install 'contractshield-extauthz[grpc]'``): a route whose
+protovalidate is optional (``pip install 'extauthz[grpc]'``): a route whose
 message carries ``buf.validate`` rules is refused at load without it, unless it says
 ``protovalidate: false``.
 """
@@ -117,7 +117,7 @@ def protovalidate_missing() -> str | None:
     except ImportError as exc:
         return (
             f"the message has buf.validate rules and protovalidate is not installed ({exc}); "
-            "pip install 'contractshield-extauthz[grpc]', or set protovalidate: false"
+            "pip install 'extauthz[grpc]', or set protovalidate: false"
         )
     return None
 
@@ -273,3 +273,29 @@ def split_path(path: str) -> tuple[str, str] | None:
     if not all(c.isalnum() or c in "._" for c in parts[1] + parts[2]):
         return None
     return parts[1], parts[2]
+
+
+def policy_from_descriptors(path: Path, ref: str, max_bytes: int) -> dict[str, Any]:
+    """A policy document with one route per method of the set's services (raise
+    ``GrpcProblem``): unary methods checked, streaming ones refused (``streaming: refuse``,
+    stated so that the choice is visible and easy to change)."""
+    loaded, _ = read_descriptor_set(path, max_bytes)
+    routes: list[dict[str, Any]] = []
+    for method_path, m in loaded.methods.items():
+        grpc: dict[str, Any] = {"descriptorSetRef": ref}
+        if m.client_streaming:
+            grpc["streaming"] = "refuse"
+        routes.append(
+            {
+                "id": method_path.strip("/").replace("/", "."),
+                "description": f"{m.input_type.full_name} -> {m.output_type.full_name}"
+                + (" (client streaming)" if m.client_streaming else ""),
+                "match": {"method": "POST", "path": method_path},
+                "grpc": grpc,
+            }
+        )
+    return {
+        "policyVersion": "0.1",
+        "defaults": {"mode": "enforce", "unmatchedRouteAction": "block"},
+        "routes": routes,
+    }
