@@ -28,6 +28,7 @@ from envoy.service.auth.v3.external_auth_pb2 import (
 from .._json import COMPACT
 from ..context import Identity
 from ..decision import ALLOW, MONITOR, Decision
+from .grpc_status import grpc_headers
 
 GRPC_OK = 0
 GRPC_PERMISSION_DENIED = 7
@@ -60,15 +61,17 @@ def decision_to_check_response(
     *,
     error_code: str = POLICY_VIOLATION,
     cacheable: bool = True,
+    grpc: bool = False,
 ) -> CheckResponse:
     """Build the response Envoy acts on; ``identity`` feeds the trusted identity headers.
 
-    ``cacheable=False`` marks an allowed decision ``no-store`` for the client SDK's cache.
+    ``cacheable=False`` marks an allowed decision ``no-store`` for the client SDK's cache;
+    ``grpc``: the request was gRPC, so a denial carries its gRPC status (``grpc_status``).
     """
     decision_id = decision.metadata.request_id or uuid.uuid4().hex
     if decision.allowed:
         return _ok(decision, identity, decision_id, cacheable)
-    return _denied(decision, decision_id, error_code)
+    return _denied(decision, decision_id, error_code, grpc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,7 @@ def decision_to_check_bytes(
     *,
     error_code: str = POLICY_VIOLATION,
     cacheable: bool = True,
+    grpc: bool = False,
 ) -> bytes:
     """``decision_to_check_response(...)`` serialised; ALLOW (the hot path) without a message.
 
@@ -212,7 +216,7 @@ def decision_to_check_bytes(
     """
     if decision.action != ALLOW:  # MONITOR and BLOCK: the message, then its bytes
         return decision_to_check_response(
-            decision, identity, error_code=error_code, cacheable=cacheable
+            decision, identity, error_code=error_code, cacheable=cacheable, grpc=grpc
         ).SerializeToString()
     # Hot path: protobuf wire format is concatenation, so the response is the template's
     # constant bytes around the two per-request parts (the subject header, the decisionId map
@@ -308,7 +312,9 @@ def _varint(n: int) -> bytes:
     return _VARINTS[n] if n < 2048 else _encode_varint(n)
 
 
-def _denied(decision: Decision, decision_id: str, error_code: str) -> CheckResponse:
+def _denied(
+    decision: Decision, decision_id: str, error_code: str, grpc: bool = False
+) -> CheckResponse:
     meta = decision.metadata
     key = (error_code, decision.status_code, decision.action, meta.route_id, meta.policy_version)
     template = _template(_DENIED_TEMPLATES, _denied_template, key)
@@ -323,6 +329,8 @@ def _denied(decision: Decision, decision_id: str, error_code: str) -> CheckRespo
     denied = response.denied_response
     denied.body = COMPACT.encode(body)
     denied.headers[template.header_index].header.value = decision_id
+    if grpc:
+        denied.headers.extend(_header(k, v) for k, v in grpc_headers(decision))
     fields = response.dynamic_metadata.fields
     fields["decisionId"].string_value = decision_id
     _summary(fields, decision)

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 
 from .._exceptions import InvalidContext
 from ..context import Identity
+from ..envoy.grpc_status import is_grpc
 from ..envoy.request import AdapterOptions, check_request_to_context
 from ..envoy.response import decision_to_check_bytes, decision_to_check_response
 from . import tracing
@@ -59,6 +60,7 @@ class AuthorizationServicer:
         pending = False
         try:
             identity = None
+            grpc = False
             try:
                 req = CheckRequest.FromString(request_bytes)
                 ctx = check_request_to_context(req, self._options)
@@ -69,12 +71,13 @@ class AuthorizationServicer:
                 )
             else:
                 identity = ctx.identity
+                grpc = is_grpc(ctx.request.content_type)  # a denial then carries a gRPC status
                 decided = decide_now(self._state, ctx, transport)
                 if not isinstance(decided, Outcome):
                     pending = True
-                    return self._after_claim(decided, identity)
+                    return self._after_claim(decided, identity, grpc)
                 outcome = decided
-            return self._answer(outcome, identity)
+            return self._answer(outcome, identity, grpc)
         except BaseException:  # last resort: even a bug in the response builder is a denial
             return self._last_resort()
         finally:
@@ -82,23 +85,24 @@ class AuthorizationServicer:
                 self.active -= 1
 
     async def _after_claim(
-        self, decided: Coroutine[Any, Any, Outcome], identity: Identity | None
+        self, decided: Coroutine[Any, Any, Outcome], identity: Identity | None, grpc: bool
     ) -> bytes:
         try:
-            return self._answer(await decided, identity)
+            return self._answer(await decided, identity, grpc)
         except BaseException:
             return self._last_resort()
         finally:
             self.active -= 1
 
     @staticmethod
-    def _answer(outcome: Outcome, identity: Identity | None) -> bytes:
+    def _answer(outcome: Outcome, identity: Identity | None, grpc: bool = False) -> bytes:
         # The answer's bytes directly: for ALLOW no CheckResponse message is built.
         return decision_to_check_bytes(
             outcome.decision,
             identity,
             error_code=outcome.error_code,
             cacheable=outcome.cacheable,
+            grpc=grpc,
         )
 
     @staticmethod

@@ -15,6 +15,7 @@ from typing import Any
 from .._exceptions import InvalidContext
 from .._http import HttpIn, HttpOut
 from ..context import Identity
+from ..envoy.grpc_status import is_grpc
 from ..envoy.http_request import forwarded_request_to_context
 from ..envoy.http_response import decision_to_http
 from ..envoy.request import AdapterOptions
@@ -43,6 +44,7 @@ class HttpAuthorization:
         pending = False
         try:
             identity = None
+            grpc = False
             request.path = request.path[len(AUTHZ_PREFIX) :] or "/"
             try:
                 ctx = forwarded_request_to_context(request, self._options)
@@ -53,12 +55,13 @@ class HttpAuthorization:
                 )
             else:
                 identity = ctx.identity
+                grpc = is_grpc(ctx.request.content_type)  # a denial then carries a gRPC status
                 decided = decide_now(self._state, ctx, TRANSPORT)
                 if not isinstance(decided, Outcome):
                     pending = True
-                    return self._after_claim(decided, identity)
+                    return self._after_claim(decided, identity, grpc)
                 outcome = decided
-            return _answer(outcome, identity)
+            return _answer(outcome, identity, grpc)
         except Exception:  # last resort: even a bug in the response builder is a denial
             return _answer(internal_error(), None)
         finally:
@@ -77,17 +80,21 @@ class HttpAuthorization:
             tracer.end(started)
 
     async def _after_claim(
-        self, decided: Coroutine[Any, Any, Outcome], identity: Identity | None
+        self, decided: Coroutine[Any, Any, Outcome], identity: Identity | None, grpc: bool
     ) -> HttpOut:
         try:
-            return _answer(await decided, identity)
+            return _answer(await decided, identity, grpc)
         except Exception:
             return _answer(internal_error(), None)
         finally:
             self._activity.active -= 1
 
 
-def _answer(outcome: Outcome, identity: Identity | None) -> HttpOut:
+def _answer(outcome: Outcome, identity: Identity | None, grpc: bool = False) -> HttpOut:
     return decision_to_http(
-        outcome.decision, identity, error_code=outcome.error_code, cacheable=outcome.cacheable
+        outcome.decision,
+        identity,
+        error_code=outcome.error_code,
+        cacheable=outcome.cacheable,
+        grpc=grpc,
     )

@@ -35,7 +35,7 @@ from typing import Protocol
 from ..checks.contract import GRPC_STREAMING
 from ._base import GRPC, JSON, MALFORMED, OPAQUE, Decoder, ParsedBody
 
-__all__ = ["DECODER", "GRPC_MEDIA_TYPES", "Frames", "GrpcMethod", "decode", "is_grpc", "message"]
+__all__ = ["DECODER", "GRPC_MEDIA_TYPES", "Frames", "GrpcMethod", "decode", "message"]
 
 _WEB_TEXT = ("application/grpc-web-text", "application/grpc-web-text+proto")
 GRPC_MEDIA_TYPES = (
@@ -46,11 +46,6 @@ GRPC_MEDIA_TYPES = (
     *_WEB_TEXT,
 )
 _HEADER = 5  # flags (1 byte) + big-endian length (4 bytes)
-
-
-def is_grpc(content_type: str | None) -> bool:
-    """Whether a Content-Type names a gRPC or gRPC-Web body (the denial is then a gRPC status)."""
-    return bool(content_type) and content_type.lstrip()[:16].lower() == "application/grpc"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,66 @@
+"""A denial as a gRPC status, for gRPC and gRPC-Web requests: both response encoders call it.
+
+Envoy answers a denied gRPC request with a trailers-only gRPC response (``:status 200``) of
+its own making: without help its ``grpc-status`` is derived from the denial's HTTP status
+(403 -> PERMISSION_DENIED, but 400 -> INTERNAL) and ``grpc-message`` is the JSON body. The
+denial's headers are applied on top of that response, so these two set what the client sees:
+
+    contract, body or limit hits (``contract.*``, ``request.*``, ``limit.*``) -> 3 INVALID_ARGUMENT
+    413 (a body over the limit)                                          -> 8 RESOURCE_EXHAUSTED
+    503 (a webhook check could not run)                                  -> 14 UNAVAILABLE
+    500 (the engine failed, fail closed)                                 -> 13 INTERNAL
+    anything else (CEL rules, vulnerability detectors, unmatched route)  -> 7 PERMISSION_DENIED
+
+``grpc-message`` is the decision's reason (its first blocking hit), percent-encoded as the
+gRPC spec asks. The HTTP status of the denial is left as it is: Envoy's HTTP-mode client reads
+a 200 as "allowed".
+"""
+
+from __future__ import annotations
+
+from ..decision import Decision
+
+INVALID_ARGUMENT = 3
+PERMISSION_DENIED = 7
+RESOURCE_EXHAUSTED = 8
+INTERNAL = 13
+UNAVAILABLE = 14
+
+HEADER_STATUS = "grpc-status"
+HEADER_MESSAGE = "grpc-message"
+_CONTRACT_PREFIXES = ("contract.", "request.", "limit.")
+_BY_HTTP_STATUS = {413: RESOURCE_EXHAUSTED, 500: INTERNAL, 503: UNAVAILABLE}
+MAX_MESSAGE = 400  # characters of the reason: a line a client logs, not a report
+
+
+def is_grpc(content_type: str | None) -> bool:
+    """Whether the checked request is gRPC or gRPC-Web (``application/grpc*``)."""
+    return bool(content_type) and content_type.lstrip()[:16].lower() == "application/grpc"
+
+
+def status_code(decision: Decision) -> int:
+    """The gRPC status code a denial maps to."""
+    by_http = _BY_HTTP_STATUS.get(decision.status_code)
+    if by_http is not None:
+        return by_http
+    if decision.status_code in (400, 415):
+        return INVALID_ARGUMENT
+    first = decision.reason.partition(":")[0]  # a BLOCK's reason starts with its first hit id
+    return INVALID_ARGUMENT if first.startswith(_CONTRACT_PREFIXES) else PERMISSION_DENIED
+
+
+def percent_encode(text: str) -> str:
+    """``grpc-message`` encoding: UTF-8, bytes outside printable ASCII and ``%`` as ``%XX``."""
+    out = []
+    for byte in text.encode("utf-8"):
+        out.append(chr(byte) if 0x20 <= byte <= 0x7E and byte != 0x25 else f"%{byte:02X}")
+    return "".join(out)
+
+
+def grpc_headers(decision: Decision) -> tuple[tuple[str, str], ...]:
+    """The ``grpc-status`` and ``grpc-message`` headers of a denial."""
+    reason = decision.reason or "request blocked by policy"
+    return (
+        (HEADER_STATUS, str(status_code(decision))),
+        (HEADER_MESSAGE, percent_encode(reason[:MAX_MESSAGE])),
+    )
