@@ -3,7 +3,7 @@
 Envoy answers a denied gRPC request with a trailers-only gRPC response (``:status 200``) of
 its own making: without help its ``grpc-status`` is derived from the denial's HTTP status
 (403 -> PERMISSION_DENIED, but 400 -> INTERNAL) and ``grpc-message`` is the JSON body. The
-denial's headers are applied on top of that response, so these two set what the client sees:
+denial's headers are applied on top of that response, so these set what the client sees:
 
     contract, body or limit hits (``contract.*``, ``request.*``, ``limit.*``) -> 3 INVALID_ARGUMENT
     413 (a body over the limit)                                          -> 8 RESOURCE_EXHAUSTED
@@ -12,8 +12,18 @@ denial's headers are applied on top of that response, so these two set what the 
     anything else (CEL rules, vulnerability detectors, unmatched route)  -> 7 PERMISSION_DENIED
 
 ``grpc-message`` is the decision's reason (its first blocking hit), percent-encoded as the
-gRPC spec asks. The HTTP status of the denial is left as it is: Envoy's HTTP-mode client reads
-a 200 as "allowed".
+gRPC spec asks.
+
+How each mode carries it (checked against real Envoy, ``tests/e2e/test_grpc_e2e.py``):
+
+- gRPC mode: the denial is a gRPC trailers-only response itself (``:status 200``,
+  ``content-type: application/grpc``, the two headers, no body). Envoy passes it on as it is,
+  to gRPC clients and, through the grpc_web filter, to gRPC-Web clients.
+- HTTP mode: an answer of 200 means "allowed" to Envoy, so the denial keeps its HTTP status
+  and carries the message as a ``text/plain`` body and the two headers. gRPC clients get the
+  status and message; for gRPC-Web clients Envoy's grpc_web filter rewrites ``grpc-status``
+  from the HTTP status (403 -> PERMISSION_DENIED, 400 -> INTERNAL), so use gRPC mode for
+  gRPC-Web.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ RESOURCE_EXHAUSTED = 8
 INTERNAL = 13
 UNAVAILABLE = 14
 
+GRPC_CONTENT_TYPE = "application/grpc"
 HEADER_STATUS = "grpc-status"
 HEADER_MESSAGE = "grpc-message"
 _CONTRACT_PREFIXES = ("contract.", "request.", "limit.")
@@ -57,10 +68,14 @@ def percent_encode(text: str) -> str:
     return "".join(out)
 
 
-def grpc_headers(decision: Decision) -> tuple[tuple[str, str], ...]:
-    """The ``grpc-status`` and ``grpc-message`` headers of a denial."""
-    reason = decision.reason or "request blocked by policy"
-    return (
-        (HEADER_STATUS, str(status_code(decision))),
-        (HEADER_MESSAGE, percent_encode(reason[:MAX_MESSAGE])),
-    )
+def message(decision: Decision) -> str:
+    """The denial's text for a gRPC client: its reason, which names the first blocking hit."""
+    return (decision.reason or "request blocked by policy")[:MAX_MESSAGE]
+
+
+def grpc_denial(decision: Decision) -> tuple[tuple[tuple[str, str], ...], str]:
+    """(headers, body) of a denial for a gRPC request: ``grpc-status`` and ``grpc-message``,
+    and the message as the body, which Envoy puts in the ``grpc-message`` it writes itself."""
+    text = message(decision)
+    headers = ((HEADER_STATUS, str(status_code(decision))), (HEADER_MESSAGE, percent_encode(text)))
+    return headers, text

@@ -28,7 +28,7 @@ from envoy.service.auth.v3.external_auth_pb2 import (
 from .._json import COMPACT
 from ..context import Identity
 from ..decision import ALLOW, MONITOR, Decision
-from .grpc_status import grpc_headers
+from .grpc_status import GRPC_CONTENT_TYPE, grpc_denial
 
 GRPC_OK = 0
 GRPC_PERMISSION_DENIED = 7
@@ -329,8 +329,10 @@ def _denied(
     denied = response.denied_response
     denied.body = COMPACT.encode(body)
     denied.headers[template.header_index].header.value = decision_id
-    if grpc:
-        denied.headers.extend(_header(k, v) for k, v in grpc_headers(decision))
+    if grpc:  # a gRPC status for a gRPC client (``grpc_status``): trailers-only, :status 200
+        denied.status.code, denied.body = 200, ""  # type: ignore[assignment]
+        denied.headers[0].header.value = GRPC_CONTENT_TYPE
+        denied.headers.extend(_header(k, v) for k, v in grpc_denial(decision)[0])
     fields = response.dynamic_metadata.fields
     fields["decisionId"].string_value = decision_id
     _summary(fields, decision)
