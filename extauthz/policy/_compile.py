@@ -696,6 +696,8 @@ def route_locations(r: Mapping[str, Any], i: int) -> dict[str, str]:
     for key in ("vulnerability", "limits", "contract", "webhook", "grpc", "rules"):
         if key in r:
             out["@" + key] = f"{at}.{key}"
+    if "grpc" in r:  # a gRPC route's contract is its method's message type
+        out.setdefault("@contract", f"{at}.grpc")
     rules = r.get("rules")
     for j, rule in enumerate(rules if isinstance(rules, list) else ()):
         if isinstance(rule, Mapping) and isinstance(rule.get("id"), str):

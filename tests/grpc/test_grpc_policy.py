@@ -43,6 +43,7 @@ def test_a_route_names_its_method_by_path_or_by_service_and_method(
     # the descriptor set is read relative to the policy file, watched, and in the version
     assert shop_policy_file.parent / "api.binpb" in shop_policy.files
     assert routes["create-order"].locations["@grpc"] == "routes[0].grpc"
+    assert routes["create-order"].locations["@contract"] == "routes[0].grpc"  # for explain
 
 
 def test_the_set_resolves_against_the_base_dir_when_given(shop_protos: Any, tmp_path: Path) -> None:
