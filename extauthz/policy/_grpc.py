@@ -19,6 +19,7 @@ message carries ``buf.validate`` rules is refused at load without it, unless it 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ class DescriptorSet:
     pool: descriptor_pool.DescriptorPool
     methods: dict[str, Any]  # "/pkg.Service/Method" -> MethodDescriptor
     files_with_rules: frozenset[str]  # files that import buf/validate/validate.proto (deeply)
+    data: bytes = b""  # the serialised set: what a compiled method is rebuilt from (pickling)
 
 
 def read_descriptor_set(path: Path, max_bytes: int) -> tuple[DescriptorSet, bytes]:
@@ -61,6 +63,11 @@ def read_descriptor_set(path: Path, max_bytes: int) -> tuple[DescriptorSet, byte
         raise GrpcProblem(f"descriptor set cannot be read: {path}: {exc.strerror or exc}") from None
     if len(data) > max_bytes:
         raise GrpcProblem(f"descriptor set {path}: {len(data)} bytes is larger than {max_bytes}")
+    return parse_descriptor_set(data, path), data
+
+
+def parse_descriptor_set(data: bytes, path: Path) -> DescriptorSet:
+    """The set in ``data`` (read from ``path``); raise ``GrpcProblem``."""
     try:
         fds = descriptor_pb2.FileDescriptorSet.FromString(data)
     except (pb_message.DecodeError, RecursionError, ValueError) as exc:
@@ -87,7 +94,8 @@ def read_descriptor_set(path: Path, max_bytes: int) -> tuple[DescriptorSet, byte
                     methods[f"/{service.full_name}/{m.name}"] = m
     except (KeyError, TypeError) as exc:
         raise GrpcProblem(f"{path}: {exc} (build the set with --include_imports)") from None
-    return DescriptorSet(path, pool, methods, frozenset(_importing(VALIDATE_PROTO, deps))), data
+    rules = frozenset(_importing(VALIDATE_PROTO, deps))
+    return DescriptorSet(path, pool, methods, rules, data)
 
 
 def _importing(target: str, deps: dict[str, list[str]]) -> set[str]:
@@ -133,6 +141,14 @@ class ProtoMethod:
     reject_unknown: bool
     validator: Any = None  # a protovalidate.Validator, or None: constraints not checked
     input_type: str = field(default="")
+    # (set bytes, set path): how ``__reduce__`` rebuilds the method in another process (a
+    # reload compiled in a child, ``policy._child``): message classes and validators cannot
+    # be pickled, the set they come from can
+    source: tuple[bytes, str] = (b"", "")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        options = (self.reject_unknown, self.first_message, self.validator is not None)
+        return _rebuild_method, (*self.source, self.path, *options)
 
     def decode(self, payload: bytes, max_depth: int) -> ParsedBody:
         try:
@@ -256,6 +272,30 @@ def method_for(
         reject_unknown=reject_unknown,
         validator=validator,
         input_type=m.input_type.full_name,
+        source=(sets.data, str(sets.path)),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _unpickled_set(data: bytes, path: str) -> DescriptorSet:
+    return parse_descriptor_set(data, Path(path))  # one pool per set, as in the child
+
+
+def _rebuild_method(
+    data: bytes,
+    path: str,
+    method_path: str,
+    reject_unknown: bool,
+    first_message: bool,
+    protovalidate: bool,
+) -> ProtoMethod:
+    """``ProtoMethod.__reduce__``'s other half: the same method compiled from the same set."""
+    return method_for(
+        _unpickled_set(data, path),
+        method_path,
+        reject_unknown=reject_unknown,
+        first_message=first_message,
+        protovalidate=protovalidate,
     )
 
 

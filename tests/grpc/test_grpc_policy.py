@@ -188,3 +188,29 @@ def test_split_path() -> None:
     assert _grpc.split_path("/a.b.S/M") == ("a.b.S", "M")
     for bad in ("/a/b/c", "a.S/M", "/S/", "//M", "/a b/M"):
         assert _grpc.split_path(bad) is None
+
+
+def test_a_reload_compiled_in_a_child_process_carries_the_grpc_methods(
+    shop_policy: CompiledPolicy,
+    shop_policy_file: Path,
+    messages: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import pickle
+
+    from extauthz.policy._child import load_policy_in_child
+
+    copy = pickle.loads(pickle.dumps(shop_policy.routes[0].grpc))
+    assert (copy.path, copy.reject_unknown, copy.validator is not None) == (
+        "/shop.v1.Orders/CreateOrder",
+        True,
+        True,
+    )
+    bad = messages["create-order"](customer_email="nope").SerializeToString()
+    assert [i for i, _ in copy.decode(bad, 8).problems] == ["contract.protovalidate"]
+    with caplog.at_level("WARNING", logger="extauthz.reload"):
+        policy = load_policy_in_child(shop_policy_file)
+    assert not caplog.records  # carried over, not compiled again in this process
+    assert [r.grpc.path for r in policy.routes] == [r.grpc.path for r in shop_policy.routes]
+    assert policy.version == shop_policy.version
+    assert policy.routes[3].grpc.streaming and policy.routes[2].grpc.first_message
