@@ -4,12 +4,11 @@ time) and helpers that build gRPC bodies and contexts."""
 from __future__ import annotations
 
 import base64
-import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _grpc_support import Ctx
 
 from extauthz.context import RequestContext
 from extauthz.policy import CompiledPolicy, load_policy
@@ -38,11 +37,6 @@ routes:
 """
 
 
-def frame(payload: bytes, flags: int = 0) -> bytes:
-    """One gRPC length-prefixed message."""
-    return bytes([flags]) + struct.pack(">I", len(payload)) + payload
-
-
 @pytest.fixture(scope="session")
 def shop_policy_file(shop_protos: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("shop_policy")
@@ -61,9 +55,6 @@ def shop_policy(shop_policy_file: Path) -> CompiledPolicy:
 def messages(shop_policy: CompiledPolicy) -> dict[str, Any]:
     """The request message classes, by route id."""
     return {r.id: r.grpc.message_class for r in shop_policy.routes if r.grpc is not None}
-
-
-Ctx = Callable[..., RequestContext]
 
 
 @pytest.fixture

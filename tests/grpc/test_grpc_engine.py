@@ -10,7 +10,7 @@ import zlib
 from typing import Any
 
 import pytest
-from conftest import Ctx, frame
+from _grpc_support import Ctx, frame
 
 from extauthz.engine import body as b
 from extauthz.engine.decoders import for_media_type

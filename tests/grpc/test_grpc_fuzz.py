@@ -9,7 +9,7 @@ import base64
 import struct
 from typing import Any
 
-from conftest import Ctx, frame
+from _grpc_support import Ctx, frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
