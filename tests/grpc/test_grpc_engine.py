@@ -267,6 +267,10 @@ def test_streaming_methods_are_refused_unless_the_route_checks_the_first_message
     assert decide(shop_policy, grpc_ctx(cut, path=upload, partial=True))[0] == "ALLOW"
     # ... but a body that was not cut by the proxy must be whole
     assert decide(shop_policy, grpc_ctx(cut, path=upload))[:2] == ("BLOCK", 400)
+    # a unary call Envoy cut: malformed, and the reason says what to raise
+    d = evaluate(shop_policy, grpc_ctx(frame(item)[:-2], partial=True))
+    assert d.rule_ids[0] == "request.body.malformed"
+    assert "max_request_bytes" in d.rule_hits[0].message
     # and a stream with no whole message at all is refused
     assert decide(shop_policy, grpc_ctx(frame(item)[:-2], path=upload, partial=True))[1] == 400
 

@@ -214,3 +214,45 @@ def test_a_reload_compiled_in_a_child_process_carries_the_grpc_methods(
     assert [r.grpc.path for r in policy.routes] == [r.grpc.path for r in shop_policy.routes]
     assert policy.version == shop_policy.version
     assert policy.routes[3].grpc.streaming and policy.routes[2].grpc.first_message
+
+
+def test_a_policy_sent_with_a_request_may_not_read_a_descriptor_set(shop_protos: Any) -> None:
+    from extauthz.policy import load_policy_bytes
+
+    text = (
+        'policyVersion: "0.1"\nroutes:\n  - id: g\n    match: {path: /shop.v1.Orders/GetOrder}\n'
+        f"    grpc: {{descriptorSetRef: {shop_protos.descriptor_set}}}\n"
+    )
+    with pytest.raises(InvalidPolicy) as info:
+        load_policy_bytes(text.encode(), sealed=True)
+    (problem,) = info.value.errors
+    assert problem.path == "routes[0].grpc.descriptorSetRef"
+    assert "cannot read the server's files" in problem.reason
+
+
+def test_a_json_schema_contract_may_add_to_a_grpc_route(shop_protos: Any, tmp_path: Path) -> None:
+    import base64
+
+    from extauthz.context import RequestContext
+    from extauthz.engine.pipeline import evaluate
+
+    route = (
+        "  - id: g\n    match: {path: /shop.v1.Orders/GetOrder}\n"
+        "    grpc: {descriptorSetRef: api.binpb, protovalidate: false}\n"
+        "    contract:\n      requestSchema: {properties: {id: {maxLength: 3}}}\n"
+    )
+    policy = load_policy(write(tmp_path, route, shop_protos.descriptor_set.read_bytes()))
+    payload = b"\x0a\x05abcde"  # GetOrderRequest{id: "abcde"}
+    body = b"\x00" + len(payload).to_bytes(4, "big") + payload
+    ctx = RequestContext.from_dict(
+        {
+            "request": {
+                "method": "POST",
+                "path": "/shop.v1.Orders/GetOrder",
+                "headers": {"content-type": "application/grpc"},
+                "body": {"rawBase64": base64.b64encode(body).decode(), "present": True},
+            }
+        }
+    )
+    decision = evaluate(policy, ctx)
+    assert decision.rule_ids == ("contract.schema.invalid",)  # the schema reads the mapping

@@ -156,6 +156,13 @@ def message(
     if frames.cut is not None and not (
         method is not None and method.streaming and method.first_message and partial
     ):
+        if partial:  # cut by the proxy's buffer, not by the client: say what to raise
+            return ParsedBody(
+                MALFORMED,
+                error=f"{frames.cut}: the body was truncated by the proxy (partial) and cannot "
+                "be checked; raise Envoy's with_request_body.max_request_bytes to the policy's "
+                "maxBodyBytes",
+            )
         return ParsedBody(MALFORMED, error=frames.cut)
     if method is None:
         return ParsedBody(OPAQUE)
