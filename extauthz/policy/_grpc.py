@@ -33,6 +33,7 @@ from ..engine.checks.contract import PROTOVALIDATE, UNKNOWN_FIELD
 from ..engine.decoders._base import JSON, MALFORMED, TOO_DEEP, ParsedBody
 
 VALIDATE_PROTO = "buf/validate/validate.proto"
+ANY_TYPE = "google.protobuf.Any"
 _MAX_VIOLATIONS = 20  # hits per message: enough to fix a request, bounded for a hostile one
 
 
@@ -145,6 +146,9 @@ class ProtoMethod:
     # reload compiled in a child, ``policy._child``): message classes and validators cannot
     # be pickled, the set they come from can
     source: tuple[bytes, str] = (b"", "")
+    # the message reaches a google.protobuf.Any, which json_format maps to an OrderedDict:
+    # the checks walk plain dicts and lists only (``type(x) is dict``), so it is copied plain
+    plain_copy: bool = False
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         options = (self.reject_unknown, self.first_message, self.validator is not None)
@@ -170,9 +174,13 @@ class ProtoMethod:
                 msg,
                 preserving_proto_field_name=True,
                 always_print_fields_with_no_presence=True,
+                descriptor_pool=msg.DESCRIPTOR.file.pool,  # google.protobuf.Any: the set's types
             )
-        except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+        except (RecursionError, ValueError, TypeError, OverflowError, KeyError) as exc:
+            # e.g. an Any naming a type the set does not have: not mappable, so not checkable
             return ParsedBody(MALFORMED, error=f"{self.input_type}: {exc}"[:300])
+        if self.plain_copy:
+            value = _plain(value)
         # depth -1: the limits phase measures the mapping, as it does a JSON body's (protobuf
         # itself refuses a message nested past its recursion limit, 100, as malformed)
         return ParsedBody(JSON, value, None, -1, problems=tuple(problems), grpc=True)
@@ -273,6 +281,7 @@ def method_for(
         validator=validator,
         input_type=m.input_type.full_name,
         source=(sets.data, str(sets.path)),
+        plain_copy=ANY_TYPE in _reachable_types(m.input_type),
     )
 
 
@@ -299,19 +308,38 @@ def _rebuild_method(
     )
 
 
-def _rule_files(m: Any, sets: DescriptorSet) -> set[str]:
-    """Files of message types the input message reaches (their rules apply to it too)."""
-    seen: set[str] = set()
-    files: set[str] = set()
-    stack = [m.input_type]
+def _reachable_types(root: Any) -> dict[str, Any]:
+    """Every message type ``root`` reaches through its fields, by full name."""
+    seen: dict[str, Any] = {}
+    stack = [root]
     while stack:
         t = stack.pop()
         if t.full_name in seen:
             continue
-        seen.add(t.full_name)
-        files.add(t.file.name)
+        seen[t.full_name] = t
         stack.extend(f.message_type for f in t.fields if f.message_type is not None)
+    return seen
+
+
+def _rule_files(m: Any, sets: DescriptorSet) -> set[str]:
+    """Files of message types the input message reaches (their rules apply to it too)."""
+    files = {t.file.name for t in _reachable_types(m.input_type).values()}
     return files & sets.files_with_rules
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every mapping a plain ``dict`` (iterative: nesting is not bounded here)."""
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        parent, key = stack.pop()
+        node = parent[key]
+        if isinstance(node, dict):
+            node = parent[key] = dict(node)
+            stack.extend((node, k) for k in node)
+        elif isinstance(node, list):
+            stack.extend((node, i) for i in range(len(node)))
+    return root[0]
 
 
 def split_path(path: str) -> tuple[str, str] | None:

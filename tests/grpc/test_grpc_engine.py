@@ -290,3 +290,18 @@ def test_a_grpc_body_on_a_route_without_a_method_stays_opaque(grpc_ctx: Ctx) -> 
         ).kind
         == b.OPAQUE
     )
+
+
+def test_an_any_field_maps_with_the_sets_own_types_or_is_refused(
+    shop_policy: CompiledPolicy, messages: dict[str, Any], grpc_ctx: Ctx
+) -> None:
+    order = messages["create-order"]
+    item = messages["upload-items"](sku="../../etc/passwd", quantity=1)
+    msg = order(tenant="t1", customer_email="a@b.co")
+    msg.attachment.Pack(item)
+    d = evaluate(shop_policy, grpc_ctx(frame(msg.SerializeToString())))
+    # the packed Item is mapped (the set knows its type), so the detector reads its sku
+    assert d.rule_ids == ("vulnerability.pathTraversal",)
+    msg.attachment.type_url = "type.googleapis.com/not.in.the.Set"
+    d = evaluate(shop_policy, grpc_ctx(frame(msg.SerializeToString())))
+    assert (d.action, d.rule_ids[0]) == ("BLOCK", "request.body.malformed")
