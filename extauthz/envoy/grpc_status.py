@@ -6,6 +6,7 @@ its own making: without help its ``grpc-status`` is derived from the denial's HT
 denial's headers are applied on top of that response, so these set what the client sees:
 
     contract, body or limit hits (``contract.*``, ``request.*``, ``limit.*``) -> 3 INVALID_ARGUMENT
+      (but a streaming method the route refuses, ``contract.grpcStreaming``: 7 PERMISSION_DENIED)
     413 (a body over the limit)                                          -> 8 RESOURCE_EXHAUSTED
     503 (a webhook check could not run)                                  -> 14 UNAVAILABLE
     500 (the engine failed, fail closed)                                 -> 13 INTERNAL
@@ -29,6 +30,7 @@ How each mode carries it (checked against real Envoy, ``tests/e2e/test_grpc_e2e.
 from __future__ import annotations
 
 from ..decision import Decision
+from ..engine.checks.contract import GRPC_STREAMING
 
 INVALID_ARGUMENT = 3
 PERMISSION_DENIED = 7
@@ -57,6 +59,8 @@ def status_code(decision: Decision) -> int:
     if decision.status_code in (400, 415):
         return INVALID_ARGUMENT
     first = decision.reason.partition(":")[0]  # a BLOCK's reason starts with its first hit id
+    if first == GRPC_STREAMING:  # the policy's choice about a method, not a bad message
+        return PERMISSION_DENIED
     return INVALID_ARGUMENT if first.startswith(_CONTRACT_PREFIXES) else PERMISSION_DENIED
 
 

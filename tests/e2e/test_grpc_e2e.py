@@ -51,6 +51,12 @@ routes:
   - id: get-order
     match: {path: /shop.v1.Orders/GetOrder}
     grpc: {descriptorSetRef: api.binpb}
+  - id: upload-items
+    match: {path: /shop.v1.Orders/UploadItems}
+    grpc: {descriptorSetRef: api.binpb, streaming: firstMessage}
+  - id: chat
+    match: {path: /shop.v1.Orders/Chat}
+    grpc: {descriptorSetRef: api.binpb}
 """
 UUID = "123e4567-e89b-12d3-a456-426614174000"
 
@@ -102,6 +108,18 @@ def stack(request: pytest.FixtureRequest, shop_protos: Any) -> Iterator[GrpcStac
             with shop.lock:
                 shop.calls.append(f"GetOrder {req.id}")
             return pb.Order(id=req.id)
+
+        def UploadItems(self, requests: Any, context: Any) -> Any:
+            skus = [r.sku for r in requests]
+            with shop.lock:
+                shop.calls.append(f"UploadItems {','.join(skus)}")
+            return pb.Order(items=len(skus))
+
+        def Chat(self, requests: Any, context: Any) -> Any:
+            for r in requests:
+                with shop.lock:
+                    shop.calls.append(f"Chat {r.sku}")
+                yield r
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     pb_grpc.add_OrdersServicer_to_server(Orders(), server)
@@ -215,7 +233,7 @@ def test_a_valid_call_reaches_the_service_and_returns_ok(stack: GrpcStack) -> No
             7,
             "tenant.binding",
         ),
-        ("unmatched method", "Chat", lambda pb: b"", 7, "route.unmatched"),
+        ("unmatched method", "Refund", lambda pb: b"", 7, "route.unmatched"),
     ],
 )
 def test_refused_calls_get_a_grpc_status_and_never_reach_the_service(
@@ -308,3 +326,42 @@ def test_grpc_web_calls_get_the_same_answers(stack: GrpcStack, content_type: str
         assert status == (200 if stack.mode == "grpc" else 403)
         assert urllib.parse.unquote(message).startswith(hit)
     assert stack.shop.calls[before:] == ["CreateOrder t1"]
+
+
+def test_a_gzip_compressed_call_is_inflated_and_checked(stack: GrpcStack) -> None:
+    before = len(stack.shop.calls)
+    with grpc.insecure_channel(stack.target, compression=grpc.Compression.Gzip) as channel:
+        stub = stack.pb_grpc.OrdersStub(channel)
+        reply = stub.CreateOrder(_order(stack.pb), metadata=(("x-tenant", "t1"),), timeout=30)
+        assert reply.tenant == "t1"
+        with pytest.raises(grpc.RpcError) as info:
+            stub.CreateOrder(
+                _order(stack.pb, customer_email="x"), metadata=(("x-tenant", "t1"),), timeout=30
+            )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (info.value.details() or "").startswith("contract.protovalidate")
+    assert stack.shop.calls[before:] == ["CreateOrder t1"]
+
+
+def test_streaming_calls_are_checked_from_their_first_messages_or_refused(
+    stack: GrpcStack,
+) -> None:
+    pb = stack.pb
+    before = len(stack.shop.calls)
+    with grpc.insecure_channel(stack.target) as channel:
+        stub = stack.pb_grpc.OrdersStub(channel)
+        # streaming: firstMessage, and the client sends its whole stream: every message checked
+        reply = stub.UploadItems(iter([pb.Item(sku="A", quantity=1)] * 3), timeout=30)
+        assert reply.items == 3
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.UploadItems(
+                iter([pb.Item(sku="A", quantity=1), pb.Item(sku="", quantity=1)]), timeout=30
+            )
+        # the default for a streaming method: refused
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stub.Chat(iter([pb.Item(sku="A", quantity=1)]), timeout=30))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (bad.value.details() or "").startswith("contract.protovalidate: sku: string.min_len")
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert (refused.value.details() or "").startswith("contract.grpcStreaming")
+    assert stack.shop.calls[before:] == ["UploadItems A,A,A"]

@@ -26,6 +26,7 @@ def block(status: int, hit: str, message: str = "why") -> Decision:
     [
         (403, "contract.protovalidate", gs.INVALID_ARGUMENT),
         (403, "contract.unknownField", gs.INVALID_ARGUMENT),
+        (403, "contract.grpcStreaming", gs.PERMISSION_DENIED),
         (400, "request.body.malformed", gs.INVALID_ARGUMENT),
         (415, "contract.mediaType", gs.INVALID_ARGUMENT),
         (403, "limit.json.depth", gs.INVALID_ARGUMENT),
