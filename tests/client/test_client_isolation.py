@@ -36,7 +36,8 @@ FORBIDDEN = (
     "extauthz.server.metrics",
 )
 # Third-party top-level packages the client may load: grpcio (which itself imports
-# grpc_health when grpcio-health-checking happens to be installed), xds-protos and its proto
+# grpc_health when grpcio-health-checking happens to be installed, and grpc_tools when
+# grpcio-tools is, as in the dev extra for the gRPC tests), xds-protos and its proto
 # namespaces, protobuf, cachetools.
 ALLOWED_THIRD_PARTY = {
     "cachetools",
@@ -44,6 +45,7 @@ ALLOWED_THIRD_PARTY = {
     "google",
     "grpc",
     "grpc_health",
+    "grpc_tools",
     "typing_extensions",
     "udpa",
     "validate",
