@@ -305,3 +305,15 @@ def test_an_any_field_maps_with_the_sets_own_types_or_is_refused(
     msg.attachment.type_url = "type.googleapis.com/not.in.the.Set"
     d = evaluate(shop_policy, grpc_ctx(frame(msg.SerializeToString())))
     assert (d.action, d.rule_ids[0]) == ("BLOCK", "request.body.malformed")
+
+
+def test_explain_shows_the_grpc_method_as_the_contract_that_ran(
+    shop_policy: CompiledPolicy, messages: dict[str, Any], grpc_ctx: Ctx
+) -> None:
+    from extauthz.engine.explain import explain
+
+    ctx = grpc_ctx(frame(valid(messages, customer_email="x")))
+    decision = evaluate(shop_policy, ctx)
+    traces = {p.name: p for p in explain(shop_policy, ctx, decision).phases}
+    contract = traces["contract"]
+    assert contract.ran and contract.detail == "gRPC method /shop.v1.Orders/CreateOrder"
