@@ -99,6 +99,12 @@ FLAGS: tuple[Flag, ...] = (
         1,
     ),
     Flag(
+        "grpc_upstream",
+        "the upstream is a gRPC service: HTTP/2 to it, and Envoy's grpc_web filter for "
+        "gRPC-Web clients (docs/grpc.md)",
+        default=False,
+    ),
+    Flag(
         "failure_mode_allow",
         "let requests through when the PDP is unreachable (default: deny)",
         default=False,

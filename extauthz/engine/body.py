@@ -20,6 +20,7 @@ from ..context import Body
 from .decoders import SNIFFERS, Decoder, for_media_type
 from .decoders._base import (
     FORM,
+    GRPC,
     JSON,
     MALFORMED,
     MULTIPART,
@@ -34,6 +35,7 @@ from .decoders._base import (
 
 __all__ = [
     "FORM",
+    "GRPC",
     "JSON",
     "MALFORMED",
     "MULTIPART",

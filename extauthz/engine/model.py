@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .cel import CelPlan
 from .contract import Contract
+from .decoders.grpc import GrpcMethod
 from .limits import Limits
 from .matcher import Pattern, RouteMatcher
 from .vulnerability import VulnerabilityConfig
@@ -61,6 +62,8 @@ class CompiledRoute:
     # Where each part came from in the policy, for ``explain``: rule (hit) id -> "routes[2].
     # rules[0]", and "@route", "@limits", "@vulnerability", "@contract", "@webhook" -> path.
     locations: Mapping[str, str] = field(default_factory=dict)
+    # A gRPC method's route (``grpc`` in the policy): how its body becomes the request message.
+    grpc: GrpcMethod | None = None
 
 
 @dataclass(frozen=True, slots=True)

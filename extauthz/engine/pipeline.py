@@ -40,6 +40,7 @@ from .canonical import SEMICOLON, canonicalize
 from .checks import pipeline_hits
 from .checks.contract import MEDIA_TYPE, SCHEMA_INVALID
 from .contract import Contract
+from .decoders import grpc as grpc_body
 from .model import ENFORCE, CompiledPolicy, CompiledRoute
 from .replay import InMemoryReplayStore
 
@@ -187,6 +188,15 @@ def prepare(
     parsed = phases.body(
         request.body, request.content_type, limits.max_json_depth, limits.max_body_bytes
     )
+    if parsed.kind == body_mod.GRPC:  # frames: the route's method makes them its message
+        parsed = grpc_body.message(
+            parsed,
+            route.grpc if route is not None else None,
+            request.headers,
+            request.body.partial,
+            limits.max_json_depth,
+            limits.max_body_bytes,
+        )
     value = parsed.value if parsed.kind in _PARSED_KINDS else None
     # 1. vulnerability checks
     if vulns.any_enabled:
@@ -196,6 +206,10 @@ def prepare(
     # 3. body and contract
     if parsed.kind == body_mod.MALFORMED:
         hits.append(RuleHit(BODY_MALFORMED, "high", parsed.error or "malformed body"))
+    if parsed.problems:  # a gRPC message's unknown fields and constraint violations
+        hits.extend(RuleHit(hit_id, "high", message[:300]) for hit_id, message in parsed.problems)
+    elif route is not None and route.grpc is not None and not parsed.grpc:
+        _not_grpc(route.grpc.path, parsed, request.content_type, hits)
     pending = Pending(policy, ctx, route, mode, hits, advisory)
     if route is None:
         if phases.on_prepared is not None:
@@ -268,6 +282,20 @@ def _matrix_segments(route: CompiledRoute | None, path: str, params: dict[str, s
         if p.location == "path" and p.style == "matrix" and p.name in params
     }
     return all(seg in matrix for seg in path.split("/") if ";" in seg)
+
+
+def _not_grpc(path: str, parsed: Any, content_type: str | None, hits: list[RuleHit]) -> None:
+    """A gRPC route's body that is not a gRPC message (one the other checks did not refuse)."""
+    if parsed.kind in (body_mod.MALFORMED, body_mod.TOO_DEEP, body_mod.SKIPPED):
+        return
+    hits.append(
+        RuleHit(
+            MEDIA_TYPE,
+            "high",
+            f"{path[:200]} is a gRPC method: the body must be application/grpc or gRPC-Web, "
+            f"not {(content_type or 'missing')[:80]!r}",
+        )
+    )
 
 
 def cel_view(

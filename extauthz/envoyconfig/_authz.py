@@ -173,8 +173,13 @@ def _http_service(opts: EnvoyConfigOptions) -> Any:
                 "x-contractshield-subject",
                 "x-contractshield-tenant",
             ),
+            # grpc-status and grpc-message: a denied gRPC call's status (``envoy.grpc_status``)
             allowed_client_headers=exact(
-                "content-type", "x-contractshield-decision", "x-contractshield-decision-id"
+                "content-type",
+                "x-contractshield-decision",
+                "x-contractshield-decision-id",
+                "grpc-status",
+                "grpc-message",
             ),
             dynamic_metadata_from_headers=exact(*METADATA_HEADERS),
         ),

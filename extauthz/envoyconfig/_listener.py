@@ -11,6 +11,7 @@ from ._authz import ext_authz, header_mutation, jwt_authn
 from ._options import (
     COLLECTOR_CLUSTER,
     EXT_AUTHZ_FILTER,
+    GRPC_WEB_FILTER,
     HEADER_MUTATION_FILTER,
     JWT_FILTER,
     PROXY_PROTOCOL_FILTER,
@@ -61,13 +62,22 @@ def listener(opts: EnvoyConfigOptions) -> Any:
 
 
 def _http_filters(opts: EnvoyConfigOptions) -> list[Any]:
-    """header_mutation → jwt_authn (optional) → ext_authz → router."""
+    """grpc_web (gRPC upstream) → header_mutation → jwt_authn (optional) → ext_authz →
+    router.
+
+    grpc_web comes first: the PDP then sees gRPC-Web calls as gRPC (text bodies decoded), and
+    a denial, a gRPC status Envoy makes for the call, goes back through it as gRPC-Web.
+    """
     from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
     from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
         HttpFilter,
     )
 
     filters = []
+    if opts.grpc_upstream:
+        from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
+
+        filters.append(HttpFilter(name=GRPC_WEB_FILTER, typed_config=pack(GrpcWeb())))
     if opts.ext_authz:
         filters.append(
             HttpFilter(name=HEADER_MUTATION_FILTER, typed_config=pack(header_mutation()))

@@ -54,6 +54,7 @@ HTTP_HEALTH_PATH = "/ready"
 HTTP_IDLE_TIMEOUT_S = 60  # below the PDP's 75 s keep-alive: Envoy closes first
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
+GRPC_WEB_FILTER = "envoy.filters.http.grpc_web"
 #: Where the tracer sends spans (``trace_collector``).
 COLLECTOR_CLUSTER = "trace_collector"
 
@@ -111,6 +112,9 @@ class EnvoyConfigOptions:
     # ... and, False, runs without the PDP (no ext_authz, jwt_authn or header_mutation filter,
     # no PDP cluster): Envoy alone, the ceiling a PDP is measured against.
     ext_authz: bool = True
+    # The upstream is a gRPC service (docs/grpc.md): HTTP/2 to it, and Envoy's grpc_web filter
+    # first, so gRPC-Web clients reach it (and get their denials) in gRPC-Web
+    grpc_upstream: bool = False
 
     def __post_init__(self) -> None:
         if self.authz_mode not in ("grpc", "http"):

@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from .._exceptions import InvalidContext
 from ..context import Identity, RequestContext
 from ..decider import Claim
+from ..envoy.grpc_status import is_grpc
 from ..envoy.request import AdapterOptions, check_request_to_context, parse_check_request
 from ..envoy.response import decision_to_check_bytes
 from ..outcome import Outcome, internal_error
@@ -45,16 +46,21 @@ class Door(Generic[R, T]):
     """
 
     decode: Callable[[R], RequestContext]
-    encode: Callable[[Outcome, Identity | None], T]
+    # (outcome, identity, grpc): ``grpc`` the checked request was gRPC (``envoy.grpc_status``)
+    encode: Callable[[Outcome, Identity | None, bool], T]
     unreadable: tuple[type[Exception], ...] = (InvalidContext,)
     unreadable_reason: str = "unreadable request"  # when the exception has no text
     last_resort: type[BaseException] = Exception
 
 
-def check_bytes(outcome: Outcome, identity: Identity | None) -> bytes:
+def check_bytes(outcome: Outcome, identity: Identity | None, grpc: bool = False) -> bytes:
     """The ``CheckResponse`` bytes: for ALLOW no message is built (``decision_to_check_bytes``)."""
     return decision_to_check_bytes(
-        outcome.decision, identity, error_code=outcome.error_code, cacheable=outcome.cacheable
+        outcome.decision,
+        identity,
+        error_code=outcome.error_code,
+        cacheable=outcome.cacheable,
+        grpc=grpc,
     )
 
 
@@ -102,6 +108,7 @@ class AuthorizationServicer:
         pending = False
         try:
             identity = None
+            grpc = False
             try:
                 ctx = door.decode(request)
             except door.unreadable as exc:
@@ -110,23 +117,26 @@ class AuthorizationServicer:
                 )
             else:
                 identity = ctx.identity
+                grpc = is_grpc(ctx.request.content_type)  # a denial then carries a gRPC status
                 decided = self.decider.begin(ctx, transport)
                 if isinstance(decided, Claim):
                     pending = True
-                    return self._after_claim(decided, identity, door)
+                    return self._after_claim(decided, identity, door, grpc)
                 outcome = decided
-            return door.encode(outcome, identity)
+            return door.encode(outcome, identity, grpc)
         except door.last_resort:  # even a bug in the encoder is a denial
-            return door.encode(internal_error(), None)
+            return door.encode(internal_error(), None, False)
         finally:
             if not pending:
                 self.active -= 1
 
-    async def _after_claim(self, claim: Claim, identity: Identity | None, door: Door[R, T]) -> T:
+    async def _after_claim(
+        self, claim: Claim, identity: Identity | None, door: Door[R, T], grpc: bool
+    ) -> T:
         try:
-            return door.encode(await claim.outcome(), identity)
+            return door.encode(await claim.outcome(), identity, grpc)
         except door.last_resort:
-            return door.encode(internal_error(), None)
+            return door.encode(internal_error(), None, False)
         finally:
             self.active -= 1
 

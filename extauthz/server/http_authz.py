@@ -26,9 +26,13 @@ AUTHZ_PREFIX = "/ext_authz"
 TRANSPORT = "http_authz"
 
 
-def http_answer(outcome: Outcome, identity: Identity | None) -> HttpOut:
+def http_answer(outcome: Outcome, identity: Identity | None, grpc: bool = False) -> HttpOut:
     return decision_to_http(
-        outcome.decision, identity, error_code=outcome.error_code, cacheable=outcome.cacheable
+        outcome.decision,
+        identity,
+        error_code=outcome.error_code,
+        cacheable=outcome.cacheable,
+        grpc=grpc,
     )
 
 

@@ -95,7 +95,25 @@ VARIANTS: dict[str, EnvoyConfigOptions] = {
     "check-timeout": EnvoyConfigOptions(check_timeout_ms=1000, health_interval_ms=1000),
     "direct-response": EnvoyConfigOptions(direct_response=True, demo_jwt=True),
     "envoy-alone": EnvoyConfigOptions(ext_authz=False, direct_response=True, demo_jwt=True),
+    "grpc-upstream": EnvoyConfigOptions(grpc_upstream=True, demo_jwt=True),
+    "http-mode-grpc-upstream": EnvoyConfigOptions(authz_mode="http", grpc_upstream=True),
 }
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+def test_grpc_upstream_speaks_http2_to_it_and_puts_grpc_web_first(mode: str) -> None:
+    config = to_dict(EnvoyConfigOptions(grpc_upstream=True, authz_mode=mode))  # type: ignore[arg-type]
+    names = [f["name"] for f in http_filters(config)]
+    assert names[0] == "envoy.filters.http.grpc_web"
+    assert names.index("envoy.filters.http.grpc_web") < names.index("envoy.filters.http.ext_authz")
+    options = cluster(config, "upstream")["typed_extension_protocol_options"]
+    protocol = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert "http2_protocol_options" in protocol["explicit_http_config"]
+    body = filter_config(config, "envoy.filters.http.ext_authz")["with_request_body"]
+    assert body["pack_as_bytes"] is True  # the frames reach the PDP as bytes
+    plain = to_dict(EnvoyConfigOptions(authz_mode=mode))  # type: ignore[arg-type]
+    assert "envoy.filters.http.grpc_web" not in [f["name"] for f in http_filters(plain)]
+    assert "typed_extension_protocol_options" not in cluster(plain, "upstream")
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

@@ -23,6 +23,7 @@ OPAQUE = "opaque"
 MALFORMED = "malformed"
 TOO_DEEP = "too_deep"
 SKIPPED = "skipped"  # oversize: not parsed
+GRPC = "grpc"  # value: ``grpc.Frames``, until the route's method makes it JSON (``grpc.message``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,10 @@ class ParsedBody:
     form_pairs: tuple[tuple[str, str], ...] = ()
     sniffed: bool = False  # JSON found in a body not declared as JSON (contract still refuses it)
     parts: tuple[Part, ...] = ()  # MULTIPART: every part, files included, in order
+    # (hit id, message) the decoding found beyond the syntax: a gRPC message's unknown fields
+    # and constraint violations; the pipeline reports them in the contract phase
+    problems: tuple[tuple[str, str], ...] = ()
+    grpc: bool = False  # JSON: the mapping of a gRPC request message
 
 
 NO_BODY = ParsedBody(NONE)
