@@ -107,9 +107,8 @@ def check(
 ) -> None:
     size = body_size(body, headers)
     if size > limits.max_body_bytes or parsed.kind == SKIPPED:
-        hits.append(
-            RuleHit(BODY_MAX, "high", f"body is {size} bytes; the limit is {limits.max_body_bytes}")
-        )
+        why = parsed.error or f"body is {size} bytes; the limit is {limits.max_body_bytes}"
+        hits.append(RuleHit(BODY_MAX, "high", why))
     elif body.partial:
         hits.append(RuleHit(BODY_MAX, "high", _partial_reason(body, size, limits.max_body_bytes)))
     if parsed.kind == TOO_DEEP:
