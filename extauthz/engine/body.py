@@ -81,7 +81,7 @@ def _declared(content_type: str) -> tuple[Decoder | None, str]:
 @dataclass(frozen=True, slots=True)
 class BodyOptions:
     """``defaults.body`` in the policy: what the body phase does with what a lenient upstream
-    would still read (docs/policy.md, "Bodies whose label is not their truth")."""
+    would still read (docs/policy.md, "Hostile bodies")."""
 
     #: A body that does not parse as its JSON (or form, multipart) label says: ``refuse``
     #: (``request.body.malformed``, 400) or ``inspect`` (its text goes to the detectors).
