@@ -343,3 +343,26 @@ def test_parse_keeps_every_value_for_the_detectors() -> None:
     )
     assert parsed.value == {"a": "1,2", "b": ""} and parsed.inspect == {"a": ["1", "2"], "b": ""}
     assert parsed.duplicates == ("a",)
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        (b'{"to": "bob", "amount": 5, "Amount": 5000}', "application/json"),
+        (b'{"to": "bob", "AMOUNT": 5000, "amount": 5}', "application/json"),
+        (b"to=bob&amount=5&Amount=5000", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_keys_equal_but_for_case_are_repeated_keys(raw: bytes, content_type: str) -> None:
+    """Case-insensitive binders (ASP.NET's defaults, Jackson's option) read them as one."""
+    d = evaluate(DEFAULT, ctx("/transfer", raw, {"content-type": content_type}))
+    assert d.status_code == 400 and "request.body.duplicateKey" in d.rule_ids, d.rule_ids
+    assert "amount/" in d.rule_hits[0].message.lower()
+
+
+@pytest.mark.parametrize("label", [None, "text/plain", "application/octet-stream"])
+def test_a_json_string_under_any_label_is_inspected(label: str | None) -> None:
+    raw = '"<script>alert(1)</script>"'.encode("utf-16")
+    headers = {"content-type": label} if label else {}
+    d = evaluate(DEFAULT, ctx("/open", raw, headers))
+    assert d.rule_ids == ("vulnerability.xss",), d.rule_ids

@@ -31,7 +31,11 @@ def decode(raw: bytes, content_type: str, max_depth: int, max_bytes: int) -> Par
     for k, v in pairs:
         form[k] = f"{form[k]},{v}" if k in form else v
     parsed = ParsedBody(FORM, form, form_pairs=tuple(pairs))
-    if len(form) != len(pairs) or any(_JSONISH.match(k) or _JSONISH.match(v) for k, v in pairs):
+    if (
+        len(form) != len(pairs)
+        or (len(form) > 1 and len({k.lower() for k in form}) != len(form))
+        or any(_JSONISH.match(k) or _JSONISH.match(v) for k, v in pairs)
+    ):
         parsed.inspect, parsed.duplicates = view_of(pairs, max_depth)
     return parsed
 
@@ -55,6 +59,11 @@ def view_of(pairs: list[tuple[str, str]], max_depth: int) -> tuple[Any, tuple[st
                 if parsed.kind == JSON:
                     found.append(parsed.inspect if parsed.inspect is not None else parsed.value)
     repeated = tuple(k for k, v in fields.items() if len(v) > 1)
+    folded: dict[str, str] = {}
+    for k in fields:  # case-insensitive binders (ASP.NET) read "amount" and "Amount" as one
+        other = folded.setdefault(k.lower(), k)
+        if other != k:
+            repeated += (f"{other}/{k}",)
     return ([view, *found] if found else view), repeated
 
 

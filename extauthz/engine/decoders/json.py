@@ -21,7 +21,7 @@ from typing import Any
 
 from ._base import JSON, MALFORMED, TOO_DEEP, Decoder, ParsedBody, json_depth
 
-_LOOKS_LIKE_JSON = re.compile(rb"[ \t\r\n]*[\[{]")
+_LOOKS_LIKE_JSON = re.compile(rb'[ \t\r\n]*[\[{"]')
 
 
 class _Repeated(ValueError):
@@ -30,8 +30,8 @@ class _Repeated(ValueError):
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     d = dict(pairs)
-    if len(d) != len(pairs):
-        raise _Repeated
+    if len(d) != len(pairs) or (len(d) > 1 and len({k.lower() for k in d}) != len(d)):
+        raise _Repeated  # case-insensitive binders (ASP.NET, Jackson's option) merge keys too
     return d
 
 
@@ -95,6 +95,7 @@ class _Seen:
 
     def __init__(self) -> None:
         self.repeated: dict[int, tuple[dict[str, Any], dict[str, list[Any]]]] = {}
+        self.folded: list[str] = []  # keys equal but for case ("amount", "Amount")
 
     def hook(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         d = dict(pairs)  # the last value wins, as in Python, JavaScript, Go and Jackson
@@ -103,6 +104,12 @@ class _Seen:
             for k, v in pairs:
                 values.setdefault(k, []).append(v)
             self.repeated[id(d)] = (d, {k: v for k, v in values.items() if len(v) > 1})
+        if len(d) > 1:
+            lowered: dict[str, str] = {}
+            for k in d:
+                other = lowered.setdefault(k.lower(), k)
+                if other != k:
+                    self.folded.append(f"{other}/{k}")
         return d
 
 
@@ -167,6 +174,7 @@ def lenient(raw: bytes, max_depth: int) -> ParsedBody:
         duplicates = tuple(found)
     elif len(values) > 1:
         view = values
+    duplicates += tuple(seen.folded)
     why = [
         w
         for w, found in (
@@ -238,7 +246,7 @@ def looks_like_json(raw: bytes) -> bool:
     if not head or not (head[:1] in _MARKS or b"\x00" in head):
         return False
     text = raw[:256].decode(json.detect_encoding(raw), "ignore")
-    return text.lstrip("\ufeff \t\r\n")[:1] in ("{", "[")
+    return text.lstrip("\ufeff \t\r\n")[:1] in ("{", "[", '"')
 
 
 _MARKS = (b"\xef", b"\xfe", b"\xff")
