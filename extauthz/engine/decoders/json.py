@@ -28,9 +28,12 @@ class _Repeated(ValueError):
     """A repeated key in strict parsing: the lenient reading takes over."""
 
 
+_LOWER = str.lower
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     d = dict(pairs)
-    if len(d) != len(pairs) or (len(d) > 1 and len({k.lower() for k in d}) != len(d)):
+    if len(d) != len(pairs) or (len(d) > 1 and len(set(map(_LOWER, d))) != len(d)):
         raise _Repeated  # case-insensitive binders (ASP.NET, Jackson's option) merge keys too
     return d
 
