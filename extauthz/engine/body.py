@@ -134,7 +134,7 @@ def parse(
                 "maxBodyBytes + 1"
             )
         if decoder.sniff is None and parsed.kind != TOO_DEEP:
-            _also_json(parsed, raw, max_depth, max_bytes)
+            parsed = _also_json(parsed, raw, max_depth, max_bytes)
         if coded:
             parsed.depth = -1  # the limits phase's shortcuts read the raw (coded) bytes
         return parsed
@@ -152,14 +152,18 @@ def parse(
     return ParsedBody(OPAQUE)
 
 
-def _also_json(parsed: ParsedBody, raw: bytes, max_depth: int, max_bytes: int) -> None:
+def _also_json(parsed: ParsedBody, raw: bytes, max_depth: int, max_bytes: int) -> ParsedBody:
     """JSON-looking bytes under a form (or other non-JSON) label: a lenient upstream reads
-    them as JSON, so the detectors read that JSON too, beside what the label's decoder made."""
+    them as JSON, so the detectors read that JSON too, beside what the label's decoder made
+    (and the depth limit holds whatever the label)."""
     for sniffer in SNIFFERS:
         if sniffer.sniff is not None and sniffer.sniff(raw):
             sniffed = sniffer.decode(raw, "", max_depth, max_bytes)
+            if sniffed.kind == TOO_DEEP:
+                return sniffed
             if sniffed.kind == JSON:
                 found = sniffed.inspect if sniffed.inspect is not None else sniffed.value
                 mine = parsed.inspect if parsed.inspect is not None else parsed.value
                 parsed.inspect = [mine, found]
-            return
+            break
+    return parsed

@@ -2,8 +2,8 @@
 
 The body size is the larger of what the proxy declared (``sizeBytes``, or ``content-length``
 when the proxy sent only part of the body) and the bytes actually present. A body the proxy
-cut (``partial``) is never allowed: over the limit, or of unknown size (no declared length
-beyond the bytes seen: it can exceed the limit), or with an unread tail: ``limit.body.max``. Depth and array
+cut (``partial``) is never allowed when its real size can exceed the limit: over it, or of
+unknown size (no declared length beyond the bytes seen, a chunked body): ``limit.body.max``. Depth and array
 lengths are measured with an explicit stack: no recursion, linear in the number of nodes.
 """
 
@@ -54,26 +54,6 @@ def body_size(body: Body, headers: Mapping[str, str]) -> int:
     return size
 
 
-def _partial_reason(body: Body, size: int, limit: int) -> str:
-    """Why a body the proxy cut is refused although the bytes seen are within ``limit``.
-
-    Its unread tail never reaches the checks, so it is never allowed: without a declared
-    length larger than the bytes seen (chunked, or HTTP mode's rewritten content-length) its
-    real size is unknown and can exceed the limit; with one, the proxy buffers less than the
-    limit and the rest cannot be checked.
-    """
-    seen = len(body.raw or b"")
-    if size <= seen:
-        return (
-            f"body cut by the proxy at {seen} bytes and its length is not declared: it can "
-            f"exceed the limit {limit} (Envoy's max_request_bytes should be maxBodyBytes + 1)"
-        )
-    return (
-        f"body cut by the proxy at {seen} of {size} bytes: the rest cannot be checked "
-        f"(Envoy's max_request_bytes should be maxBodyBytes + 1 = {limit + 1})"
-    )
-
-
 def measure(value: Any, max_depth: int, max_array: int) -> tuple[int, int]:
     """Return (depth, longest array) — stopping early once both limits are exceeded."""
     if type(value) is not dict and type(value) is not list:
@@ -109,8 +89,18 @@ def check(
     if size > limits.max_body_bytes or parsed.kind == SKIPPED:
         why = parsed.error or f"body is {size} bytes; the limit is {limits.max_body_bytes}"
         hits.append(RuleHit(BODY_MAX, "high", why))
-    elif body.partial:
-        hits.append(RuleHit(BODY_MAX, "high", _partial_reason(body, size, limits.max_body_bytes)))
+    elif body.partial and size <= len(body.raw or b""):
+        # Cut by the proxy, and no declared length beyond the bytes seen (chunked, or HTTP
+        # mode's rewritten content-length): its real size is unknown and can exceed the limit.
+        hits.append(
+            RuleHit(
+                BODY_MAX,
+                "high",
+                f"body cut by the proxy at {size} bytes and its length is not declared: it "
+                f"can exceed the limit {limits.max_body_bytes} (set Envoy's max_request_bytes "
+                "to maxBodyBytes + 1)",
+            )
+        )
     if parsed.kind == TOO_DEEP:
         hits.append(
             RuleHit(

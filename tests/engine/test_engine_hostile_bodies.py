@@ -316,16 +316,24 @@ SMALL = policy("limits: {maxBodyBytes: 2048}")
     st.one_of(st.none(), st.integers(0, 6000)),
     st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain", None]),
 )
-def test_a_cut_body_is_never_allowed(seen: int, declared: int | None, label: str | None) -> None:
-    small = SMALL
+def test_a_cut_body_that_can_exceed_the_limit_is_never_allowed(
+    seen: int, declared: int | None, label: str | None
+) -> None:
+    """Refused (413) unless the bytes seen and a declared length prove it within the limit."""
     raw = b"a=" + b"x" * (seen - 2) if seen > 2 else b"x" * seen
     headers = {"content-type": label} if label else {}
     if declared is not None:
         headers["content-length"] = str(declared)
     size = max(seen, declared or 0)
-    d = evaluate(small, ctx("/open", raw, headers, partial=True, size_bytes=size))
-    assert d.action != ALLOW and d.status_code == 413, (seen, declared, d.reason)
-    assert d.rule_ids[0] == "limit.body.max"
+    d = evaluate(SMALL, ctx("/open", raw, headers, partial=True, size_bytes=size))
+    proven_within = declared is not None and seen < declared <= 2048
+    if not proven_within:
+        assert d.action != ALLOW and d.status_code == 413, (seen, declared, d.reason)
+        assert d.rule_ids[0] == "limit.body.max"
+    else:
+        assert "limit.body.max" not in d.rule_ids
+        if label == "application/json":  # cut JSON never parses: malformed, never allowed
+            assert d.rule_ids == ("request.body.malformed",)
 
 
 @pytest.mark.parametrize("size", [2047, 2048])
@@ -366,3 +374,9 @@ def test_a_json_string_under_any_label_is_inspected(label: str | None) -> None:
     headers = {"content-type": label} if label else {}
     d = evaluate(DEFAULT, ctx("/open", raw, headers))
     assert d.rule_ids == ("vulnerability.xss",), d.rule_ids
+
+
+def test_the_depth_limit_holds_for_json_sent_as_a_form() -> None:
+    raw = b"[" * 100 + b"]" * 100
+    d = evaluate(DEFAULT, ctx("/open", raw, {"content-type": "application/x-www-form-urlencoded"}))
+    assert d.rule_ids == ("limit.json.depth",) and d.status_code == 403
