@@ -27,7 +27,6 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
-from types import MappingProxyType
 
 from .._exceptions import InvalidContext
 from .._http import HttpIn, declared_length
@@ -42,10 +41,9 @@ from ..context import (
 from .request import (
     DEFAULT_OPTIONS,
     AdapterOptions,
-    _claim_str,
-    _scopes,
     body_of,
     identity_from_claim_headers,
+    identity_from_claims,
     query_of,
 )
 
@@ -113,19 +111,7 @@ def _identity(payload: str, options: AdapterOptions) -> Identity:
         claims = json.loads(text)
     except (binascii.Error, ValueError, RecursionError) as exc:
         raise InvalidContext(f"{PAYLOAD_HEADER}: not a base64url JSON payload") from exc
-    if not isinstance(claims, dict) or not claims:
-        return ANONYMOUS
-    identity = Identity(
-        authenticated=True,
-        subject=_claim_str(claims.get(options.subject_claim)),
-        tenant=_claim_str(claims.get(options.tenant_claim)),
-        scopes=_scopes(claims, options.scopes_claim),
-        claims=MappingProxyType(claims),
-    )
-    if len(_IDENTITIES) >= PAYLOAD_CACHE_SIZE:
-        _IDENTITIES.clear()
-    _IDENTITIES[key] = identity
-    return identity
+    return identity_from_claims(claims, options, _IDENTITIES, key, PAYLOAD_CACHE_SIZE)
 
 
 def _now() -> str:

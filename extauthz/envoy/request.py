@@ -245,6 +245,22 @@ def _identity(metadata: Any, options: AdapterOptions) -> Identity:
     if options.jwt_metadata_key not in fields:
         return ANONYMOUS
     claims = _value(fields[options.jwt_metadata_key])
+    return identity_from_claims(claims, options, cache, key, IDENTITY_CACHE_SIZE)
+
+
+IDENTITY_CACHE_SIZE = 4096
+
+
+def identity_from_claims(
+    claims: Any,
+    options: AdapterOptions,
+    cache: dict[Any, Identity],
+    key: Any,
+    limit: int,
+) -> Identity:
+    """A verified JWT payload as an ``Identity`` (both authz modes), kept in ``cache`` under
+    ``key`` (at most ``limit`` entries, then the cache starts again): anonymous, and not
+    kept, unless it is a non-empty object. The claims are shared between requests: read-only."""
     if not isinstance(claims, dict) or not claims:
         return ANONYMOUS
     identity = Identity(
@@ -252,15 +268,12 @@ def _identity(metadata: Any, options: AdapterOptions) -> Identity:
         subject=_claim_str(claims.get(options.subject_claim)),
         tenant=_claim_str(claims.get(options.tenant_claim)),
         scopes=_scopes(claims, options.scopes_claim),
-        claims=MappingProxyType(claims),  # shared between requests: read-only
+        claims=MappingProxyType(claims),
     )
-    if len(cache) >= IDENTITY_CACHE_SIZE:
+    if len(cache) >= limit:
         cache.clear()
     cache[key] = identity
     return identity
-
-
-IDENTITY_CACHE_SIZE = 4096
 
 
 def _claim_str(value: Any) -> str | None:

@@ -29,6 +29,11 @@ from .._json import COMPACT
 from ..context import Identity
 from ..decision import ALLOW, MONITOR, Decision
 
+# The error codes in denial bodies are ``outcome``'s (stable, documented in docs/envoy.md).
+from ..outcome import INTERNAL_ERROR as INTERNAL_ERROR
+from ..outcome import INVALID_REQUEST as INVALID_REQUEST
+from ..outcome import POLICY_VIOLATION as POLICY_VIOLATION
+
 GRPC_OK = 0
 GRPC_PERMISSION_DENIED = 7
 
@@ -42,10 +47,6 @@ HEADER_DECISION_ID = "x-contractshield-decision-id"
 META_POLICY_VERSION = "policyVersion"
 META_CACHE = "cache"
 
-# Error codes in denial bodies (stable, documented in docs/envoy.md).
-POLICY_VIOLATION = "POLICY_VIOLATION"
-INVALID_REQUEST = "INVALID_REQUEST"
-INTERNAL_ERROR = "INTERNAL_ERROR"
 
 _OVERWRITE = HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
 

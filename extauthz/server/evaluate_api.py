@@ -24,9 +24,9 @@ from cachetools import LRUCache
 
 from .._exceptions import InvalidContext, InvalidPolicy
 from ..context import RequestContext
+from ..decider import Decider
 from ..engine.model import CompiledPolicy
-from ..envoy.response import INVALID_REQUEST
-from .decide import decide
+from ..outcome import INVALID_REQUEST
 from .state import ServerState
 
 KEYS = ("context", "policy", "options")
@@ -62,8 +62,9 @@ def _caller_policy(state: ServerState, doc: Any) -> CompiledPolicy | tuple[int, 
     return policy
 
 
-async def evaluate(state: ServerState, body: bytes) -> tuple[int, dict[str, Any]]:
-    """(status, JSON answer) for one ``POST /evaluate`` body; never raises for bad input."""
+async def evaluate(state: ServerState, decider: Decider, body: bytes) -> tuple[int, dict[str, Any]]:
+    """(status, JSON answer) for one ``POST /evaluate`` body, decided by ``decider`` (the
+    server's); never raises for bad input."""
     start = time.perf_counter()
     try:
         data = json.loads(body)
@@ -90,6 +91,6 @@ async def evaluate(state: ServerState, body: bytes) -> tuple[int, dict[str, Any]
     except InvalidContext as exc:
         state.metrics.observe_error(InvalidContext.code)
         return _error(f"context: {exc}")
-    outcome = await decide(state, ctx, "http", policy)
+    outcome = await decider.decide_async(ctx, "http", policy)
     duration = (time.perf_counter() - start) * 1000
     return 200, {"decision": outcome.decision.to_dict(), "durationMs": round(duration, 3)}

@@ -34,10 +34,10 @@ from .._exceptions import InvalidContext
 from .._http import HttpIn, HttpOut
 from .._json import COMPACT_ASCII
 from ..context import RequestContext
+from ..decider import Claim
 from ..decision import Decision
-from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
+from ..outcome import INTERNAL_ERROR, INVALID_REQUEST, Outcome, log_internal_error
 from . import evaluate_api
-from .decide import Outcome, decide, decide_now
 from .grpc_service import AuthorizationServicer
 from .health import health_report, readiness
 from .http_authz import AUTHZ_PREFIX, HttpAuthorization
@@ -64,6 +64,7 @@ class HttpApi:
     def __init__(self, state: ServerState, servicer: AuthorizationServicer) -> None:
         self.state = state
         self.servicer = servicer
+        self.decider = servicer.decider
         self.authz = HttpAuthorization(state, servicer)
         # Chosen once: with tracing off a check is the plain call (no span, no coroutine).
         self._authz = self.authz if state.tracer is None else self.authz.traced
@@ -102,8 +103,7 @@ class HttpApi:
             return self._internal_error(path)
 
     def _internal_error(self, path: str) -> HttpOut:
-        error_id = os.urandom(6).hex()
-        log.exception("internal error in %s (error id %s)", path[:100], error_id)
+        error_id = log_internal_error(f"in {path[:100]}")
         self.state.metrics.observe_error("internal_error")
         return _json(
             {"error": f"internal error (error id {error_id})", "code": INTERNAL_ERROR}, 500
@@ -131,10 +131,10 @@ class HttpApi:
             )  # fmt: skip
         if explain or state.tracer is not None:
             return self._evaluate_observed(request, ctx, explain)
-        decided = decide_now(state, ctx, "http")
-        if isinstance(decided, Outcome):
-            return _decision(decided)
-        return _decision_later(decided)
+        decided = self.decider.begin(ctx, "http")
+        if isinstance(decided, Claim):
+            return _decision_later(decided)
+        return _decision(decided)
 
     async def _evaluate_observed(
         self, request: HttpIn, ctx: RequestContext, explain: bool
@@ -146,7 +146,7 @@ class HttpApi:
             tracer.start("contractshield.evaluate", request.headers, "http") if tracer else None
         )
         try:
-            outcome = await decide(state, ctx, "http")
+            outcome = await self.decider.decide_async(ctx, "http")
         finally:
             if started is not None:
                 tracer.end(started)  # type: ignore[union-attr]
@@ -162,7 +162,7 @@ class HttpApi:
 
     async def evaluate_upstream(self, request: HttpIn) -> HttpOut:
         """Upstream ContractShield's ``POST /evaluate`` (see ``evaluate_api``)."""
-        status, answer = await evaluate_api.evaluate(self.state, request.body)
+        status, answer = await evaluate_api.evaluate(self.state, self.decider, request.body)
         return _json(answer, status)
 
     def live(self, request: HttpIn) -> Answer:
@@ -197,8 +197,8 @@ def _decision(outcome: Outcome) -> HttpOut:
     return HttpOut(200, outcome.decision.to_json().encode(), JSON)
 
 
-async def _decision_later(decided: Coroutine[Any, Any, Outcome]) -> HttpOut:
-    return _decision(await decided)
+async def _decision_later(claim: Claim) -> HttpOut:
+    return _decision(await claim.outcome())
 
 
 async def _bytes_later(answer: Coroutine[Any, Any, bytes]) -> HttpOut:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
@@ -24,13 +25,16 @@ async def post(http: aiohttp.ClientSession, body: Any) -> tuple[int, dict[str, A
 
 
 async def test_context_in_decision_and_duration_out(http) -> None:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
     status, out = await post(http, {"context": ADMIN})
+    round_trip_ms = (time.perf_counter() - started) * 1000
     assert status == 200 and set(out) == {"decision", "durationMs"}
     decision = out["decision"]
     assert decision["action"] == "BLOCK" and decision["statusCode"] == 403
     assert [h["id"] for h in decision["ruleHits"]] == ["admin.denied"]
     assert decision["redactions"] == [] and decision["version"] == "0.1"
-    assert isinstance(out["durationMs"], float) and 0 <= out["durationMs"] < 1000
+    # Milliseconds of the decision itself: inside the client's round trip (not a speed bound).
+    assert isinstance(out["durationMs"], float) and 0 <= out["durationMs"] <= round_trip_ms
 
 
 async def test_a_callers_policy_is_refused_by_default(http) -> None:  # type: ignore[no-untyped-def]
