@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 from _e2e_support import Stack, run_stack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 LIMIT = 1_048_576  # the default maxBodyBytes, and the rendered configs' default (+1 in Envoy)
 
@@ -262,6 +264,54 @@ def test_clean_bodies_reach_the_upstream_unchanged(
         headers,
         upstream_reads=gzip.decompress(body) if coded else None,
     )
+
+
+@st.composite
+def dressed(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """A NoSQL or prototype-pollution payload in JSON, in any dress a lenient upstream reads."""
+    key = draw(st.text(alphabet="abcdefghij", min_size=1, max_size=6))
+    payload = draw(st.sampled_from(['{"$ne": null}', '{"$gt": ""}', '{"__proto__": {"a": 1}}']))
+    text = draw(
+        st.sampled_from(
+            [
+                f'{{"{key}": {payload}}}',
+                f'{{"{key}": "ok", "{key}": {payload}}}',
+                f'{{"{key}": {payload}, "{key}": "ok"}}',
+                f'{{"n": NaN, "{key}": {payload}}}',
+                f'{{"{key}": 1}} {{"{key}": {payload}}}',
+                f'[{{"{key}": [{payload}]}}]',
+            ]
+        )
+    )
+    raw = text.encode(
+        draw(st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32-le"]))
+    )
+    headers: dict[str, str] = {}
+    label = draw(
+        st.sampled_from(
+            [None, "text/plain", "application/json", "application/x-www-form-urlencoded", "x/y"]
+        )
+    )
+    if label:
+        headers["content-type"] = label
+    coding = draw(st.sampled_from([None, "gzip", "deflate"]))
+    if coding == "gzip":
+        raw, headers["content-encoding"] = gzip.compress(raw), coding
+    elif coding == "deflate":
+        raw, headers["content-encoding"] = zlib.compress(raw), coding
+    return raw, headers
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=dressed())
+def test_generated_dresses_never_reach_the_upstream(
+    stack: Stack, case: tuple[bytes, dict[str, str]]
+) -> None:
+    raw, headers = case
+    before = stack.upstream.count
+    status, echo = send(stack, "/open", raw, headers)
+    assert status in (400, 403, 413, 415) and echo is None, (raw[:60], headers, status)
+    assert stack.upstream.count == before
 
 
 # --- class 3: repeated keys -------------------------------------------------------------------
