@@ -36,7 +36,7 @@ from . import cel as cel_mod
 from . import limits as limits_mod
 from . import vulnerability as vuln_mod
 from . import webhook as webhook_mod
-from .canonical import canonicalize
+from .canonical import SEMICOLON, canonicalize
 from .checks import pipeline_hits
 from .checks.contract import MEDIA_TYPE, SCHEMA_INVALID
 from .contract import Contract
@@ -47,6 +47,7 @@ PATH_AMBIGUOUS = pipeline_hits.PATH_AMBIGUOUS.hit
 BODY_MALFORMED = pipeline_hits.BODY_MALFORMED.hit
 BODY_DUPLICATE = pipeline_hits.BODY_DUPLICATE.hit
 BODY_ENCODING = pipeline_hits.BODY_ENCODING.hit
+REQUEST_MALFORMED = pipeline_hits.REQUEST_MALFORMED.hit
 ROUTE_UNMATCHED = pipeline_hits.ROUTE_UNMATCHED.hit
 INTERNAL_ERROR = pipeline_hits.INTERNAL_ERROR.hit
 
@@ -164,6 +165,8 @@ def prepare(
     advisory: set[int] = set()
     if canonical.ambiguous is not None:
         hits.append(RuleHit(PATH_AMBIGUOUS, "high", canonical.ambiguous))
+    elif canonical.semicolon and not _matrix_segments(route, canonical.path, params):
+        hits.append(RuleHit(PATH_AMBIGUOUS, "high", SEMICOLON))
     if route is None:
         mode = defaults.mode
         limits = defaults.limits
@@ -305,6 +308,20 @@ def _ambiguous(
         )
 
 
+def _matrix_segments(route: CompiledRoute | None, path: str, params: dict[str, str]) -> bool:
+    """Every segment holding a ``;`` is the whole value of an OpenAPI ``style: matrix`` path
+    parameter of the matched operation (which the contract then checks)."""
+    checks = getattr(route.contract, "parameters", None) if route is not None else None
+    if checks is None:
+        return False
+    matrix = {
+        params[p.name]
+        for p in checks.params
+        if p.location == "path" and p.style == "matrix" and p.name in params
+    }
+    return all(seg in matrix for seg in path.split("/") if ";" in seg)
+
+
 def cel_view(
     ctx: RequestContext,
     path: str,
@@ -379,7 +396,7 @@ def finish(pending: Pending) -> Decision:
             status = 503
         elif limits_mod.BODY_MAX in ids:
             status = 413
-        elif BODY_MALFORMED in ids or BODY_DUPLICATE in ids:
+        elif BODY_MALFORMED in ids or BODY_DUPLICATE in ids or REQUEST_MALFORMED in ids:
             status = defaults.malformed_status_code
         elif MEDIA_TYPE in ids or BODY_ENCODING in ids:
             status = 415
