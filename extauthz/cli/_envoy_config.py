@@ -71,7 +71,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("admin_port", None, "PORT", int, _ec.DEFAULT_ADMIN_PORT),
     Flag(
         "max_body_bytes",
-        "bytes of body Envoy buffers and sends to the PDP (default %(default)s)",
+        "the policy's largest maxBodyBytes; Envoy buffers N + 1 bytes for the PDP "
+        "(default %(default)s)",
         "N",
         int,
         _ec.DEFAULT_MAX_BODY_BYTES,

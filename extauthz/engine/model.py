@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .body import DEFAULT_OPTIONS as DEFAULT_BODY_OPTIONS
+from .body import BodyOptions
 from .cel import CelPlan
 from .contract import Contract
 from .decoders.grpc import GrpcMethod
@@ -33,6 +35,7 @@ class Defaults:
     malformed_status_code: int = 400
     limits: Limits = DEFAULT_LIMITS
     vulnerability: VulnerabilityConfig = DEFAULT_VULNERABILITY
+    body: BodyOptions = DEFAULT_BODY_OPTIONS
 
 
 @dataclass(frozen=True, slots=True)

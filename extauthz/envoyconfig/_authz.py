@@ -99,8 +99,11 @@ def ext_authz(opts: EnvoyConfigOptions) -> Any:
         transport_api_version=ApiVersion.V3,
         failure_mode_allow=opts.failure_mode_allow,
         status_on_error=HttpStatus(code=_status_code(opts.status_on_error)),
+        # One byte over the policy's maxBodyBytes: a body of exactly the limit arrives whole,
+        # one byte more arrives over the limit (or cut and marked partial) and the PDP
+        # answers 413; never a body cut at the limit whose unread tail reaches the upstream.
         with_request_body=BufferSettings(
-            max_request_bytes=opts.max_body_bytes,
+            max_request_bytes=opts.max_body_bytes + 1,
             allow_partial_message=True,
             pack_as_bytes=True,
         ),

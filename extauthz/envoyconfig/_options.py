@@ -143,8 +143,8 @@ class EnvoyConfigOptions:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise InvalidConfig(f"{name} must be 0..65535, got {port}")
-        if not 0 < self.max_body_bytes < 2**32:
-            raise InvalidConfig(f"max_body_bytes must be 1..{2**32 - 1}, got {self.max_body_bytes}")
+        if not 0 < self.max_body_bytes < 2**32 - 1:  # Envoy buffers max_body_bytes + 1
+            raise InvalidConfig(f"max_body_bytes must be 1..{2**32 - 2}, got {self.max_body_bytes}")
         if not 200 <= self.status_on_error <= 599:
             raise InvalidConfig(
                 f"status_on_error must be an HTTP status, got {self.status_on_error}"

@@ -18,6 +18,7 @@ from typing import Any
 from .._exceptions import PolicyProblem
 from ..engine import cel as cel_mod
 from ..engine import checks
+from ..engine.body import BodyOptions
 from ..engine.contract import Contract, SchemaProblem, compile_bodies, compile_contract
 from ..engine.limits import Limits
 from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
@@ -106,6 +107,15 @@ def _vulns(raw: Any, base: VulnerabilityConfig) -> VulnerabilityConfig:
     )
 
 
+def _body_options(d: Mapping[str, Any]) -> BodyOptions:
+    """``defaults.body``: what the body phase does with what a lenient upstream reads."""
+    return BodyOptions(
+        malformed=_str(d, "malformed", "refuse"),
+        duplicate_keys=_str(d, "duplicateKeys", "refuse"),
+        content_encoding=_str(d, "contentEncoding", "decode"),
+    )
+
+
 def compile_document(
     doc: Any,
     *,
@@ -139,6 +149,7 @@ def compile_document(
         malformed_status_code=_int(response, "malformedStatusCode", 400),
         limits=_limits(d.get("limits"), Limits()),
         vulnerability=_vulns(d.get("vulnerabilityChecks"), VulnerabilityConfig()),
+        body=_body_options(_obj(d.get("body"))),
     )
     routes: list[CompiledRoute] = []
     seen_ids: dict[str, int] = {}

@@ -177,6 +177,15 @@ POLICY_SCHEMA: dict[str, Any] = {
                 },
                 "limits": _LIMITS,
                 "vulnerabilityChecks": _VULNS,
+                "body": {  # engine.body.BodyOptions (docs/policy.md, "Hostile bodies")
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "malformed": {"enum": ["refuse", "inspect"]},
+                        "duplicateKeys": {"enum": ["refuse", "allow"]},
+                        "contentEncoding": {"enum": ["decode", "refuse"]},
+                    },
+                },
             },
         },
         "openapi": _OPENAPI,

@@ -176,7 +176,7 @@ def test_ext_authz_carries_body_failure_mode_timeout_and_jwt_metadata() -> None:
         "timeout": "0.075s",
     }
     assert authz["with_request_body"] == {
-        "max_request_bytes": 4096,
+        "max_request_bytes": 4097,  # maxBodyBytes + 1: one over the limit is seen as such
         "allow_partial_message": True,
         "pack_as_bytes": True,
     }
@@ -309,7 +309,7 @@ def test_cli_prints_yaml_with_header_that_reproduces_itself(
         filter_config(again, "envoy.filters.http.ext_authz")["with_request_body"][
             "max_request_bytes"
         ]
-        == 2048
+        == 2049
     )
 
 

@@ -1,12 +1,20 @@
 """The hits the pipeline reports itself: an ambiguous path, an unmatched route, a body that
-does not parse, a value the CEL rules cannot read, and the engine's own failure
-(``engine.pipeline``)."""
+does not parse, repeats a key a contract reads or has a coding the checks cannot read, a value
+the CEL rules cannot read, and the engine's own failure (``engine.pipeline``)."""
 
 from __future__ import annotations
 
 from ._kinds import CEL, CONTRACT, ENGINE, ROUTE, HitSet
 
-PATH_AMBIGUOUS, ROUTE_UNMATCHED, BODY_MALFORMED, REQUEST_MALFORMED, INTERNAL_ERROR = CHECKS = tuple(
+(
+    PATH_AMBIGUOUS,
+    ROUTE_UNMATCHED,
+    BODY_MALFORMED,
+    REQUEST_MALFORMED,
+    INTERNAL_ERROR,
+    BODY_DUPLICATE,
+    BODY_ENCODING,
+) = CHECKS = tuple(
     HitSet((hit,), phase, explain, location=location)
     for hit, phase, explain, location in (
         ("request.path.ambiguous", ROUTE,
@@ -22,5 +30,12 @@ PATH_AMBIGUOUS, ROUTE_UNMATCHED, BODY_MALFORMED, REQUEST_MALFORMED, INTERNAL_ERR
          "\\ud800 in a JSON string, a header or a claim): refused as malformed", None),
         ("engine.internalError", ENGINE,
          "the engine failed on this request and blocked it (fail closed)", None),
+        ("request.body.duplicateKey", CONTRACT,
+         "the body repeats a key (JSON object key, form or multipart field) on a route whose "
+         "contract or CEL rules read the body; upstreams differ on which value wins",
+         "defaults.body.duplicateKeys"),
+        ("request.body.encoding", CONTRACT,
+         "the body's Content-Encoding cannot be inspected (or the policy refuses codings)",
+         "defaults.body.contentEncoding"),
     )
 )  # fmt: skip

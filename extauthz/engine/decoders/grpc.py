@@ -195,6 +195,7 @@ def message(
             result = one
     assert result is not None
     result.problems = tuple(problems)
+    result.stream_start = method.streaming and partial
     return result
 
 
