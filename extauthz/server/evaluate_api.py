@@ -23,7 +23,9 @@ from typing import Any
 from cachetools import LRUCache
 
 from .._exceptions import InvalidContext, InvalidPolicy
+from .._json import COMPACT_ASCII
 from ..context import RequestContext
+from ..context_codec import fast_envelope, upstream_answer
 from ..decider import Decider
 from ..engine.model import CompiledPolicy
 from ..outcome import INVALID_REQUEST
@@ -94,3 +96,24 @@ async def evaluate(state: ServerState, decider: Decider, body: bytes) -> tuple[i
     outcome = await decider.decide_async(ctx, "http", policy)
     duration = (time.perf_counter() - start) * 1000
     return 200, {"decision": outcome.decision.to_dict(), "durationMs": round(duration, 3)}
+
+
+def _new_id() -> str:
+    return os.urandom(16).hex()  # every decision carries a request id
+
+
+async def answer(state: ServerState, decider: Decider, body: bytes) -> tuple[int, bytes]:
+    """(status, answer bytes) for one ``POST /evaluate`` body; never raises for bad input.
+
+    ``{"context": ...}`` alone, in the common shape, is decoded by msgspec and answered
+    without the answer's dict (``context_codec``); any other body goes through ``evaluate``,
+    whose answer is the same JSON (``COMPACT_ASCII``).
+    """
+    start = time.perf_counter()
+    ctx = fast_envelope(body, _new_id)
+    if ctx is None:
+        status, doc = await evaluate(state, decider, body)
+        return status, COMPACT_ASCII.encode(doc).encode()
+    outcome = await decider.decide_async(ctx, "http")
+    duration = (time.perf_counter() - start) * 1000
+    return 200, upstream_answer(outcome.decision, round(duration, 3))

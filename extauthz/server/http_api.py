@@ -22,7 +22,6 @@ health probe that asks the replay store waits.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
@@ -34,6 +33,7 @@ from .._exceptions import InvalidContext
 from .._http import HttpIn, HttpOut
 from .._json import COMPACT_ASCII
 from ..context import RequestContext
+from ..context_codec import context_from_json, decision_json
 from ..decider import Claim
 from ..decision import Decision
 from ..outcome import INTERNAL_ERROR, INVALID_REQUEST, Outcome, log_internal_error
@@ -52,6 +52,10 @@ log = logging.getLogger("extauthz.server")
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
 _AUTHZ_PREFIX_SLASH = AUTHZ_PREFIX + "/"
+
+
+def new_request_id() -> str:
+    return os.urandom(16).hex()
 
 
 def _json(data: object, status: int = 200) -> HttpOut:
@@ -112,13 +116,9 @@ class HttpApi:
     def evaluate(self, request: HttpIn) -> Answer:
         state = self.state
         try:
-            try:
-                data = json.loads(request.body)
-            except (ValueError, RecursionError) as exc:
-                raise InvalidContext(f"context is not valid JSON: {exc}") from exc
-            if isinstance(data, dict) and not data.get("id"):
-                data["id"] = os.urandom(16).hex()  # every decision carries a request id
-            ctx = RequestContext.from_dict(data)
+            # msgspec straight into the context's types, else json.loads + from_dict (the
+            # refusals' path): ``context_codec``. Every decision carries a request id.
+            ctx = context_from_json(request.body, new_request_id)
         except InvalidContext as exc:
             state.metrics.observe_error(InvalidContext.code)
             return _json({"error": str(exc), "code": INVALID_REQUEST}, 400)
@@ -162,8 +162,8 @@ class HttpApi:
 
     async def evaluate_upstream(self, request: HttpIn) -> HttpOut:
         """Upstream ContractShield's ``POST /evaluate`` (see ``evaluate_api``)."""
-        status, answer = await evaluate_api.evaluate(self.state, self.decider, request.body)
-        return _json(answer, status)
+        status, answer = await evaluate_api.answer(self.state, self.decider, request.body)
+        return HttpOut(status, answer, JSON)
 
     def live(self, request: HttpIn) -> Answer:
         return _json({"status": "ok"})
@@ -194,7 +194,7 @@ def explained(state: ServerState, ctx: RequestContext, decision: Decision) -> di
 
 
 def _decision(outcome: Outcome) -> HttpOut:
-    return HttpOut(200, outcome.decision.to_json().encode(), JSON)
+    return HttpOut(200, decision_json(outcome.decision), JSON)  # to_json()'s bytes
 
 
 async def _decision_later(claim: Claim) -> HttpOut:
