@@ -13,6 +13,10 @@ Policies: the demo policy (``policies/demo.yaml``, the clean license activation:
 vulnerability checks, two CEL rules) and an OpenAPI-derived one (the same route's contract
 from an OpenAPI 3.1 operation, ``openapi: {spec: ...}``, no CEL rules).
 
+The "codec:" rows time ``context_codec`` (msgspec) beside the plain stages it replaces, in the
+same process; the door rows use whatever the doors use. Run on an older checkout (copy the
+file) for a before/after of the whole doors.
+
 Run: ``.venv/bin/python bench/door_profile.py [--n 4000] [--rounds 5]``.
 """
 
@@ -33,6 +37,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest  # noqa: E402
+
+try:  # absent before the fast codec: the profile then shows the plain stages only
+    from extauthz import context_codec as codec
+except ImportError:  # pragma: no cover
+    codec = None  # type: ignore[assignment]
+
+
+def new_id() -> str:
+    return "0" * 32
+
 
 from extauthz._http import HttpIn  # noqa: E402
 from extauthz._json import COMPACT_ASCII  # noqa: E402
@@ -199,13 +213,20 @@ class Profile:
         data = json.loads(body)
         ctx = RequestContext.from_dict({**data, "id": "x"})
         outcome = self.decider.begin(ctx, "http")
-        rows = [
+        rows: list[tuple[str, float]] = [
             ("door: HttpApi(POST /v1/evaluate)", self.t(lambda: self.api(request))),
             ("  body JSON decode (json.loads)", self.t(lambda: json.loads(body))),
             ("  context build (from_dict)", self.t(lambda: RequestContext.from_dict(data))),
             ("  decider.begin", self.t(lambda: self.decider.begin(ctx, "http"))),
             ("  answer (Decision.to_json)", self.t(lambda: outcome.decision.to_json().encode())),
         ]
+        if codec is not None:  # the fast codec beside the plain stages, same process
+            rows += [
+                ("  codec: decode + context (msgspec)",
+                 self.t(lambda: codec.fast_context(body, new_id))),
+                ("  codec: answer (decision_json)",
+                 self.t(lambda: codec.decision_json(outcome.decision))),
+            ]  # fmt: skip
         return rows + [(f"    engine: {k}", v) for k, v in self.engine_phases(ctx).items()]
 
     def evaluate_upstream(self) -> list[tuple[str, float]]:
@@ -215,7 +236,6 @@ class Profile:
         data = json.loads(body)
         ctx = RequestContext.from_dict({**data["context"], "id": "x"})
         outcome = self.decider.begin(ctx, "http")
-        answer = {"decision": outcome.decision.to_dict(), "durationMs": 0.123}
         return [
             ("door: HttpApi(POST /evaluate)", self.t(lambda: run_sync(self.api(request)))),
             ("  body JSON decode (json.loads)", self.t(lambda: json.loads(body))),
@@ -225,7 +245,12 @@ class Profile:
             ("  answer (to_dict + JSON)",
              self.t(lambda: COMPACT_ASCII.encode(
                  {"decision": outcome.decision.to_dict(), "durationMs": 0.123}).encode())),
-        ] if answer else []  # fmt: skip
+        ] + ([] if codec is None else [
+            ("  codec: decode + context (msgspec)",
+             self.t(lambda: codec.fast_envelope(body, new_id))),
+            ("  codec: answer (upstream_answer)",
+             self.t(lambda: codec.upstream_answer(outcome.decision, 0.123))),
+        ])  # fmt: skip
 
     def grpc(self) -> list[tuple[str, float]]:
         data = self.check_bytes
