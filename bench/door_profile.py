@@ -26,6 +26,7 @@ import argparse
 import base64
 import gc
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -286,6 +287,48 @@ class Profile:
         ]  # fmt: skip
 
 
+def plain_vs_codec(prof: Profile, rounds: int) -> None:
+    """The JSON doors with the plain codec and with ``context_codec``, interleaved rounds in
+    this process (the doors' module attributes switched between rounds): same-run ratios."""
+    from extauthz.server import evaluate_api, http_api
+
+    def plain_answer(decision: Any, ms: float) -> bytes:
+        return COMPACT_ASCII.encode({"decision": decision.to_dict(), "durationMs": ms}).encode()
+
+    paths = {
+        "plain": (codec.plain_context, lambda d: d.to_json().encode(), lambda b, n: None,
+                  plain_answer),
+        "codec": (codec.context_from_json, codec.decision_json, codec.fast_envelope,
+                  codec.upstream_answer),
+    }  # fmt: skip
+
+    def use(name: str) -> None:
+        (http_api.context_from_json, http_api.decision_json, evaluate_api.fast_envelope,
+         evaluate_api.upstream_answer) = paths[name]  # fmt: skip
+
+    doors = {
+        "/v1/evaluate": HttpIn("POST", "/v1/evaluate", "", {}, prof.context_json),
+        "/evaluate": HttpIn("POST", "/evaluate", "", {}, prof.upstream_json),
+    }
+    for door, request in doors.items():
+        times: dict[str, list[float]] = {"plain": [], "codec": []}
+        for _ in range(rounds):
+            for name in ("plain", "codec"):
+                use(name)
+                times[name].append(
+                    per_call(lambda r=request: run_sync(prof.api(r)), prof.n // 4, 1)
+                )
+        use("codec")
+        ratios = sorted(p / c for p, c in zip(times["plain"], times["codec"], strict=True))
+        plain_us, codec_us = (min(times[k]) for k in ("plain", "codec"))
+        print(
+            f"{door:14s} best plain {plain_us:7.2f} µs  codec {codec_us:7.2f} µs "
+            f"({plain_us / codec_us:.2f}x); per-round plain/codec median "
+            f"{statistics.median(ratios):.2f}x, quartiles {ratios[len(ratios) // 4]:.2f}-"
+            f"{ratios[3 * len(ratios) // 4]:.2f} ({rounds} interleaved rounds)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=4000, help="calls per round")
@@ -300,6 +343,9 @@ def main() -> None:
             for label, us in door():
                 extra = f"   {1e6 / us:9,.0f} checks/core-s" if label.startswith("door") else ""
                 print(f"{label:44s} {us:8.2f}{extra}")
+        if codec is not None:
+            print(f"-- {name} policy: the JSON doors, plain codec vs context_codec --")
+            plain_vs_codec(prof, args.rounds * 4 + 1)
 
 
 if __name__ == "__main__":
