@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from cachetools import LRUCache
@@ -26,7 +27,8 @@ from .._exceptions import InvalidContext, InvalidPolicy
 from .._json import COMPACT_ASCII
 from ..context import RequestContext
 from ..context_codec import fast_envelope, upstream_answer
-from ..decider import Decider
+from ..decider import Claim, Decider
+from ..decision import Decision
 from ..engine.model import CompiledPolicy
 from ..outcome import INVALID_REQUEST
 from .state import ServerState
@@ -102,18 +104,38 @@ def _new_id() -> str:
     return os.urandom(16).hex()  # every decision carries a request id
 
 
-async def answer(state: ServerState, decider: Decider, body: bytes) -> tuple[int, bytes]:
-    """(status, answer bytes) for one ``POST /evaluate`` body; never raises for bad input.
+Answer = tuple[int, bytes]
 
-    ``{"context": ...}`` alone, in the common shape, is decoded by msgspec and answered
-    without the answer's dict (``context_codec``); any other body goes through ``evaluate``,
-    whose answer is the same JSON (``COMPACT_ASCII``).
+
+def answer(
+    state: ServerState, decider: Decider, body: bytes
+) -> Answer | Coroutine[Any, Any, Answer]:
+    """(status, answer bytes) for one ``POST /evaluate`` body, or a coroutine of them; never
+    raises for bad input.
+
+    ``{"context": ...}`` alone, in the common shape, is decoded by msgspec, decided without a
+    coroutine unless a replay claim is due (``Decider.begin``, as ``/v1/evaluate``) and
+    answered without the answer's dict (``context_codec``). Any other body goes through
+    ``evaluate``, whose answer is the same JSON (``COMPACT_ASCII``).
     """
     start = time.perf_counter()
     ctx = fast_envelope(body, _new_id)
     if ctx is None:
-        status, doc = await evaluate(state, decider, body)
-        return status, COMPACT_ASCII.encode(doc).encode()
-    outcome = await decider.decide_async(ctx, "http")
-    duration = (time.perf_counter() - start) * 1000
-    return 200, upstream_answer(outcome.decision, round(duration, 3))
+        return _plain(state, decider, body)
+    decided = decider.begin(ctx, "http")
+    if isinstance(decided, Claim):
+        return _claimed(decided, start)
+    return 200, _answer(decided.decision, start)
+
+
+def _answer(decision: Decision, start: float) -> bytes:
+    return upstream_answer(decision, round((time.perf_counter() - start) * 1000, 3))
+
+
+async def _claimed(claim: Claim, start: float) -> Answer:
+    return 200, _answer((await claim.outcome()).decision, start)
+
+
+async def _plain(state: ServerState, decider: Decider, body: bytes) -> Answer:
+    status, doc = await evaluate(state, decider, body)
+    return status, COMPACT_ASCII.encode(doc).encode()

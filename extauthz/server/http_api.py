@@ -160,10 +160,12 @@ class HttpApi:
             return HttpOut(200, answer, PROTOBUF)
         return _bytes_later(answer)
 
-    async def evaluate_upstream(self, request: HttpIn) -> HttpOut:
+    def evaluate_upstream(self, request: HttpIn) -> Answer:
         """Upstream ContractShield's ``POST /evaluate`` (see ``evaluate_api``)."""
-        status, answer = await evaluate_api.answer(self.state, self.decider, request.body)
-        return HttpOut(status, answer, JSON)
+        answer = evaluate_api.answer(self.state, self.decider, request.body)
+        if isinstance(answer, tuple):
+            return HttpOut(answer[0], answer[1], JSON)
+        return _answer_later(answer)
 
     def live(self, request: HttpIn) -> Answer:
         return _json({"status": "ok"})
@@ -199,6 +201,11 @@ def _decision(outcome: Outcome) -> HttpOut:
 
 async def _decision_later(claim: Claim) -> HttpOut:
     return _decision(await claim.outcome())
+
+
+async def _answer_later(answer: Awaitable[tuple[int, bytes]]) -> HttpOut:
+    status, body = await answer
+    return HttpOut(status, body, JSON)
 
 
 async def _bytes_later(answer: Coroutine[Any, Any, bytes]) -> HttpOut:
