@@ -36,7 +36,7 @@ from . import cel as cel_mod
 from . import limits as limits_mod
 from . import vulnerability as vuln_mod
 from . import webhook as webhook_mod
-from .canonical import canonicalize
+from .canonical import SEMICOLON, canonicalize
 from .checks import pipeline_hits
 from .checks.contract import MEDIA_TYPE, SCHEMA_INVALID
 from .contract import Contract
@@ -45,6 +45,7 @@ from .replay import InMemoryReplayStore
 
 PATH_AMBIGUOUS = pipeline_hits.PATH_AMBIGUOUS.hit
 BODY_MALFORMED = pipeline_hits.BODY_MALFORMED.hit
+REQUEST_MALFORMED = pipeline_hits.REQUEST_MALFORMED.hit
 ROUTE_UNMATCHED = pipeline_hits.ROUTE_UNMATCHED.hit
 INTERNAL_ERROR = pipeline_hits.INTERNAL_ERROR.hit
 
@@ -162,6 +163,8 @@ def prepare(
     advisory: set[int] = set()
     if canonical.ambiguous is not None:
         hits.append(RuleHit(PATH_AMBIGUOUS, "high", canonical.ambiguous))
+    elif canonical.semicolon and not _matrix_segments(route, canonical.path, params):
+        hits.append(RuleHit(PATH_AMBIGUOUS, "high", SEMICOLON))
     if route is None:
         mode = defaults.mode
         limits = defaults.limits
@@ -253,6 +256,20 @@ def prepare(
     return pending
 
 
+def _matrix_segments(route: CompiledRoute | None, path: str, params: dict[str, str]) -> bool:
+    """Every segment holding a ``;`` is the whole value of an OpenAPI ``style: matrix`` path
+    parameter of the matched operation (which the contract then checks)."""
+    checks = getattr(route.contract, "parameters", None) if route is not None else None
+    if checks is None:
+        return False
+    matrix = {
+        params[p.name]
+        for p in checks.params
+        if p.location == "path" and p.style == "matrix" and p.name in params
+    }
+    return all(seg in matrix for seg in path.split("/") if ";" in seg)
+
+
 def cel_view(
     ctx: RequestContext,
     path: str,
@@ -327,7 +344,7 @@ def finish(pending: Pending) -> Decision:
             status = 503
         elif limits_mod.BODY_MAX in ids:
             status = 413
-        elif BODY_MALFORMED in ids:
+        elif BODY_MALFORMED in ids or REQUEST_MALFORMED in ids:
             status = defaults.malformed_status_code
         elif MEDIA_TYPE in ids:
             status = 415

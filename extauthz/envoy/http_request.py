@@ -38,8 +38,11 @@ from ..context import (
     RequestContext,
     RuntimeInfo,
 )
+from ..engine.decoders._base import json_depth
 from .request import (
+    CLAIMS_TOO_DEEP,
     DEFAULT_OPTIONS,
+    MAX_CLAIMS_DEPTH,
     AdapterOptions,
     body_of,
     identity_from_claim_headers,
@@ -108,8 +111,14 @@ def _identity(payload: str, options: AdapterOptions) -> Identity:
         return identity
     try:
         text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidContext(f"{PAYLOAD_HEADER}: not a base64url JSON payload") from exc
+    # gRPC mode's limit, in the same words (``MAX_CLAIMS_DEPTH``): both modes refuse alike
+    if json_depth(text) > MAX_CLAIMS_DEPTH:
+        raise InvalidContext(CLAIMS_TOO_DEEP)
+    try:
         claims = json.loads(text)
-    except (binascii.Error, ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidContext(f"{PAYLOAD_HEADER}: not a base64url JSON payload") from exc
     return identity_from_claims(claims, options, _IDENTITIES, key, PAYLOAD_CACHE_SIZE)
 

@@ -45,6 +45,11 @@ HTTP_TRUSTED_HEADERS = (
     "x-contractshield-client-address",
     "x-contractshield-content-length",
 )
+#: Every client header with these prefixes is removed before jwt_authn and ext_authz, in both
+#: modes (issue 24): the stack's identity and decision headers (``x-jwt-payload``, claim
+#: headers such as ``x-jwt-sub``, ``x-contractshield-subject``/``-tenant``/``-route``/...) are
+#: Envoy's or the PDP's to write, and an upstream that reads one must never get a client's copy.
+IDENTITY_HEADER_PREFIXES = ("x-jwt-", "x-contractshield-")
 HTTP_HEALTH_PATH = "/ready"
 HTTP_IDLE_TIMEOUT_S = 60  # below the PDP's 75 s keep-alive: Envoy closes first
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"

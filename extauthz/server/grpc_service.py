@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from .._exceptions import InvalidContext
 from ..context import Identity, RequestContext
 from ..decider import Claim
-from ..envoy.request import AdapterOptions, check_request_to_context
+from ..envoy.request import AdapterOptions, check_request_to_context, parse_check_request
 from ..envoy.response import decision_to_check_bytes
 from ..outcome import Outcome, internal_error
 from . import tracing
@@ -66,7 +66,8 @@ class AuthorizationServicer:
         self.decider = server_decider(state)
         options = AdapterOptions.from_config(state.config)
         self.door: Door[bytes, bytes] = Door(
-            lambda data: check_request_to_context(CheckRequest.FromString(data), options),
+            # parse_check_request: InvalidContext in our own words, never upb's (issue 24)
+            lambda data: check_request_to_context(parse_check_request(data), options),
             check_bytes,
             (InvalidContext, DecodeError),
             "not a CheckRequest",

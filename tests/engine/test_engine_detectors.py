@@ -87,6 +87,25 @@ def test_a_separator_then_a_command(sep: str, command: str) -> None:
         ";perf --version", ";date -f secrets.txt", "cd /;cd etc;column passwd",
         # glued and alone at the end
         ";id;", "|id", "a;id", "&id&", "; pwd", "&& dir",
+        # redirections glued to the command, into the home directory
+        "cat</etc/passwd", "id>/tmp/x", "x;id>>/tmp/out", "echo x >> ~/.bashrc",
+        "echo key >> ~/.ssh/authorized_keys", "x > $HOME/.profile",
+        # a time-based probe ending in a shell comment
+        "; sleep 5 #", "x|| ping -c 10 127.0.0.1 #",
+        # fork bombs: a function piped into itself in the background
+        ":(){ :|:& };:", "f(){ f|f& };f", "test() { test | test & } test", ".(){ .|.& };.",
+        # the user's shell run with a command string
+        '$SHELL -c "echo hi"', "${SHELL} -c id",
+        # brace expansion with an empty element
+        "{,ifconfig,eth0}", "{id,}", "{,echo,#test}", "{,cd,/etc,}",
+        # empty process substitutions inside a word
+        "pi<()ng 127.0.0.1", "who>()ami",
+        # quoted command names with options, a short option and its value
+        ";'rmt' --version", ';"rmt" --version', ";lastlogin -u admin",
+        # tools that are never prose
+        "time; ansible-console", ";rmt-tar", ";ssh-copy-id user@server", "&aptitude", ";htop",
+        # SMTP commands smuggled after a CRLF into a mail header or body
+        "\r\nMAIL FROM:<a@b.com>", "x\r\nRCPT TO:<postmaster>",
     ],
 )  # fmt: skip
 def test_command_injection_forms(payload: str) -> None:
@@ -121,6 +140,11 @@ BENIGN = [
     "data:image/svg+xml;base64,PHN2Zz4=", "Fixed the bug\nsleep mode works now",
     "YunQiang\nSu). Address", "line one\ncat food again\nline three",
     "costs $5; $10 with tax", "Use the --force flag only when needed; see --help.",
+    "a < b", "x > y", "I <3 you > them", "Price: 5 > 3 and 2 < 4", "see the {a,b} set",
+    "function f() { return a || b; }", "Item 5; sleep 3 hours a day #health",
+    "Go home; rest -- then come back", "- date accepts --rfc-2822; use --retry instead",
+    "Add typing to ``dirsnapshot``s and ``class``es", "Mail from: John\r\nto: Ann",
+    "Ran 'aclocal; autoconf' by hand", "<b>bold</b>", "a->b; c<-d",
 ]  # fmt: skip
 
 

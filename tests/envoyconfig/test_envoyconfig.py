@@ -170,15 +170,38 @@ def test_ext_authz_carries_body_failure_mode_timeout_and_jwt_metadata() -> None:
     )
 
 
-def test_filter_order_is_jwt_then_ext_authz_then_router() -> None:
+def test_filter_order_is_strip_then_jwt_then_ext_authz_then_router() -> None:
     names = [f["name"] for f in http_filters(to_dict(EnvoyConfigOptions(demo_jwt=True)))]
     assert names == [
+        "envoy.filters.http.header_mutation",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.ext_authz",
         "envoy.filters.http.router",
     ]
     names = [f["name"] for f in http_filters(to_dict(EnvoyConfigOptions()))]
-    assert names == ["envoy.filters.http.ext_authz", "envoy.filters.http.router"]
+    assert names == [
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.router",
+    ]
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+@pytest.mark.parametrize("jwt", [True, False])
+def test_identity_headers_are_stripped_and_underscores_refused_in_both_modes(
+    mode: str, jwt: bool
+) -> None:
+    """Issue 24: a client's x-jwt-* / x-contractshield-* copies go first, in both modes, and a
+    header name with '_' (``x_contractshield_tenant``) is refused."""
+    config = to_dict(EnvoyConfigOptions(demo_jwt=jwt, authz_mode=mode))  # type: ignore[arg-type]
+    first = http_filters(config)[0]
+    assert first["name"] == "envoy.filters.http.header_mutation"
+    removals = first["typed_config"]["mutations"]["request_mutations"]
+    prefixes = {m["remove_on_match"]["key_matcher"]["prefix"] for m in removals}
+    assert prefixes == {"x-jwt-", "x-contractshield-"}
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    options = hcm["typed_config"]["common_http_protocol_options"]
+    assert options == {"headers_with_underscores_action": "REJECT_REQUEST"}
 
 
 def test_demo_jwt_provider_allows_missing_tokens_and_puts_payload_in_metadata() -> None:
