@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -130,6 +131,11 @@ _ENCODE = msgspec.json.Encoder().encode
 _ANONYMOUS = Identity()
 _NO_CLIENT = ClientInfo()
 _NO_RUNTIME = RuntimeInfo()
+
+
+def random_request_id() -> str:
+    """The id a door gives a context without one (every decision carries a request id)."""
+    return os.urandom(16).hex()  # uuid4().hex's length, without the UUID object
 
 
 def plain_context(body: bytes, new_id: NewId = None) -> RequestContext:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -26,7 +25,7 @@ from cachetools import LRUCache
 from .._exceptions import InvalidContext, InvalidPolicy
 from .._json import COMPACT_ASCII
 from ..context import RequestContext
-from ..context_codec import fast_envelope, upstream_answer
+from ..context_codec import fast_envelope, random_request_id, upstream_answer
 from ..decider import Claim, Decider
 from ..decision import Decision
 from ..engine.model import CompiledPolicy
@@ -90,7 +89,7 @@ async def evaluate(state: ServerState, decider: Decider, body: bytes) -> tuple[i
     context = data["context"]
     try:
         if isinstance(context, dict) and not context.get("id"):
-            context["id"] = os.urandom(16).hex()  # every decision carries a request id
+            context["id"] = random_request_id()  # every decision carries a request id
         ctx = RequestContext.from_dict(context)
     except InvalidContext as exc:
         state.metrics.observe_error(InvalidContext.code)
@@ -98,10 +97,6 @@ async def evaluate(state: ServerState, decider: Decider, body: bytes) -> tuple[i
     outcome = await decider.decide_async(ctx, "http", policy)
     duration = (time.perf_counter() - start) * 1000
     return 200, {"decision": outcome.decision.to_dict(), "durationMs": round(duration, 3)}
-
-
-def _new_id() -> str:
-    return os.urandom(16).hex()  # every decision carries a request id
 
 
 Answer = tuple[int, bytes]
@@ -119,7 +114,7 @@ def answer(
     ``evaluate``, whose answer is the same JSON (``COMPACT_ASCII``).
     """
     start = time.perf_counter()
-    ctx = fast_envelope(body, _new_id)
+    ctx = fast_envelope(body, random_request_id)
     if ctx is None:
         return _plain(state, decider, body)
     decided = decider.begin(ctx, "http")

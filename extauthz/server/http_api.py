@@ -23,7 +23,6 @@ health probe that asks the replay store waits.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
@@ -33,7 +32,7 @@ from .._exceptions import InvalidContext
 from .._http import HttpIn, HttpOut
 from .._json import COMPACT_ASCII
 from ..context import RequestContext
-from ..context_codec import context_from_json, decision_json
+from ..context_codec import context_from_json, decision_json, random_request_id
 from ..decider import Claim
 from ..decision import Decision
 from ..outcome import INTERNAL_ERROR, INVALID_REQUEST, Outcome, log_internal_error
@@ -52,10 +51,6 @@ log = logging.getLogger("extauthz.server")
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
 _AUTHZ_PREFIX_SLASH = AUTHZ_PREFIX + "/"
-
-
-def new_request_id() -> str:
-    return os.urandom(16).hex()
 
 
 def _json(data: object, status: int = 200) -> HttpOut:
@@ -118,7 +113,7 @@ class HttpApi:
         try:
             # msgspec straight into the context's types, else json.loads + from_dict (the
             # refusals' path): ``context_codec``. Every decision carries a request id.
-            ctx = context_from_json(request.body, new_request_id)
+            ctx = context_from_json(request.body, random_request_id)
         except InvalidContext as exc:
             state.metrics.observe_error(InvalidContext.code)
             return _json({"error": str(exc), "code": INVALID_REQUEST}, 400)
