@@ -84,3 +84,29 @@ async def test_a_callers_policy_when_the_operator_allows_it(
             for p in out["problems"]
         )
         assert any("routes[1].webhook" in p and "environment" in p for p in out["problems"])
+
+
+async def test_a_webhook_delivery_claims_once_on_both_json_doors(http) -> None:  # type: ignore[no-untyped-def]
+    """The fast codec's path through ``Decider.begin``: a delivery whose replay claim is due is
+    awaited (a ``Claim``), so the second delivery of an event is a replay on either door."""
+    from _server_support import stripe_event, stripe_headers
+
+    for door, event in (("/evaluate", "evt_fast_1"), ("/v1/evaluate", "evt_fast_2")):
+        payload = stripe_event(event)
+        context = {
+            "request": {
+                "method": "POST",
+                "path": "/webhooks/stripe",
+                "headers": stripe_headers(payload),
+                "body": {"raw": payload.decode()},
+            }
+        }
+        actions = []
+        for _ in range(2):
+            body = {"context": context} if door == "/evaluate" else context
+            async with http.post(door, json=body) as resp:
+                assert resp.status == 200
+                out = await resp.json()
+            decision = out["decision"] if door == "/evaluate" else out
+            actions.append((decision["action"], [h["id"] for h in decision["ruleHits"]]))
+        assert actions == [("ALLOW", []), ("BLOCK", ["webhook.stripe.replay"])], door
