@@ -22,7 +22,14 @@ sys.path.insert(0, str(ROOT))
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.oracle._oracle import Outcome, cases, decide, describe, iter_subjects  # noqa: E402
+from tests.oracle._oracle import (
+    Outcome,
+    cases,
+    decide,
+    describe,
+    iter_subjects,
+    oracle_error,
+)
 
 
 def run(subject, n: int, seed: int) -> list[Outcome]:  # type: ignore[no-untyped-def]
@@ -47,6 +54,7 @@ def main() -> None:
     ap.add_argument("--only", help="one document by name")
     args = ap.parse_args()
     total = agree = 0
+    reasons: collections.Counter[str] = collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:
         for subject in iter_subjects(Path(tmp), stripe_ops=args.ops):
             if args.only and subject.name != args.only:
@@ -64,12 +72,16 @@ def main() -> None:
             for o in outs:
                 if not o.agree:
                     who = "ours wrong" if not o.we_are_right else "oracle wrong"
-                    kinds[f"{who}, {o.case.mutation or 'valid'}"].append(o)
+                    why = oracle_error(o) or "UNEXPLAINED"
+                    kinds[f"{who}, {o.case.mutation or 'valid'}: {why}"].append(o)
+                    reasons[why] += 1
             for kind, items in sorted(kinds.items()):
                 print(f"  {kind}: {len(items)}")
                 for o in items[: args.show]:
                     print(f"    {describe(o)}")
     print(f"all: {agree}/{total} agree ({agree / max(total, 1):.1%})")
+    for why, n in reasons.most_common():
+        print(f"  disagreements, {why}: {n}")
 
 
 if __name__ == "__main__":

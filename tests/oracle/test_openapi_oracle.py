@@ -33,6 +33,7 @@ from tests.oracle._oracle import (
     oracle,
     oracle_error,
     ours,
+    without_unsupported_styles,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -46,6 +47,9 @@ BUDGET = settings(
 )
 SHAPED = {
     "stripe-like": lambda: specgen.stripe_like(7, operations=40, schemas=60),
+    "stripe-like-plain": lambda: without_unsupported_styles(
+        specgen.stripe_like(7, operations=40, schemas=60)
+    ),
     "github-like": lambda: specgen.github_like(7, operations=40, schemas=60),
 }
 DOCUMENTS = {**OAI_EXAMPLES, **SHAPED}
@@ -163,3 +167,71 @@ def test_both_agree_on_plain_cases(subjects: dict[str, Subject], workdir: Path) 
     ):
         assert oracle(s.oracle, req)[0] is allowed, req
         assert ours(s.policy, req)[0] is allowed, req
+
+
+def test_oracle_error_form_keys_outside_the_schema(
+    subjects: dict[str, Subject], workdir: Path
+) -> None:
+    """A Stripe-shaped form body is ``additionalProperties: false``. openapi-core builds the
+    object from the schema's ``properties`` only, so an undeclared key never reaches its
+    validation and the form passes; the upstream (Rails, PHP, Stripe's own) receives it. We
+    build the object from every pair and refuse the undeclared key."""
+    s = _subject(subjects, workdir, "stripe-like-plain")
+    op = next(o for o in s.ops if o.method == "DELETE")  # its form body declares nothing
+    path = s.prefix + op.path.replace("{", "").replace("}", "")
+    req = Req("DELETE", path, "", (AUTH, ("content-type", FORM)), b"zz_undeclared=1")
+    assert oracle(s.oracle, req) == (True, "")
+    assert ours(s.policy, req) == (False, ("contract.schema.invalid",))
+
+
+def test_oracle_error_nested_deep_object_keys(subjects: dict[str, Subject], workdir: Path) -> None:
+    """OpenAPI defines ``deepObject`` one level deep (``a[b]=1``); Stripe, Rails and PHP nest
+    (``a[b][c]=1``, ``a[b][0]=x``), and Stripe-shaped form properties are nested objects with
+    ``deepObject`` encoding. openapi-core reads the first level only, so a nested array or
+    object arrives as a string and a valid form is refused (``CastError``). We build the
+    nested value (docs/policy.md, form bodies) and check it against the schema."""
+    doc = {
+        "openapi": "3.0.0",
+        "info": {"title": "nested", "version": "1"},
+        "paths": {
+            "/charges": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            FORM: {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "shipping": {
+                                            "type": "object",
+                                            "properties": {
+                                                "tags": {"type": "array", "items": {"type": "string"}},
+                                                "address": {
+                                                    "type": "object",
+                                                    "properties": {"line": {"type": "string"}},
+                                                },
+                                            },
+                                        }
+                                    },
+                                },
+                                "encoding": {"shipping": {"style": "deepObject", "explode": True}},
+                            }
+                        }
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }  # fmt: skip
+    s = load_subject("nested", doc, workdir)
+    ctype = (("content-type", FORM),)
+    one_level = Req("POST", "/charges", "", ctype, b"shipping%5Btags%5D=a")
+    nested = Req("POST", "/charges", "", ctype, b"shipping%5Btags%5D%5B0%5D=a")
+    deeper = Req("POST", "/charges", "", ctype, b"shipping%5Baddress%5D%5Bline%5D=x")
+    for req in (nested, deeper):
+        verdict, says = oracle(s.oracle, req)
+        assert verdict is False and "CastError" in says, says
+        assert ours(s.policy, req) == (True, ())
+    # one level deep, both read a string where the schema has an array
+    assert oracle(s.oracle, one_level)[0] is False
+    assert ours(s.policy, one_level)[0] is True  # a repeated-or-single key is a 1-item array
