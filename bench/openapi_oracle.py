@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.oracle._oracle import (
+from tests.oracle._oracle import (  # noqa: E402
     Outcome,
     cases,
     decide,
