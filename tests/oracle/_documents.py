@@ -249,3 +249,133 @@ OAI_EXAMPLES = {
     "link-example": link_example,
     "callback-example": callback_example,
 }
+
+
+def styles() -> Doc:
+    """Every parameter location and style OpenAPI 3.0 lists, and a multipart upload: the
+    shapes the OAI examples do not have."""
+    ints = {"type": "array", "items": {"type": "integer", "maximum": 1000}, "maxItems": 5}
+    words = {"type": "array", "items": {"type": "string", "enum": ["red", "green", "blue"]}}
+    point = {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
+             "required": ["x"]}  # fmt: skip
+
+    def q(name: str, schema: Any, **kw: Any) -> dict[str, Any]:
+        return {"name": name, "in": "query", "schema": schema, **kw}
+
+    return {
+        "openapi": "3.0.3",
+        "info": _info("Styles"),
+        "servers": [{"url": "/styles"}],
+        "paths": {
+            "/query": {
+                "get": {
+                    "operationId": "queryStyles",
+                    "parameters": [
+                        q("ids", ints),  # form, exploded: ids=1&ids=2
+                        q("csv", ints, style="form", explode=False),
+                        q("spaced", words, style="spaceDelimited", explode=False),
+                        q("piped", words, style="pipeDelimited", explode=False),
+                        q("filter", point, style="deepObject", explode=True),
+                        q("flag", {"type": "boolean"}),
+                        q("ratio", {"type": "number", "minimum": 0, "maximum": 1}),
+                        q("count", {"type": "integer", "format": "int32"}, required=True),
+                        q("name", {"type": "string", "maxLength": 12, "pattern": "^[a-z]+$"}),
+                    ],
+                    "responses": _OK,
+                }
+            },
+            "/points/{label}/{matrix}/{simple}": {
+                "get": {
+                    "operationId": "pathStyles",
+                    "parameters": [
+                        {"name": "label", "in": "path", "required": True, "style": "label",
+                         "schema": ints},
+                        {"name": "matrix", "in": "path", "required": True, "style": "matrix",
+                         "explode": True, "schema": ints},
+                        {"name": "simple", "in": "path", "required": True,
+                         "schema": {"type": "integer", "minimum": 1}},
+                    ],
+                    "responses": _OK,
+                }
+            },
+            "/headers": {
+                "get": {
+                    "operationId": "headerStyles",
+                    "parameters": [
+                        {"name": "X-Rate", "in": "header", "required": True,
+                         "schema": {"type": "integer", "minimum": 0, "maximum": 100}},
+                        {"name": "X-Tags", "in": "header", "schema": words},
+                        {"name": "X-Trace", "in": "header",
+                         "schema": {"type": "string", "pattern": "^[a-f0-9]{8}$"}},
+                        {"name": "session", "in": "cookie",
+                         "schema": {"type": "string", "minLength": 4, "maxLength": 16}},
+                    ],
+                    "responses": _OK,
+                }
+            },
+            "/uploads": {
+                "post": {
+                    "operationId": "upload",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["file", "purpose"],
+                                    "properties": {
+                                        "file": {"type": "string", "format": "binary", "maxLength": 64},
+                                        "purpose": {"type": "string", "enum": ["avatar", "evidence"]},
+                                        "pages": {"type": "integer", "minimum": 1},
+                                        "labels": words,
+                                        "meta": point,
+                                    },
+                                },
+                            },
+                            "application/json": {
+                                "schema": {"type": "object", "required": ["purpose"],
+                                           "properties": {"purpose": {"type": "string",
+                                                                      "enum": ["avatar", "evidence"]},
+                                                          "pages": {"type": "integer", "minimum": 1},
+                                                          "meta": point}},
+                            },
+                        },
+                    },
+                    "responses": _OK,
+                }
+            },
+            "/orders": {
+                "post": {
+                    "operationId": "order",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/x-www-form-urlencoded": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["sku"],
+                                    "properties": {
+                                        "sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"},
+                                        "qty": {"type": "integer", "minimum": 1, "maximum": 99},
+                                        "gift": {"type": "boolean"},
+                                        "notes": {"type": "array", "items": {"type": "string", "maxLength": 20}},
+                                        "codes": ints,
+                                        "shipping": point,
+                                    },
+                                },
+                                "encoding": {
+                                    "codes": {"style": "form", "explode": False},
+                                    "shipping": {"style": "deepObject", "explode": True},
+                                },
+                            }
+                        },
+                    },
+                    "responses": _OK,
+                }
+            },
+        },
+    }  # fmt: skip
+
+
+OAI_EXAMPLES_AND_STYLES = {**OAI_EXAMPLES, "styles": styles}
