@@ -298,6 +298,27 @@ def test_oracle_error_space_delimited_and_multipart(
     big = upload(("file", "a" * 65), ("purpose", "avatar"))
     assert oracle(s.oracle, big) == (True, "")
     assert ours(s.policy, big) == (False, ("contract.schema.invalid",))
+    # with an `encoding` entry that names no contentType, the parts of an array of strings are
+    # bytes to openapi-core (OpenAPI's default for string items is text/plain), so not strings
+    nested = load_subject("text", _one_property_upload(), workdir)
+    note = upload(("notes", "café"), ("notes", "tea"))
+    verdict, says = oracle(nested.oracle, note)
+    assert verdict is False and "is not of type 'string'" in says
+    assert ours(nested.policy, note) == (True, ())
     extra = upload(("file", "abc"), ("purpose", "avatar"), ("zz", "1"))
     assert oracle(s.oracle, extra) == (True, "")
     assert ours(s.policy, extra) == (False, ("contract.schema.invalid",))
+
+
+def _one_property_upload() -> dict[str, object]:
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "text", "version": "1"},
+        "servers": [{"url": "/styles"}],
+        "paths": {"/uploads": {"post": {
+            "requestBody": {"content": {MULTIPART: {
+                "schema": {"type": "object",
+                           "properties": {"notes": {"type": "array", "items": {"type": "string"}}}},
+                "encoding": {"notes": {"style": "form", "explode": True}}}}},
+            "responses": {"200": {"description": "ok"}}}}},
+    }  # fmt: skip
