@@ -328,7 +328,7 @@ def _verdict(errors: list[Exception]) -> tuple[bool | None, str]:
     words = []
     for e in errors:
         cause = e.__cause__
-        words.append(f"{type(e).__name__}({cause!r})"[:300])
+        words.append(f"{type(e).__name__}({cause!r})"[:4000])
         if isinstance(cause, _UNDECIDED) or "deserialize" in type(cause).__name__.lower():
             return None, "; ".join(words)
     return False, "; ".join(words)
@@ -812,7 +812,7 @@ def describe(o: Outcome) -> str:
     return (
         f"{o.req.method} {o.req.path}?{o.req.query} headers={o.req.headers[1:]} "
         f"body={o.req.body[:300]!r} [{o.case.mutation or 'valid'}] "
-        f"ours={'ALLOW' if o.ours else 'BLOCK'} {o.hits} oracle={o.oracle} {o.oracle_says}"
+        f"ours={'ALLOW' if o.ours else 'BLOCK'} {o.hits} oracle={o.oracle} {o.oracle_says[:600]}"
     )
 
 
