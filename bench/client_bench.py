@@ -260,11 +260,12 @@ def main() -> int:
             print(line(f"  {name}", samples))
 
     try:
+        from extauthz.decider import Decider
         from extauthz.middleware._common import EmbeddedDecider
         from extauthz.policy import load_policy
         from extauthz.policy.source import FixedPolicy
 
-        decider = EmbeddedDecider(FixedPolicy(load_policy(DEMO_POLICY)))
+        decider = EmbeddedDecider(Decider(FixedPolicy(load_policy(DEMO_POLICY))))
         inp = describe("POST", PATH, headers=HEADERS, body=BODY, identity=IDENTITY)
         timed(lambda: decider.decide(inp), 300)  # warm-up
         embedded = timed(lambda: decider.decide(inp), args.remote)

@@ -1,6 +1,6 @@
 """What the decision log costs per check, as a ratio of the check's own CPU.
 
-Two denominators, both in process on the demo policy: ``decide_now`` (route match, every phase,
+Two denominators, both in process on the demo policy: the server's decider (route match, every phase,
 the metrics: the bare decision) and the gRPC servicer's ``check`` on real ``CheckRequest``
 bytes (protobuf parse, adapter, decision, response bytes: everything of a check but grpcio's
 own HTTP/2 work, which a real server adds on top, so both ratios are upper bounds). Three
@@ -34,7 +34,7 @@ from extauthz.context import RequestContext  # noqa: E402
 from extauthz.decision import ALLOW, BLOCK  # noqa: E402
 from extauthz.policy import load_policy  # noqa: E402
 from extauthz.server.config import ServerConfig  # noqa: E402
-from extauthz.server.decide import decide_now  # noqa: E402
+from extauthz.server.decide import decide_now, server_decider  # noqa: E402
 from extauthz.server.decision_log import DecisionLog, DecisionLogSettings  # noqa: E402
 from extauthz.server.grpc_service import AuthorizationServicer  # noqa: E402
 from extauthz.server.metrics import Metrics  # noqa: E402
@@ -133,11 +133,11 @@ def main() -> None:
         assert denied.status.code != 0 and allowed.status.code == 0, (denied, allowed)
     Step = Callable[[object], object]
     paths: dict[str, tuple[list[object], list[object], Step, Step]] = {
-        "decide_now": (
+        "decider": (
             [allow],
             [block],
-            partial(decide_now, off, transport="grpc"),
-            partial(decide_now, on, transport="grpc"),
+            partial(server_decider(off).begin, transport="grpc"),
+            partial(server_decider(on).begin, transport="grpc"),
         ),
         "servicer.check": (
             [allow_bytes],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,36 @@ def start_envoy(short_tmp: Path) -> Iterator[Callable[..., EnvoyProcess]]:
     finally:
         for envoy in started:
             envoy.stop()
+
+
+@dataclass(frozen=True)
+class ShopProtos:
+    """``tests/data/grpc/shop.proto`` compiled at test time (grpcio-tools): its descriptor
+    set (``--include_imports``) and a folder with its Python and gRPC stubs."""
+
+    descriptor_set: Path
+    stubs: Path
+
+
+@pytest.fixture(scope="session")
+def shop_protos(tmp_path_factory: pytest.TempPathFactory) -> ShopProtos:
+    import importlib.resources
+
+    from grpc_tools import protoc
+
+    src = Path(__file__).parent / "data" / "grpc"
+    out = tmp_path_factory.mktemp("shop_protos")
+    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
+    args = [
+        "protoc",
+        f"-I{src}",
+        f"-I{well_known}",
+        "--include_imports",
+        f"--descriptor_set_out={out / 'shop.binpb'}",
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
+        str(src / "shop.proto"),
+        str(src / "buf" / "validate" / "validate.proto"),
+    ]
+    assert protoc.main(args) == 0, "protoc failed on tests/data/grpc/shop.proto"
+    return ShopProtos(out / "shop.binpb", out)

@@ -71,7 +71,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("admin_port", None, "PORT", int, _ec.DEFAULT_ADMIN_PORT),
     Flag(
         "max_body_bytes",
-        "bytes of body Envoy buffers and sends to the PDP (default %(default)s)",
+        "the policy's largest maxBodyBytes; Envoy buffers N + 1 bytes for the PDP "
+        "(default %(default)s)",
         "N",
         int,
         _ec.DEFAULT_MAX_BODY_BYTES,
@@ -97,6 +98,12 @@ FLAGS: tuple[Flag, ...] = (
         "N",
         int,
         1,
+    ),
+    Flag(
+        "grpc_upstream",
+        "the upstream is a gRPC service: HTTP/2 to it, and Envoy's grpc_web filter for "
+        "gRPC-Web clients (docs/grpc.md)",
+        default=False,
     ),
     Flag(
         "failure_mode_allow",

@@ -5,6 +5,13 @@ split off. Encodings that different servers read differently (``%2F``, ``%5C``, 
 double encoding, overlong or invalid UTF-8, backslashes, control characters) cannot be
 canonicalised safely: they are reported as ``ambiguous`` so the pipeline raises a
 ``request.path.ambiguous`` hit instead of letting them slip past a route.
+
+A ``;`` in the path (raw or ``%3B``) is flagged (``semicolon``): Tomcat, Jetty and Spring drop
+a segment's ``;...`` (path parameters, ``;jsessionid=``), so ``/api/users/;x=1`` is their
+``/api/users/`` while a template here would capture ``;x=1`` as the id; other servers keep it.
+No reading is safe for every upstream, so the pipeline refuses it as ``request.path.ambiguous``
+(``SEMICOLON``), except in a segment an OpenAPI ``style: matrix`` path parameter of the matched
+operation captures whole, where the upstream declared that reading and the contract checks it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,14 @@ class CanonicalPath:
     query: str = ""
     ambiguous: str | None = None  # why the raw path cannot be read one way only
     traversal: bool = False  # the raw path carried ``..`` segments
+    semicolon: bool = False  # a ';' (raw or %3B): a path parameter to some servers
+
+
+#: Why a ``;`` in the path is refused (``request.path.ambiguous``'s message).
+SEMICOLON = (
+    "';' in the path (a path parameter: Tomcat and Spring drop ';...' from a segment, other "
+    "servers keep it)"
+)
 
 
 _CACHE_MAX_LEN = 256  # only short paths are cached: bounded memory whatever the traffic
@@ -43,6 +58,7 @@ def _canonicalize(raw: str) -> CanonicalPath:
     path = path.partition("#")[0]
     if (
         "%" not in path
+        and ";" not in path
         and "\\" not in path
         and "//" not in path
         and "/." not in path
@@ -88,6 +104,7 @@ def _slow(path: str, query: str) -> CanonicalPath:
         path = path.replace("\\", "/")
     if _CTRL.search(path):
         ambiguous = ambiguous or "control character in path"
+    semicolon = ";" in path
     path = _SLASHES.sub("/", path)
     out: list[str] = []
     traversal = False
@@ -101,7 +118,7 @@ def _slow(path: str, query: str) -> CanonicalPath:
     canonical = "/" + "/".join(out)
     if len(canonical) > 1 and canonical.endswith("/"):
         canonical = canonical.rstrip("/") or "/"
-    return CanonicalPath(canonical, query, ambiguous, traversal)
+    return CanonicalPath(canonical, query, ambiguous, traversal, semicolon)
 
 
 def _decode_bytes(path: str) -> bytes:

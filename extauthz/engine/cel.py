@@ -24,6 +24,7 @@ from cel import cel
 from ..context import RequestContext
 from ..decision import RuleHit
 from .cel_env import INTERNAL_REQUEST_FIELDS, USER_VARIABLES, CelEnvProblem, translate
+from .checks.pipeline_hits import REQUEST_MALFORMED
 
 # The engine's variables: the policy-visible ones (``cel_env.USER_VARIABLES``) with
 # ``request.body`` as the parsed value and the body envelope's parts as fields of their own.
@@ -504,6 +505,7 @@ def evaluate(plan: CelPlan, view: RequestView, hits: list[RuleHit]) -> None:
         if context is not None:
             _execute(fast.pairs, context, hits)
             return
+    variables: dict[str, Any] = {}
     try:
         variables = {name: get(view) for name, get in plan.flat}
         for var, fields in plan.nested:
@@ -512,11 +514,60 @@ def evaluate(plan: CelPlan, view: RequestView, hits: list[RuleHit]) -> None:
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        reason = f"request data cannot be converted for CEL: {str(exc)[:120]}"
-        for rule in plan.rules:
-            hits.append(RuleHit(rule.id, rule.severity, rule.message or reason))
+        # One clear hit (400), not every rule failing at once: a rule like auth.required would
+        # otherwise be reported for an authenticated caller, and the real cause lost.
+        hits.append(RuleHit(REQUEST_MALFORMED.hit, "high", _unreadable(variables, exc)))
         return
     _execute(plan.pairs, context, hits)
+
+
+def _unreadable(variables: Mapping[str, Any], exc: BaseException) -> str:
+    """Which variable CEL could not take, and why, in words that name no library."""
+    where = "a request value"
+    for name, value in variables.items():
+        if not _convertible(name, value):
+            where = _public_name(name)
+            if not name.startswith("cs__") and isinstance(value, dict):
+                bad = [f for f, v in value.items() if not _convertible(name, {f: v})]
+                where = f"{name}.{bad[0]}" if bad else name
+            break
+    if _has_surrogate(variables):
+        return (
+            f"{where} holds text that is not valid Unicode (a lone surrogate such as \\ud800): "
+            "the route's CEL rules cannot read it"
+        )
+    return f"{where} cannot be read by the route's CEL rules ({type(exc).__name__})"
+
+
+def _convertible(name: str, value: Any) -> bool:
+    try:
+        cel.Context(variables={name: value})
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return False
+    return True
+
+
+def _public_name(name: str) -> str:
+    """``cs__request__body__k__x`` -> ``request.body``; ``identity`` stays ``identity``."""
+    if not name.startswith("cs__"):
+        return name
+    parts = name[4:].split("__")
+    return ".".join(parts[:2])
+
+
+def _has_surrogate(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if depth > 200:
+        return False
+    if isinstance(value, Mapping):
+        return any(_has_surrogate(k, depth + 1) or _has_surrogate(v, depth + 1)
+                   for k, v in value.items())  # fmt: skip
+    if isinstance(value, list | tuple):
+        return any(_has_surrogate(v, depth + 1) for v in value)
+    return False
 
 
 def _execute(pairs: tuple[tuple[CelRule, Any], ...], context: Any, hits: list[RuleHit]) -> None:

@@ -230,10 +230,7 @@ def _phases(policy: CompiledPolicy, rec: record_mod.Record) -> tuple[PhaseTrace,
             ", ".join(f"{c.name} {getattr(limits, c.attr)}" for c in checks.LIMIT_CHECKS),
             locs.get("@limits", checks.DEFAULT_LOCATION[LIMITS]),
         ),
-        CONTRACT: (
-            f"schema {contract.schema_source}" if contract is not None else "no contract",
-            locs.get("@contract"),
-        ),
+        CONTRACT: (_contract_detail(route, contract), locs.get("@contract")),
         WEBHOOK: (
             f"{webhook.provider} signature" if webhook is not None else "no webhook",
             locs.get("@webhook"),
@@ -245,10 +242,22 @@ def _phases(policy: CompiledPolicy, rec: record_mod.Record) -> tuple[PhaseTrace,
         CEL: (f"{len(plan.rules)} rule(s)" if plan is not None else "no rules", locs.get("@rules")),
     }
     ran = set(rec.ran)
+    if route is not None and route.grpc is not None and rec.complete:
+        ran.add(CONTRACT)  # the method's message is decoded and checked with the body
     return tuple(
         PhaseTrace(name, name in ran, details[name][0], _at(policy, details[name][1]))
         for name in PHASES
     )
+
+
+def _contract_detail(route: Any, contract: Any) -> str:
+    parts = []
+    grpc = route.grpc if route is not None else None
+    if grpc is not None:
+        parts.append(f"gRPC method {grpc.path}")
+    if contract is not None:
+        parts.append(f"schema {contract.schema_source}")
+    return ", ".join(parts) or "no contract"
 
 
 def explain(

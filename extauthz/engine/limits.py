@@ -1,8 +1,12 @@
 """Size limits: body bytes, JSON nesting depth, array length, multipart parts (``limit.*``).
 
 The body size is the larger of what the proxy declared (``sizeBytes``, or ``content-length``
-when the proxy sent only part of the body) and the bytes actually present. Depth and array
-lengths are measured with an explicit stack: no recursion, linear in the number of nodes.
+when the proxy sent only part of the body) and the bytes actually present. A body the proxy
+cut (``partial``) is never allowed when its real size can exceed the limit: over it, or of
+unknown size (no declared length beyond the bytes seen, a chunked body): ``limit.body.max``;
+the start of a gRPC stream that a ``streaming: firstMessage`` route checks is the exception
+(cut by design). Depth and array lengths are measured with an explicit stack: no recursion,
+linear in the number of nodes.
 """
 
 from __future__ import annotations
@@ -85,8 +89,19 @@ def check(
 ) -> None:
     size = body_size(body, headers)
     if size > limits.max_body_bytes or parsed.kind == SKIPPED:
+        why = parsed.error or f"body is {size} bytes; the limit is {limits.max_body_bytes}"
+        hits.append(RuleHit(BODY_MAX, "high", why))
+    elif body.partial and size <= len(body.raw or b"") and not parsed.stream_start:
+        # Cut by the proxy, and no declared length beyond the bytes seen (chunked, or HTTP
+        # mode's rewritten content-length): its real size is unknown and can exceed the limit.
         hits.append(
-            RuleHit(BODY_MAX, "high", f"body is {size} bytes; the limit is {limits.max_body_bytes}")
+            RuleHit(
+                BODY_MAX,
+                "high",
+                f"body cut by the proxy at {size} bytes and its length is not declared: it "
+                f"can exceed the limit {limits.max_body_bytes} (set Envoy's max_request_bytes "
+                "to maxBodyBytes + 1)",
+            )
         )
     if parsed.kind == TOO_DEEP:
         hits.append(

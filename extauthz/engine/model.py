@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .body import DEFAULT_OPTIONS as DEFAULT_BODY_OPTIONS
+from .body import BodyOptions
 from .cel import CelPlan
 from .contract import Contract
+from .decoders.grpc import GrpcMethod
 from .limits import Limits
 from .matcher import Pattern, RouteMatcher
 from .vulnerability import VulnerabilityConfig
@@ -32,6 +35,7 @@ class Defaults:
     malformed_status_code: int = 400
     limits: Limits = DEFAULT_LIMITS
     vulnerability: VulnerabilityConfig = DEFAULT_VULNERABILITY
+    body: BodyOptions = DEFAULT_BODY_OPTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,8 @@ class CompiledRoute:
     # Where each part came from in the policy, for ``explain``: rule (hit) id -> "routes[2].
     # rules[0]", and "@route", "@limits", "@vulnerability", "@contract", "@webhook" -> path.
     locations: Mapping[str, str] = field(default_factory=dict)
+    # A gRPC method's route (``grpc`` in the policy): how its body becomes the request message.
+    grpc: GrpcMethod | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,15 +36,19 @@ from . import cel as cel_mod
 from . import limits as limits_mod
 from . import vulnerability as vuln_mod
 from . import webhook as webhook_mod
-from .canonical import canonicalize
+from .canonical import SEMICOLON, canonicalize
 from .checks import pipeline_hits
 from .checks.contract import MEDIA_TYPE, SCHEMA_INVALID
 from .contract import Contract
+from .decoders import grpc as grpc_body
 from .model import ENFORCE, CompiledPolicy, CompiledRoute
 from .replay import InMemoryReplayStore
 
 PATH_AMBIGUOUS = pipeline_hits.PATH_AMBIGUOUS.hit
 BODY_MALFORMED = pipeline_hits.BODY_MALFORMED.hit
+BODY_DUPLICATE = pipeline_hits.BODY_DUPLICATE.hit
+BODY_ENCODING = pipeline_hits.BODY_ENCODING.hit
+REQUEST_MALFORMED = pipeline_hits.REQUEST_MALFORMED.hit
 ROUTE_UNMATCHED = pipeline_hits.ROUTE_UNMATCHED.hit
 INTERNAL_ERROR = pipeline_hits.INTERNAL_ERROR.hit
 
@@ -162,6 +166,8 @@ def prepare(
     advisory: set[int] = set()
     if canonical.ambiguous is not None:
         hits.append(RuleHit(PATH_AMBIGUOUS, "high", canonical.ambiguous))
+    elif canonical.semicolon and not _matrix_segments(route, canonical.path, params):
+        hits.append(RuleHit(PATH_AMBIGUOUS, "high", SEMICOLON))
     if route is None:
         mode = defaults.mode
         limits = defaults.limits
@@ -181,18 +187,43 @@ def prepare(
         mode = route.mode
         limits = route.limits
         vulns = route.vulnerability
+    body_options = defaults.body
     parsed = phases.body(
-        request.body, request.content_type, limits.max_json_depth, limits.max_body_bytes
+        request.body,
+        request.content_type,
+        limits.max_json_depth,
+        limits.max_body_bytes,
+        request.headers.get("content-encoding"),
+        body_options,
     )
+    if parsed.kind == body_mod.GRPC:  # frames: the route's method makes them its message
+        parsed = grpc_body.message(
+            parsed,
+            route.grpc if route is not None else None,
+            request.headers,
+            request.body.partial,
+            limits.max_json_depth,
+            limits.max_body_bytes,
+        )
     value = parsed.value if parsed.kind in _PARSED_KINDS else None
-    # 1. vulnerability checks
+    # 1. vulnerability checks: every value a lenient upstream may read (``inspect``)
     if vulns.any_enabled:
-        phases.vulnerability(vulns, value, request.query, canonical.traversal, hits)
+        view = value if parsed.inspect is None else parsed.inspect
+        phases.vulnerability(vulns, view, request.query, canonical.traversal, hits)
     # 2. limits
     phases.limits(limits, request.body, request.headers, parsed, hits)
     # 3. body and contract
     if parsed.kind == body_mod.MALFORMED:
-        hits.append(RuleHit(BODY_MALFORMED, "high", parsed.error or "malformed body"))
+        if body_options.malformed == "refuse":
+            hits.append(RuleHit(BODY_MALFORMED, "high", parsed.error or "malformed body"))
+    elif parsed.kind == body_mod.UNSUPPORTED:
+        hits.append(RuleHit(BODY_ENCODING, "high", parsed.error or "content coding refused"))
+    elif route is not None and (parsed.duplicates or parsed.lenient is not None):
+        _ambiguous(route, parsed, body_options, hits)
+    if parsed.problems:  # a gRPC message's unknown fields and constraint violations
+        hits.extend(RuleHit(hit_id, "high", message[:300]) for hit_id, message in parsed.problems)
+    elif route is not None and route.grpc is not None and not parsed.grpc:
+        _not_grpc(route.grpc.path, parsed, request.content_type, hits)
     pending = Pending(policy, ctx, route, mode, hits, advisory)
     if route is None:
         if phases.on_prepared is not None:
@@ -251,6 +282,77 @@ def prepare(
     if phases.on_prepared is not None:
         phases.on_prepared(pending, canonical.path, params, value, verified)
     return pending
+
+
+def _ambiguous(
+    route: CompiledRoute, parsed: Any, options: body_mod.BodyOptions, hits: list[RuleHit]
+) -> None:
+    """A body parsers read differently, on a route whose contract or CEL rules read it: the
+    upstream's parser may see another value than the checks did, so it is refused.
+
+    A repeated key (first or last wins, by framework): ``request.body.duplicateKey``. JSON
+    declared as such that parses only leniently (a byte order mark, UTF-16/32, NaN, data after
+    the value): ``request.body.malformed``. An OpenAPI form or multipart contract reads every
+    value of a field already (a repeated field whose schema is not an array is its own
+    contract hit), so only JSON is refused there. The detectors read every value either way.
+    """
+    contract = route.contract
+    if parsed.kind == body_mod.JSON:
+        if contract is None and route.cel is None:
+            return
+        if parsed.lenient is not None and not parsed.sniffed and options.malformed == "refuse":
+            hits.append(
+                RuleHit(
+                    BODY_MALFORMED,
+                    "high",
+                    f"JSON that parsers read differently: {parsed.lenient}",
+                )
+            )
+    elif contract is None or contract.bodies is not None:
+        return
+    if parsed.duplicates and options.duplicate_keys == "refuse":
+        names = ", ".join(repr(n[:60]) for n in parsed.duplicates[:5])
+        hits.append(
+            RuleHit(
+                BODY_DUPLICATE,
+                "high",
+                f"the body repeats {names}; upstreams differ on which value wins "
+                "(defaults.body.duplicateKeys)",
+            )
+        )
+
+
+def _matrix_segments(route: CompiledRoute | None, path: str, params: dict[str, str]) -> bool:
+    """Every segment holding a ``;`` is the whole value of an OpenAPI ``style: matrix`` path
+    parameter of the matched operation (which the contract then checks)."""
+    checks = getattr(route.contract, "parameters", None) if route is not None else None
+    if checks is None:
+        return False
+    matrix = {
+        params[p.name]
+        for p in checks.params
+        if p.location == "path" and p.style == "matrix" and p.name in params
+    }
+    return all(seg in matrix for seg in path.split("/") if ";" in seg)
+
+
+def _not_grpc(path: str, parsed: Any, content_type: str | None, hits: list[RuleHit]) -> None:
+    """A gRPC route's body that is not a gRPC message (one the other checks did not refuse)."""
+    if parsed.kind in (
+        body_mod.MALFORMED,
+        body_mod.TOO_DEEP,
+        body_mod.SKIPPED,
+        body_mod.UNSUPPORTED,
+    ):
+        return
+    hits.append(
+        RuleHit(
+            MEDIA_TYPE,
+            "high",
+            f"{path[:200]} is a gRPC method: the body must be application/grpc or gRPC-Web, "
+            f"not {(content_type or 'missing')[:80]!r}",
+        )
+    )
 
 
 def cel_view(
@@ -327,9 +429,9 @@ def finish(pending: Pending) -> Decision:
             status = 503
         elif limits_mod.BODY_MAX in ids:
             status = 413
-        elif BODY_MALFORMED in ids:
+        elif BODY_MALFORMED in ids or BODY_DUPLICATE in ids or REQUEST_MALFORMED in ids:
             status = defaults.malformed_status_code
-        elif MEDIA_TYPE in ids:
+        elif MEDIA_TYPE in ids or BODY_ENCODING in ids:
             status = 415
         else:
             status = defaults.block_status_code

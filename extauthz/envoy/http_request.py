@@ -27,7 +27,6 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
-from types import MappingProxyType
 
 from .._exceptions import InvalidContext
 from .._http import HttpIn, declared_length
@@ -39,13 +38,15 @@ from ..context import (
     RequestContext,
     RuntimeInfo,
 )
+from ..engine.decoders._base import json_depth
 from .request import (
+    CLAIMS_TOO_DEEP,
     DEFAULT_OPTIONS,
+    MAX_CLAIMS_DEPTH,
     AdapterOptions,
-    _claim_str,
-    _scopes,
     body_of,
     identity_from_claim_headers,
+    identity_from_claims,
     query_of,
 )
 
@@ -110,22 +111,16 @@ def _identity(payload: str, options: AdapterOptions) -> Identity:
         return identity
     try:
         text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        claims = json.loads(text)
-    except (binascii.Error, ValueError, RecursionError) as exc:
+    except (binascii.Error, ValueError) as exc:
         raise InvalidContext(f"{PAYLOAD_HEADER}: not a base64url JSON payload") from exc
-    if not isinstance(claims, dict) or not claims:
-        return ANONYMOUS
-    identity = Identity(
-        authenticated=True,
-        subject=_claim_str(claims.get(options.subject_claim)),
-        tenant=_claim_str(claims.get(options.tenant_claim)),
-        scopes=_scopes(claims, options.scopes_claim),
-        claims=MappingProxyType(claims),
-    )
-    if len(_IDENTITIES) >= PAYLOAD_CACHE_SIZE:
-        _IDENTITIES.clear()
-    _IDENTITIES[key] = identity
-    return identity
+    # gRPC mode's limit, in the same words (``MAX_CLAIMS_DEPTH``): both modes refuse alike
+    if json_depth(text) > MAX_CLAIMS_DEPTH:
+        raise InvalidContext(CLAIMS_TOO_DEEP)
+    try:
+        claims = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidContext(f"{PAYLOAD_HEADER}: not a base64url JSON payload") from exc
+    return identity_from_claims(claims, options, _IDENTITIES, key, PAYLOAD_CACHE_SIZE)
 
 
 def _now() -> str:

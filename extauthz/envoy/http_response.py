@@ -23,6 +23,7 @@ from .._http import HttpOut
 from .._json import COMPACT
 from ..context import Identity
 from ..decision import ALLOW, Decision
+from .grpc_status import grpc_denial
 from .response import (
     HEADER_DECISION,
     HEADER_DECISION_ID,
@@ -51,8 +52,10 @@ def decision_to_http(
     *,
     error_code: str = POLICY_VIOLATION,
     cacheable: bool = True,
+    grpc: bool = False,
 ) -> HttpOut:
-    """The HTTP answer for ``decision``; ``identity`` feeds the trusted identity headers."""
+    """The HTTP answer for ``decision``; ``identity`` feeds the trusted identity headers;
+    ``grpc``: the request was gRPC, so a denial carries its gRPC status (``grpc_status``)."""
     meta = decision.metadata
     decision_id = meta.request_id or uuid.uuid4().hex
     if not decision.allowed:
@@ -63,12 +66,11 @@ def decision_to_http(
             "requestId": decision_id,
         }
         status = decision.status_code if decision.status_code != 200 else 403
-        return HttpOut(
-            status,
-            COMPACT.encode(body).encode(),
-            JSON,
-            ((HEADER_DECISION, "BLOCK"), (HEADER_DECISION_ID, decision_id)),
-        )
+        ours = ((HEADER_DECISION, "BLOCK"), (HEADER_DECISION_ID, decision_id))
+        if grpc:  # a gRPC status for a gRPC client, instead of JSON it would never parse
+            headers, text = grpc_denial(decision)
+            return HttpOut(status, text.encode(), "text/plain", ours + headers)
+        return HttpOut(status, COMPACT.encode(body).encode(), JSON, ours)
     subject = tenant = None
     if identity is not None and identity.authenticated:
         subject, tenant = identity.subject, identity.tenant

@@ -25,6 +25,8 @@ from types import MappingProxyType
 from typing import Any
 
 from envoy.service.auth.v3.attribute_context_pb2 import AttributeContext
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
 
 from .._exceptions import InvalidConfig, InvalidContext
@@ -43,6 +45,14 @@ from ..context import (
 JWT_AUTHN_NAMESPACE = "envoy.filters.http.jwt_authn"
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 ROUTE_ID_EXTENSION = "route_id"
+
+#: How deep verified JWT claims may nest (the claims object is level 1). Real tokens nest a
+#: few levels; gRPC mode cannot even decode a payload nested ~31 levels (upb's limit on the
+#: whole CheckRequest), so a limit well below that makes both modes refuse the same tokens
+#: with the same words (issue 24): a 400 ``request.invalid``, never a library's message.
+MAX_CLAIMS_DEPTH = 16
+CLAIMS_TOO_DEEP = f"identity: the JWT claims are nested deeper than {MAX_CLAIMS_DEPTH} levels"
+NOT_A_CHECK_REQUEST = "the body is not a CheckRequest (its bytes do not decode)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +118,116 @@ def identity_from_claim_headers(headers: dict[str, str], options: AdapterOptions
 
 
 DEFAULT_OPTIONS = AdapterOptions()
+
+
+def parse_check_request(data: bytes) -> CheckRequest:
+    """``CheckRequest`` bytes → the message; raises ``InvalidContext`` in our own words.
+
+    upb refuses a message nested past its depth limit; in a CheckRequest only the metadata
+    (jwt_authn's payload: the token's claims) can nest that deep. When the request decodes
+    without ``attributes.metadata_context``, that was the cause: the same refusal as claims
+    nested past ``MAX_CLAIMS_DEPTH`` that do decode, in both modes.
+    """
+    try:
+        return CheckRequest.FromString(data)
+    except DecodeError:
+        pass
+    stripped = _without_metadata(data)
+    if stripped is not None:
+        try:
+            CheckRequest.FromString(stripped)
+        except DecodeError:
+            pass
+        else:
+            raise InvalidContext(CLAIMS_TOO_DEEP)
+    raise InvalidContext(NOT_A_CHECK_REQUEST)
+
+
+_ATTRIBUTES = 1  # CheckRequest.attributes
+_METADATA_FIELDS = frozenset({11, 13})  # AttributeContext.metadata_context, route_metadata_context
+
+
+def _without_metadata(data: bytes) -> bytes | None:
+    """``data`` with the attributes' metadata fields cut out at the wire level, or None when
+    the bytes are not well-formed protobuf wire format."""
+    fields = _wire_fields(data)
+    if fields is None:
+        return None
+    out = bytearray()
+    for number, wire_type, start, value_start, end in fields:
+        if number == _ATTRIBUTES and wire_type == 2:
+            inner = _wire_fields(data[value_start:end])
+            if inner is None:
+                return None
+            kept = b"".join(
+                data[value_start + a : value_start + e]
+                for n, _, a, _, e in inner
+                if n not in _METADATA_FIELDS
+            )
+            out += _tag(number, 2) + _varint(len(kept)) + kept
+        else:
+            out += data[start:end]
+    return bytes(out)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _tag(number: int, wire_type: int) -> bytes:
+    return _varint(number << 3 | wire_type)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    result = shift = 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+    return None
+
+
+def _wire_fields(data: bytes) -> list[tuple[int, int, int, int, int]] | None:
+    """Top-level fields: (number, wire type, start of tag, start of value, end)."""
+    fields = []
+    pos = 0
+    while pos < len(data):
+        start = pos
+        read = _read_varint(data, pos)
+        if read is None:
+            return None
+        key, pos = read
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            read = _read_varint(data, pos)
+            if read is None:
+                return None
+            value_start, pos = pos, read[1]
+        elif wire_type == 1 or wire_type == 5:
+            value_start, pos = pos, pos + (8 if wire_type == 1 else 4)
+        elif wire_type == 2:
+            read = _read_varint(data, pos)
+            if read is None:
+                return None
+            length, value_start = read
+            pos = value_start + length
+        else:  # groups: never in these messages
+            return None
+        if pos > len(data) or number == 0:
+            return None
+        fields.append((number, wire_type, start, value_start, pos))
+    return fields
 
 
 def check_request_to_context(req: Any, options: AdapterOptions = DEFAULT_OPTIONS) -> RequestContext:
@@ -244,7 +364,23 @@ def _identity(metadata: Any, options: AdapterOptions) -> Identity:
     fields = struct.fields
     if options.jwt_metadata_key not in fields:
         return ANONYMOUS
-    claims = _value(fields[options.jwt_metadata_key])
+    claims = _value(fields[options.jwt_metadata_key], MAX_CLAIMS_DEPTH)
+    return identity_from_claims(claims, options, cache, key, IDENTITY_CACHE_SIZE)
+
+
+IDENTITY_CACHE_SIZE = 4096
+
+
+def identity_from_claims(
+    claims: Any,
+    options: AdapterOptions,
+    cache: dict[Any, Identity],
+    key: Any,
+    limit: int,
+) -> Identity:
+    """A verified JWT payload as an ``Identity`` (both authz modes), kept in ``cache`` under
+    ``key`` (at most ``limit`` entries, then the cache starts again): anonymous, and not
+    kept, unless it is a non-empty object. The claims are shared between requests: read-only."""
     if not isinstance(claims, dict) or not claims:
         return ANONYMOUS
     identity = Identity(
@@ -252,15 +388,12 @@ def _identity(metadata: Any, options: AdapterOptions) -> Identity:
         subject=_claim_str(claims.get(options.subject_claim)),
         tenant=_claim_str(claims.get(options.tenant_claim)),
         scopes=_scopes(claims, options.scopes_claim),
-        claims=MappingProxyType(claims),  # shared between requests: read-only
+        claims=MappingProxyType(claims),
     )
-    if len(cache) >= IDENTITY_CACHE_SIZE:
+    if len(cache) >= limit:
         cache.clear()
     cache[key] = identity
     return identity
-
-
-IDENTITY_CACHE_SIZE = 4096
 
 
 def _claim_str(value: Any) -> str | None:
@@ -280,8 +413,11 @@ def _scopes(claims: dict[str, Any], name: str) -> tuple[str, ...]:
     return ()
 
 
-def _value(v: Any) -> Any:
-    """``google.protobuf.Value`` → plain Python; integral numbers come back as ``int``."""
+def _value(v: Any, depth: int) -> Any:
+    """``google.protobuf.Value`` → plain Python; integral numbers come back as ``int``.
+
+    ``depth``: how many more levels of objects and arrays may follow (``CLAIMS_TOO_DEEP``).
+    """
     kind = v.WhichOneof("kind")
     if kind == "string_value":
         return v.string_value
@@ -290,10 +426,12 @@ def _value(v: Any) -> Any:
         return int(n) if n.is_integer() and abs(n) < 2**53 else n
     if kind == "bool_value":
         return v.bool_value
-    if kind == "struct_value":
-        return {k: _value(x) for k, x in v.struct_value.fields.items()}
-    if kind == "list_value":
-        return [_value(x) for x in v.list_value.values]
+    if kind == "struct_value" or kind == "list_value":
+        if depth <= 0:
+            raise InvalidContext(CLAIMS_TOO_DEEP)
+        if kind == "struct_value":
+            return {k: _value(x, depth - 1) for k, x in v.struct_value.fields.items()}
+        return [_value(x, depth - 1) for x in v.list_value.values]
     return None
 
 

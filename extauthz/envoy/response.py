@@ -29,6 +29,12 @@ from .._json import COMPACT
 from ..context import Identity
 from ..decision import ALLOW, MONITOR, Decision
 
+# The error codes in denial bodies are ``outcome``'s (stable, documented in docs/envoy.md).
+from ..outcome import INTERNAL_ERROR as INTERNAL_ERROR
+from ..outcome import INVALID_REQUEST as INVALID_REQUEST
+from ..outcome import POLICY_VIOLATION as POLICY_VIOLATION
+from .grpc_status import GRPC_CONTENT_TYPE, grpc_denial
+
 GRPC_OK = 0
 GRPC_PERMISSION_DENIED = 7
 
@@ -42,10 +48,6 @@ HEADER_DECISION_ID = "x-contractshield-decision-id"
 META_POLICY_VERSION = "policyVersion"
 META_CACHE = "cache"
 
-# Error codes in denial bodies (stable, documented in docs/envoy.md).
-POLICY_VIOLATION = "POLICY_VIOLATION"
-INVALID_REQUEST = "INVALID_REQUEST"
-INTERNAL_ERROR = "INTERNAL_ERROR"
 
 _OVERWRITE = HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -60,15 +62,17 @@ def decision_to_check_response(
     *,
     error_code: str = POLICY_VIOLATION,
     cacheable: bool = True,
+    grpc: bool = False,
 ) -> CheckResponse:
     """Build the response Envoy acts on; ``identity`` feeds the trusted identity headers.
 
-    ``cacheable=False`` marks an allowed decision ``no-store`` for the client SDK's cache.
+    ``cacheable=False`` marks an allowed decision ``no-store`` for the client SDK's cache;
+    ``grpc``: the request was gRPC, so a denial carries its gRPC status (``grpc_status``).
     """
     decision_id = decision.metadata.request_id or uuid.uuid4().hex
     if decision.allowed:
         return _ok(decision, identity, decision_id, cacheable)
-    return _denied(decision, decision_id, error_code)
+    return _denied(decision, decision_id, error_code, grpc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +209,7 @@ def decision_to_check_bytes(
     *,
     error_code: str = POLICY_VIOLATION,
     cacheable: bool = True,
+    grpc: bool = False,
 ) -> bytes:
     """``decision_to_check_response(...)`` serialised; ALLOW (the hot path) without a message.
 
@@ -212,7 +217,7 @@ def decision_to_check_bytes(
     """
     if decision.action != ALLOW:  # MONITOR and BLOCK: the message, then its bytes
         return decision_to_check_response(
-            decision, identity, error_code=error_code, cacheable=cacheable
+            decision, identity, error_code=error_code, cacheable=cacheable, grpc=grpc
         ).SerializeToString()
     # Hot path: protobuf wire format is concatenation, so the response is the template's
     # constant bytes around the two per-request parts (the subject header, the decisionId map
@@ -308,7 +313,9 @@ def _varint(n: int) -> bytes:
     return _VARINTS[n] if n < 2048 else _encode_varint(n)
 
 
-def _denied(decision: Decision, decision_id: str, error_code: str) -> CheckResponse:
+def _denied(
+    decision: Decision, decision_id: str, error_code: str, grpc: bool = False
+) -> CheckResponse:
     meta = decision.metadata
     key = (error_code, decision.status_code, decision.action, meta.route_id, meta.policy_version)
     template = _template(_DENIED_TEMPLATES, _denied_template, key)
@@ -323,6 +330,10 @@ def _denied(decision: Decision, decision_id: str, error_code: str) -> CheckRespo
     denied = response.denied_response
     denied.body = COMPACT.encode(body)
     denied.headers[template.header_index].header.value = decision_id
+    if grpc:  # a gRPC status for a gRPC client (``grpc_status``): trailers-only, :status 200
+        denied.status.code, denied.body = 200, ""  # type: ignore[assignment]
+        denied.headers[0].header.value = GRPC_CONTENT_TYPE
+        denied.headers.extend(_header(k, v) for k, v in grpc_denial(decision)[0])
     fields = response.dynamic_metadata.fields
     fields["decisionId"].string_value = decision_id
     _summary(fields, decision)

@@ -1,5 +1,6 @@
-"""The authorization filters: ``jwt_authn``, ``ext_authz`` (gRPC or HTTP service) and HTTP
-mode's ``header_mutation``, which removes the headers the PDP trusts from a client's request."""
+"""The authorization filters: ``jwt_authn``, ``ext_authz`` (gRPC or HTTP service) and
+``header_mutation``, which removes every client copy of the identity and decision headers
+(``IDENTITY_HEADER_PREFIXES``) before either of them runs, in both modes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from .._exceptions import InvalidConfig
 from ._options import (
     HTTP_PATH_PREFIX,
     HTTP_PAYLOAD_HEADER,
-    HTTP_TRUSTED_HEADERS,
+    IDENTITY_HEADER_PREFIXES,
     JWT_FILTER,
     JWT_PAYLOAD_KEY,
     JWT_PROVIDER,
@@ -98,8 +99,11 @@ def ext_authz(opts: EnvoyConfigOptions) -> Any:
         transport_api_version=ApiVersion.V3,
         failure_mode_allow=opts.failure_mode_allow,
         status_on_error=HttpStatus(code=_status_code(opts.status_on_error)),
+        # One byte over the policy's maxBodyBytes: a body of exactly the limit arrives whole,
+        # one byte more arrives over the limit (or cut and marked partial) and the PDP
+        # answers 413; never a body cut at the limit whose unread tail reaches the upstream.
         with_request_body=BufferSettings(
-            max_request_bytes=opts.max_body_bytes,
+            max_request_bytes=opts.max_body_bytes + 1,
             allow_partial_message=True,
             pack_as_bytes=True,
         ),
@@ -111,15 +115,30 @@ def _check_timeout(opts: EnvoyConfigOptions) -> timedelta:
 
 
 def header_mutation() -> Any:
-    from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutation as Mutation
+    """Remove every request header named ``x-jwt-*`` or ``x-contractshield-*``.
+
+    jwt_authn writes its payload header (or claim headers) only when a token verifies and
+    leaves a client's copy otherwise; ext_authz's answer overwrites the decision headers it
+    sets, not the ones it leaves out; a route's ``request_headers_to_remove`` runs after the
+    filters. So the client's copies go first, in an HTTP filter ahead of both.
+    """
+    from envoy_data_plane.envoy.config.common.mutation_rules.v3 import (
+        HeaderMutation as Mutation,
+    )
+    from envoy_data_plane.envoy.config.common.mutation_rules.v3 import (
+        HeaderMutationRemoveOnMatch as RemoveOnMatch,
+    )
     from envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3 import (
         HeaderMutation,
         Mutations,
     )
+    from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 
-    return HeaderMutation(
-        mutations=Mutations(request_mutations=[Mutation(remove=h) for h in HTTP_TRUSTED_HEADERS])
-    )
+    removals = [
+        Mutation(remove_on_match=RemoveOnMatch(key_matcher=StringMatcher(prefix=prefix)))
+        for prefix in IDENTITY_HEADER_PREFIXES
+    ]
+    return HeaderMutation(mutations=Mutations(request_mutations=removals))
 
 
 def _http_service(opts: EnvoyConfigOptions) -> Any:
@@ -157,8 +176,13 @@ def _http_service(opts: EnvoyConfigOptions) -> Any:
                 "x-contractshield-subject",
                 "x-contractshield-tenant",
             ),
+            # grpc-status and grpc-message: a denied gRPC call's status (``envoy.grpc_status``)
             allowed_client_headers=exact(
-                "content-type", "x-contractshield-decision", "x-contractshield-decision-id"
+                "content-type",
+                "x-contractshield-decision",
+                "x-contractshield-decision-id",
+                "grpc-status",
+                "grpc-message",
             ),
             dynamic_metadata_from_headers=exact(*METADATA_HEADERS),
         ),

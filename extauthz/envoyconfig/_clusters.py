@@ -139,14 +139,32 @@ def collector_clusters(opts: EnvoyConfigOptions) -> list[Any]:
     return [tcp_cluster(COLLECTOR_CLUSTER, opts.trace_collector, what="trace_collector")]
 
 
-def tcp_cluster(name: str, address: str, *, what: str) -> Any:
-    """A plain cluster of one ``HOST:PORT`` (the upstream, the trace collector), 1 s connect."""
+def tcp_cluster(name: str, address: str, *, what: str, http2: bool = False) -> Any:
+    """A plain cluster of one ``HOST:PORT`` (the upstream, the trace collector), 1 s connect;
+    ``http2``: spoken to in HTTP/2 (a gRPC upstream)."""
     from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 
     host, port = split_host_port(address, what=what)
+    extra: dict[str, Any] = {}
+    if http2:
+        from envoy_data_plane.envoy.config.core.v3 import Http2ProtocolOptions
+        from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
+            HttpProtocolOptions,
+            HttpProtocolOptionsExplicitHttpConfig,
+        )
+
+        protocol = HttpProtocolOptions(
+            explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                http2_protocol_options=Http2ProtocolOptions()
+            )
+        )
+        extra["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": pack(protocol)
+        }
     return Cluster(
         name=name,
         type=discovery(host),
         connect_timeout=timedelta(seconds=1),
         load_assignment=load_assignment(name, tcp(host, port)),
+        **extra,
     )

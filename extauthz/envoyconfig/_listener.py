@@ -11,6 +11,7 @@ from ._authz import ext_authz, header_mutation, jwt_authn
 from ._options import (
     COLLECTOR_CLUSTER,
     EXT_AUTHZ_FILTER,
+    GRPC_WEB_FILTER,
     HEADER_MUTATION_FILTER,
     JWT_FILTER,
     PROXY_PROTOCOL_FILTER,
@@ -38,6 +39,7 @@ def listener(opts: EnvoyConfigOptions) -> Any:
             virtual_hosts=[VirtualHost(name="upstream", domains=["*"], routes=[_route(opts)])],
         ),
         http_filters=_http_filters(opts),
+        common_http_protocol_options=_protocol_options(),
         **_path_hardening(),
         **_client_address(opts),
         **_observability(opts),
@@ -60,14 +62,23 @@ def listener(opts: EnvoyConfigOptions) -> Any:
 
 
 def _http_filters(opts: EnvoyConfigOptions) -> list[Any]:
-    """header_mutation (HTTP mode) → jwt_authn (optional) → ext_authz → router."""
+    """grpc_web (gRPC upstream) → header_mutation → jwt_authn (optional) → ext_authz →
+    router.
+
+    grpc_web comes first: the PDP then sees gRPC-Web calls as gRPC (text bodies decoded), and
+    a denial, a gRPC status Envoy makes for the call, goes back through it as gRPC-Web.
+    """
     from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
     from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
         HttpFilter,
     )
 
     filters = []
-    if opts.ext_authz and opts.authz_mode == "http":
+    if opts.grpc_upstream:
+        from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
+
+        filters.append(HttpFilter(name=GRPC_WEB_FILTER, typed_config=pack(GrpcWeb())))
+    if opts.ext_authz:
         filters.append(
             HttpFilter(name=HEADER_MUTATION_FILTER, typed_config=pack(header_mutation()))
         )
@@ -118,6 +129,20 @@ def _listener_filters(opts: EnvoyConfigOptions) -> list[Any]:
     # Required, not optional: a connection without the PROXY header is closed, so nobody
     # who reaches the listener directly can pass as the load balancer's client.
     return [ListenerFilter(name=PROXY_PROTOCOL_FILTER, typed_config=pack(ProxyProtocol()))]
+
+
+def _protocol_options() -> Any:
+    """A header name with ``_`` is refused (400): WSGI, PHP and Rack read ``x_contractshield_tenant``
+    as ``X-Contractshield-Tenant`` (both become ``HTTP_X_CONTRACTSHIELD_TENANT``), so a client
+    could pass as the identity header the filters strip (issue 24)."""
+    from envoy_data_plane.envoy.config.core.v3 import (
+        HttpProtocolOptions,
+    )
+    from envoy_data_plane.envoy.config.core.v3 import (
+        HttpProtocolOptionsHeadersWithUnderscoresAction as Underscores,
+    )
+
+    return HttpProtocolOptions(headers_with_underscores_action=Underscores.REJECT_REQUEST)
 
 
 def _path_hardening() -> dict[str, Any]:

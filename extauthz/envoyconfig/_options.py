@@ -45,10 +45,16 @@ HTTP_TRUSTED_HEADERS = (
     "x-contractshield-client-address",
     "x-contractshield-content-length",
 )
+#: Every client header with these prefixes is removed before jwt_authn and ext_authz, in both
+#: modes (issue 24): the stack's identity and decision headers (``x-jwt-payload``, claim
+#: headers such as ``x-jwt-sub``, ``x-contractshield-subject``/``-tenant``/``-route``/...) are
+#: Envoy's or the PDP's to write, and an upstream that reads one must never get a client's copy.
+IDENTITY_HEADER_PREFIXES = ("x-jwt-", "x-contractshield-")
 HTTP_HEALTH_PATH = "/ready"
 HTTP_IDLE_TIMEOUT_S = 60  # below the PDP's 75 s keep-alive: Envoy closes first
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
+GRPC_WEB_FILTER = "envoy.filters.http.grpc_web"
 #: Where the tracer sends spans (``trace_collector``).
 COLLECTOR_CLUSTER = "trace_collector"
 
@@ -106,6 +112,9 @@ class EnvoyConfigOptions:
     # ... and, False, runs without the PDP (no ext_authz, jwt_authn or header_mutation filter,
     # no PDP cluster): Envoy alone, the ceiling a PDP is measured against.
     ext_authz: bool = True
+    # The upstream is a gRPC service (docs/grpc.md): HTTP/2 to it, and Envoy's grpc_web filter
+    # first, so gRPC-Web clients reach it (and get their denials) in gRPC-Web
+    grpc_upstream: bool = False
 
     def __post_init__(self) -> None:
         if self.authz_mode not in ("grpc", "http"):
@@ -134,8 +143,8 @@ class EnvoyConfigOptions:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise InvalidConfig(f"{name} must be 0..65535, got {port}")
-        if not 0 < self.max_body_bytes < 2**32:
-            raise InvalidConfig(f"max_body_bytes must be 1..{2**32 - 1}, got {self.max_body_bytes}")
+        if not 0 < self.max_body_bytes < 2**32 - 1:  # Envoy buffers max_body_bytes + 1
+            raise InvalidConfig(f"max_body_bytes must be 1..{2**32 - 2}, got {self.max_body_bytes}")
         if not 200 <= self.status_on_error <= 599:
             raise InvalidConfig(
                 f"status_on_error must be an HTTP status, got {self.status_on_error}"

@@ -47,7 +47,9 @@ def build_bootstrap(opts: EnvoyConfigOptions) -> Bootstrap:
             listeners=[listener(opts)],
             clusters=[
                 *([pdp_cluster(opts)] if opts.ext_authz else []),
-                tcp_cluster(UPSTREAM_CLUSTER, opts.upstream, what="upstream"),
+                tcp_cluster(
+                    UPSTREAM_CLUSTER, opts.upstream, what="upstream", http2=opts.grpc_upstream
+                ),
                 *collector_clusters(opts),
             ],
         ),
@@ -101,6 +103,7 @@ def _import_extensions() -> None:
     import envoy_data_plane.envoy.config.trace.v3
     import envoy_data_plane.envoy.extensions.access_loggers.file.v3
     import envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3
+    import envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3
     import envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3
     import envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3
     import envoy_data_plane.envoy.extensions.filters.http.router.v3

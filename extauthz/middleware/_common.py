@@ -16,10 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ContractShieldError, InvalidContext
 from ..client._request import DEFAULT_CLAIM_NAMES, CheckInput, ClaimNames, build_check_request
-from ..decision import BLOCK, Decision, RuleHit
+from ..decision import Decision
+from ..outcome import Outcome, error_code, internal_error
 
 if TYPE_CHECKING:
+    import os
+
     from ..context import RequestContext
+    from ..decider import Decider
+    from ..engine.replay import AsyncReplayStore, ReplayStore
     from ..policy import CompiledPolicy
     from ..policy.source import PolicySource
 
@@ -29,6 +34,7 @@ POLICY_VIOLATION = "POLICY_VIOLATION"
 PDP_UNAVAILABLE = "PDP_UNAVAILABLE"
 ASGI_STATE_KEY = "contractshield_decision"
 WSGI_ENVIRON_KEY = "contractshield.decision"
+TRANSPORT = "embedded"  # the decider's transport label for an in-process check
 
 log = logging.getLogger("extauthz.middleware")
 
@@ -41,10 +47,11 @@ class DenyResponse:
 
 
 def deny_response(decision: Decision) -> DenyResponse:
-    """BLOCK → the decision's status and the same JSON body Envoy returns."""
+    """BLOCK → the decision's status and the same JSON body Envoy returns (the internal-error
+    denial keeps its ``INTERNAL_ERROR`` code, as at every other door)."""
     body = {
         "error": decision.reason or "request blocked by policy",
-        "code": POLICY_VIOLATION,
+        "code": error_code(decision),
         "ruleHits": list(decision.rule_ids),
         "requestId": decision.metadata.request_id,
     }
@@ -63,42 +70,100 @@ def invalid_request_response(exc: Exception) -> DenyResponse:
     return DenyResponse(400, _json({"error": f"invalid request: {exc}", "code": "INVALID_REQUEST"}))
 
 
-def internal_error_decision() -> Decision:
-    """The embedded engine failed: deny (fail closed), the traceback is in the log."""
-    return Decision(
-        BLOCK,
-        500,
-        "internal error while deciding",
-        (RuleHit("middleware.internalError", "high", "see the application log"),),
-    )
-
-
 def _json(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+class Middleware:
+    """What both flavours share: the app, the identity resolver, the body limit and the
+    overridable responses."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        identity: Callable[[Any], Any] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.app = app
+        self.identity = identity
+        self.max_body_bytes = max_body_bytes
+
+    def deny_response(self, decision: Decision) -> DenyResponse:
+        return deny_response(decision)
+
+    def unavailable_response(self, exc: ContractShieldError) -> DenyResponse:
+        return unavailable_response(exc)
+
+
+class Remote(Middleware):
+    """Asks a PDP with the client (``client``, or one made from ``target`` and any client
+    options); ``client_class`` is the flavour's client."""
+
+    client_class: Callable[..., Any]
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        client: Any = None,
+        target: str | None = None,
+        identity: Callable[[Any], Any] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        **client_options: Any,
+    ) -> None:
+        super().__init__(app, identity=identity, max_body_bytes=max_body_bytes)
+        self.client = client if client is not None else self.client_class(target, **client_options)
+
+
+class Embedded(Middleware):
+    """Decides in-process with the engine; ``policy`` is a path (hot-reloaded by default with
+    ``PolicyHotReloader``), a ``CompiledPolicy`` or anything with ``current()``."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        policy: str | os.PathLike[str] | CompiledPolicy | PolicySource,
+        hot_reload: bool = True,
+        replay_store: ReplayStore | AsyncReplayStore | None = None,
+        replay_fail_open: bool = False,
+        claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
+        identity: Callable[[Any], Any] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        super().__init__(app, identity=identity, max_body_bytes=max_body_bytes)
+        self.decider = EmbeddedDecider.open(
+            policy,
+            hot_reload=hot_reload,
+            replay_store=replay_store,
+            replay_fail_open=replay_fail_open,
+            claim_names=claim_names,
+        )
+
+    def close(self) -> None:
+        """Stop the hot reloader this middleware started (if any)."""
+        self.decider.close()
+
+
 class EmbeddedDecider:
-    """Decides in-process: the server's adapter, then the engine, on the current policy.
+    """Decides in-process: the server's adapter (``CheckInput`` → ``CheckRequest`` →
+    ``RequestContext``), then the one ``extauthz.decider.Decider`` on the current policy.
 
     Fails closed: a request that cannot be described raises ``InvalidContext`` (400), any
-    other failure is logged and becomes ``internal_error_decision()``.
+    other failure is logged and becomes the shared internal-error denial
+    (``outcome.internal_error``, 500).
     """
 
     def __init__(
         self,
-        policy_source: PolicySource,
-        *,
-        replay_store: Any = None,
-        replay_fail_open: bool = False,
+        decider: Decider,
         claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
         stop: Callable[[], None] | None = None,
     ) -> None:
-        from ..engine import evaluate, evaluate_async
         from ..envoy.request import AdapterOptions, check_request_to_context
 
-        self.policy_source = policy_source
-        self.replay_store = replay_store
-        self.replay_fail_open = replay_fail_open
+        self.decider = decider
         self.claim_names = claim_names
         self._stop = stop
         self._options = AdapterOptions(
@@ -107,30 +172,23 @@ class EmbeddedDecider:
             scopes_claim=claim_names.scopes,
         )
         self._to_context = check_request_to_context
-        self._evaluate = evaluate
-        self._evaluate_async = evaluate_async
 
     @classmethod
     def open(
         cls,
-        policy: str | CompiledPolicy | PolicySource,
+        policy: str | os.PathLike[str] | CompiledPolicy | PolicySource,
         *,
         hot_reload: bool,
-        replay_store: Any,
+        replay_store: ReplayStore | AsyncReplayStore | None,
         replay_fail_open: bool,
         claim_names: ClaimNames,
     ) -> EmbeddedDecider:
         """A decider on ``make_policy_source(policy)``; ``close()`` stops its hot reloader."""
-        from ..policy.source import make_policy_source  # the engine, only when embedded
+        from ..decider import Decider  # the engine, only when embedded
+        from ..policy.source import make_policy_source
 
         source, stop = make_policy_source(policy, hot_reload=hot_reload)
-        return cls(
-            source,
-            replay_store=replay_store,
-            replay_fail_open=replay_fail_open,
-            claim_names=claim_names,
-            stop=stop,
-        )
+        return cls(Decider(source, replay_store, replay_fail_open), claim_names, stop)
 
     def close(self) -> None:
         """Stop the hot reloader ``open()`` started (if any)."""
@@ -138,32 +196,27 @@ class EmbeddedDecider:
             self._stop()
 
     def context(self, inp: CheckInput) -> RequestContext:
+        """Raises ``InvalidContext`` for a request that cannot be described (a 400)."""
         return self._to_context(build_check_request(inp, self.claim_names), self._options)
 
     def decide(self, inp: CheckInput) -> Decision:
-        try:
-            return self._evaluate(
-                self.policy_source.current(),
-                self.context(inp),
-                replay_store=self.replay_store,
-                replay_fail_open=self.replay_fail_open,
-            )
-        except InvalidContext:
-            raise  # the request, not the engine: 400
-        except Exception:
-            log.exception("embedded policy evaluation failed")
-            return internal_error_decision()
+        ctx = self._decode(inp)
+        if isinstance(ctx, Outcome):
+            return ctx.decision
+        return self.decider.decide(ctx, TRANSPORT).decision
 
     async def decide_async(self, inp: CheckInput) -> Decision:
+        ctx = self._decode(inp)
+        if isinstance(ctx, Outcome):
+            return ctx.decision
+        return (await self.decider.decide_async(ctx, TRANSPORT)).decision
+
+    def _decode(self, inp: CheckInput) -> RequestContext | Outcome:
+        """The context, or the internal-error denial when describing failed for another reason
+        than the request (``InvalidContext``, raised on: a 400)."""
         try:
-            return await self._evaluate_async(
-                self.policy_source.current(),
-                self.context(inp),
-                replay_store=self.replay_store,
-                replay_fail_open=self.replay_fail_open,
-            )
+            return self.context(inp)
         except InvalidContext:
-            raise  # the request, not the engine: 400
+            raise
         except Exception:
-            log.exception("embedded policy evaluation failed")
-            return internal_error_decision()
+            return internal_error()

@@ -18,15 +18,13 @@ from typing import Any
 from .._exceptions import ContractShieldError, InvalidContext
 from ..client import AsyncContractShieldClient
 from ..client._request import (
-    DEFAULT_CLAIM_NAMES,
     CheckInput,
-    ClaimNames,
     IdentityInput,
     describe,
 )
 from ..decision import Decision
 from . import _common
-from ._common import ASGI_STATE_KEY, DEFAULT_MAX_BODY_BYTES, PARTIAL_BODY_HEADER, DenyResponse
+from ._common import ASGI_STATE_KEY, PARTIAL_BODY_HEADER, DenyResponse
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,17 +70,9 @@ class _Buffered:
         return await self.receive()
 
 
-class _ASGIMiddleware:
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        identity: IdentityResolver | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        self.app = app
-        self.identity = identity
-        self.max_body_bytes = max_body_bytes
+class _ASGIMiddleware(_common.Middleware):
+    app: ASGIApp
+    identity: IdentityResolver | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,12 +114,6 @@ class _ASGIMiddleware:
     async def decide(self, inp: CheckInput) -> Decision:
         raise NotImplementedError
 
-    def deny_response(self, decision: Decision) -> DenyResponse:
-        return _common.deny_response(decision)
-
-    def unavailable_response(self, exc: ContractShieldError) -> DenyResponse:
-        return _common.unavailable_response(exc)
-
     @staticmethod
     async def _send(send: Send, response: DenyResponse) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
@@ -138,24 +122,12 @@ class _ASGIMiddleware:
         await send({"type": "http.response.body", "body": response.body})
 
 
-class RemoteASGIMiddleware(_ASGIMiddleware):
+class RemoteASGIMiddleware(_common.Remote, _ASGIMiddleware):
     """Asks a PDP over gRPC with ``AsyncContractShieldClient`` (pass ``client`` or ``target``
     plus any client options)."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        client: AsyncContractShieldClient | None = None,
-        target: str | None = None,
-        identity: IdentityResolver | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        **client_options: Any,
-    ) -> None:
-        super().__init__(app, identity=identity, max_body_bytes=max_body_bytes)
-        if client is None:
-            client = AsyncContractShieldClient(target, **client_options)
-        self.client = client
+    client_class = AsyncContractShieldClient
+    client: AsyncContractShieldClient
 
     async def decide(self, inp: CheckInput) -> Decision:
         return await self.client.evaluate_input(inp)
@@ -165,34 +137,9 @@ class RemoteASGIMiddleware(_ASGIMiddleware):
         await self.client.aclose()
 
 
-class EmbeddedASGIMiddleware(_ASGIMiddleware):
+class EmbeddedASGIMiddleware(_common.Embedded, _ASGIMiddleware):
     """Decides in-process with the engine; ``policy`` is a path (hot-reloaded by default with
     ``PolicyHotReloader``), a ``CompiledPolicy`` or anything with ``current()``."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        policy: Any,
-        hot_reload: bool = True,
-        replay_store: Any = None,
-        replay_fail_open: bool = False,
-        claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
-        identity: IdentityResolver | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        super().__init__(app, identity=identity, max_body_bytes=max_body_bytes)
-        self.decider = _common.EmbeddedDecider.open(
-            policy,
-            hot_reload=hot_reload,
-            replay_store=replay_store,
-            replay_fail_open=replay_fail_open,
-            claim_names=claim_names,
-        )
-
-    def close(self) -> None:
-        """Stop the hot reloader this middleware started (if any)."""
-        self.decider.close()
 
     async def decide(self, inp: CheckInput) -> Decision:
         return await self.decider.decide_async(inp)

@@ -19,15 +19,13 @@ from typing import Any
 from .._exceptions import ContractShieldError, InvalidContext
 from ..client import ContractShieldClient
 from ..client._request import (
-    DEFAULT_CLAIM_NAMES,
     CheckInput,
-    ClaimNames,
     IdentityInput,
     describe,
 )
 from ..decision import Decision
 from . import _common
-from ._common import DEFAULT_MAX_BODY_BYTES, PARTIAL_BODY_HEADER, WSGI_ENVIRON_KEY, DenyResponse
+from ._common import PARTIAL_BODY_HEADER, WSGI_ENVIRON_KEY, DenyResponse
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -92,17 +90,9 @@ def _headers(environ: Environ) -> list[tuple[str, str]]:
     return out
 
 
-class _WSGIMiddleware:
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        identity: IdentityResolver | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        self.app = app
-        self.identity = identity
-        self.max_body_bytes = max_body_bytes
+class _WSGIMiddleware(_common.Middleware):
+    app: WSGIApp
+    identity: IdentityResolver | None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         body, partial = _read_body(environ, self.max_body_bytes)
@@ -143,12 +133,6 @@ class _WSGIMiddleware:
     def decide(self, inp: CheckInput) -> Decision:
         raise NotImplementedError
 
-    def deny_response(self, decision: Decision) -> DenyResponse:
-        return _common.deny_response(decision)
-
-    def unavailable_response(self, exc: ContractShieldError) -> DenyResponse:
-        return _common.unavailable_response(exc)
-
     @staticmethod
     def _send(start_response: StartResponse, response: DenyResponse) -> list[bytes]:
         try:
@@ -160,24 +144,12 @@ class _WSGIMiddleware:
         return [response.body]
 
 
-class RemoteWSGIMiddleware(_WSGIMiddleware):
+class RemoteWSGIMiddleware(_common.Remote, _WSGIMiddleware):
     """Asks a PDP over gRPC with ``ContractShieldClient`` (pass ``client`` or ``target`` plus
     any client options)."""
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        client: ContractShieldClient | None = None,
-        target: str | None = None,
-        identity: IdentityResolver | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        **client_options: Any,
-    ) -> None:
-        super().__init__(app, identity=identity, max_body_bytes=max_body_bytes)
-        if client is None:
-            client = ContractShieldClient(target, **client_options)
-        self.client = client
+    client_class = ContractShieldClient
+    client: ContractShieldClient
 
     def decide(self, inp: CheckInput) -> Decision:
         return self.client.evaluate_input(inp)
@@ -187,34 +159,9 @@ class RemoteWSGIMiddleware(_WSGIMiddleware):
         self.client.close()
 
 
-class EmbeddedWSGIMiddleware(_WSGIMiddleware):
+class EmbeddedWSGIMiddleware(_common.Embedded, _WSGIMiddleware):
     """Decides in-process with the engine; ``policy`` is a path (hot-reloaded by default with
     ``PolicyHotReloader``), a ``CompiledPolicy`` or anything with ``current()``."""
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        policy: Any,
-        hot_reload: bool = True,
-        replay_store: Any = None,
-        replay_fail_open: bool = False,
-        claim_names: ClaimNames = DEFAULT_CLAIM_NAMES,
-        identity: IdentityResolver | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        super().__init__(app, identity=identity, max_body_bytes=max_body_bytes)
-        self.decider = _common.EmbeddedDecider.open(
-            policy,
-            hot_reload=hot_reload,
-            replay_store=replay_store,
-            replay_fail_open=replay_fail_open,
-            claim_names=claim_names,
-        )
-
-    def close(self) -> None:
-        """Stop the hot reloader this middleware started (if any)."""
-        self.decider.close()
 
     def decide(self, inp: CheckInput) -> Decision:
         return self.decider.decide(inp)

@@ -18,6 +18,7 @@ from typing import Any
 from .._exceptions import PolicyProblem
 from ..engine import cel as cel_mod
 from ..engine import checks
+from ..engine.body import BodyOptions
 from ..engine.contract import Contract, SchemaProblem, compile_bodies, compile_contract
 from ..engine.limits import Limits
 from ..engine.matcher import Pattern, PatternError, RouteMatcher, parse_pattern
@@ -50,6 +51,8 @@ class _Collector:
         self.max_document_bytes = max_document_bytes  # each OpenAPI document or schema file
         self.problems: list[PolicyProblem] = []
         self.openapi: _openapi.OpenApiLoader | None = None  # one per load: documents read once
+        # one per load: each descriptor set read once (path -> set, or why it is refused)
+        self.descriptor_sets: dict[Path, Any] = {}
         # one per load: a component every operation's bundle repeats is checked once
         self.metaschema = MetaschemaChecks() if SHARE_METASCHEMA_CHECKS else None
 
@@ -104,6 +107,15 @@ def _vulns(raw: Any, base: VulnerabilityConfig) -> VulnerabilityConfig:
     )
 
 
+def _body_options(d: Mapping[str, Any]) -> BodyOptions:
+    """``defaults.body``: what the body phase does with what a lenient upstream reads."""
+    return BodyOptions(
+        malformed=_str(d, "malformed", "refuse"),
+        duplicate_keys=_str(d, "duplicateKeys", "refuse"),
+        content_encoding=_str(d, "contentEncoding", "decode"),
+    )
+
+
 def compile_document(
     doc: Any,
     *,
@@ -137,6 +149,7 @@ def compile_document(
         malformed_status_code=_int(response, "malformedStatusCode", 400),
         limits=_limits(d.get("limits"), Limits()),
         vulnerability=_vulns(d.get("vulnerabilityChecks"), VulnerabilityConfig()),
+        body=_body_options(_obj(d.get("body"))),
     )
     routes: list[CompiledRoute] = []
     seen_ids: dict[str, int] = {}
@@ -206,12 +219,21 @@ def _compile_route(
     else:
         ok = False
     match = _obj(r.get("match"))
-    method = match.get("method", "*")
+    grpc_method: Any = None
+    path = match.get("path")
+    if "grpc" in r:
+        grpc_method, path = _compile_grpc(_obj(r["grpc"]), match, at, out, base_dir, hasher, files)
+        if grpc_method is None:
+            ok = False
+    elif "match" not in r:
+        out.add([*at, "match"], "required key is missing (a gRPC route may give grpc instead)")
+    # gRPC calls are POSTs
+    method = match.get("method", "POST" if "grpc" in r else "*")
     methods = tuple(method) if isinstance(method, list) else (method,)
     pattern: Pattern | None = None
-    if isinstance(match.get("path"), str):
+    if isinstance(path, str):
         try:
-            pattern = parse_pattern(match["path"])
+            pattern = parse_pattern(path)
         except PatternError as exc:
             out.add([*at, "match", "path"], f"invalid path pattern: {exc}")
     if pattern is None:
@@ -266,7 +288,73 @@ def _compile_route(
         cel=plan if plan is not None and plan is not False else None,
         overrides=overrides or {},
         locations=route_locations(r, i),
+        grpc=grpc_method,
     )
+
+
+def _compile_grpc(
+    g: Mapping[str, Any],
+    match: Mapping[str, Any],
+    at: list[Any],
+    out: _Collector,
+    base_dir: Path,
+    hasher: Any,
+    files: list[Path],
+) -> tuple[Any, str | None]:
+    """(the route's compiled gRPC method or None, the path it matches): the method named by
+    ``grpc.service``/``grpc.method`` or by a ``/pkg.Service/Method`` path, looked up in the
+    descriptor set ``grpc.descriptorSetRef`` (relative to the policy, like schema refs)."""
+    from . import _grpc  # protobuf: loaded only by policies with gRPC routes
+
+    where = [*at, "grpc"]
+    path = match.get("path")
+    service, name = g.get("service"), g.get("method")
+    if isinstance(service, str) and isinstance(name, str):
+        named = f"/{service}/{name}"
+        if isinstance(path, str) and path != named:
+            out.add([*at, "match", "path"], f"{path} is not the path of grpc method {named}")
+            return None, None
+        path = named
+    elif service is not None or name is not None:
+        out.add(where, "give both service and method, or neither (the path names the method)")
+        return None, None
+    if not isinstance(path, str) or _grpc.split_path(path) is None:
+        out.add(
+            where,
+            "name the method: grpc.service and grpc.method, or match.path /pkg.Service/Method",
+        )
+        return None, None
+    ref = g.get("descriptorSetRef")
+    if not isinstance(ref, str):
+        return None, None
+    if out.sealed:
+        out.add([*where, "descriptorSetRef"], _SEALED + "files")
+        return None, None
+    file = (base_dir / ref).resolve()
+    if file not in out.descriptor_sets:
+        try:
+            loaded, data = _grpc.read_descriptor_set(file, out.max_document_bytes)
+            out.descriptor_sets[file] = loaded
+            files.append(file)
+            hasher.update(b"\0" + ref.encode() + b"\0" + data)
+        except _grpc.GrpcProblem as exc:
+            out.descriptor_sets[file] = exc
+    loaded = out.descriptor_sets[file]
+    if isinstance(loaded, _grpc.GrpcProblem):
+        out.add([*where, "descriptorSetRef"], str(loaded))
+        return None, None
+    try:
+        method = _grpc.method_for(
+            loaded,
+            path,
+            reject_unknown=g.get("rejectUnknownFields", True) is not False,
+            first_message=g.get("streaming") == "firstMessage",
+            protovalidate=g.get("protovalidate", True) is not False,
+        )
+    except _grpc.GrpcProblem as exc:
+        out.add(where, str(exc))
+        return None, None
+    return method, path
 
 
 def _overrides(
@@ -616,9 +704,11 @@ def route_locations(r: Mapping[str, Any], i: int) -> dict[str, str]:
     """Where route ``i``'s parts are in the policy (``CompiledRoute.locations``, for explain)."""
     at = f"routes[{i}]"
     out = {"@route": at}
-    for key in ("vulnerability", "limits", "contract", "webhook", "rules"):
+    for key in ("vulnerability", "limits", "contract", "webhook", "grpc", "rules"):
         if key in r:
             out["@" + key] = f"{at}.{key}"
+    if "grpc" in r:  # a gRPC route's contract is its method's message type
+        out.setdefault("@contract", f"{at}.grpc")
     rules = r.get("rules")
     for j, rule in enumerate(rules if isinstance(rules, list) else ()):
         if isinstance(rule, Mapping) and isinstance(rule.get("id"), str):

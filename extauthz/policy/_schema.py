@@ -140,6 +140,21 @@ _OPENAPI = {
     },
 }
 
+# The route's ``grpc``: the method it protects and the descriptor set that defines it.
+_GRPC: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["descriptorSetRef"],
+    "properties": {
+        "descriptorSetRef": {"type": "string", "minLength": 1},
+        "service": {"type": "string", "minLength": 1},
+        "method": {"type": "string", "minLength": 1},
+        "rejectUnknownFields": {"type": "boolean"},
+        "streaming": {"enum": ["refuse", "firstMessage"]},
+        "protovalidate": {"type": "boolean"},
+    },
+}
+
 POLICY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -162,6 +177,15 @@ POLICY_SCHEMA: dict[str, Any] = {
                 },
                 "limits": _LIMITS,
                 "vulnerabilityChecks": _VULNS,
+                "body": {  # engine.body.BodyOptions (docs/policy.md, "Hostile bodies")
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "malformed": {"enum": ["refuse", "inspect"]},
+                        "duplicateKeys": {"enum": ["refuse", "allow"]},
+                        "contentEncoding": {"enum": ["decode", "refuse"]},
+                    },
+                },
             },
         },
         "openapi": _OPENAPI,
@@ -170,7 +194,7 @@ POLICY_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["id", "match"],
+                "required": ["id"],  # and match, unless grpc names the method
                 "properties": {
                     "id": _ID,
                     "description": {"type": "string"},
@@ -193,6 +217,7 @@ POLICY_SCHEMA: dict[str, Any] = {
                     "limits": _LIMITS,
                     "vulnerability": _VULNS,
                     "webhook": _WEBHOOK,
+                    "grpc": _GRPC,
                     "rules": {"type": "array", "items": _RULE},
                 },
             },

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from cachetools import LRUCache
 
 from .._exceptions import InvalidContext, InvalidPolicy
+from .._json import COMPACT_ASCII
 from ..context import RequestContext
+from ..context_codec import fast_envelope, random_request_id, upstream_answer
+from ..decider import Claim, Decider
+from ..decision import Decision
 from ..engine.model import CompiledPolicy
-from ..envoy.response import INVALID_REQUEST
-from .decide import decide
+from ..outcome import INVALID_REQUEST
 from .state import ServerState
 
 KEYS = ("context", "policy", "options")
@@ -62,8 +65,9 @@ def _caller_policy(state: ServerState, doc: Any) -> CompiledPolicy | tuple[int, 
     return policy
 
 
-async def evaluate(state: ServerState, body: bytes) -> tuple[int, dict[str, Any]]:
-    """(status, JSON answer) for one ``POST /evaluate`` body; never raises for bad input."""
+async def evaluate(state: ServerState, decider: Decider, body: bytes) -> tuple[int, dict[str, Any]]:
+    """(status, JSON answer) for one ``POST /evaluate`` body, decided by ``decider`` (the
+    server's); never raises for bad input."""
     start = time.perf_counter()
     try:
         data = json.loads(body)
@@ -85,11 +89,48 @@ async def evaluate(state: ServerState, body: bytes) -> tuple[int, dict[str, Any]
     context = data["context"]
     try:
         if isinstance(context, dict) and not context.get("id"):
-            context["id"] = os.urandom(16).hex()  # every decision carries a request id
+            context["id"] = random_request_id()  # every decision carries a request id
         ctx = RequestContext.from_dict(context)
     except InvalidContext as exc:
         state.metrics.observe_error(InvalidContext.code)
         return _error(f"context: {exc}")
-    outcome = await decide(state, ctx, "http", policy)
+    outcome = await decider.decide_async(ctx, "http", policy)
     duration = (time.perf_counter() - start) * 1000
     return 200, {"decision": outcome.decision.to_dict(), "durationMs": round(duration, 3)}
+
+
+Answer = tuple[int, bytes]
+
+
+def answer(
+    state: ServerState, decider: Decider, body: bytes
+) -> Answer | Coroutine[Any, Any, Answer]:
+    """(status, answer bytes) for one ``POST /evaluate`` body, or a coroutine of them; never
+    raises for bad input.
+
+    ``{"context": ...}`` alone, in the common shape, is decoded by msgspec, decided without a
+    coroutine unless a replay claim is due (``Decider.begin``, as ``/v1/evaluate``) and
+    answered without the answer's dict (``context_codec``). Any other body goes through
+    ``evaluate``, whose answer is the same JSON (``COMPACT_ASCII``).
+    """
+    start = time.perf_counter()
+    ctx = fast_envelope(body, random_request_id)
+    if ctx is None:
+        return _plain(state, decider, body)
+    decided = decider.begin(ctx, "http")
+    if isinstance(decided, Claim):
+        return _claimed(decided, start)
+    return 200, _answer(decided.decision, start)
+
+
+def _answer(decision: Decision, start: float) -> bytes:
+    return upstream_answer(decision, round((time.perf_counter() - start) * 1000, 3))
+
+
+async def _claimed(claim: Claim, start: float) -> Answer:
+    return 200, _answer((await claim.outcome()).decision, start)
+
+
+async def _plain(state: ServerState, decider: Decider, body: bytes) -> Answer:
+    status, doc = await evaluate(state, decider, body)
+    return status, COMPACT_ASCII.encode(doc).encode()

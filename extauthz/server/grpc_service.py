@@ -1,7 +1,7 @@
 """The ``envoy.service.auth.v3.Authorization/Check`` servicer: thin, and it never raises.
 
 An RPC error makes Envoy drop our status, headers and body and fall back to
-``status_on_error``, so every failure here is turned into a denial (see ``decide_now``). The
+``status_on_error``, so every failure here is turned into a denial (see ``serve``). The
 request bytes are parsed here rather than by grpcio, so even bytes that are not a
 ``CheckRequest`` get a deterministic 400 instead of an RPC error.
 """
@@ -10,23 +10,58 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 from google.protobuf.message import DecodeError
 
 from .._exceptions import InvalidContext
-from ..context import Identity
-from ..envoy.request import AdapterOptions, check_request_to_context
-from ..envoy.response import decision_to_check_bytes, decision_to_check_response
+from ..context import Identity, RequestContext
+from ..decider import Claim
+from ..envoy.grpc_status import is_grpc
+from ..envoy.request import AdapterOptions, check_request_to_context, parse_check_request
+from ..envoy.response import decision_to_check_bytes
+from ..outcome import Outcome, internal_error
 from . import tracing
-from .decide import Outcome, decide_now, internal_error, invalid_request, observe_rejected
+from .decide import server_decider
 from .state import ServerState
 
 SERVICE_NAME = "envoy.service.auth.v3.Authorization"
 log = logging.getLogger("extauthz.server")
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Door(Generic[R, T]):
+    """How one transport reads a check and writes its answer (``AuthorizationServicer.serve``).
+
+    ``decode`` raises one of ``unreadable`` for a request it cannot turn into a context (a 400
+    ``invalid_request``); anything of ``last_resort`` raised elsewhere is the internal-error
+    denial, so even a bug in an encoder is an answer.
+    """
+
+    decode: Callable[[R], RequestContext]
+    # (outcome, identity, grpc): ``grpc`` the checked request was gRPC (``envoy.grpc_status``)
+    encode: Callable[[Outcome, Identity | None, bool], T]
+    unreadable: tuple[type[Exception], ...] = (InvalidContext,)
+    unreadable_reason: str = "unreadable request"  # when the exception has no text
+    last_resort: type[BaseException] = Exception
+
+
+def check_bytes(outcome: Outcome, identity: Identity | None, grpc: bool = False) -> bytes:
+    """The ``CheckResponse`` bytes: for ALLOW no message is built (``decision_to_check_bytes``)."""
+    return decision_to_check_bytes(
+        outcome.decision,
+        identity,
+        error_code=outcome.error_code,
+        cacheable=outcome.cacheable,
+        grpc=grpc,
+    )
 
 
 class AuthorizationServicer:
@@ -34,14 +69,23 @@ class AuthorizationServicer:
 
     def __init__(self, state: ServerState) -> None:
         self._state = state
-        self._options = AdapterOptions.from_config(state.config)
+        self.decider = server_decider(state)
+        options = AdapterOptions.from_config(state.config)
+        self.door: Door[bytes, bytes] = Door(
+            # parse_check_request: InvalidContext in our own words, never upb's (issue 24)
+            lambda data: check_request_to_context(parse_check_request(data), options),
+            check_bytes,
+            (InvalidContext, DecodeError),
+            "not a CheckRequest",
+            BaseException,  # an RPC error would make Envoy drop our answer (status_on_error)
+        )
         self.active = 0  # checks being decided now (the drain waits for quiet)
         self.last_started = 0.0  # time.monotonic() of the latest check
         # The in-flight gauge reads ``active`` when scraped: no gauge inc/dec per check.
         state.metrics.count_in_flight(lambda: self.active)
 
-    async def check(self, request_bytes: bytes, context: Any) -> bytes:
-        answer = self.respond(request_bytes)
+    async def check(self, request_bytes: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        answer = self.serve(request_bytes, self.door, "grpc")
         # Awaited only when it is a coroutine: a webhook delivery's replay claim.
         return answer if isinstance(answer, bytes) else await answer
 
@@ -49,68 +93,57 @@ class AuthorizationServicer:
         self, request_bytes: bytes, transport: str = "grpc"
     ) -> bytes | Coroutine[Any, Any, bytes]:
         """``CheckRequest`` bytes → ``CheckResponse`` bytes; never raises. Also served over
-        HTTP (``POST /v1/check``, the client's HTTP transport): one path, same answers.
+        HTTP (``POST /v1/check``, the client's HTTP transport): one path, same answers."""
+        return self.serve(request_bytes, self.door, transport)
+
+    def serve(self, request: R, door: Door[R, T], transport: str) -> T | Coroutine[Any, Any, T]:
+        """decode -> decider -> encode for every check door; never raises.
 
         Hot path: conversion, decision and answer in this one call; a coroutine is returned
-        only for a webhook delivery's replay claim (see ``decide_now``).
+        only for a webhook delivery's replay claim (``Decider.begin``), so the HTTP server
+        answers every other check without a task. Counts the check in ``active`` until answered.
         """
         self.active += 1
         self.last_started = time.monotonic()
         pending = False
         try:
             identity = None
+            grpc = False
             try:
-                req = CheckRequest.FromString(request_bytes)
-                ctx = check_request_to_context(req, self._options)
-            except (InvalidContext, DecodeError) as exc:
-                self._state.metrics.observe_error(InvalidContext.code)
-                outcome: Outcome = observe_rejected(
-                    self._state, invalid_request(str(exc) or "not a CheckRequest"), transport
+                ctx = door.decode(request)
+            except door.unreadable as exc:
+                outcome = self.decider.rejected(
+                    str(exc) or door.unreadable_reason, transport, InvalidContext.code
                 )
             else:
                 identity = ctx.identity
-                decided = decide_now(self._state, ctx, transport)
-                if not isinstance(decided, Outcome):
+                grpc = is_grpc(ctx.request.content_type)  # a denial then carries a gRPC status
+                decided = self.decider.begin(ctx, transport)
+                if isinstance(decided, Claim):
                     pending = True
-                    return self._after_claim(decided, identity)
+                    return self._after_claim(decided, identity, door, grpc)
                 outcome = decided
-            return self._answer(outcome, identity)
-        except BaseException:  # last resort: even a bug in the response builder is a denial
-            return self._last_resort()
+            return door.encode(outcome, identity, grpc)
+        except door.last_resort:  # even a bug in the encoder is a denial
+            return door.encode(internal_error(), None, False)
         finally:
             if not pending:
                 self.active -= 1
 
     async def _after_claim(
-        self, decided: Coroutine[Any, Any, Outcome], identity: Identity | None
-    ) -> bytes:
+        self, claim: Claim, identity: Identity | None, door: Door[R, T], grpc: bool
+    ) -> T:
         try:
-            return self._answer(await decided, identity)
-        except BaseException:
-            return self._last_resort()
+            return door.encode(await claim.outcome(), identity, grpc)
+        except door.last_resort:
+            return door.encode(internal_error(), None, False)
         finally:
             self.active -= 1
 
-    @staticmethod
-    def _answer(outcome: Outcome, identity: Identity | None) -> bytes:
-        # The answer's bytes directly: for ALLOW no CheckResponse message is built.
-        return decision_to_check_bytes(
-            outcome.decision,
-            identity,
-            error_code=outcome.error_code,
-            cacheable=outcome.cacheable,
-        )
-
-    @staticmethod
-    def _last_resort() -> bytes:
-        outcome = internal_error()
-        return decision_to_check_response(
-            outcome.decision, error_code=outcome.error_code
-        ).SerializeToString()
-
-    async def traced_check(self, request_bytes: bytes, context: Any) -> bytes:
+    async def traced_check(self, request_bytes: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """``check`` inside an OpenTelemetry span joined to Envoy's trace (tracing on only)."""
         tracer = self._state.tracer
+        assert tracer is not None  # registered only with tracing on (``handler``)
         carrier = tracing.carrier_from_metadata(context.invocation_metadata())
         if not carrier:  # no context on the call itself: the checked request's own headers
             try:

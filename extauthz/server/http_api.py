@@ -22,9 +22,7 @@ health probe that asks the replay store waits.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
@@ -34,10 +32,11 @@ from .._exceptions import InvalidContext
 from .._http import HttpIn, HttpOut
 from .._json import COMPACT_ASCII
 from ..context import RequestContext
+from ..context_codec import context_from_json, decision_json, random_request_id
+from ..decider import Claim
 from ..decision import Decision
-from ..envoy.response import INTERNAL_ERROR, INVALID_REQUEST
+from ..outcome import INTERNAL_ERROR, INVALID_REQUEST, Outcome, log_internal_error
 from . import evaluate_api
-from .decide import Outcome, decide, decide_now
 from .grpc_service import AuthorizationServicer
 from .health import health_report, readiness
 from .http_authz import AUTHZ_PREFIX, HttpAuthorization
@@ -64,6 +63,7 @@ class HttpApi:
     def __init__(self, state: ServerState, servicer: AuthorizationServicer) -> None:
         self.state = state
         self.servicer = servicer
+        self.decider = servicer.decider
         self.authz = HttpAuthorization(state, servicer)
         # Chosen once: with tracing off a check is the plain call (no span, no coroutine).
         self._authz = self.authz if state.tracer is None else self.authz.traced
@@ -102,8 +102,7 @@ class HttpApi:
             return self._internal_error(path)
 
     def _internal_error(self, path: str) -> HttpOut:
-        error_id = os.urandom(6).hex()
-        log.exception("internal error in %s (error id %s)", path[:100], error_id)
+        error_id = log_internal_error(f"in {path[:100]}")
         self.state.metrics.observe_error("internal_error")
         return _json(
             {"error": f"internal error (error id {error_id})", "code": INTERNAL_ERROR}, 500
@@ -112,13 +111,9 @@ class HttpApi:
     def evaluate(self, request: HttpIn) -> Answer:
         state = self.state
         try:
-            try:
-                data = json.loads(request.body)
-            except (ValueError, RecursionError) as exc:
-                raise InvalidContext(f"context is not valid JSON: {exc}") from exc
-            if isinstance(data, dict) and not data.get("id"):
-                data["id"] = os.urandom(16).hex()  # every decision carries a request id
-            ctx = RequestContext.from_dict(data)
+            # msgspec straight into the context's types, else json.loads + from_dict (the
+            # refusals' path): ``context_codec``. Every decision carries a request id.
+            ctx = context_from_json(request.body, random_request_id)
         except InvalidContext as exc:
             state.metrics.observe_error(InvalidContext.code)
             return _json({"error": str(exc), "code": INVALID_REQUEST}, 400)
@@ -131,10 +126,10 @@ class HttpApi:
             )  # fmt: skip
         if explain or state.tracer is not None:
             return self._evaluate_observed(request, ctx, explain)
-        decided = decide_now(state, ctx, "http")
-        if isinstance(decided, Outcome):
-            return _decision(decided)
-        return _decision_later(decided)
+        decided = self.decider.begin(ctx, "http")
+        if isinstance(decided, Claim):
+            return _decision_later(decided)
+        return _decision(decided)
 
     async def _evaluate_observed(
         self, request: HttpIn, ctx: RequestContext, explain: bool
@@ -146,7 +141,7 @@ class HttpApi:
             tracer.start("contractshield.evaluate", request.headers, "http") if tracer else None
         )
         try:
-            outcome = await decide(state, ctx, "http")
+            outcome = await self.decider.decide_async(ctx, "http")
         finally:
             if started is not None:
                 tracer.end(started)  # type: ignore[union-attr]
@@ -160,10 +155,12 @@ class HttpApi:
             return HttpOut(200, answer, PROTOBUF)
         return _bytes_later(answer)
 
-    async def evaluate_upstream(self, request: HttpIn) -> HttpOut:
+    def evaluate_upstream(self, request: HttpIn) -> Answer:
         """Upstream ContractShield's ``POST /evaluate`` (see ``evaluate_api``)."""
-        status, answer = await evaluate_api.evaluate(self.state, request.body)
-        return _json(answer, status)
+        answer = evaluate_api.answer(self.state, self.decider, request.body)
+        if isinstance(answer, tuple):
+            return HttpOut(answer[0], answer[1], JSON)
+        return _answer_later(answer)
 
     def live(self, request: HttpIn) -> Answer:
         return _json({"status": "ok"})
@@ -194,11 +191,16 @@ def explained(state: ServerState, ctx: RequestContext, decision: Decision) -> di
 
 
 def _decision(outcome: Outcome) -> HttpOut:
-    return HttpOut(200, outcome.decision.to_json().encode(), JSON)
+    return HttpOut(200, decision_json(outcome.decision), JSON)  # to_json()'s bytes
 
 
-async def _decision_later(decided: Coroutine[Any, Any, Outcome]) -> HttpOut:
-    return _decision(await decided)
+async def _decision_later(claim: Claim) -> HttpOut:
+    return _decision(await claim.outcome())
+
+
+async def _answer_later(answer: Awaitable[tuple[int, bytes]]) -> HttpOut:
+    status, body = await answer
+    return HttpOut(status, body, JSON)
 
 
 async def _bytes_later(answer: Coroutine[Any, Any, bytes]) -> HttpOut:

@@ -14,13 +14,17 @@ from ..policy.source import FixedPolicy, PolicySource
 from .config import ServerConfig
 
 if TYPE_CHECKING:
+    from ..engine.replay import AsyncReplayStore, ReplayStore
     from ..policy import CompiledPolicy
+    from .decision_log import DecisionLog
     from .metrics import Metrics
+    from .tracing import CheckTracer
+    from .workers import WorkerRole
 
 StaticPolicySource = FixedPolicy  # the server's older name for a policy loaded once
 
 
-def default_replay_store() -> Any:
+def default_replay_store() -> ReplayStore:
     """The bounded per-process store (replay protection is then per process, not shared)."""
     from ..engine import InMemoryReplayStore
 
@@ -34,19 +38,19 @@ class ServerState:
     config: ServerConfig
     policy_source: PolicySource
     metrics: Metrics
-    replay_store: Any = field(default_factory=default_replay_store)  # (Async)ReplayStore
+    replay_store: ReplayStore | AsyncReplayStore = field(default_factory=default_replay_store)
     started_at: float = field(default_factory=time.time)
     draining: bool = False
     # Seams for the hot reloader and the Redis store (see ``app.build_state``): ``reload`` is
     # called on SIGHUP; each ``on_shutdown`` callable (sync or async) runs once after drain.
     reload: Callable[[], Any] | None = None
-    # The decision log (``decision_log.DecisionLog``), None when DECISION_LOG=off.
-    decision_log: Any = None
-    # OpenTelemetry (``tracing.CheckTracer``), None unless the OTEL_* variables turn it on.
-    tracer: Any = None
+    # The decision log, None when DECISION_LOG=off.
+    decision_log: DecisionLog | None = None
+    # OpenTelemetry, None unless the OTEL_* variables turn it on.
+    tracer: CheckTracer | None = None
     on_shutdown: list[Callable[[], Any]] = field(default_factory=list)
-    # ``workers.WorkerRole`` when this server is one of a supervisor's workers, else None.
-    worker: Any = None
+    # Set when this server is one of a supervisor's workers, else None.
+    worker: WorkerRole | None = None
 
     def policy(self) -> CompiledPolicy:
         return self.policy_source.current()

@@ -1,5 +1,8 @@
 """GitHub: ``x-hub-signature-256: sha256=<hex>``, HMAC-SHA256 of the body; no timestamp, so
-a delivery id is remembered a day. The event type is the ``x-github-event`` header."""
+a replay key is remembered a day. The event type is the ``x-github-event`` header.
+
+``x-github-delivery`` is not signed: a captured delivery replays with a new id or none, so the
+replay key is a hash of the signed body (the default ``replay_key``), never that header."""
 
 from __future__ import annotations
 
@@ -22,10 +25,8 @@ class GitHub(Provider):
             return "x-hub-signature-256 is not 'sha256=<hex>'"
         if not hmac.compare_digest(hmac_hex(secret, delivery.payload), sig):
             return "signature does not match"
-        return Verified(delivery, sig, event_type=delivery.header("x-github-event"))
-
-    def replay_key(self, verified: Verified) -> str:
-        return verified.delivery.header("x-github-delivery") or f"sig:{verified.signature}"
+        event_type = delivery.header("x-github-event")
+        return Verified(delivery, sig, event_type=event_type, signed=delivery.payload)
 
     def sign(self, secret: bytes, out: Outgoing) -> dict[str, str]:
         return {"x-hub-signature-256": "sha256=" + hmac_hex(secret, out.raw)}

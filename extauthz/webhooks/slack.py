@@ -1,6 +1,7 @@
 """Slack: ``x-slack-signature: v0=<hex>``, HMAC-SHA256 of ``v0:<timestamp>:<body>``, the
 timestamp in ``x-slack-request-timestamp``. Bodies are JSON (Events API) or forms (slash
-commands, interactivity)."""
+commands, interactivity). The replay key is the signed body's ``event_id`` (Events API, read
+from the signed bytes whatever the content type), else a hash of ``v0:<ts>:<body>``."""
 
 from __future__ import annotations
 
@@ -28,15 +29,14 @@ class Slack(Provider):
         ts = delivery.header(self.timestamp_header)
         if ts is None or not is_timestamp(ts):
             return f"missing or invalid {self.timestamp_header}"
-        expected = "v0=" + hmac_hex(secret, b"v0:" + ts.encode() + b":" + delivery.payload)
-        if not hmac.compare_digest(expected, delivery.signature):
+        signed = b"v0:" + ts.encode() + b":" + delivery.payload
+        if not hmac.compare_digest("v0=" + hmac_hex(secret, signed), delivery.signature):
             return "signature does not match"
         late = outside_tolerance(ts, now, tolerance)
-        return late or Verified(delivery, delivery.signature, ts, _event_type(delivery))
-
-    def replay_key(self, verified: Verified) -> str:
-        event_id = verified.delivery.json_field("event_id")
-        return event_id or f"{verified.timestamp}:{verified.signature}"
+        event_id = delivery.json_field("event_id")
+        return late or Verified(
+            delivery, delivery.signature, ts, _event_type(delivery), signed, event_id
+        )
 
     def sign(self, secret: bytes, out: Outgoing) -> dict[str, str]:
         sig = hmac_hex(secret, b"v0:" + str(out.timestamp).encode() + b":" + out.raw)

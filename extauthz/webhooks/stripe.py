@@ -1,5 +1,9 @@
 """Stripe: ``stripe-signature: t=<unix time>,v1=<hex>[,v1=<hex>...]``, HMAC-SHA256 of
-``<t>.<body>``; several ``v1`` entries while a secret is rolled, any may match."""
+``<t>.<body>``; several ``v1`` entries while a secret is rolled, any may match.
+
+The replay key is the event ``id`` inside the signed body (read whatever the content type),
+else a hash of ``<t>.<body>``: never a signature from the list, which a replayer can extend
+(an extra ``v1=`` before the real one once changed the key)."""
 
 from __future__ import annotations
 
@@ -29,14 +33,13 @@ class Stripe(Provider):
             return "no v1 signature in stripe-signature"
         if ts is None or not is_timestamp(ts):
             return "missing or invalid signature timestamp"
-        expected = hmac_hex(secret, ts.encode() + b"." + delivery.payload)
+        signed = ts.encode() + b"." + delivery.payload
+        expected = hmac_hex(secret, signed)
         if not any(hmac.compare_digest(expected, s) for s in sigs):
             return "signature does not match"
-        event_type = delivery.json_field("type")
-        return outside_tolerance(ts, now, tolerance) or Verified(delivery, sigs[0], ts, event_type)
-
-    def replay_key(self, verified: Verified) -> str:
-        return verified.delivery.json_field("id") or f"sig:{verified.signature}"
+        late = outside_tolerance(ts, now, tolerance)
+        event_type, event_id = delivery.json_field("type"), delivery.json_field("id")
+        return late or Verified(delivery, expected, ts, event_type, signed, event_id)
 
     def sign(self, secret: bytes, out: Outgoing) -> dict[str, str]:
         sig = hmac_hex(secret, str(out.timestamp).encode() + b"." + out.raw)

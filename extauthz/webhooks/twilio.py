@@ -1,5 +1,10 @@
 """Twilio: ``x-twilio-signature``, base64 HMAC-SHA1 of the full URL followed by the form's
-fields sorted by name (each name then its value); form bodies only, no timestamp."""
+fields sorted by name (each name then its value); form bodies only, no timestamp.
+
+The replay key is a hash of that signed string (the URL that matched and the sorted fields):
+``i-twilio-idempotency-token`` is not signed, and neither is the body's byte form (field
+order, percent-encoding), so a replay keyed on either would pass with a new token or a
+re-encoded body."""
 
 from __future__ import annotations
 
@@ -30,9 +35,13 @@ def urls(request: HttpRequest) -> list[str]:
     return found
 
 
+def signed_data(url: str, pairs: Sequence[tuple[str, str]]) -> bytes:
+    """What Twilio signs: the URL, then each field's name and value, sorted by name."""
+    return (url + "".join(k + v for k, v in sorted(pairs))).encode("utf-8", "surrogatepass")
+
+
 def signature(secret: bytes, url: str, pairs: Sequence[tuple[str, str]]) -> str:
-    data = url + "".join(k + v for k, v in sorted(pairs))
-    digest = hmac.new(secret, data.encode("utf-8"), hashlib.sha1).digest()
+    digest = hmac.new(secret, signed_data(url, pairs), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
@@ -50,21 +59,15 @@ class Twilio(Provider):
         pairs = delivery.form_pairs if delivery.is_form else ()
         if delivery.payload and not delivery.is_form:
             return "Twilio signs form bodies (application/x-www-form-urlencoded) only"
-        if not any(
-            hmac.compare_digest(signature(secret, url, pairs), delivery.signature)
-            for url in urls(delivery.request)
-        ):
+        for url in urls(delivery.request):
+            if hmac.compare_digest(signature(secret, url, pairs), delivery.signature):
+                break
+        else:
             return "signature does not match"
         form = _form(delivery)
         event_type = form.get("SmsStatus") or form.get("CallStatus")
-        return Verified(delivery, delivery.signature, None, event_type)
-
-    def replay_key(self, verified: Verified) -> str:
-        token = verified.delivery.header("i-twilio-idempotency-token")
-        form = _form(verified.delivery)
-        sid = form.get("MessageSid") or form.get("CallSid") or form.get("SmsSid")
-        header = verified.signature
-        return token or (f"{sid}:{header}" if sid else f"sig:{header}")
+        signed = signed_data(url, pairs)
+        return Verified(delivery, delivery.signature, None, event_type, signed)
 
     def sign(self, secret: bytes, out: Outgoing) -> dict[str, str]:
         if out.url is None:

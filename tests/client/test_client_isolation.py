@@ -36,14 +36,16 @@ FORBIDDEN = (
     "extauthz.server.metrics",
 )
 # Third-party top-level packages the client may load: grpcio (which itself imports
-# grpc_health when grpcio-health-checking happens to be installed), xds-protos and its proto
-# namespaces, protobuf, cachetools.
+# grpc_health when grpcio-health-checking happens to be installed, and grpc_tools when
+# grpcio-tools is, as in the dev extra), xds-protos and its proto namespaces, protobuf,
+# cachetools.
 ALLOWED_THIRD_PARTY = {
     "cachetools",
     "envoy",
     "google",
     "grpc",
     "grpc_health",
+    "grpc_tools",
     "typing_extensions",
     "udpa",
     "validate",

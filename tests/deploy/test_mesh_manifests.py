@@ -190,7 +190,14 @@ def test_identity_headers_are_copied_stripped_allowed_and_read_alike() -> None:
         "envoy.filters.http.jwt_authn"
     )
     mutations = patch["patch"]["value"]["typed_config"]["mutations"]["request_mutations"]
-    assert [m["remove"] for m in mutations] == headers
+    prefixes = [m["remove_on_match"]["key_matcher"]["prefix"] for m in mutations]
+    assert prefixes == ["x-jwt-", "x-contractshield-"]
+    assert all(any(h.startswith(p) for p in prefixes) for h in [*headers, "x-jwt-payload"])
+    merge = strip["spec"]["configPatches"][1]["patch"]
+    assert merge["operation"] == "MERGE"
+    assert merge["value"]["typed_config"]["common_http_protocol_options"] == {
+        "headers_with_underscores_action": "REJECT_REQUEST"
+    }
     (operator,) = documents(ROOT / "deploy" / "istio" / "extension-providers.yaml")
     http = next(p for p in operator["spec"]["meshConfig"]["extensionProviders"]
                 if "envoyExtAuthzHttp" in p)["envoyExtAuthzHttp"]  # fmt: skip
@@ -201,7 +208,10 @@ def test_identity_headers_are_copied_stripped_allowed_and_read_alike() -> None:
             for provider in doc.get("spec", {}).get("jwt", {}).get("providers", []):
                 assert _pairs(provider["claimToHeaders"]) == expected
     early = by_kind("ClientTrafficPolicy", "licenses-strip-identity-headers", "envoy-gateway")
-    assert early["spec"]["headers"]["earlyRequestHeaders"]["remove"] == headers
+    removed = early["spec"]["headers"]["earlyRequestHeaders"]["remove"]
+    assert removed[: len(headers)] == headers
+    assert {"x-jwt-payload", "x-contractshield-subject", "x-contractshield-tenant"} <= set(removed)
+    assert early["spec"]["headers"]["withUnderscoresAction"] == "RejectRequest"
     (order,) = by_kind("EnvoyProxy", "contractshield", "envoy-gateway")["spec"]["filterOrder"]
     assert order == {
         "name": "envoy.filters.http.jwt_authn",
@@ -231,7 +241,7 @@ def test_route_ids_and_body_limits_match_the_policy() -> None:
     for provider in operator["spec"]["meshConfig"]["extensionProviders"]:
         (settings,) = (v for k, v in provider.items() if k != "name")
         assert settings["includeRequestBodyInCheck"] == {
-            "maxRequestBytes": BODY_LIMIT,
+            "maxRequestBytes": BODY_LIMIT + 1,  # partial bodies: one over the limit is seen
             "allowPartialMessage": True,
             "packAsBytes": True,
         }

@@ -4,8 +4,9 @@ server, around the engine (test only; run as ``python _faulty_pdp.py serve ...``
 No real request makes the server's decision path raise: the engine turns its own bugs into an
 ``engine.internalError`` decision, and the adapters refuse what they cannot read. So the test of
 what Envoy does with a PDP internal error needs one: the same process, sockets and code as
-``extauthz serve``, with ``decide.begin`` raising for one path, the failure that
-``decide_now``'s last resort exists for (500 ``INTERNAL_ERROR``, an error id in the log).
+``extauthz serve``, with ``extauthz.decider.begin`` (the engine step the decider calls)
+raising for one path, the failure that the decider's internal-error denial exists for (500
+``INTERNAL_ERROR``, an error id in the log).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from extauthz import decider as decide
 from extauthz.cli import main
-from extauthz.server import decide
 
 FAULT_PATH = "/internal-error"
 _begin = decide.begin

@@ -115,7 +115,8 @@ def test_unconvertible_request_data_is_a_hit_not_a_crash(ctx) -> None:
     p = policy_with("request.body.x == 'a'")
     c = ctx("POST", "/items/1", sample={"x": "\ud800"}, content_type="application/json")
     d = evaluate(p, c)
-    assert d.action == "BLOCK" and d.rule_ids == ("r0",)
+    assert d.action == "BLOCK" and d.rule_ids == ("request.malformed",)
+    assert d.status_code == 400 and "request.body" in d.rule_hits[0].message
 
 
 def test_compile_reads_fields_per_variable() -> None:
@@ -321,8 +322,10 @@ def test_unconvertible_leaf_reports_as_the_plain_path(ctx) -> None:
     plan = cel_plan("request.body.x == 'a'")
     hits, taken = cel_hits(plan, {"x": "\ud800"}, ctx)
     assert not taken
-    assert "cannot be converted" in hits[0][1] and "cs__request__body:" not in hits[0][1]
-    assert "variable 'cs__request__body'" in hits[0][1]  # the plain path's wording
+    # one hit, the plain path's wording: the public name, no library internals
+    assert len(hits) == 1 and hits[0][0] == "request.malformed"
+    assert "request.body holds text" in hits[0][1] and "cs__" not in hits[0][1]
+    assert "Conversion" not in hits[0][1] and "PyDict" not in hits[0][1]
 
 
 def test_keys_in_strings_and_messages_are_kept(ctx) -> None:

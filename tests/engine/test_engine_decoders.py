@@ -68,7 +68,7 @@ def test_every_public_module_of_the_package_is_one_registered_decoder() -> None:
     folder = Path(decoders.__file__).parent
     modules = sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_"))
     assert modules == sorted(d.name for d in decoders.decoders())
-    assert [d.name for d in decoders.decoders()] == ["json", "form", "multipart"]  # by rank
+    assert [d.name for d in decoders.decoders()] == ["json", "form", "grpc", "multipart"]  # by rank
     assert [d.name for d in decoders.SNIFFERS] == ["json"]
 
 
@@ -148,5 +148,5 @@ def test_register_refuses_a_taken_name_type_or_suffix() -> None:
     ):
         with pytest.raises(ValueError, match=message):
             decoders.register(decoder)
-    assert [d.name for d in decoders.decoders()] == ["json", "form", "multipart"]
+    assert [d.name for d in decoders.decoders()] == ["json", "form", "grpc", "multipart"]
     assert decoders.for_media_type("application/x-other") is None

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import itertools
 import re
-from re import _parser as sre_parse  # type: ignore[attr-defined]
 from types import ModuleType
 from typing import Any
 
 import pytest
+from _bounded import check_regex_shape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,6 +87,25 @@ def test_a_separator_then_a_command(sep: str, command: str) -> None:
         ";perf --version", ";date -f secrets.txt", "cd /;cd etc;column passwd",
         # glued and alone at the end
         ";id;", "|id", "a;id", "&id&", "; pwd", "&& dir",
+        # redirections glued to the command, into the home directory
+        "cat</etc/passwd", "id>/tmp/x", "x;id>>/tmp/out", "echo x >> ~/.bashrc",
+        "echo key >> ~/.ssh/authorized_keys", "x > $HOME/.profile",
+        # a time-based probe ending in a shell comment
+        "; sleep 5 #", "x|| ping -c 10 127.0.0.1 #",
+        # fork bombs: a function piped into itself in the background
+        ":(){ :|:& };:", "f(){ f|f& };f", "test() { test | test & } test", ".(){ .|.& };.",
+        # the user's shell run with a command string
+        '$SHELL -c "echo hi"', "${SHELL} -c id",
+        # brace expansion with an empty element
+        "{,ifconfig,eth0}", "{id,}", "{,echo,#test}", "{,cd,/etc,}",
+        # empty process substitutions inside a word
+        "pi<()ng 127.0.0.1", "who>()ami",
+        # quoted command names with options, a short option and its value
+        ";'rmt' --version", ';"rmt" --version', ";lastlogin -u admin",
+        # tools that are never prose
+        "time; ansible-console", ";rmt-tar", ";ssh-copy-id user@server", "&aptitude", ";htop",
+        # SMTP commands smuggled after a CRLF into a mail header or body
+        "\r\nMAIL FROM:<a@b.com>", "x\r\nRCPT TO:<postmaster>",
     ],
 )  # fmt: skip
 def test_command_injection_forms(payload: str) -> None:
@@ -121,6 +140,11 @@ BENIGN = [
     "data:image/svg+xml;base64,PHN2Zz4=", "Fixed the bug\nsleep mode works now",
     "YunQiang\nSu). Address", "line one\ncat food again\nline three",
     "costs $5; $10 with tax", "Use the --force flag only when needed; see --help.",
+    "a < b", "x > y", "I <3 you > them", "Price: 5 > 3 and 2 < 4", "see the {a,b} set",
+    "function f() { return a || b; }", "Item 5; sleep 3 hours a day #health",
+    "Go home; rest -- then come back", "- date accepts --rfc-2822; use --retry instead",
+    "Add typing to ``dirsnapshot``s and ``class``es", "Mail from: John\r\nto: Ann",
+    "Ran 'aclocal; autoconf' by hand", "<b>bold</b>", "a->b; c<-d",
 ]  # fmt: skip
 
 
@@ -259,72 +283,6 @@ def test_triggers_cover_every_string_that_fires() -> None:
 
 # --- linear time by construction -----------------------------------------------------------
 
-MAX_BOUND = 256  # the largest bounded repeat a detector regex may use
-
-
-def _first_chars(items: list[tuple[Any, Any]]) -> set[int] | None:
-    """The code points a pattern can start with (None: anything, or cannot tell)."""
-    for op, av in items:
-        name = str(op)
-        if name == "LITERAL":
-            return {av}
-        if name == "IN":
-            chars: set[int] = set()
-            for kind, val in av:
-                if str(kind) == "LITERAL":
-                    chars.add(val)
-                elif str(kind) == "RANGE":
-                    chars.update(range(val[0], val[1] + 1))
-                else:
-                    return None
-            return chars
-        if name in ("AT", "ASSERT", "ASSERT_NOT"):
-            continue  # zero width
-        if name == "SUBPATTERN":
-            return _first_chars(list(av[3]))
-        if name == "BRANCH":
-            union: set[int] = set()
-            for alt in av[1]:
-                got = _first_chars(list(alt))
-                if got is None:
-                    return None
-                union |= got
-            return union
-        return None
-    return None
-
-
-def _check_shape(items: Any, inside_repeat: int, first: set[int] | None, where: str) -> None:
-    for op, av in items:
-        name = str(op)
-        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            _low, high, body = av
-            if high == sre_parse.MAXREPEAT:
-                # Unbounded: one character class, not nested, and unable to start a match, so
-                # that no two start positions scan the same run.
-                assert not inside_repeat, f"{where}: unbounded repeat inside a repeat"
-                body = list(body)
-                assert len(body) == 1 and str(body[0][0]) in ("IN", "LITERAL", "NOT_LITERAL"), (
-                    f"{where}: unbounded repeat of more than one character class"
-                )
-                chars = _first_chars(body)
-                assert first is not None and chars is not None and not (chars & first), (
-                    f"{where}: an unbounded repeat can overlap the match's first character"
-                )
-            else:
-                assert high <= MAX_BOUND, f"{where}: repeat bound {high} > {MAX_BOUND}"
-                assert inside_repeat * high <= 40 * MAX_BOUND, f"{where}: nested bounds too large"
-                _check_shape(body, max(inside_repeat, 1) * high, first, where)
-        elif name == "SUBPATTERN":
-            _check_shape(av[3], inside_repeat, first, where)
-        elif name == "BRANCH":
-            for alt in av[1]:
-                _check_shape(alt, inside_repeat, first, where)
-        elif name in ("ASSERT", "ASSERT_NOT"):
-            _check_shape(av[1], inside_repeat, first, where)
-        elif name == "GROUPREF_EXISTS":
-            raise AssertionError(f"{where}: conditional groups")
-
 
 def _regexes(module: ModuleType) -> dict[str, re.Pattern[str]]:
     return {k: r for k, r in vars(module).items() if isinstance(r, re.Pattern)}
@@ -335,8 +293,15 @@ def test_every_regex_is_linear_by_construction(module: ModuleType) -> None:
     found = _regexes(module)
     assert len(found) >= 5
     for name, regex in found.items():
-        parsed = sre_parse.parse(regex.pattern, regex.flags)
-        _check_shape(list(parsed), 0, _first_chars(list(parsed)), f"{module.__name__}.{name}")
+        check_regex_shape(regex, f"{module.__name__}.{name}")
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(a+)+$", r"(a|aa)*b", r"a*a*b", r"\s*#", r"(ab)*c", r"x{1000}", r"(a{200}){200}"]
+)
+def test_the_shape_check_refuses_backtracking_shapes(pattern: str) -> None:
+    with pytest.raises(AssertionError):
+        check_regex_shape(re.compile(pattern), pattern)
 
 
 MB = 1_000_000

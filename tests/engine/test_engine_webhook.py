@@ -191,12 +191,16 @@ def test_github(policy, ctx) -> None:
     assert d.rule_ids == ("webhook.github.signature",) and "sha256=" in d.rule_hits[0].message
 
 
-def test_github_replay_keys_on_delivery_id(policy, ctx) -> None:
+def test_github_replay_keys_on_the_signed_body_not_the_delivery_id(policy, ctx) -> None:
     store = InMemoryReplayStore()
     assert run(policy, gh_ctx(ctx, delivery="a"), store).action == "ALLOW"
     d = run(policy, gh_ctx(ctx, delivery="a"), store)
     assert d.rule_ids == ("webhook.github.replay",) and d.action == "BLOCK"
-    assert run(policy, gh_ctx(ctx, delivery="b"), store).action == "ALLOW"
+    # x-github-delivery is not signed: a new id is the same event
+    d = run(policy, gh_ctx(ctx, delivery="b"), store)
+    assert d.rule_ids == ("webhook.github.replay",)
+    other = gh_ctx(ctx, body=b'{"ref":"refs/heads/dev"}', delivery="b")
+    assert run(policy, other, store).action == "ALLOW"
 
 
 def slack_ctx(ctx, body: bytes, ts: int = NOW, secret: str = "slack_secret", ct="application/json"):

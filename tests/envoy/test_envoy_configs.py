@@ -68,9 +68,18 @@ def test_ext_authz_options_we_rely_on(name: str) -> None:
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     filters = {f["name"]: f["typed_config"] for f in hcm["typed_config"]["http_filters"]}
     assert list(filters) == [
+        "envoy.filters.http.header_mutation",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.ext_authz",
         "envoy.filters.http.router",
+    ]
+    assert hcm["typed_config"]["common_http_protocol_options"] == {
+        "headers_with_underscores_action": "REJECT_REQUEST"
+    }
+    removals = filters["envoy.filters.http.header_mutation"]["mutations"]["request_mutations"]
+    assert [m["remove_on_match"]["key_matcher"]["prefix"] for m in removals] == [
+        "x-jwt-",
+        "x-contractshield-",
     ]
     authz = filters["envoy.filters.http.ext_authz"]
     assert authz["transport_api_version"] == "V3"
@@ -96,13 +105,13 @@ def test_http_mode_options_we_rely_on() -> None:
         "envoy.filters.http.router",
     ]
     removed = {
-        m["remove"]
+        m["remove_on_match"]["key_matcher"]["prefix"]
         for m in filters["envoy.filters.http.header_mutation"]["mutations"]["request_mutations"]
     }
-    assert removed == {
-        "x-jwt-payload",
-        "x-contractshield-client-address",
-        "x-contractshield-content-length",
+    # the prefixes cover x-jwt-payload, x-contractshield-client-address and -content-length
+    assert removed == {"x-jwt-", "x-contractshield-"}
+    assert hcm["typed_config"]["common_http_protocol_options"] == {
+        "headers_with_underscores_action": "REJECT_REQUEST"
     }
     provider = filters["envoy.filters.http.jwt_authn"]["providers"]["contractshield_demo"]
     assert provider["forward_payload_header"] == "x-jwt-payload"

@@ -10,6 +10,12 @@ from google.protobuf import json_format
 
 from extauthz import InvalidContext
 from extauthz.envoy import AdapterOptions, check_request_to_context
+from extauthz.envoy.request import (
+    CLAIMS_TOO_DEEP,
+    JWT_AUTHN_NAMESPACE,
+    NOT_A_CHECK_REQUEST,
+    parse_check_request,
+)
 
 
 def make(http: dict[str, Any] | None = None, **attrs: Any) -> CheckRequest:
@@ -221,3 +227,42 @@ def test_timestamp_unset_versus_epoch() -> None:
     assert check_request_to_context(req).timestamp == "1970-01-01T00:00:00.000Z"
     req.attributes.request.time.nanos = 1_500_000
     assert check_request_to_context(req).timestamp == "1970-01-01T00:00:00.001Z"
+
+
+# -- claims nested too deep (issue 24): refused alike in both modes, in our own words --------
+
+
+def _deep_check_request(levels: int) -> bytes:
+    """A CheckRequest whose jwt_authn payload nests ``levels`` deep (the claims object is 1)."""
+    req = CheckRequest()
+    req.attributes.request.http.method = "GET"
+    req.attributes.request.http.path = "/deep"
+    req.attributes.source.address.socket_address.address = "10.0.0.9"
+    nested: Any = "x"
+    for _ in range(levels - 1):
+        nested = {"a": nested}
+    fm = req.attributes.metadata_context.filter_metadata[JWT_AUTHN_NAMESPACE]
+    fm.update({"jwt_payload": {"sub": "alice", **({"d": nested} if levels > 1 else {})}})
+    return req.SerializeToString()
+
+
+@pytest.mark.parametrize("levels", [1, 2, 8, 16])
+def test_claims_up_to_the_depth_limit_are_read(levels: int) -> None:
+    ctx = check_request_to_context(parse_check_request(_deep_check_request(levels)))
+    assert ctx.identity.subject == "alice" and ctx.client.ip == "10.0.0.9"
+
+
+@pytest.mark.parametrize("levels", [17, 20, 30, 31, 32, 35, 60, 200])
+def test_claims_past_the_limit_are_refused_whether_upb_decodes_them_or_not(levels: int) -> None:
+    """Below ~31 levels upb decodes the request and the adapter refuses; past it upb cannot
+    decode it at all: the same refusal, with no upb text."""
+    with pytest.raises(InvalidContext) as err:
+        check_request_to_context(parse_check_request(_deep_check_request(levels)))
+    assert str(err.value) == CLAIMS_TOO_DEEP
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff\xff", b"\x0a\x05abc", b"\x08" + b"\xff" * 11])
+def test_undecodable_bytes_are_refused_without_library_text(data: bytes) -> None:
+    with pytest.raises(InvalidContext) as err:
+        parse_check_request(data)
+    assert str(err.value) == NOT_A_CHECK_REQUEST and "upb" not in str(err.value)

@@ -95,7 +95,25 @@ VARIANTS: dict[str, EnvoyConfigOptions] = {
     "check-timeout": EnvoyConfigOptions(check_timeout_ms=1000, health_interval_ms=1000),
     "direct-response": EnvoyConfigOptions(direct_response=True, demo_jwt=True),
     "envoy-alone": EnvoyConfigOptions(ext_authz=False, direct_response=True, demo_jwt=True),
+    "grpc-upstream": EnvoyConfigOptions(grpc_upstream=True, demo_jwt=True),
+    "http-mode-grpc-upstream": EnvoyConfigOptions(authz_mode="http", grpc_upstream=True),
 }
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+def test_grpc_upstream_speaks_http2_to_it_and_puts_grpc_web_first(mode: str) -> None:
+    config = to_dict(EnvoyConfigOptions(grpc_upstream=True, authz_mode=mode))  # type: ignore[arg-type]
+    names = [f["name"] for f in http_filters(config)]
+    assert names[0] == "envoy.filters.http.grpc_web"
+    assert names.index("envoy.filters.http.grpc_web") < names.index("envoy.filters.http.ext_authz")
+    options = cluster(config, "upstream")["typed_extension_protocol_options"]
+    protocol = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert "http2_protocol_options" in protocol["explicit_http_config"]
+    body = filter_config(config, "envoy.filters.http.ext_authz")["with_request_body"]
+    assert body["pack_as_bytes"] is True  # the frames reach the PDP as bytes
+    plain = to_dict(EnvoyConfigOptions(authz_mode=mode))  # type: ignore[arg-type]
+    assert "envoy.filters.http.grpc_web" not in [f["name"] for f in http_filters(plain)]
+    assert "typed_extension_protocol_options" not in cluster(plain, "upstream")
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -158,7 +176,7 @@ def test_ext_authz_carries_body_failure_mode_timeout_and_jwt_metadata() -> None:
         "timeout": "0.075s",
     }
     assert authz["with_request_body"] == {
-        "max_request_bytes": 4096,
+        "max_request_bytes": 4097,  # maxBodyBytes + 1: one over the limit is seen as such
         "allow_partial_message": True,
         "pack_as_bytes": True,
     }
@@ -170,15 +188,38 @@ def test_ext_authz_carries_body_failure_mode_timeout_and_jwt_metadata() -> None:
     )
 
 
-def test_filter_order_is_jwt_then_ext_authz_then_router() -> None:
+def test_filter_order_is_strip_then_jwt_then_ext_authz_then_router() -> None:
     names = [f["name"] for f in http_filters(to_dict(EnvoyConfigOptions(demo_jwt=True)))]
     assert names == [
+        "envoy.filters.http.header_mutation",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.ext_authz",
         "envoy.filters.http.router",
     ]
     names = [f["name"] for f in http_filters(to_dict(EnvoyConfigOptions()))]
-    assert names == ["envoy.filters.http.ext_authz", "envoy.filters.http.router"]
+    assert names == [
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.router",
+    ]
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+@pytest.mark.parametrize("jwt", [True, False])
+def test_identity_headers_are_stripped_and_underscores_refused_in_both_modes(
+    mode: str, jwt: bool
+) -> None:
+    """Issue 24: a client's x-jwt-* / x-contractshield-* copies go first, in both modes, and a
+    header name with '_' (``x_contractshield_tenant``) is refused."""
+    config = to_dict(EnvoyConfigOptions(demo_jwt=jwt, authz_mode=mode))  # type: ignore[arg-type]
+    first = http_filters(config)[0]
+    assert first["name"] == "envoy.filters.http.header_mutation"
+    removals = first["typed_config"]["mutations"]["request_mutations"]
+    prefixes = {m["remove_on_match"]["key_matcher"]["prefix"] for m in removals}
+    assert prefixes == {"x-jwt-", "x-contractshield-"}
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    options = hcm["typed_config"]["common_http_protocol_options"]
+    assert options == {"headers_with_underscores_action": "REJECT_REQUEST"}
 
 
 def test_demo_jwt_provider_allows_missing_tokens_and_puts_payload_in_metadata() -> None:
@@ -268,7 +309,7 @@ def test_cli_prints_yaml_with_header_that_reproduces_itself(
         filter_config(again, "envoy.filters.http.ext_authz")["with_request_body"][
             "max_request_bytes"
         ]
-        == 2048
+        == 2049
     )
 
 

@@ -151,10 +151,19 @@ def test_large_body_is_inspected_partially_and_replayed_whole(pdp_targets: dict[
     event = {"id": f"evt_mw_{time.time_ns()}", "type": "invoice.paid", "pad": "p" * 500}
     payload = json.dumps(event).encode()
     with TestClient(mw) as client:
-        # Streamed in chunks: the first ones are replayed, the rest comes straight through.
-        resp = client.request("GET", "/healthz", content=iter(chunks))  # health: no body checks
+        # Streamed in chunks with a content-length within the policy's limit: the first ones
+        # are inspected and replayed, the rest comes straight through.
+        resp = client.request(
+            "GET", "/healthz", content=iter(chunks), headers={"content-length": "5000"}
+        )  # health: no body checks
         assert resp.status_code == 200 and resp.json()["size"] == 5000
         assert seen[-1]["body"] == big
+        # Chunked, no length declared: the real size is unknown and could exceed the policy's
+        # maxBodyBytes, so the cut body is refused (issue 24) and never reaches the app.
+        count = len(seen)
+        resp = client.request("GET", "/healthz", content=iter(chunks))
+        assert resp.status_code == 413 and "limit.body.max" in resp.json()["ruleHits"]
+        assert len(seen) == count
         # The PDP saw only the first 64 bytes, flagged partial: a signature cannot hold.
         resp = client.post("/webhooks/stripe", content=payload, headers=stripe_headers(payload))
         assert resp.status_code == 400  # the 64-byte prefix is not JSON either

@@ -111,6 +111,12 @@ def test_matrix_and_label_path_styles(policy: CompiledPolicy) -> None:
     assert hits(policy, "GET", "/v1/points/;coords=1;coords=2") == []
     assert hits(policy, "GET", "/v1/points/;coords=1;coords=x") == ["contract.parameter.invalid"]
     assert hits(policy, "GET", "/v1/points/;coords=1") == ["contract.parameter.invalid"]  # minItems
+    # a ';' is a path parameter only where a matrix-style parameter takes the whole segment
+    # (issue 24): anywhere else it is ambiguous
+    assert hits(policy, "GET", "/v1/points/%3Bcoords=1%3Bcoords=2") == []
+    assert "request.path.ambiguous" in hits(policy, "GET", "/v1/files/a;b.csv")
+    assert "request.path.ambiguous" in hits(policy, "GET", "/v1/labels/.5;x=1")
+    assert "request.path.ambiguous" in hits(policy, "GET", "/v1;x/points/;coords=1;coords=2")
     assert hits(policy, "GET", "/v1/labels/.5") == []
     assert hits(policy, "GET", "/v1/labels/5") == ["contract.parameter.invalid"]  # no '.'
 

@@ -70,6 +70,10 @@ THROUGH_ENVOY: dict[str, dict[str, Any]] = {
             "dot-dot-percent-encoded",
             "dot-dot-encoded-under-an-open-route",
             "raw-backslashes",
+            # Envoy reads '..;' and 'x;/..' as dot segments too (RFC 3986 has no path
+            # parameters): the ';' is gone with the segment it sat in
+            "path-parameter-dot-dot-semicolon",
+            "semicolon-then-dot-dot",
         )
     },
     "stripe-truncated-body": {

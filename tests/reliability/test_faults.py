@@ -7,6 +7,11 @@ listener while something breaks, and checks what users and the upstream saw:
 - every answer is the one the policy gives, or the documented fail-closed 503;
 - nothing reached the upstream unchecked: the echo upstream counted exactly as many requests
   as clients got 200 for (Envoy only forwards what the PDP allowed).
+
+Nothing is timed: phases are told apart by the order of events (a request that started after
+the kill and ended before the restart could only meet the outage), and recovery is a state
+reached (answers after the first healthy ones), not a delay. Waits are hang guards
+(``HANG_GUARD_S``), generous for a loaded 2-core machine.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from extauthz.devstack.redis import RedisServer
 
 pytestmark = pytest.mark.timeout(90)
 RATE = 60.0  # requests per second through Envoy: enough to catch every phase, light on 2 cores
+HANG_GUARD_S = 60.0  # how long a wait may last before the test fails instead of hanging
 
 
 def _unexpected(samples: list[Sample]) -> list[Sample]:
@@ -57,7 +63,7 @@ def _allowed(samples: list[Sample]) -> int:
 
 def _assert_nothing_unchecked(stack: Stack, samples: list[Sample]) -> None:
     """Every request Envoy forwarded was allowed by the PDP, and vice versa."""
-    assert wait_until(lambda: stack.upstream.count == _allowed(samples), 5.0), (
+    assert wait_until(lambda: stack.upstream.count == _allowed(samples), HANG_GUARD_S), (
         f"upstream saw {stack.upstream.count} requests, clients got {_allowed(samples)} x 200"
     )
 
@@ -110,6 +116,7 @@ def test_redis_killed_and_restarted(redis: RedisServer, token: str) -> None:
             t_kill = time.monotonic() - load.started
             time.sleep(3.0)
             down = _health(stack)
+            t_restart = time.monotonic() - load.started
             redis.start()
             t_back = time.monotonic() - load.started
             # Recovery by itself: the PDP is not restarted, webhooks pass again.
@@ -118,7 +125,7 @@ def test_redis_killed_and_restarted(redis: RedisServer, token: str) -> None:
                     s.kind == "webhook" and s.status == 200 and s.at > t_back
                     for s in load.snapshot()
                 ),
-                10.0,
+                HANG_GUARD_S,
             ), _summary(load.snapshot())
             time.sleep(2.0)
         finally:
@@ -127,14 +134,18 @@ def test_redis_killed_and_restarted(redis: RedisServer, token: str) -> None:
         assert stack.pdp_pid() == pid  # same process throughout
     bad = _unexpected(samples)
     assert not bad, f"{len(bad)} unexpected answers: {_summary(bad)}"
-    outage = [s for s in samples if t_kill + 0.3 < s.at < t_back - 0.1]
+    # Started after the kill, answered before the restart began: these met the outage.
+    outage = [s for s in samples if t_kill < s.at and s.at + s.latency < t_restart]
     webhooks_down = [s for s in outage if s.kind == "webhook"]
     assert webhooks_down and all(s.status == 503 for s in webhooks_down), _summary(outage)
     others_down = [s for s in outage if s.kind != "webhook"]
     assert others_down and all(s.status != 503 for s in others_down), _summary(others_down)
     assert down["checks"]["redis"]["status"] == "down", down
+    # Healed and staying healed: of the webhooks after the first one that passed again, the
+    # later half all pass (the earlier half may still meet a connection Redis's restart broke).
     t_ok = min(s.at for s in samples if s.kind == "webhook" and s.status == 200 and s.at > t_back)
-    settled = [s for s in samples if s.at > t_ok + 0.5 and s.kind == "webhook"]
+    healed = [s for s in samples if s.at > t_ok and s.kind == "webhook"]
+    settled = healed[len(healed) // 2 :]
     assert settled and all(s.status == 200 for s in settled), _summary(settled)
     _assert_nothing_unchecked(stack, samples)
 
@@ -166,8 +177,9 @@ def test_pdp_sigkill_fails_closed_and_a_restart_on_the_stale_socket_resumes(toke
             t_back = time.monotonic() - load.started
             assert wait_until(
                 lambda: sum(1 for s in load.snapshot() if s.status == 200 and s.at > t_back) >= 10,
-                15.0,
+                HANG_GUARD_S,
             ), _summary(load.snapshot())
+            t_healed = time.monotonic() - load.started  # ten checks answered by the new PDP
             time.sleep(2.0)
         finally:
             samples = load.stop()
@@ -176,11 +188,12 @@ def test_pdp_sigkill_fails_closed_and_a_restart_on_the_stale_socket_resumes(toke
     bad = _unexpected(samples)
     assert not bad, f"{len(bad)} unexpected answers: {_summary(bad)}"
     assert all(s.status != 0 for s in samples)
-    down = [s for s in samples if t_kill + 0.2 < s.at < t_restart]
+    # Started after the kill and answered before the restart: no PDP could have decided them.
+    down = [s for s in samples if t_kill < s.at and s.at + s.latency < t_restart]
     assert down and all(s.status == 503 for s in down), _summary(down)
-    before = [s for s in samples if s.at < t_kill - 0.1]
+    before = [s for s in samples if s.at + s.latency < t_kill]
     assert before and all(s.status in (200, 400, 403) for s in before), _summary(before)
-    after = [s for s in samples if s.at > t_back + 1.0]
+    after = [s for s in samples if s.at > t_healed]
     assert after and all(s.status != 503 for s in after), _summary(after)
     _assert_nothing_unchecked(stack, samples)
 
@@ -233,17 +246,17 @@ def test_policy_replaced_by_garbage_keeps_the_old_policy(policy_copy: Path, toke
             for junk in garbage:
                 _write_in_place(policy_copy, junk)
                 # The reloader tries and refuses: a new error, each with its own reason.
-                assert wait_until(refused, 10.0), _health(stack)
+                assert wait_until(refused, HANG_GUARD_S), _health(stack)
                 errors.append(_health(stack)["checks"]["policy"]["lastReloadError"])
             # Atomic replacement by garbage (rename over the file) is refused too.
             tmp = policy_copy.with_suffix(".tmp")
             tmp.write_bytes(b"{{{{ not a policy")
             tmp.replace(policy_copy)
-            assert wait_until(refused, 10.0), _health(stack)
+            assert wait_until(refused, HANG_GUARD_S), _health(stack)
             # A good policy again is picked up, without a restart.
             _write_in_place(policy_copy, good.replace(b"name: demo", b"name: demo-v2"))
             assert wait_until(
-                lambda: _health(stack)["checks"]["policy"]["version"] != version, 10.0
+                lambda: _health(stack)["checks"]["policy"]["version"] != version, HANG_GUARD_S
             )
             time.sleep(0.5)
         finally:
@@ -281,7 +294,7 @@ def test_sigterm_under_load_drains_exits_0_and_removes_the_socket(token: str) ->
             time.sleep(1.5)
             stack.server.signal(signal.SIGTERM)
             t_term = time.monotonic() - load.started
-            code = stack.server.process.wait(timeout=20) if stack.server.process else None
+            code = stack.server.process.wait(timeout=HANG_GUARD_S) if stack.server.process else None
             t_exit = time.monotonic() - load.started
             time.sleep(1.0)
         finally:
@@ -293,7 +306,7 @@ def test_sigterm_under_load_drains_exits_0_and_removes_the_socket(token: str) ->
     assert not bad, f"{len(bad)} unexpected answers: {_summary(bad)}"
     assert all(s.status != 0 for s in samples)  # every client got an HTTP answer
     assert sum(1 for s in samples if s.at < t_term and s.status == 200) > 10
-    after = [s for s in samples if s.at > t_exit + 0.2]
+    after = [s for s in samples if s.at > t_exit]  # the PDP is gone: Envoy fails closed
     assert after and all(s.status == 503 for s in after), _summary(after)
     _assert_nothing_unchecked(stack, samples)
 

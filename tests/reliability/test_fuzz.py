@@ -2,9 +2,10 @@
 
 Invariants for every input: the engine returns a ``Decision`` (never raises, never the
 ``engine.internalError`` fail-safe, which would mean a bug), the adapter + servicer return a
-``CheckResponse`` Envoy can act on (OK, or PERMISSION_DENIED with an HTTP status), and each
-answer comes within a bound that is generous for a loaded 2-core machine yet far below what a
-quadratic or exponential blow-up would cost. Example counts are small so the suite stays fast.
+``CheckResponse`` Envoy can act on (OK, or PERMISSION_DENIED with an HTTP status). Nothing is
+timed (pytest's timeout is the hang guard): the hostile bodies must be stopped by the limit
+meant for them, and their cost is counted work that grows linearly with their size
+(``_bounded.assert_linear``). Example counts are small so the suite stays fast.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import random
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from _bounded import assert_linear
 from _reliability_support import (
     ACTIVATE,
     CATALOGUE_POLICY,
@@ -50,14 +51,10 @@ from extauthz.server.app import Server, build_state
 from extauthz.server.config import ServerConfig
 from extauthz.server.grpc_service import AuthorizationServicer
 
-# A call that takes longer than this is a blow-up, not noise (typical: well under 10 ms).
-PER_CALL_BOUND_S = 3.0
-# Bodies of several megabytes (a million-element array): parse + walk, still linear.
-BIG_BODY_BOUND_S = 8.0
 ACTIONS = {"ALLOW", "BLOCK", "MONITOR"}
 FUZZ = settings(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
-    deadline=None,  # timed by hand below: Hypothesis' deadline is flaky on a shared machine
+    deadline=None,  # not timed: Hypothesis' deadline is flaky on a shared machine
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=os.environ.get("FUZZ_RANDOM") is None,  # reproducible in CI unless asked
 )
@@ -153,18 +150,15 @@ claims = st.one_of(
 )
 
 
-def _assert_decision(decision: Any, elapsed: float, bound: float = PER_CALL_BOUND_S) -> None:
+def _assert_decision(decision: Any) -> None:
     assert type(decision) is Decision
     assert decision.action in ACTIONS
     assert 200 <= decision.status_code <= 599
     assert "engine.internalError" not in decision.rule_ids, decision.reason
-    assert elapsed < bound, f"decision took {elapsed:.2f} s"
 
 
-def _timed_evaluate(policy: Any, ctx: RequestContext, **kw: Any) -> tuple[Decision, float]:
-    start = time.perf_counter()
-    decision = evaluate(policy, ctx, replay_store=InMemoryReplayStore(max_entries=16), **kw)
-    return decision, time.perf_counter() - start
+def _evaluate(policy: Any, ctx: RequestContext, **kw: Any) -> Decision:
+    return evaluate(policy, ctx, replay_store=InMemoryReplayStore(max_entries=16), **kw)
 
 
 # --- the engine, fed RequestContexts directly -------------------------------------------------
@@ -217,8 +211,7 @@ def test_engine_always_decides(
     )
     identity = Identity(authenticated, "alice", "acme", ("a",), {"sub": "alice"})
     ctx = RequestContext(request=request, identity=identity, client=ClientInfo("10.0.0.1", None))
-    decision, elapsed = _timed_evaluate(policy, ctx)
-    _assert_decision(decision, elapsed)
+    _assert_decision(_evaluate(policy, ctx))
 
 
 # --- the adapter and the servicer, fed CheckRequests ---------------------------------------------
@@ -232,15 +225,13 @@ def _servicer() -> AuthorizationServicer:
 SERVICER = _servicer()
 
 
-def _serve_bytes(data: bytes) -> tuple[CheckResponse, float]:
-    start = time.perf_counter()
+def _serve_bytes(data: bytes) -> CheckResponse:
     out = asyncio.run(SERVICER.check(data, None))
-    elapsed = time.perf_counter() - start
     assert isinstance(out, bytes)
-    return CheckResponse.FromString(out), elapsed
+    return CheckResponse.FromString(out)
 
 
-def _assert_response(resp: CheckResponse, elapsed: float, bound: float = PER_CALL_BOUND_S) -> None:
+def _assert_response(resp: CheckResponse) -> None:
     assert resp.status.code in (0, 7), resp.status
     kind = resp.WhichOneof("http_response")
     if resp.status.code == 0:
@@ -251,7 +242,6 @@ def _assert_response(resp: CheckResponse, elapsed: float, bound: float = PER_CAL
         body = json.loads(resp.denied_response.body)
         assert body["code"] in ("POLICY_VIOLATION", "INVALID_REQUEST"), body
         assert "engine.internalError" not in body["ruleHits"], body
-    assert elapsed < bound, f"check took {elapsed:.2f} s"
 
 
 @FUZZ
@@ -297,16 +287,15 @@ def test_adapter_and_servicer_always_answer(
     except Exception as exc:
         assert type(exc).__name__ == "InvalidContext", repr(exc)
     else:
-        decision, elapsed = _timed_evaluate(DEMO, ctx)
-        _assert_decision(decision, elapsed)
+        _assert_decision(_evaluate(DEMO, ctx))
     # The servicer's whole path (bytes in, bytes out), as grpcio would call it.
-    _assert_response(*_serve_bytes(req.SerializeToString()))
+    _assert_response(_serve_bytes(req.SerializeToString()))
 
 
 @FUZZ
 @given(data=st.binary(max_size=400))
 def test_servicer_answers_bytes_that_are_not_a_check_request(data: bytes) -> None:
-    _assert_response(*_serve_bytes(data))
+    _assert_response(_serve_bytes(data))
 
 
 # --- hostile bodies at full size -----------------------------------------------------------------
@@ -348,7 +337,7 @@ HOSTILE_BODIES: dict[str, tuple[str, bytes]] = {
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
-def test_hostile_body_is_decided_in_bounded_time(name: str) -> None:
+def test_hostile_body_is_decided(name: str) -> None:
     path, body = HOSTILE_BODIES[name]
     ctype = {"content-type": "application/json"}
     req = check_request(
@@ -356,13 +345,46 @@ def test_hostile_body_is_decided_in_bounded_time(name: str) -> None:
     )
     ctx = check_request_to_context(req)
     for policy in POLICIES:
-        decision, elapsed = _timed_evaluate(policy, ctx)
-        _assert_decision(decision, elapsed, BIG_BODY_BOUND_S)
+        decision = _evaluate(policy, ctx)
+        _assert_decision(decision)
         # None of these is a clean request: each must be refused.
         assert decision.action == "BLOCK", (name, decision.reason)
-    resp, elapsed = _serve_bytes(req.SerializeToString())
-    _assert_response(resp, elapsed, BIG_BODY_BOUND_S)
+    resp = _serve_bytes(req.SerializeToString())
+    _assert_response(resp)
     assert resp.status.code == 7
+
+
+# The same shapes as functions of their size n: decided with work linear in n (counted).
+BODY_FAMILIES: dict[str, Any] = {
+    "deep-arrays": lambda n: _deep(n, "array"),
+    "deep-objects": lambda n: _deep(n, "object"),
+    "deep-truncated": lambda n: _deep(n, "open"),
+    "deep-inside-strings": lambda n: b'{"a":"' + b"[" * n + b'"}',
+    "element-array": lambda n: b"[" + b"0," * n + b"0]",
+    "element-nested": lambda n: b'{"a":[' + b"{}," * n + b"{}]}",
+    "keys": lambda n: b"{" + b",".join(b'"k%d":0' % i for i in range(n)) + b"}",
+    "string": lambda n: json.dumps({**GOOD_ACTIVATION, "deviceId": "a" * n}).encode(),
+    "adversarial-string": lambda n: json.dumps({"q": "%25" * n + "/../x", "u": "http://" + "[" * n}).encode(),
+    "escapes": lambda n: b'["' + b"\\u0000" * n + b'"]',
+    "invalid-utf8": lambda n: b"\xc0\xae" * n,
+    "duplicate-keys": lambda n: b"{" + b'"a":1,' * n + b'"a":2}',
+    "big-number": lambda n: b"[" + b"9" * n + b"]",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(BODY_FAMILIES))
+def test_hostile_body_work_is_linear_in_its_size(name: str) -> None:
+    make = BODY_FAMILIES[name]
+
+    def decide(body: bytes) -> Decision:
+        req = check_request(
+            "POST", "/api/v1/bulk", headers={"content-type": "application/json"}, body=body
+        )
+        decision = evaluate(CATALOGUE, check_request_to_context(req))
+        _assert_decision(decision)
+        return decision
+
+    assert_linear(decide, make, 2_000, name)
 
 
 def test_hostile_bodies_hit_the_right_limit() -> None:
@@ -371,7 +393,7 @@ def test_hostile_bodies_hit_the_right_limit() -> None:
         "100k-deep-arrays": "limit.json.depth",
         "million-element-array": "limit.array.max",
         "million-element-nested": "limit.array.max",
-        "duplicate-keys-many": "request.body.malformed",
+        "duplicate-keys-many": "request.body.duplicateKey",  # issue 24: lenient, refused
         "oversize-8mb": "limit.body.max",
     }
     for name, rule in expect.items():
@@ -436,6 +458,5 @@ def test_fuzzed_requests_through_real_grpc(grpc_server: str) -> None:
             response_deserializer=CheckResponse.FromString,
         )
         for data in requests:
-            start = time.perf_counter()
-            resp = call(data, timeout=30)  # an RPC error would raise here: none may occur
-            _assert_response(resp, time.perf_counter() - start, BIG_BODY_BOUND_S)
+            # An RPC error would raise here: none may occur (the 30 s is a hang guard).
+            _assert_response(call(data, timeout=30))

@@ -4,6 +4,12 @@ A policy is trusted configuration, but it arrives through ConfigMaps, CI pipelin
 reload: a malformed or malicious file must never hang, exhaust memory or crash the process
 that loads it (the running PDP, on reload). Cases that could crash the interpreter itself
 run in a subprocess through ``extauthz policy check``.
+
+Bounded by construction, not by a clock: each refusal names the limit that stopped it (size,
+aliases, depth) before the expensive part; a big valid policy costs counted work linear in its
+routes; hostile schema regexes run on RE2. Time limits here are hang guards (pytest's timeout,
+a child's timeout) sized far beyond what a healthy run needs and far below what the guarded
+blow-up would cost (hours). ``bench/hostile_bench.py`` prints the figures.
 """
 
 from __future__ import annotations
@@ -12,26 +18,24 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
+from _bounded import Re2Use, assert_linear, on_re2
 from _reliability_support import DEMO_POLICY
 
 from extauthz import InvalidPolicy
 from extauthz.policy import load_policy
 
-LOAD_BOUND_S = 5.0  # a refused policy is refused fast; typical: well under 100 ms
 HEADER = 'policyVersion: "0.1"\n'
 ROUTE = "routes:\n  - id: r\n    match: {method: POST, path: /x}\n"
 
 
 def _refuse(path: Path) -> InvalidPolicy:
-    start = time.perf_counter()
     with pytest.raises(InvalidPolicy) as info:
         load_policy(path)
-    elapsed = time.perf_counter() - start
-    assert elapsed < LOAD_BOUND_S, f"refusal took {elapsed:.2f} s"
     for problem in info.value.errors:
         assert problem.file == str(path)
         assert problem.reason
@@ -129,16 +133,18 @@ def test_huge_file_is_refused_before_parsing(tmp_path: Path) -> None:
 
 
 def test_many_routes_within_the_size_limit_load_in_bounded_time(tmp_path: Path) -> None:
-    """A big but valid policy (2,000 routes) loads; cost is linear, not quadratic."""
-    routes = "".join(
-        f"  - id: r{i}\n    match: {{method: GET, path: '/api/v{i}/items/{{id}}'}}\n"
-        for i in range(2000)
-    )
-    path = _write(tmp_path, HEADER + "routes:\n" + routes)
-    start = time.perf_counter()
-    policy = load_policy(path)
+    """A big but valid policy (2,000 routes) loads; cost is linear, not quadratic (counted)."""
+
+    def policy_file(n: int) -> Path:
+        routes = "".join(
+            f"  - id: r{i}\n    match: {{method: GET, path: '/api/v{i}/items/{{id}}'}}\n"
+            for i in range(n)
+        )
+        return _write(tmp_path, HEADER + "routes:\n" + routes, f"routes-{n}.yaml")
+
+    assert_linear(load_policy, policy_file, 100, "routes")
+    policy = load_policy(policy_file(2000))
     assert len(policy.route_ids) == 2000
-    assert time.perf_counter() - start < 20.0
 
 
 @pytest.mark.parametrize("kind", ["yaml-flow", "yaml-block", "json"])
@@ -148,13 +154,14 @@ def test_deeply_nested_documents_are_refused(tmp_path: Path, kind: str) -> None:
         text = HEADER + ROUTE + "description: " + "[" * n + "]" * n + "\n"
         name = "deep.yaml"
     elif kind == "yaml-block":
-        text = HEADER + ROUTE + "".join("  " * i + f"k{i}:\n" for i in range(3000)) + "x: 1\n"
+        # 1,000 levels: deep, and still under the size limit (3,000 took 9 MB, refused by size)
+        text = HEADER + ROUTE + "".join("  " * i + f"k{i}:\n" for i in range(1000)) + "x: 1\n"
         name = "deep.yaml"
     else:
         text = '{"policyVersion": "0.1", "x": ' + "[" * n + "]" * n + "}"
         name = "deep.json"
     exc = _refuse(_write(tmp_path, text, name))
-    assert _reasons(exc)
+    assert "nested too deeply" in _reasons(exc), _reasons(exc)  # the depth limit stopped it
 
 
 def test_invalid_utf8_and_binary_are_refused(tmp_path: Path) -> None:
@@ -199,22 +206,28 @@ HOSTILE_SCHEMA_REGEXES = [
 ]  # fmt: skip
 
 
-def _decide_value(tmp_path: Path, schema: dict, where: str, value: str) -> tuple[str, float]:  # type: ignore[type-arg]
+def _decide_value(
+    tmp_path: Path,
+    schema: dict,  # type: ignore[type-arg]
+    where: str,
+    value: str,
+    during: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> str:
+    """Load a policy with ``schema`` (accepted), then decide ``value`` inside ``during()``."""
     from extauthz.context import Body, HttpRequest, RequestContext
     from extauthz.engine import evaluate
 
     full = {"type": "object", **schema}
     text = HEADER + ROUTE + f"    contract: {{requestSchema: {json.dumps(full)}}}\n"
-    policy = load_policy(_write(tmp_path, text))  # accepted
+    policy = load_policy(_write(tmp_path, text))
     body = {value: "not an integer"} if where == "key" else {where: value}
     raw = json.dumps(body).encode()
     request = HttpRequest(
         "POST", "/x", {}, content_type="application/json", body=Body(True, len(raw), raw=raw)
     )
-    start = time.perf_counter()
-    decision = evaluate(policy, RequestContext(request=request))
-    elapsed = time.perf_counter() - start
-    return ",".join(decision.rule_ids) or decision.action, elapsed
+    with during():
+        decision = evaluate(policy, RequestContext(request=request))
+    return ",".join(decision.rule_ids) or decision.action
 
 
 @pytest.mark.timeout(60)
@@ -223,21 +236,27 @@ def _decide_value(tmp_path: Path, schema: dict, where: str, value: str) -> tuple
     [case[1:] for case in HOSTILE_SCHEMA_REGEXES],
     ids=[case[0] for case in HOSTILE_SCHEMA_REGEXES],
 )
-def test_catastrophic_schema_regex_is_accepted_and_decided_fast(
+def test_catastrophic_schema_regex_is_accepted_and_decided_on_re2(
     tmp_path: Path,
     schema: dict,  # type: ignore[type-arg]
     where: str,
     value: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    hits, elapsed = _decide_value(tmp_path, schema, where, value)
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    seen = Re2Use()
+    hits = _decide_value(tmp_path, schema, where, value, lambda: on_re2(monkeypatch, seen))
+    (pattern,) = [
+        *(p["pattern"] for p in schema.get("properties", {}).values()),
+        *schema.get("patternProperties", {}),
+    ]
+    seen.assert_only_on_re2(pattern)  # never on Python's re, where the value takes hours
     if where == "key":  # the key does not match the pattern, so its value is not checked
         assert hits == "ALLOW"
     else:
         assert hits == "contract.schema.invalid"
     benign = "aaaa" if where in ("name", "key") else "abc@x"
     expected = "contract.schema.invalid" if where == "key" else "ALLOW"
-    assert _decide_value(tmp_path, schema, where, benign)[0] == expected
+    assert _decide_value(tmp_path, schema, where, benign) == expected
 
 
 def test_schema_regex_re2_cannot_run_is_refused(tmp_path: Path) -> None:
@@ -260,7 +279,7 @@ RESIDUAL_REGEXES = {
     "cubic-dot-stars": (r"^.*.*.*=.*$", "x" * 20_000),
 }
 _RESIDUAL_CHILD = """
-import json, sys, time
+import json, sys
 from extauthz.context import Body, HttpRequest, RequestContext
 from extauthz.engine import evaluate
 from extauthz.policy import load_policy_text
@@ -277,14 +296,16 @@ for name, (pattern, value) in json.loads(sys.argv[1]).items():
     raw = json.dumps({"v": value}).encode()
     request = HttpRequest("POST", "/x", {}, content_type="application/json",
                           body=Body(True, len(raw), raw=raw))
-    start = time.perf_counter()
     evaluate(policy, RequestContext(request=request))
-    print(name, "decided", round(time.perf_counter() - start, 3), flush=True)
+    print(name, "decided", flush=True)
 """
+# A hang guard, not a speed bound: start-up plus milliseconds when safe (RE2); each value is
+# sized so that a backtracking engine needs hours, so any answer at all proves the point.
+RESIDUAL_GUARD_S = 60.0
 
 
-def test_residual_regex_shapes_are_refused_or_decided_fast() -> None:
-    """Approach-neutral: refuse the pattern at load, or decide a hostile value in < 1 s."""
+def test_residual_regex_shapes_are_refused_or_decided() -> None:
+    """Approach-neutral: refuse the pattern at load, or decide a hostile value at all."""
     children = {
         name: subprocess.Popen(
             [sys.executable, "-c", _RESIDUAL_CHILD, json.dumps({name: case})],
@@ -294,29 +315,26 @@ def test_residual_regex_shapes_are_refused_or_decided_fast() -> None:
         )
         for name, case in RESIDUAL_REGEXES.items()
     }
-    deadline = time.monotonic() + 6.0  # start-up plus milliseconds when safe
     verdicts: dict[str, str] = {}
     for name, child in children.items():
         try:
-            out, _ = child.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            out, _ = child.communicate(timeout=RESIDUAL_GUARD_S)
             verdicts[name] = out.strip().partition(" ")[2] or out.strip()
         except subprocess.TimeoutExpired:
             child.kill()
             child.communicate()
-            verdicts[name] = "no answer within 6 s (backtracking)"
-    bad = {
-        name: verdict
-        for name, verdict in verdicts.items()
-        if not (
-            verdict == "refused"
-            or (verdict.startswith("decided ") and float(verdict.split()[1]) < 1.0)
-        )
-    }
+            verdicts[name] = f"no answer within {RESIDUAL_GUARD_S:.0f} s (backtracking)"
+    bad = {name: v for name, v in verdicts.items() if v not in ("refused", "decided")}
     assert not bad, bad
 
 
+@pytest.mark.timeout(60)
 def test_cel_matches_uses_a_linear_time_regex_engine(tmp_path: Path) -> None:
-    """CEL's matches() runs on the Rust regex crate (no backtracking): no blow-up, no refusal."""
+    """CEL's matches() runs on the Rust regex crate (no backtracking): no blow-up, no refusal.
+
+    Not timed: on a backtracking engine this value never finishes, so the pytest timeout (a
+    hang guard) is what would fail.
+    """
     from extauthz.context import HttpRequest, RequestContext
     from extauthz.engine import evaluate
 
@@ -333,9 +351,7 @@ def test_cel_matches_uses_a_linear_time_regex_engine(tmp_path: Path) -> None:
     )
     policy = load_policy(_write(tmp_path, text))
     path = "/" + "a" * 100_000 + "!"
-    start = time.perf_counter()
     decision = evaluate(policy, RequestContext(request=HttpRequest("GET", path)))
-    assert time.perf_counter() - start < 1.0
     assert decision.action == "ALLOW" or "name.ok" in decision.rule_ids
 
 
@@ -368,12 +384,9 @@ def test_cel_expression_bombs_are_refused_without_crashing(tmp_path: Path, expr:
         )
     )
     path = _write(tmp_path, text)
-    start = time.perf_counter()
-    result = _policy_check(path)
-    elapsed = time.perf_counter() - start
+    result = _policy_check(path)  # its 60 s timeout is a hang guard
     assert result.returncode == 1, (result.returncode, result.stderr[-2000:])  # not -11 (SIGSEGV)
     assert f"{path}: routes[0].rules[0].config.expr:" in result.stderr, result.stderr[-2000:]
-    assert elapsed < 30.0
 
 
 def test_policy_check_names_file_path_and_reason(tmp_path: Path) -> None:

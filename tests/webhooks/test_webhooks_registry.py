@@ -63,9 +63,6 @@ class Acme(Provider):
         late = outside_tolerance(ts, now, tolerance)
         return late or Verified(delivery, sig, ts, delivery.json_field("kind"))
 
-    def replay_key(self, verified: Verified) -> str:
-        return f"{verified.timestamp}:{verified.signature}"
-
     def sign(self, secret: bytes, out: Outgoing) -> dict[str, str]:
         sig = hmac_hex(secret, str(out.timestamp).encode() + b"." + out.raw)
         return {self.signature_header: f"t={out.timestamp},h={sig}"}

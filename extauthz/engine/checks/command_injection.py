@@ -50,7 +50,9 @@ _STRONG = _names(
     "strace printenv getent lastlog uptime killall pkill gunzip zcat bzip2 chattr iex iwr "
     "irm invoke-expression invoke-webrequest invoke-restmethod invoke-command start-process "
     "new-object get-content set-content remove-item downloadstring visudo sysctl passwd "
-    "%comspec% "
+    "%comspec% ansible ansible-playbook ansible-galaxy ansible-vault ansible-console "
+    "ansible-config ansible-doc chef-shell chef-run chef-vault cscli rmt rmt-tar rmt-dump "
+    "lastlogin ssh-copy-id ssh-keygen uconv aptitude htop regedit bcdboot "
 )
 _TOOLS = _names(
     "curl bash sh zsh ksh csh tcsh dash fish python python2 python3 perl ruby php nodejs "
@@ -107,7 +109,7 @@ _PATH = r"(?:/(?:usr/)?(?:local/)?s?bin/|[a-z]:\\(?:windows\\)?(?:system32\\)?)?
 _END = r"(?=[ \t]{0,64}(?:$|[;&|\n\r<>`)}#]))"
 _ARG = (
     r"[ \t]{1,64}(?:--?[a-z]|[/~$`'\"\\<>]|\.{1,2}/|[a-z]:\\|%{1,2}[^\s%]"
-    r"|\d{1,3}\.\d{1,3}\.\d|[a-z]{2,10}://|\d{1,6}[ \t]{0,8}$"
+    r"|\d{1,3}\.\d{1,3}\.\d|[a-z]{2,10}://|\d{1,6}[ \t]{0,8}(?:$|#)"
     r"|[a-z0-9-]{1,63}\.[a-z]{2,10}(?=[/:]|[ \t]{0,8}(?:$|[;&|\n\r<>`)])))"
 )
 # On a line of its own, version numbers and host names are prose ("gcc 4.9 is the default").
@@ -131,8 +133,9 @@ _AFTER_LINE = re.compile(
 # soon after (";perf --version", ";date -f secrets.txt", "|flock -u / whoami"), and commands
 # chained with glued separators ("cd /;cd etc;column passwd").
 _OPTIONED = re.compile(
-    r"(?:;|&&|\|\|?)[ \t]{0,8}[a-z][\w.-]{1,30}[ \t]{1,8}--?[a-z][\w-]{0,30}"
-    r"(?:[ \t]{0,8}$|[ \t]{1,8}(?:--?[a-z]|/|\$|\d|[\w-]{0,30}[.@=][\w.@=-]{1,40}[ \t]{0,8}$))",
+    r"(?:;|&&|\|\|?)[ \t]{0,8}['\"]?[a-z][\w.-]{1,30}['\"]?[ \t]{1,8}--?[a-z][\w-]{0,30}"
+    r"(?:[ \t]{0,8}$|[ \t]{1,8}(?:--?[a-z]|/|\$|\d|[\w-]{0,30}[.@=][\w.@=-]{1,40}[ \t]{0,8}$))"
+    r"|(?:;|&&|\|\|?)[ \t]{0,8}[a-z][\w.-]{1,30}[ \t]{1,8}-[a-z][ \t]{1,8}[\w.@=-]{1,40}[ \t]{0,8}$",
     _FLAGS,
 )
 _CHAINED = re.compile(r";[a-z]{1,20}(?:[ \t]{1,8}[\w./-]{1,40}){0,3};[a-z]", _FLAGS)
@@ -143,11 +146,13 @@ _PATH_START = re.compile(
     _FLAGS,
 )
 # Brace expansion as the command: {cat,/etc/passwd}, {ls,-la}.
-_BRACE = re.compile(rf"(?<![\w.-])\{{{_PATH}(?P<cmd>{_CMD}),[-/$~'\"\w.]", _FLAGS)
+_BRACE = re.compile(rf"(?<![\w.-])\{{,?{_PATH}(?P<cmd>{_CMD}),(?:[-/$~'\"\w.#]|\}})", _FLAGS)
 # Shellshock's function definition, a reverse shell's device, a here-string into a command.
 _SHAPES = re.compile(
     r"\(\)[ \t]{0,8}\{[ \t]{0,8}:[ \t]{0,8};[ \t]{0,8}\}|/dev/(?:tcp|udp)/[\w.]"
-    r"|\w<<<[ \t]{0,8}['\"\w]|-e[ \t]{1,8}(?:/bin/)?(?:ba)?sh\b|<!--#[ \t]{0,8}exec\b",
+    r"|\w<<<[ \t]{0,8}['\"\w]|-e[ \t]{1,8}(?:/bin/)?(?:ba)?sh\b|<!--#[ \t]{0,8}exec\b"
+    r"|\(\)[ \t]{0,8}\{[^{}]{0,80}[|&][^{}]{0,80}\}[ \t]{0,8}[;\w]"
+    r"|\$\{?SHELL\}?[ \t]{1,8}-c\b|\r\n(?-i:MAIL FROM|RCPT TO)[ \t]{0,8}:",
     _FLAGS,
 )
 # Expansions used only to hide a command: $IFS for a space, ${PATH:0:1} for a slash.
@@ -156,12 +161,13 @@ _SHAPES = re.compile(
 # into a command (;$c1$c2), a variable run as a command with arguments (&&$c $a).
 _EVASION = re.compile(
     r"\$\{?IFS\b|\$\{[a-z_]\w{0,30}:\d{1,3}(?::\d{1,3})?\}|\$\{[a-z_]\w{0,30}[#%]{1,2}[^}]{0,30}\}"
-    r"|[a-z]\$(?:[@*!?_$-](?=[a-z/])|\(\)|\{\w{0,20}\})"
+    r"|[a-z]\$(?:[@*!?_$-](?=[a-z/])|\(\)|\{\w{0,20}\})|[a-z][<>]\(\)(?=[a-z])"
     r"|(?:;|&&|\|\|?)[ \t]{0,8}\$\{?[a-z_]\w{0,30}\}?(?:\$|[ \t]{1,8}[$/-])",
     _FLAGS,
 )
 _REDIRECT = re.compile(
-    r"(?:^|[ \t;&|0-9])(?:>{1,2}|<)[ \t]{0,8}/(?:etc|dev|tmp|proc|var|bin|root|home)/|[0-9]?>&[ \t]{0,8}/dev/",
+    r"(?:^|[ \t;&|0-9])(?:>{1,2}|<)[ \t]{0,8}(?:/(?:etc|dev|tmp|proc|var|bin|root|home|usr|opt)/"
+    r"|~/|\$\{?HOME\b)|[0-9]?>&[ \t]{0,8}/dev/|[a-z](?:>{1,2}|<)(?:/(?:etc|dev|tmp|proc|root)/|~/)",
     _FLAGS,
 )
 # A backtick span (not a reStructuredText ``double`` one): fires when glued to other text or
@@ -236,8 +242,8 @@ def _shell_reason(text: str) -> str | None:
             if _known(m.group("cmd")):
                 return f"brace expansion running {m.group('cmd')!r}"
     for regex, why, needs in (
-        (_SHAPES, "shell payload", "(/<-"),
-        (_EVASION, "shell expansion used to hide a command", "$"),
+        (_SHAPES, "shell payload", "(/<-\r"),
+        (_EVASION, "shell expansion used to hide a command", "$()"),
         (_REDIRECT, "shell redirection to a system path", "<>"),
         (_OPTIONED, "command with options after a shell separator", ";&|" if separated else ""),
         (_CHAINED, "commands chained with ';'", ";"),

@@ -22,7 +22,9 @@ MULTIPART = "multipart"  # value: text fields as FORM's are; ``parts``: every pa
 OPAQUE = "opaque"
 MALFORMED = "malformed"
 TOO_DEEP = "too_deep"
-SKIPPED = "skipped"  # oversize: not parsed
+SKIPPED = "skipped"  # oversize: not parsed (or its content coding expands past the limit)
+UNSUPPORTED = "unsupported"  # a Content-Encoding the policy does not decode: refused (415)
+GRPC = "grpc"  # value: ``grpc.Frames``, until the route's method makes it JSON (``grpc.message``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,23 @@ class ParsedBody:
     form_pairs: tuple[tuple[str, str], ...] = ()
     sniffed: bool = False  # JSON found in a body not declared as JSON (contract still refuses it)
     parts: tuple[Part, ...] = ()  # MULTIPART: every part, files included, in order
+    # (hit id, message) the decoding found beyond the syntax: a gRPC message's unknown fields
+    # and constraint violations; the pipeline reports them in the contract phase
+    problems: tuple[tuple[str, str], ...] = ()
+    grpc: bool = False  # JSON: the mapping of a gRPC request message
+    # The start of a gRPC stream that a ``streaming: firstMessage`` route checks: cut by the
+    # proxy's buffer by design, so the partial-body limit does not refuse it.
+    stream_start: bool = False
+    # What the detectors read when it is not ``value``: every value of a repeated key (a list
+    # in its place), JSON text found in a form, values after the first of a JSON text, or the
+    # text of a body that does not parse. None: ``value`` itself (the usual case).
+    inspect: Any = None
+    # Dotted names of keys the body repeats (JSON object keys, form and multipart fields):
+    # upstreams differ on which value wins, so a contract-checked route refuses them.
+    duplicates: tuple[str, ...] = ()
+    # Why JSON parsed only leniently (a byte order mark, UTF-16/32, NaN/Infinity, data after
+    # the value): parsers disagree, so a route whose contract reads the body refuses it.
+    lenient: str | None = None
 
 
 NO_BODY = ParsedBody(NONE)

@@ -20,12 +20,14 @@ closing boundary.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from ._base import MALFORMED, MULTIPART, Decoder, ParsedBody, Part
+from .form import _JSONISH, view_of
 
 MAX_PARTS = 1_000
 MAX_HEADERS = 16  # header lines in one part
@@ -175,7 +177,19 @@ def decode(raw: bytes, content_type: str, max_depth: int, max_bytes: int) -> Par
             fields[part.name] = f"{known},{item}"
         else:
             fields[part.name] = [*(known if isinstance(known, list) else [known]), item]
-    return ParsedBody(MULTIPART, fields, form_pairs=tuple(pairs), parts=parts)
+    parsed = ParsedBody(MULTIPART, fields, form_pairs=tuple(pairs), parts=parts)
+    names = [p.name for p in parts]
+    if len(set(names)) != len(names) or any(_JSONISH.match(t) for _, t in pairs):
+        view, repeated = view_of(pairs, max_depth)
+        files = {p.name: fields[p.name] for p in parts if p.text is None}
+        if isinstance(view, dict):
+            view.update({k: v for k, v in files.items() if k not in view})
+        else:
+            view[0].update({k: v for k, v in files.items() if k not in view[0]})
+        parsed.inspect = view
+        counts = Counter(names)
+        parsed.duplicates = tuple(dict.fromkeys((*repeated, *(n for n in names if counts[n] > 1))))
+    return parsed
 
 
 # Without its closing boundary a body is not a whole multipart body: malformed (whole_body).
