@@ -150,7 +150,9 @@ def webhook_call(kind: str, event_id: str) -> Call:
             "content-type": "application/json",
         }
         return Call("webhook", "POST", "/webhooks/stripe", payload, headers)
-    payload = json.dumps({"action": "opened", "number": 1}).encode()
+    # GitHub's delivery id is not signed, so the replay key is the signed body: a new event
+    # has a new body (here its id rides in it, as a real event's content differs)
+    payload = json.dumps({"action": "opened", "number": 1, "event": event_id}).encode()
     headers = {
         "x-hub-signature-256": github_signature(payload),
         "x-github-delivery": event_id,
