@@ -17,8 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from ._frozen import frozen_dataclass
+from .context import Identity
 from .decision import BLOCK, Decision, DecisionMetadata, RuleHit
 
 log = logging.getLogger("extauthz.server")
@@ -92,3 +95,38 @@ def error_code(decision: Decision) -> str:
         if hits[0].id == INVALID_REQUEST_HIT:
             return INVALID_REQUEST
     return POLICY_VIOLATION
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class DecisionEncoder(Protocol[T_co]):
+    """An Envoy encoder: a decision, in the words of its error code and cacheability."""
+
+    def __call__(
+        self,
+        decision: Decision,
+        identity: Identity | None,
+        *,
+        error_code: str,
+        cacheable: bool,
+        grpc: bool,
+    ) -> T_co: ...
+
+
+def outcome_encoder(
+    encode: DecisionEncoder[T_co],
+) -> Callable[[Outcome, Identity | None, bool], T_co]:
+    """A door's ``encode`` from an Envoy encoder: the outcome's decision, error code and
+    cacheability passed on (``grpc``: the request was a gRPC call)."""
+
+    def from_outcome(outcome: Outcome, identity: Identity | None, grpc: bool = False) -> T_co:
+        return encode(
+            outcome.decision,
+            identity,
+            error_code=outcome.error_code,
+            cacheable=outcome.cacheable,
+            grpc=grpc,
+        )
+
+    return from_outcome

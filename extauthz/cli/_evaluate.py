@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from .._exceptions import InvalidContext
     from ..context import RequestContext
     from ..engine import evaluate
-    from ._report import fail, load_policy_or_report
+    from ._report import fail
 
-    policy = load_policy_or_report(args.policy, _report.policy_base_dir(args))
+    policy = _report.policy_of(args)
     if policy is None:
         return 1
     try:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import evaluate
     from ..engine.explain import explain
     from ..engine.record import Record, recording
-    from ._report import fail, load_policy_or_report
+    from ._report import fail
 
     notes: list[str] = []
     logged: dict[str, Any] | None = None
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{exc.filename or args.context}: cannot read: {exc.strerror or exc}")
     except InvalidContext as exc:
         return fail(f"{args.context or args.decision_id}: invalid context: {exc}")
-    policy = load_policy_or_report(args.policy, _report.policy_base_dir(args))
+    policy = _report.policy_of(args)
     if policy is None:
         return 1
     record = Record()  # what the pipeline saw: explain reads it

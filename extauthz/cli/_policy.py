@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from . import _report
@@ -122,7 +123,6 @@ def _progress_on_stderr(command: str) -> None:
 
 def run_from_openapi(args: argparse.Namespace) -> int:
     import os
-    from pathlib import Path
 
     from ..policy._openapi import OpenApiProblem, policy_from_spec
 
@@ -141,22 +141,25 @@ def run_from_openapi(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"warning: {rid}: {note}", file=sys.stderr)
     text = policy_text(made.doc, made.skipped, made.notes, args.spec)
+    return _write_policy(text, out, args.output, len(made.doc["routes"]))
+
+
+def _write_policy(text: str, out: Path | None, name: str | None, routes: int) -> int:
+    """A generated policy to stdout, or to ``out`` with its route count on stderr."""
     if out is None:
         sys.stdout.write(text)
         return 0
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
-        print(f"{args.output}: cannot be written: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{name}: cannot be written: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    routes = len(made.doc["routes"])
-    print(f"{args.output}: {routes} routes", file=sys.stderr)
+    print(f"{name}: {routes} routes", file=sys.stderr)
     return 0
 
 
 def run_from_descriptors(args: argparse.Namespace) -> int:
     import os
-    from pathlib import Path
 
     import yaml
 
@@ -177,16 +180,7 @@ def run_from_descriptors(args: argparse.Namespace) -> int:
         "what Envoy buffers.\n"
         + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
     )
-    if out is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        print(f"{args.output}: cannot be written: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    print(f"{args.output}: {len(doc['routes'])} routes", file=sys.stderr)
-    return 0
+    return _write_policy(text, out, args.output, len(doc["routes"]))
 
 
 def policy_text(

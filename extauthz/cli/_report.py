@@ -34,6 +34,12 @@ def policy_base_dir(args: argparse.Namespace) -> str | None:
     return getattr(args, "policy_base_dir", None) or os.environ.get(BASE_DIR_ENV) or None
 
 
+def policy_of(args: argparse.Namespace) -> CompiledPolicy | None:
+    """``--policy`` compiled under ``--policy-base-dir``, or None after its problems are
+    printed (``load_policy_or_report``)."""
+    return load_policy_or_report(args.policy, policy_base_dir(args))
+
+
 def load_policy_or_report(
     path: str | os.PathLike[str], base_dir: str | None = None
 ) -> CompiledPolicy | None:

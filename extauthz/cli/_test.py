@@ -35,9 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from ..policy._cases import load_cases, run_case
-    from ._report import fail, load_policy_or_report
+    from ._report import fail
 
-    policy = load_policy_or_report(args.policy, _report.policy_base_dir(args))
+    policy = _report.policy_of(args)
     if policy is None:
         return 1
     root = Path(args.dir)

@@ -40,7 +40,7 @@ from jsonschema.exceptions import ValidationError
 from ..decision import RuleHit
 from .checks.contract import MEDIA_TYPE, SCHEMA_INVALID, UNKNOWN_FIELD
 from .decoders._base import FORM, JSON, MULTIPART, NONE, ParsedBody, Part
-from .deserialize import Encoding, Shape, Typed, build, shape_of
+from .deserialize import Encoding, Shape, Typed, build, resolve_pointer, shape_of
 from .metaschema import MetaschemaChecks, check_plain
 from .schema_regex import LinearPattern, UnsupportedPattern, compile_pattern
 
@@ -622,19 +622,6 @@ def field_tree(schema: Any) -> FieldTree:
     return _tree(schema, root, 0, set())
 
 
-def _resolve(ref: str, root: Mapping[str, Any]) -> Any:
-    node: Any = root
-    for part in ref.lstrip("#").split("/")[1:] if ref != "#" else []:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
-
-
 def _tree(schema: Any, root: Mapping[str, Any], depth: int, refs: set[str]) -> FieldTree:
     if not isinstance(schema, Mapping) or depth > 64:
         return OPEN
@@ -643,7 +630,7 @@ def _tree(schema: Any, root: Mapping[str, Any], depth: int, refs: set[str]) -> F
     if isinstance(ref, str):
         if ref in refs:
             return OPEN  # recursive schema: stop here, accept below
-        target = _resolve(ref, root)
+        target = resolve_pointer(ref, root)
         parts.append(_tree(target, root, depth + 1, refs | {ref}))
     for key in ("allOf", "anyOf", "oneOf"):
         for sub in schema.get(key) or ():

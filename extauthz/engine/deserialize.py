@@ -76,12 +76,15 @@ def shape_of(schema: Any, root: Any = None) -> Shape:
     return _shape(schema, top if isinstance(top, Mapping) else {}, 0, {})
 
 
-def _resolve(ref: str, root: Mapping[str, Any]) -> Any:
+def resolve_pointer(ref: str, root: Mapping[str, Any]) -> Any:
+    """The node a local ``$ref`` (``#/a/b/0``, JSON Pointer escapes) names in ``root``, or None."""
     node: Any = root
     for part in ref.lstrip("#").split("/")[1:] if ref != "#" else []:
         part = part.replace("~1", "/").replace("~0", "~")
         if isinstance(node, Mapping) and part in node:
             node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
         else:
             return None
     return node
@@ -99,7 +102,7 @@ def _shape(schema: Any, root: Mapping[str, Any], depth: int, refs: dict[str, Sha
         if known is None:
             # filled in place once built, so a recursive schema's shape is a cycle
             refs[ref] = known = Shape()
-            found = _shape(_resolve(ref, root), root, depth + 1, refs)
+            found = _shape(resolve_pointer(ref, root), root, depth + 1, refs)
             for name in Shape.__slots__:
                 setattr(known, name, getattr(found, name))
         if not schema.keys() - _ANNOTATIONS - {"$ref"}:

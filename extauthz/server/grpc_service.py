@@ -24,7 +24,7 @@ from ..decider import Claim
 from ..envoy.grpc_status import is_grpc
 from ..envoy.request import AdapterOptions, check_request_to_context, parse_check_request
 from ..envoy.response import decision_to_check_bytes
-from ..outcome import Outcome, internal_error
+from ..outcome import Outcome, internal_error, outcome_encoder
 from . import tracing
 from .decide import server_decider
 from .state import ServerState
@@ -53,15 +53,8 @@ class Door(Generic[R, T]):
     last_resort: type[BaseException] = Exception
 
 
-def check_bytes(outcome: Outcome, identity: Identity | None, grpc: bool = False) -> bytes:
-    """The ``CheckResponse`` bytes: for ALLOW no message is built (``decision_to_check_bytes``)."""
-    return decision_to_check_bytes(
-        outcome.decision,
-        identity,
-        error_code=outcome.error_code,
-        cacheable=outcome.cacheable,
-        grpc=grpc,
-    )
+# The ``CheckResponse`` bytes: for ALLOW no message is built (``decision_to_check_bytes``).
+check_bytes = outcome_encoder(decision_to_check_bytes)
 
 
 class AuthorizationServicer:

@@ -12,11 +12,11 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .._http import HttpIn, HttpOut
-from ..context import Identity, RequestContext
+from ..context import RequestContext
 from ..envoy.http_request import forwarded_request_to_context
 from ..envoy.http_response import decision_to_http
 from ..envoy.request import AdapterOptions
-from ..outcome import Outcome
+from ..outcome import outcome_encoder
 from .grpc_service import AuthorizationServicer, Door
 from .state import ServerState
 
@@ -26,14 +26,7 @@ AUTHZ_PREFIX = "/ext_authz"
 TRANSPORT = "http_authz"
 
 
-def http_answer(outcome: Outcome, identity: Identity | None, grpc: bool = False) -> HttpOut:
-    return decision_to_http(
-        outcome.decision,
-        identity,
-        error_code=outcome.error_code,
-        cacheable=outcome.cacheable,
-        grpc=grpc,
-    )
+http_answer = outcome_encoder(decision_to_http)
 
 
 class HttpAuthorization:
