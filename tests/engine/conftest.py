@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from extauthz.context import Body, BodyJson, HttpRequest, Identity, RequestContext
+from extauthz.engine import evaluate
 from extauthz.engine.model import CompiledPolicy
 from extauthz.policy import load_policy
 
@@ -57,6 +59,26 @@ def build_ctx(
         identity=identity or Identity(),
         id="req-1",
     )
+
+
+Request = tuple[str, str, dict[str, Any]]  # method, path, build_ctx's keywords (+ "redacted")
+
+
+def decide_all(policy: CompiledPolicy, requests: list[Request]) -> list[tuple[Any, ...]]:
+    """(action, status, hits) for each request: what two compiled forms of one policy must
+    agree on. ``redacted: True`` marks the body sample redacted (a decision-log replay)."""
+    out = []
+    for method, path, kw in requests:
+        kw = dict(kw)
+        redacted = kw.pop("redacted", False)
+        ctx = build_ctx(method, path, **kw)
+        if redacted:
+            body = ctx.request.body
+            body = dataclasses.replace(body, json=dataclasses.replace(body.json, redacted=True))
+            ctx = dataclasses.replace(ctx, request=dataclasses.replace(ctx.request, body=body))
+        d = evaluate(policy, ctx)
+        out.append((d.action, d.status_code, [(h.id, h.severity, h.message) for h in d.rule_hits]))
+    return out
 
 
 @pytest.fixture

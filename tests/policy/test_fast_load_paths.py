@@ -12,7 +12,6 @@ rule hit messages included.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -23,10 +22,10 @@ import pytest
 import yaml
 
 from bench.specgen import _NoAliasDumper, github_like, stripe_like
-from extauthz.engine import contract, evaluate, metaschema
+from extauthz.engine import contract, metaschema
 from extauthz.engine.model import CompiledPolicy
 from extauthz.policy import _compile, _loader, _openapi_check, load_policy
-from tests.engine.conftest import build_ctx
+from tests.engine.conftest import decide_all
 
 DATA = Path(__file__).parent / "data" / "openapi"
 SEAMS = [
@@ -121,21 +120,6 @@ def _requests(policy: CompiledPolicy) -> Iterator[tuple[str, str, dict[str, Any]
                     yield method, path.replace("/1", "/abc", 1), {}
 
 
-def _decide(policy: CompiledPolicy, requests: list[tuple[str, str, dict[str, Any]]]) -> list[Any]:
-    out = []
-    for method, path, kw in requests:
-        kw = dict(kw)
-        redacted = kw.pop("redacted", False)
-        ctx = build_ctx(method, path, **kw)
-        if redacted:
-            body = ctx.request.body
-            body = dataclasses.replace(body, json=dataclasses.replace(body.json, redacted=True))
-            ctx = dataclasses.replace(ctx, request=dataclasses.replace(ctx.request, body=body))
-        d = evaluate(policy, ctx)
-        out.append((d.action, d.status_code, [(h.id, h.severity, h.message) for h in d.rule_hits]))
-    return out
-
-
 def _schemas_by_route(spec: dict[str, Any]) -> dict[str, Any]:
     """Each operation's JSON body schema as the spec writes it (for generating bodies)."""
     from extauthz.policy._openapi import operations, route_id
@@ -217,7 +201,7 @@ def _same_policies(
             requests.append((route.methods[0], path, {"body": body}))
             requests.append((route.methods[0], path, {"sample": body, "redacted": True}))
     assert len(requests) > 10 * len(plain.routes)
-    got_plain, got_fast = _decide(plain, requests), _decide(fast, requests)
+    got_plain, got_fast = decide_all(plain, requests), decide_all(fast, requests)
     for request, x, y in zip(requests, got_plain, got_fast, strict=True):
         assert x == y, request
     actions = {d[0] for d in got_plain}

@@ -8,7 +8,6 @@ refuse broken schemas with the same file, path and reason.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import textwrap
@@ -19,11 +18,10 @@ import pytest
 import yaml
 
 from extauthz._exceptions import InvalidPolicy
-from extauthz.engine import evaluate
 from extauthz.engine.metaschema import MetaschemaChecks, _pieces
 from extauthz.engine.model import CompiledPolicy
 from extauthz.policy import _compile, load_policy
-from tests.engine.conftest import build_ctx
+from tests.engine.conftest import decide_all
 
 DATA = Path(__file__).parent / "data" / "openapi"
 N = 6
@@ -173,21 +171,6 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def _decide(policy: CompiledPolicy) -> list[tuple[Any, ...]]:
-    out = []
-    for method, path, kw in REQUESTS:
-        kw = dict(kw)
-        redacted = kw.pop("redacted", False)
-        ctx = build_ctx(method, path, **kw)
-        if redacted:
-            body = ctx.request.body
-            body = dataclasses.replace(body, json=dataclasses.replace(body.json, redacted=True))
-            ctx = dataclasses.replace(ctx, request=dataclasses.replace(ctx.request, body=body))
-        d = evaluate(policy, ctx)
-        out.append((d.action, d.status_code, [(h.id, h.severity, h.message) for h in d.rule_hits]))
-    return out
-
-
 def test_same_routes_and_decisions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     plain, shared = _both(monkeypatch, _write(tmp_path))
     assert isinstance(plain, CompiledPolicy) and isinstance(shared, CompiledPolicy)
@@ -199,8 +182,8 @@ def test_same_routes_and_decisions(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         assert (ca.engine, ca.schema_source, ca.body_optional, ca.unknown) == (
             cb.engine, cb.schema_source, cb.body_optional, cb.unknown
         )  # fmt: skip
-    decisions = _decide(plain)
-    assert decisions == _decide(shared)
+    decisions = decide_all(plain, REQUESTS)
+    assert decisions == decide_all(shared, REQUESTS)
     assert len({str(d) for d in decisions}) > 10  # the requests do tell the routes apart
 
 

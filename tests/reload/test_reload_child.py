@@ -10,7 +10,6 @@ in-process instead.
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 import shutil
 import stat
@@ -24,11 +23,10 @@ import yaml
 
 from bench.specgen import _NoAliasDumper, stripe_like
 from extauthz._exceptions import InvalidPolicy
-from extauthz.engine import evaluate
 from extauthz.engine.model import CompiledPolicy
 from extauthz.policy import _child, load_policy
 from extauthz.policy._child import ChildFailed, load_policy_for_reload, load_policy_in_child
-from tests.engine.conftest import build_ctx
+from tests.engine.conftest import decide_all
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "tests" / "policy" / "data" / "openapi"
@@ -83,21 +81,6 @@ def _requests(policy: CompiledPolicy) -> Iterator[tuple[str, str, dict[str, Any]
     yield "GET", "/nowhere/at/all", {}
 
 
-def _decide(policy: CompiledPolicy, requests: list[tuple[str, str, dict[str, Any]]]) -> list[Any]:
-    out = []
-    for method, path, kw in requests:
-        kw = dict(kw)
-        redacted = kw.pop("redacted", False)
-        ctx = build_ctx(method, path, **kw)
-        if redacted:
-            body = ctx.request.body
-            body = dataclasses.replace(body, json=dataclasses.replace(body.json, redacted=True))
-            ctx = dataclasses.replace(ctx, request=dataclasses.replace(ctx.request, body=body))
-        d = evaluate(policy, ctx)
-        out.append((d.action, d.status_code, [(h.id, h.severity, h.message) for h in d.rule_hits]))
-    return out
-
-
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_a_policy_from_a_child_decides_as_the_one_compiled_in_process(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -124,7 +107,7 @@ def test_a_policy_from_a_child_decides_as_the_one_compiled_in_process(
                 b.contract.unknown,
             )
     requests = list(_requests(here))
-    got_here, got_there = _decide(here, requests), _decide(there, requests)
+    got_here, got_there = decide_all(here, requests), decide_all(there, requests)
     for request, x, y in zip(requests, got_here, got_there, strict=True):
         assert x == y, request
     assert len({str(d) for d in got_here}) > 2  # the requests tell the routes apart
