@@ -23,8 +23,12 @@ _TRAVERSAL = re.compile(
     r"(?:^|[/\\\ufffd])(?:\.\.(?:;[^/\\]{0,64})?(?:[/\\]|\ufffd{1,3}|$)|\.{3,256}[/\\])"
     r"|(?:^|[/\\])\ufffd{2,8}[/\\]"
 )
+# Percent-escapes that may decode to a dot, a slash or a NUL: ASCII, overlong UTF-8, IIS's
+# %uXXXX, and the UTF-8 lead bytes of the look-alikes below (E2 80-88 .., EF B9/BC ..).
 _ENCODED_DOTS = re.compile(
-    r"%(?:25)*2e|%(?:25)*2f|%(?:25)*5c|%(?:25)*00|%c0%ae|%c0%af|%c1%9c|%u[0-9a-f]{4}", re.I
+    r"%(?:25)*2e|%(?:25)*2f|%(?:25)*5c|%(?:25)*00|%c0%ae|%c0%af|%c1%9c|%u[0-9a-f]{4}"
+    r"|%(?:25)*e2%(?:25)*8[0-8]|%(?:25)*ef%(?:25)*b[9c]",
+    re.I,
 )
 _OVERLONG = re.compile(r"%c0%ae|%c0%af|%c1%9c", re.I)
 _PERCENT_U = re.compile(r"%u([0-9a-f]{4})", re.I)
