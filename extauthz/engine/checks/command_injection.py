@@ -243,7 +243,7 @@ def _shell_reason(text: str) -> str | None:
                 return f"brace expansion running {m.group('cmd')!r}"
     for regex, why, needs in (
         (_SHAPES, "shell payload", "(/<-\r"),
-        (_EVASION, "shell expansion used to hide a command", "$()"),
+        (_EVASION, "shell expansion used to hide a command", "$<>"),
         (_REDIRECT, "shell redirection to a system path", "<>"),
         (_OPTIONED, "command with options after a shell separator", ";&|" if separated else ""),
         (_CHAINED, "commands chained with ';'", ";"),
