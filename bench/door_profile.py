@@ -49,6 +49,7 @@ def new_id() -> str:
     return "0" * 32
 
 
+from bench.engine import activate_spec  # noqa: E402
 from extauthz._http import HttpIn  # noqa: E402
 from extauthz._json import COMPACT_ASCII  # noqa: E402
 from extauthz.client._request import build_check_request, describe  # noqa: E402
@@ -79,29 +80,7 @@ HEADERS = {
 
 def openapi_policy(tmp: Path) -> Path:
     """The demo's license-activate contract from an OpenAPI 3.1 operation (as bench/engine.py)."""
-    schema = json.loads((ROOT / "policies/schemas/license-activate.json").read_text())
-    schema.pop("$schema", None)
-    spec = {
-        "openapi": "3.1.0",
-        "info": {"title": "bench", "version": "1"},
-        "paths": {
-            PATH: {
-                "post": {
-                    "operationId": "activate",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/Activate"}
-                            }
-                        },
-                    },
-                    "responses": {"200": {"description": "ok"}},
-                }
-            }
-        },
-        "components": {"schemas": {"Activate": schema}},
-    }
+    spec, _ = activate_spec()
     (tmp / "openapi.json").write_text(json.dumps(spec))
     (tmp / "spec.yaml").write_text(
         'policyVersion: "0.1"\nroutes: []\nopenapi: {spec: ./openapi.json}\n'

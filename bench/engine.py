@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -117,8 +118,9 @@ def main() -> None:
         print(f"route lookup, {2 * count:5d} routes          p50 {p50:7.2f} µs   p99 {p99:7.2f} µs")
 
 
-def spec_vs_hand(n: int, rounds: int = 5) -> None:
-    """The demo's license-activate contract, from an OpenAPI operation and by hand."""
+def activate_spec() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(OpenAPI 3.1 document, its schema): the demo's license-activate contract as an
+    operation (also bench/door_profile.py's OpenAPI policy)."""
     schema = json.loads((ROOT / "policies/schemas/license-activate.json").read_text())
     schema.pop("$schema", None)
     spec = {
@@ -142,6 +144,12 @@ def spec_vs_hand(n: int, rounds: int = 5) -> None:
         },
         "components": {"schemas": {"Activate": schema}},
     }
+    return spec, schema
+
+
+def spec_vs_hand(n: int, rounds: int = 5) -> None:
+    """The demo's license-activate contract, from an OpenAPI operation and by hand."""
+    spec, schema = activate_spec()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         (d / "openapi.json").write_text(json.dumps(spec))
