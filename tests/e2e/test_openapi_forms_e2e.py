@@ -4,6 +4,7 @@ allows reaches the upstream with the very bytes sent; one it does not is stopped
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from _e2e_support import Stack, run_stack
+
+from tests import _multipart
 
 DATA = Path(__file__).resolve().parents[1] / "policy" / "data" / "openapi"
 POLICY = """\
@@ -53,16 +56,8 @@ def send(
             return exc.code, {"raw": raw.decode("utf-8", "replace")}
 
 
-def part(name: str, value: bytes, filename: str | None = None, ctype: str | None = None) -> bytes:
-    head = f'Content-Disposition: form-data; name="{name}"'
-    if filename is not None:
-        head += f'; filename="{filename}"'
-    head += "\r\n" + (f"Content-Type: {ctype}\r\n" if ctype else "")
-    return f"--{BOUNDARY}\r\n{head}\r\n".encode() + value + b"\r\n"
-
-
-def multipart(*parts: bytes) -> bytes:
-    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+part = functools.partial(_multipart.part, BOUNDARY)
+multipart = functools.partial(_multipart.multipart, BOUNDARY)
 
 
 def assert_reached(stack: Stack, status: int, echo: dict[str, object], sent: bytes) -> None:

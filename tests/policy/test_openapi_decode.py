@@ -3,6 +3,7 @@ multipart bodies, bracketed keys, parameter styles, formats, media types, server
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from extauthz.decision import Decision
 from extauthz.engine import evaluate
 from extauthz.engine.model import CompiledPolicy
 from extauthz.policy import load_policy
+from tests import _multipart
 from tests.engine.conftest import build_ctx
 
 DATA = Path(__file__).parent / "data" / "openapi"
@@ -53,16 +55,8 @@ def form(policy: CompiledPolicy, raw: str, path: str = "/v1/charges") -> list[st
     return hits(policy, "POST", path, raw=raw, content_type=FORM)
 
 
-def part(name: str, value: bytes, filename: str | None = None, ctype: str | None = None) -> bytes:
-    head = f'Content-Disposition: form-data; name="{name}"'
-    if filename is not None:
-        head += f'; filename="{filename}"'
-    head += "\r\n" + (f"Content-Type: {ctype}\r\n" if ctype else "")
-    return f"--{BOUNDARY}\r\n{head}\r\n".encode() + value + b"\r\n"
-
-
-def multipart(*parts: bytes) -> bytes:
-    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+part = functools.partial(_multipart.part, BOUNDARY)
+multipart = functools.partial(_multipart.multipart, BOUNDARY)
 
 
 PNG = part("file", b"\x89PNG\r\n\x1a\n\x00\x01", "a.png", "image/png")
