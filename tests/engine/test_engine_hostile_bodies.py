@@ -380,3 +380,25 @@ def test_the_depth_limit_holds_for_json_sent_as_a_form() -> None:
     raw = b"[" * 100 + b"]" * 100
     d = evaluate(DEFAULT, ctx("/open", raw, {"content-type": "application/x-www-form-urlencoded"}))
     assert d.rule_ids == ("limit.json.depth",) and d.status_code == 403
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "x-gzip", "gzip, gzip"])
+def test_a_coded_body_is_measured_decoded_at_the_exact_limit(coding: str) -> None:
+    """The limit applies to the decoded bytes, to the byte: SMALL's 2048 decoded is checked
+    and allowed, 2049 is 413, however small the coded form is (it compresses ~100x)."""
+
+    def coded(raw: bytes) -> bytes:
+        for layer in reversed([c.strip() for c in coding.split(",")]):
+            raw = gzip.compress(raw) if "gzip" in layer else zlib.compress(raw)
+        return raw
+
+    headers = {"content-type": "text/plain", "content-encoding": coding}
+    at = coded(b"x" * 2048)
+    assert len(at) < 200
+    assert evaluate(SMALL, ctx("/open", at, headers)).allowed
+    d = evaluate(SMALL, ctx("/open", coded(b"x" * 2049), headers))
+    assert (d.action, d.status_code, d.rule_ids) == ("BLOCK", 413, ("limit.body.max",))
+    # a payload past the limit is never inspected-and-allowed: the same 413 when it hides there
+    hidden = coded(b"x" * 2040 + b"<script>alert(1)</script>")
+    d = evaluate(SMALL, ctx("/open", hidden, headers))
+    assert d.action == "BLOCK" and "limit.body.max" in d.rule_ids
