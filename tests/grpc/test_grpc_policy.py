@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import descriptor_pb2
 
 from extauthz._exceptions import InvalidPolicy
 from extauthz.policy import CompiledPolicy, _grpc, load_policy
+from extauthz.policy.reload import PolicyHotReloader
 
 
 def write(folder: Path, routes: str, set_bytes: bytes | None = None) -> Path:
@@ -256,3 +259,33 @@ def test_a_json_schema_contract_may_add_to_a_grpc_route(shop_protos: Any, tmp_pa
     )
     decision = evaluate(policy, ctx)
     assert decision.rule_ids == ("contract.schema.invalid",)  # the schema reads the mapping
+
+
+def test_a_hot_reload_follows_the_descriptor_set_and_keeps_the_policy_on_a_broken_one(
+    shop_protos: Any, tmp_path: Path
+) -> None:
+    """The reloader watches the set like any referenced file: an edit reloads (new version),
+    a set that no longer parses is refused with its file named and the running policy stays."""
+
+    def wait_for(condition: Any) -> None:
+        deadline = time.monotonic() + 30  # a hang guard, not a speed bound
+        while not condition():
+            assert time.monotonic() < deadline, "the reloader never got there"
+            time.sleep(0.05)
+
+    route = "  - id: g\n    match: {path: /shop.v1.Orders/GetOrder}\n    grpc: {descriptorSetRef: api.binpb}\n"
+    data = shop_protos.descriptor_set.read_bytes()
+    path = write(tmp_path, route, data)
+    with PolicyHotReloader(path, debounce_ms=200) as reloader:
+        first = reloader.current()
+        assert (tmp_path / "api.binpb").resolve() in {Path(f).resolve() for f in first.files}
+        fds = descriptor_pb2.FileDescriptorSet.FromString(data)
+        fds.file[-1].options.java_package = "changed"
+        (tmp_path / "api.binpb").write_bytes(fds.SerializeToString())
+        wait_for(lambda: reloader.stats.reloads == 1)
+        second = reloader.current()
+        assert second.version != first.version and second.routes[0].grpc is not None
+        (tmp_path / "api.binpb").write_bytes(b"\x0a\xff\xff not a descriptor set")
+        wait_for(lambda: reloader.stats.failures == 1)
+        assert reloader.current() is second
+        assert "api.binpb" in (reloader.last_error or ""), reloader.last_error
