@@ -26,10 +26,11 @@ from grpc_health.v1._async import HealthServicer
 from . import decision_log, heap, tracing, workers
 from .config import ServerConfig
 from .grpc_service import AuthorizationServicer
-from .health import HealthWatcher
+from .h2_server import H2GrpcServer
+from .health import HEALTH_CHECK, HEALTH_WATCH, HealthBoard, HealthWatcher
 from .http_api import HttpApi
 from .http_server import HttpServer
-from .listeners import GrpcTcpListener, HttpTcpListener, Listener, listeners_for
+from .listeners import GrpcTcpListener, H2TcpListener, HttpTcpListener, Listener, listeners_for
 from .metrics import MeteredReplayStore, Metrics
 from .state import ServerState
 from .tls import TlsFiles, TlsReloader
@@ -117,6 +118,7 @@ class Server:
 
     state: ServerState
     grpc_server: grpc.aio.Server | None = None  # set once started (no gRPC address: never)
+    h2_server: H2GrpcServer | None = None  # the same, for the builtin gRPC server (GRPC_TRANSPORT)
     http_server: HttpServer | None = None
     health: HealthWatcher | None = None
     servicer: AuthorizationServicer | None = None
@@ -127,7 +129,7 @@ class Server:
     @property
     def grpc_port(self) -> int | None:
         """The bound gRPC TCP port, when GRPC_PORT is set."""
-        return self._port(GrpcTcpListener)
+        return self._port(H2TcpListener) or self._port(GrpcTcpListener)
 
     @property
     def http_port(self) -> int | None:
@@ -153,27 +155,37 @@ class Server:
             log.exception("no policy at start-up")
             max_body = 0
         max_bytes = config.effective_max_request_bytes(max_body)
-        options = [
-            ("grpc.max_receive_message_length", max_bytes),
-            ("grpc.max_send_message_length", max_bytes),
-            # A second instance must fail to bind, not share the port; workers share it (the
-            # supervisor has checked that nobody else holds it).
-            ("grpc.so_reuseport", 1 if state.worker is not None else 0),
-        ]
         tls_files = TlsFiles.from_config(config)
         self.tls = TlsReloader(tls_files) if tls_files is not None else None
-        server = grpc.aio.server(options=options)
         self.servicer = AuthorizationServicer(state)
-        server.add_generic_rpc_handlers((self.servicer.handler(),))
-        health_servicer = HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        self.health = HealthWatcher(state, health_servicer)
+        transport: grpc.aio.Server | H2GrpcServer
+        if config.grpc_builtin:
+            h2 = transport = H2GrpcServer(max_message_bytes=max_bytes)
+            for path, method in self.servicer.h2_methods().items():
+                h2.add_unary(path, method)
+            board = HealthBoard()
+            h2.add_unary(HEALTH_CHECK, board.check)
+            h2.add_server_stream(HEALTH_WATCH, board.watch)
+            self.health = HealthWatcher(state, board)
+        else:
+            options = [
+                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.max_send_message_length", max_bytes),
+                # A second instance must fail to bind, not share the port; workers share it
+                # (the supervisor has checked that nobody else holds it).
+                ("grpc.so_reuseport", 1 if state.worker is not None else 0),
+            ]
+            transport = grpc.aio.server(options=options)
+            transport.add_generic_rpc_handlers((self.servicer.handler(),))
+            health_servicer = HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, transport)
+            self.health = HealthWatcher(state, health_servicer)
         if config.http_port or config.http_unix_socket:
             api = HttpApi(state, self.servicer)
             self.http_server = HttpServer(api, max_body_bytes=max_bytes)
         self.listeners = listeners_for(
             config,
-            grpc_server=server,
+            grpc_server=transport,
             http=self.http_server,
             tls=self.tls,
             shared_ports=state.worker is not None,
@@ -181,11 +193,13 @@ class Server:
         # gRPC first, HTTP last: an HTTP port that answers (a probe, a supervisor) means gRPC
         # is serving too, as it always has.
         grpc_listeners = [x for x in self.listeners if x.transport == "grpc"]
+        if grpc_listeners and isinstance(transport, H2GrpcServer):
+            self.h2_server = transport  # serving as each listener binds
         for listener in grpc_listeners:
             await listener.start()
-        if grpc_listeners:  # HTTP only: no gRPC server threads at all
-            await server.start()
-            self.grpc_server = server
+        if grpc_listeners and not isinstance(transport, H2GrpcServer):
+            await transport.start()  # grpcio serves only what was bound before it starts
+            self.grpc_server = transport  # HTTP only: no gRPC server threads at all
         await self.health.update()
         self.health.start()
         for listener in self.listeners:
@@ -203,7 +217,7 @@ class Server:
     async def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, answer what is in flight within ``grace``, remove the sockets.
 
-        grpc.aio's ``stop(grace)`` only waits for handlers already running: checks that Envoy
+        grpc.aio's ``stop(grace)`` (and ``H2GrpcServer.close``) only wait for calls already running: checks that Envoy
         has sent but grpc has not yet handed to a handler would be cancelled (Envoy answers
         them 503). So after NOT_SERVING we keep serving until no check has started for
         ``DRAIN_QUIET_SECONDS`` (or the grace runs out), and only then stop.
@@ -218,6 +232,8 @@ class Server:
             await self._quiesce(self.servicer, deadline)
         if self.grpc_server is not None:
             await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
+        if self.h2_server is not None:
+            await self.h2_server.close(max(0.0, deadline - time.monotonic()))
         for listener in self.listeners:
             await listener.stop()
         if self.http_server is not None:

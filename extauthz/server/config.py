@@ -92,6 +92,16 @@ def _log_level(raw: Any, source: str) -> str:
     return value
 
 
+GRPC_TRANSPORTS = ("auto", "builtin", "grpcio")
+
+
+def _grpc_transport(raw: Any, source: str) -> str:
+    value = _text(raw, source).lower()
+    if value not in GRPC_TRANSPORTS:
+        raise InvalidConfig(f"{source}: {raw!r} is not one of {', '.join(GRPC_TRANSPORTS)}")
+    return value
+
+
 def _env_text(value: object) -> str:
     """A value as its environment variable spells it (what ``parse`` reads back)."""
     if isinstance(value, bool):
@@ -195,6 +205,13 @@ class ServerConfig:
         address="unix",
     )
     grpc_host: str = setting("0.0.0.0", "TCP gRPC bind address")
+    # Which gRPC server answers: builtin (server/h2_server.py) costs half grpc.aio's CPU per
+    # check; grpcio keeps TLS (its certificate reload has no gap). auto: builtin unless TLS.
+    grpc_transport: str = setting(
+        "auto",
+        "gRPC server: auto (builtin; grpcio when GRPC_PORT has TLS), builtin or grpcio",
+        parse=_grpc_transport,
+    )
     redis_url: str | None = setting(None, "shared webhook replay store", shown="in-memory")
     log_level: str = setting("info", "debug|info|warning|error|critical", parse=_log_level)
     # Decision log (see ``decision_log``): sinks, ALLOW sampling, what a record may carry.
@@ -281,6 +298,13 @@ class ServerConfig:
         switch=False,
     )
     event_loop: str = setting("auto", "asyncio turns uvloop off", flag=False)
+
+    @property
+    def grpc_builtin(self) -> bool:
+        """The gRPC listeners are served by ``h2_server`` (else by grpcio)."""
+        if self.grpc_transport == "auto":
+            return not (self.tls_cert_file is not None and self.grpc_port)
+        return self.grpc_transport == "builtin"
 
     def effective_max_request_bytes(self, policy_max_body_bytes: int = 0) -> int:
         """The gRPC receive limit: explicit, else the policy's largest body plus headroom."""
@@ -379,6 +403,11 @@ class ServerConfig:
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise InvalidConfig(
                 "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE (mTLS is TLS first)"
+            )
+        if self.grpc_transport == "builtin" and self.tls_cert_file is not None and self.grpc_port:
+            raise InvalidConfig(
+                "GRPC_TRANSPORT: builtin serves plaintext gRPC only; with TLS_CERT_FILE on GRPC_PORT "
+                "use auto or grpcio"
             )
         if (
             self.tls_cert_file is not None

@@ -27,6 +27,7 @@ from ..envoy.response import decision_to_check_bytes
 from ..outcome import Outcome, internal_error, outcome_encoder
 from . import tracing
 from .decide import server_decider
+from .h2_server import Headers, Unary
 from .state import ServerState
 
 SERVICE_NAME = "envoy.service.auth.v3.Authorization"
@@ -135,9 +136,27 @@ class AuthorizationServicer:
 
     async def traced_check(self, request_bytes: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """``check`` inside an OpenTelemetry span joined to Envoy's trace (tracing on only)."""
+        return await self._traced(request_bytes, context.invocation_metadata())
+
+    def h2_check(
+        self, request_bytes: bytes, headers: Headers
+    ) -> bytes | Coroutine[Any, Any, bytes]:
+        """``Check`` on the h2 transport (``h2_server``): the one ``serve`` path, as ``check``."""
+        return self.serve(request_bytes, self.door, "grpc")
+
+    async def h2_traced_check(self, request_bytes: bytes, headers: Headers) -> bytes:
+        metadata = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k[:1] != b":"]
+        return await self._traced(request_bytes, metadata)
+
+    def h2_methods(self) -> dict[str, Unary]:
+        """The h2 transport's methods (``handler``'s twin): the plain check unless tracing."""
+        check = self.h2_check if self._state.tracer is None else self.h2_traced_check
+        return {f"/{SERVICE_NAME}/Check": check}
+
+    async def _traced(self, request_bytes: bytes, metadata: Any) -> bytes:
         tracer = self._state.tracer
         assert tracer is not None  # registered only with tracing on (``handler``)
-        carrier = tracing.carrier_from_metadata(context.invocation_metadata())
+        carrier = tracing.carrier_from_metadata(metadata)
         if not carrier:  # no context on the call itself: the checked request's own headers
             try:
                 headers = CheckRequest.FromString(request_bytes).attributes.request.http.headers
@@ -146,7 +165,8 @@ class AuthorizationServicer:
                 carrier = {}
         started = tracer.start("ext_authz.check", carrier, "grpc")
         try:
-            return await self.check(request_bytes, context)
+            answer = self.serve(request_bytes, self.door, "grpc")
+            return answer if isinstance(answer, bytes) else await answer
         finally:
             tracer.end(started)
 

@@ -15,13 +15,15 @@ import asyncio
 import inspect
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
 from .grpc_service import SERVICE_NAME
+from .h2_server import NOT_FOUND, GrpcError, Headers
 from .state import ServerState
 from .tasks import cancel_and_wait
 
@@ -30,6 +32,8 @@ log = logging.getLogger("extauthz.server")
 PING_TIMEOUT_SECONDS = 0.5
 WATCH_INTERVAL_SECONDS = 1.0
 HEALTH_SERVICES = ("", SERVICE_NAME)
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +143,18 @@ async def health_report(state: ServerState, version: str) -> dict[str, Any]:
     return report
 
 
+class HealthTarget(Protocol):
+    """What the watcher drives: grpcio's ``HealthServicer`` or our ``HealthBoard``."""
+
+    async def set(self, service: str, status: int) -> None: ...
+
+    async def enter_graceful_shutdown(self) -> None: ...
+
+
 class HealthWatcher:
     """Keeps gRPC health in step with readiness, once a second, until drain."""
 
-    def __init__(self, state: ServerState, servicer: HealthServicer) -> None:
+    def __init__(self, state: ServerState, servicer: HealthServicer | HealthTarget) -> None:
         self._state = state
         self.servicer = servicer
         self._task: asyncio.Task[None] | None = None
@@ -181,3 +193,51 @@ class HealthWatcher:
         await cancel_and_wait(self._task)
         self._serving = False
         await self.servicer.enter_graceful_shutdown()
+
+
+class HealthBoard:
+    """gRPC health on the h2 transport (``h2_server``), with grpcio's ``HealthServicer``
+    semantics: ``Check`` answers a known service's status (else NOT_FOUND), ``Watch`` sends
+    the status now and on every change (SERVICE_UNKNOWN for an unknown service), and after
+    ``enter_graceful_shutdown`` every service is NOT_SERVING and stays so."""
+
+    def __init__(self) -> None:
+        self._status: dict[str, int] = {}
+        self._changed = asyncio.Event()
+        self._shutting_down = False
+
+    async def set(self, service: str, status: int) -> None:
+        if self._shutting_down:
+            return
+        self._status[service] = status
+        self._wake()
+
+    async def enter_graceful_shutdown(self) -> None:
+        if self._shutting_down:
+            return
+        for service in self._status:
+            self._status[service] = health_pb2.HealthCheckResponse.NOT_SERVING
+        self._shutting_down = True
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def check(self, message: bytes, headers: Headers) -> bytes:
+        service = health_pb2.HealthCheckRequest.FromString(message).service
+        status = self._status.get(service)
+        if status is None:
+            raise GrpcError(NOT_FOUND, f"unknown service {service!r}")
+        return health_pb2.HealthCheckResponse(status=status).SerializeToString()
+
+    async def watch(self, message: bytes, headers: Headers) -> AsyncIterator[bytes]:
+        service = health_pb2.HealthCheckRequest.FromString(message).service
+        last: int | None = None
+        while True:
+            changed = self._changed  # taken before reading: no change is missed
+            status = self._status.get(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            if status != last:
+                last = status
+                yield health_pb2.HealthCheckResponse(status=status).SerializeToString()
+            await changed.wait()

@@ -1,12 +1,14 @@
 """The addresses the server answers on, one small object each (aiohttp's sites)::
 
-    GrpcUnixListener   gRPC on UNIX_SOCKET (sidecar)
-    GrpcTcpListener    gRPC on GRPC_HOST:GRPC_PORT, plain or TLS
+    H2UnixListener     gRPC on UNIX_SOCKET (sidecar), the builtin gRPC server (GRPC_TRANSPORT)
+    H2TcpListener      gRPC on GRPC_HOST:GRPC_PORT, plain, the builtin gRPC server
+    GrpcUnixListener   gRPC on UNIX_SOCKET, grpcio (GRPC_TRANSPORT=grpcio)
+    GrpcTcpListener    gRPC on GRPC_HOST:GRPC_PORT, plain or TLS, grpcio
     HttpTcpListener    HTTP on HTTP_HOST:HTTP_PORT, plain or TLS, re-opened on new TLS files
     HttpUnixListener   HTTP on HTTP_UNIX_SOCKET
 
-A listener binds one address of a transport it is given (the ``grpc.aio.Server``, the
-``HttpServer``), owns what comes with the address (a Unix socket file's hygiene, the TLS
+A listener binds one address of a transport it is given (the ``H2GrpcServer`` or the
+``grpc.aio.Server``, the ``HttpServer``), owns what comes with the address (a Unix socket file's hygiene, the TLS
 watch), refuses an address it cannot bind with ``InvalidConfig`` naming its setting, and
 stops. ``Server`` starts the gRPC ones, then the gRPC server (grpcio serves only what was
 bound before it starts), then the HTTP ones (an HTTP port that answers means gRPC is serving);
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     import grpc
 
     from .config import ServerConfig
+    from .h2_server import H2GrpcServer
     from .http_server import HttpServer
     from .tls import TlsReloader
 
@@ -67,6 +70,62 @@ def _tls_mode(tls: TlsReloader | None) -> str:
     if tls is None:
         return ""
     return " (mtls)" if tls.files.mutual else " (tls)"
+
+
+class H2UnixListener(Listener):
+    transport = "grpc"
+    setting = "UNIX_SOCKET"
+
+    def __init__(self, server: H2GrpcServer, path: str, mode: int) -> None:
+        self.server = server
+        self.file = SocketFile(path, mode, self.setting)
+
+    async def start(self) -> None:
+        path = self.file.path
+        self.file.prepare()
+        with self.file.umask():  # no window with a looser mode
+            try:
+                await self.server.listen_unix(path)
+            except OSError as exc:
+                raise InvalidConfig(
+                    f"{self.setting}: cannot bind {path}: {exc.strerror or exc}"
+                ) from exc
+        self.file.bound()
+
+    async def stop(self) -> None:
+        self.server.stop_listening(self.file.path)
+        self.release()
+
+    def release(self) -> None:
+        self.file.remove()
+
+    def describe(self) -> str:
+        return f"grpc unix:{self.file.path}"
+
+
+class H2TcpListener(Listener):
+    transport = "grpc"
+    setting = "GRPC_PORT"
+
+    def __init__(self, server: H2GrpcServer, host: str, port: int, *, reuse_port: bool) -> None:
+        self.server, self.host, self.wanted, self.reuse_port = server, host, port, reuse_port
+
+    async def start(self) -> None:
+        try:
+            self.port = await self.server.listen_tcp(
+                self.host, self.wanted, reuse_port=self.reuse_port
+            )
+        except OSError as exc:
+            raise InvalidConfig(
+                f"{self.setting}: cannot bind {self.host}:{self.wanted} ({exc.strerror or exc})"
+            ) from exc
+
+    async def stop(self) -> None:
+        if self.port is not None:
+            self.server.stop_listening(self.port)
+
+    def describe(self) -> str:
+        return f"grpc {self.host}:{self.port}"
 
 
 class GrpcUnixListener(Listener):
@@ -222,18 +281,30 @@ class HttpUnixListener(Listener):
 def listeners_for(
     config: ServerConfig,
     *,
-    grpc_server: grpc.aio.Server,
+    grpc_server: grpc.aio.Server | H2GrpcServer,
     http: HttpServer | None,
     tls: TlsReloader | None,
     shared_ports: bool,
 ) -> list[Listener]:
-    """The configured addresses, gRPC first. ``shared_ports``: a worker's HTTP port is shared
-    with its siblings (SO_REUSEPORT; the gRPC server sets it for its own ports)."""
+    """The configured addresses, gRPC first. ``shared_ports``: a worker's TCP ports are
+    shared with its siblings (SO_REUSEPORT; grpcio sets it for its own ports)."""
+    from .h2_server import H2GrpcServer
+
     found: list[Listener] = []
-    if config.unix_socket:
-        found.append(GrpcUnixListener(grpc_server, config.unix_socket, config.socket_mode))
-    if config.grpc_port:
-        found.append(GrpcTcpListener(grpc_server, config.grpc_host, config.grpc_port, tls))
+    if isinstance(grpc_server, H2GrpcServer):
+        if config.unix_socket:
+            found.append(H2UnixListener(grpc_server, config.unix_socket, config.socket_mode))
+        if config.grpc_port:
+            found.append(
+                H2TcpListener(
+                    grpc_server, config.grpc_host, config.grpc_port, reuse_port=shared_ports
+                )
+            )
+    else:
+        if config.unix_socket:
+            found.append(GrpcUnixListener(grpc_server, config.unix_socket, config.socket_mode))
+        if config.grpc_port:
+            found.append(GrpcTcpListener(grpc_server, config.grpc_host, config.grpc_port, tls))
     if http is not None and config.http_port:
         http_tls = tls if config.http_tls else None
         found.append(

@@ -24,6 +24,8 @@ from extauthz.server.config import ADDRESSES, UNIX_SOCKETS, ServerConfig
 from extauthz.server.listeners import (
     GrpcTcpListener,
     GrpcUnixListener,
+    H2TcpListener,
+    H2UnixListener,
     HttpTcpListener,
     HttpUnixListener,
     Listener,
@@ -55,7 +57,15 @@ async def stopping() -> AsyncIterator[Callable[[Server], Server]]:
         await server.stop(0)
 
 
+GRPC_KINDS = {
+    "builtin": [H2UnixListener, H2TcpListener],
+    "grpcio": [GrpcUnixListener, GrpcTcpListener],
+}
+
+
+@pytest.mark.parametrize("transport", ["builtin", "grpcio"])
 async def test_every_address_is_a_listener_started_in_order_and_each_answers(
+    transport: str,
     short_tmp: Path,
     free_port: Callable[[], int],
     stopping: Callable[[Server], Server],
@@ -70,11 +80,12 @@ async def test_every_address_is_a_listener_started_in_order_and_each_answers(
             grpc_host="127.0.0.1",
             http_port=free_port(),
             http_unix_socket=http_sock,
+            grpc_transport=transport,
         )
     )
     await server.start()
     kinds = [type(x) for x in server.listeners]
-    assert kinds == [GrpcUnixListener, GrpcTcpListener, HttpTcpListener, HttpUnixListener]
+    assert kinds == [*GRPC_KINDS[transport], HttpTcpListener, HttpUnixListener]
     for path in (grpc_sock, http_sock):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
     for target in (f"unix:{grpc_sock}", f"127.0.0.1:{server.grpc_port}"):
@@ -127,14 +138,20 @@ async def test_http_alone_starts_no_grpc_server(
     assert server.grpc_server is None and server.grpc_port is None and server.http_port
 
 
+@pytest.mark.parametrize("transport", ["builtin", "grpcio"])
 @pytest.mark.parametrize(
     ("setting", "message"),
     [("grpc_port", "GRPC_PORT: cannot bind"), ("http_port", "HTTP_PORT: cannot listen on")],
 )
 async def test_a_later_address_that_is_taken_is_refused_and_the_socket_file_goes(
-    socket_path: str, held_port: int, setting: str, message: str
+    socket_path: str, held_port: int, setting: str, message: str, transport: str
 ) -> None:
-    server = make_server(unix_socket=socket_path, grpc_host="127.0.0.1", **{setting: held_port})
+    server = make_server(
+        unix_socket=socket_path,
+        grpc_host="127.0.0.1",
+        grpc_transport=transport,
+        **{setting: held_port},
+    )
     with pytest.raises(InvalidConfig, match=message):
         await server.start()
     assert os.path.exists(socket_path)  # bound before the taken port was tried
@@ -142,13 +159,14 @@ async def test_a_later_address_that_is_taken_is_refused_and_the_socket_file_goes
     assert not os.path.exists(socket_path)
 
 
+@pytest.mark.parametrize("setting", ["http_unix_socket", "unix_socket"])
 async def test_a_successors_socket_file_is_never_removed(
-    short_tmp: Path, stopping: Callable[[Server], Server]
+    setting: str, short_tmp: Path, stopping: Callable[[Server], Server]
 ) -> None:
-    """HTTP_UNIX_SOCKET only: grpcio itself unlinks UNIX_SOCKET's path when it stops, whoever
-    holds it by then (todo.md)."""
+    """HTTP_UNIX_SOCKET, and UNIX_SOCKET on h2 (the default): with GRPC_TRANSPORT=grpcio,
+    grpcio itself unlinks UNIX_SOCKET's path when it stops, whoever holds it by then."""
     path = str(short_tmp / "s.sock")
-    server = await stopping(make_server(http_unix_socket=path)).start()
+    server = await stopping(make_server(**{setting: path})).start()
     os.unlink(path)  # a successor took the path over (after a stale-socket check)
     with contextlib.closing(socket.socket(socket.AF_UNIX)) as successor:
         successor.bind(path)
@@ -169,7 +187,7 @@ async def test_the_second_signal_release_removes_the_socket_files(
 
 def test_each_listener_kind_has_its_address_setting_and_the_other_way_round() -> None:
     kinds = {GrpcUnixListener: "unix", GrpcTcpListener: "tcp", HttpTcpListener: "tcp"}
-    kinds[HttpUnixListener] = "unix"
+    kinds |= {HttpUnixListener: "unix", H2UnixListener: "unix", H2TcpListener: "tcp"}
     assert set(kinds) == set(Listener.__subclasses__())
     assert {cls.setting: kind for cls, kind in kinds.items()} == {
         s.env: s.address for s in ADDRESSES
