@@ -5,7 +5,8 @@ is in the way and only the authorization path differs):
 
     envoy-alone      Envoy without jwt_authn/ext_authz                       (the ceiling)
     floor-uds/-tcp   Envoy + a no-op Python grpcio ext_authz server           (the Python floor)
-    extauthz-uds/-tcp Envoy + ``extauthz serve`` with policies/demo.yaml
+    extauthz-uds/-tcp Envoy + ``extauthz serve`` with policies/demo.yaml (its built-in gRPC server)
+    grpcio-uds/-tcp  the same with ``GRPC_TRANSPORT=grpcio`` (``--with-grpcio``): grpc.aio
     floor-http-uds   Envoy (``envoy-http.yaml``, http_service mode) + a no-op aiohttp server
     extauthz-http-uds Envoy (``envoy-http.yaml``) + ``extauthz serve --http-unix-socket``
 
@@ -297,6 +298,11 @@ def main() -> int:
         "target is defined against; uvloop: the loop extauthz itself runs on)",
     )
     parser.add_argument(
+        "--with-grpcio",
+        action="store_true",
+        help="also run extauthz with GRPC_TRANSPORT=grpcio (grpc.aio) on the gRPC transports",
+    )
+    parser.add_argument(
         "--workers", help="comma-separated worker counts (e.g. 1,2): the scaling run instead"
     )
     parser.add_argument("--noop-server", help=argparse.SUPPRESS)
@@ -328,7 +334,8 @@ def main() -> int:
             target["template"] = HTTP_MODE
         if kind == "floor":
             return noop_server(sock, port, args.floor_loop, http), target
-        return extauthz_server(workdir, sock, port, http), target
+        env = {"GRPC_TRANSPORT": "grpcio"} if kind == "grpcio" else None
+        return extauthz_server(workdir, sock, port, http, env=env), target
 
     def measure(name: str, proc: EnvoyProcess, pdp_pid: int | None = None) -> None:
         wrk(proc.url, script, 2, args.connections)  # warm-up
@@ -360,7 +367,10 @@ def main() -> int:
             with envoy(workdir, args.envoy_concurrency, ext_authz=False) as e:
                 measure("envoy-alone", e)
             for transport in args.transports.split(","):
-                for kind in ("floor", "extauthz"):
+                kinds = ["floor", "extauthz"]
+                if args.with_grpcio and transport != "http-uds":
+                    kinds.append("grpcio")
+                for kind in kinds:
                     server, target = pdp(kind, transport)
                     with server as pid, envoy(workdir, args.envoy_concurrency, **target) as e:
                         measure(f"{kind}-{transport}", e, pid)
