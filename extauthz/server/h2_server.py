@@ -77,6 +77,9 @@ MAX_CONCURRENT_STREAMS = 1000  # per connection (Envoy multiplexes every check o
 MAX_HEADER_LIST_BYTES = 64 * 1024  # a header block decoding larger is a connection error
 STREAM_WINDOW = 1 << 20  # per stream: a large body arrives without waiting for an update
 CONNECTION_REFILL = 1 << 30  # the connection window is refilled after this much data
+# Streams we reset while the client was still sending, remembered (the latest this many) so
+# that its frames already in flight on them are dropped, not taken for a protocol error.
+RESET_STREAMS_KEPT = 4096
 
 _PREFIX = 5  # gRPC message: compressed flag (1 byte) + length (4 bytes, big-endian)
 
@@ -252,6 +255,7 @@ class _Connection(asyncio.Protocol):
         self.max_send_frame = MAX_FRAME  # the peer's SETTINGS_MAX_FRAME_SIZE
         self.recv_unacked = 0  # received connection-window bytes not yet given back
         self.continuing: tuple[int, int, bytearray] | None = None  # (stream, flags, block)
+        self.reset_streams: dict[int, None] = {}  # ordered: see ``RESET_STREAMS_KEPT``
 
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -428,7 +432,10 @@ class _Connection(asyncio.Protocol):
             raise _ConnectionError(COMPRESSION_ERROR, f"header block: {exc}") from None
         call = self.calls.get(sid)
         if call is None and sid <= self.highest and sid & 1:
-            return  # a stream we have finished (and reset if it was still open): ignored
+            if sid in self.reset_streams:
+                return  # trailers that crossed our RST_STREAM: ignored
+            # a stream that is over, or one skipped: a request on it would go unanswered
+            raise _ConnectionError(PROTOCOL_ERROR, f"HEADERS on closed stream {sid}")
         if call is not None:  # trailers from the client: they must end the stream
             if call.remote_closed or not flags & END_STREAM:
                 self._reset(sid, PROTOCOL_ERROR)
@@ -656,10 +663,18 @@ class _Connection(asyncio.Protocol):
         self.calls.pop(sid, None)
         if not call.remote_closed:  # the client is still sending: stop it (gRPC servers do)
             self.out += _frame(RST_STREAM, 0, sid, NO_ERROR.to_bytes(4, "big"))
+            self._remember_reset(sid)
 
     def _reset(self, sid: int, code: int) -> None:
         self.out += _frame(RST_STREAM, 0, sid, code.to_bytes(4, "big"))
+        self._remember_reset(sid)
         self._forget(sid)
+
+    def _remember_reset(self, sid: int) -> None:
+        kept = self.reset_streams
+        kept[sid] = None
+        if len(kept) > RESET_STREAMS_KEPT:
+            del kept[next(iter(kept))]
 
     def _forget(self, sid: int) -> None:
         call = self.calls.pop(sid, None)

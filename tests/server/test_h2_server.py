@@ -685,8 +685,8 @@ async def test_a_frame_above_16384_bytes_is_refused_from_its_header(bare: Bare) 
 
 @pytest.mark.parametrize(
     ("prelude", "sid"),
-    [((), 0), ((), 2)],
-    ids=["stream 0", "even stream"],
+    [((), 0), ((), 2), ((5,), 3), ((1,), 1)],
+    ids=["stream 0", "even stream", "lower than an open one", "reusing a finished one"],
 )
 async def test_headers_on_a_stream_a_client_may_not_open(
     bare: Bare, prelude: tuple[int, ...], sid: int
