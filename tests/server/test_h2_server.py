@@ -36,8 +36,10 @@ from _server_support import (
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from extauthz.server.h2_server import H2GrpcServer
+from extauthz.server.h2_server import H2GrpcServer, _Connection
 from extauthz.server.health import HEALTH_CHECK, HEALTH_WATCH, HealthBoard
 
 HANG = 30.0  # a hang guard only: nothing here asserts how long anything takes
@@ -321,7 +323,7 @@ class RawPeer:
         """The stream's answer up to END_STREAM or RST_STREAM (other streams' frames kept)."""
         out = Response()
         while (got := await self.next()) is not None:
-            if got.kind == GOAWAY:
+            if got.kind == GOAWAY and got.payload[4:8] != bytes(4):
                 raise AssertionError(f"GOAWAY {got.payload[4:8].hex()} {got.payload[8:]!r}")
             if got.sid != sid:
                 continue
@@ -997,3 +999,281 @@ async def test_more_streams_than_allowed_are_refused(bare: Bare) -> None:
         for i in range(0, len(f.payload), 6)
     )
     assert limits[0x3] == limit
+
+
+# --- 3b. flow control -------------------------------------------------------------------------
+async def test_a_tiny_client_window_still_gets_the_whole_answer(start_bare: StartBare) -> None:
+    """10 bytes of stream window, and the connection's (65,535, then 1,500 at a time) runs
+    out mid-answer: the server sends only what the windows allow (h2 raises otherwise) and
+    resumes on every WINDOW_UPDATE, byte-exact."""
+    bare = await start_bare(max_message_bytes=100_000)
+    message = bytes(range(256)) * 280  # 71,680 bytes: more than the connection window
+    initial = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10}
+    async with h2_peer(bare.path, initial) as peer:
+        sid = peer.start(ECHO)
+        await peer.send_body(sid, grpc_frame(message))
+        stream_window, connection_window, updates = 10, 65_535, 0
+        while not peer.responses[sid].ended:
+            for event in await peer.pump(acknowledge=False):
+                if not isinstance(event, h2.events.DataReceived):
+                    continue
+                stream_window -= len(event.data)
+                connection_window -= len(event.data)
+                grow = min(len(event.data) + 100, 1000 - stream_window)  # never shrinks
+                if grow > 0 and not peer.responses[sid].ended:  # trailers may be in too
+                    peer.conn.increment_flow_control_window(grow, sid)
+                    stream_window += grow
+                    updates += 1
+                if connection_window == 0:
+                    peer.conn.increment_flow_control_window(1500)
+                    connection_window += 1500
+                    updates += 1
+            peer.flush()
+        answer = peer.responses[sid]
+    assert answer.data == grpc_frame(message) and answer.trailers[b"grpc-status"] == b"0"
+    assert updates > 70  # the answer really waited for the windows, many times
+    await assert_survives(bare)
+
+
+async def test_a_window_shrunk_by_settings_holds_the_answer_until_it_grows(bare: Bare) -> None:
+    async with h2_peer(bare.path, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}) as peer:
+        sid = peer.start(ECHO)
+        await peer.send_body(sid, grpc_frame(b"held back"))
+        while not any(isinstance(e, h2.events.ResponseReceived) for e in peer.events):
+            await peer.pump()
+        peer.conn.ping(b"barrier!")  # answered after the server has read everything before it
+        peer.flush()
+        while not any(isinstance(e, h2.events.PingAckReceived) for e in peer.events):
+            await peer.pump()
+        assert not peer.responses[sid].data  # no window, no data
+        peer.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 4})
+        peer.flush()
+        answer = await peer.finish(sid)
+    assert answer.messages == [b"held back"]
+    await assert_survives(bare)
+
+
+async def test_a_body_in_one_byte_data_frames(bare: Bare) -> None:
+    message = b"one byte at a time"
+    async with h2_peer(bare.path) as peer:
+        sid = peer.start(LATER)
+        await peer.send_body(sid, grpc_frame(message), chunk=1)
+        answer = await peer.finish(sid)
+    assert answer.messages == [message]
+    await assert_survives(bare)
+
+
+async def test_a_body_larger_than_the_stream_window_is_received_whole(
+    start_bare: StartBare,
+) -> None:
+    bare = await start_bare(max_message_bytes=3 << 20)
+    message = bytes(range(251)) * ((5 << 19) // 251)  # ~2.5 MiB: beyond the 1 MiB window
+    async with h2_peer(bare.path) as peer:
+        answer = await peer.call(ECHO, message)
+        updates = [
+            e for e in peer.events if isinstance(e, h2.events.WindowUpdated) and e.stream_id == 1
+        ]
+    assert answer.messages == [message]
+    assert updates  # without the server's WINDOW_UPDATEs h2 could not have sent it all
+    await assert_survives(bare)
+
+
+# --- 4. drain: close(grace) -------------------------------------------------------------------
+async def test_close_lets_a_call_in_flight_finish_and_refuses_new_streams(bare: Bare) -> None:
+    async with raw_peer(bare.path) as peer:
+        peer.send(good_headers(peer, 1, WAIT), frame(DATA, END_STREAM, 1, grpc_frame(b"in flight")))
+        async with asyncio.timeout(HANG):
+            await bare.entered.wait()
+        closing = asyncio.create_task(bare.server.close(HANG))
+        while (got := await peer.next()) is not None and got.kind != GOAWAY:
+            pass
+        assert got is not None and got.payload[:8] == (1).to_bytes(4, "big") + bytes(4)
+        peer.send(good_headers(peer, 3), frame(DATA, END_STREAM, 3, grpc_frame(b"too late")))
+        assert (await peer.response(3)).reset == REFUSED_STREAM
+        assert not closing.done()
+        bare.release.set()
+        answer = await peer.response(1)
+        async with asyncio.timeout(HANG):
+            await closing
+        assert await peer.eof()
+    assert answer.messages == [b"in flight"] and answer.trailers[b"grpc-status"] == b"0"
+    assert bare.server.open_calls() == 0 and not bare.server.connections
+    with pytest.raises(OSError):  # nothing listens any more
+        await asyncio.open_unix_connection(bare.path)
+
+
+async def test_close_cancels_a_watch_stream_after_the_grace(bare: Bare) -> None:
+    async with raw_peer(bare.path) as peer:
+        request = health_pb2.HealthCheckRequest(service="").SerializeToString()
+        peer.send(
+            good_headers(peer, 1, HEALTH_WATCH), frame(DATA, END_STREAM, 1, grpc_frame(request))
+        )
+        while (got := await peer.next()) is not None and got.kind != DATA:
+            pass  # the first status is out: the stream is running
+        first = got
+        async with asyncio.timeout(HANG):
+            await bare.server.close(0.05)
+        rest = await peer.response(1)
+        assert await peer.eof()
+    assert first is not None
+    assert health_pb2.HealthCheckResponse.FromString(grpc_messages(first.payload)[0]).status == (
+        health_pb2.HealthCheckResponse.SERVING
+    )
+    assert rest.headers[b"grpc-status"] == b"1"  # CANCELLED, in the trailers
+    assert bare.server.open_calls() == 0
+
+
+async def test_a_connection_made_while_closing_gets_goaway(bare: Bare) -> None:
+    async with raw_peer(bare.path) as peer:
+        peer.send(frame(PING, 0, 0, b"accepted"))  # the server has made this connection
+        while (got := await peer.next()) is not None and got.kind != PING:
+            pass
+        bare.server.closing = True  # what close() sets before it stops listening
+        async with raw_peer(bare.path) as late:
+            late.send(good_headers(late, 1), frame(DATA, END_STREAM, 1, grpc_frame(b"late")))
+            refused = await late.response(1)
+        bare.server.closing = False
+        peer.send(good_headers(peer, 1), frame(DATA, END_STREAM, 1, grpc_frame(b"early")))
+        assert (await peer.response(1)).messages == [b"early"]
+    assert refused.reset == REFUSED_STREAM
+    assert any(f.kind == GOAWAY for f in late.seen)
+    await assert_survives(bare)
+
+
+# --- 5. fuzzing data_received -----------------------------------------------------------------
+class FakeTransport:
+    """What ``_Connection`` uses of a transport, recording what it writes."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "a write after close"
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Every byte the server wrote belongs to a whole frame."""
+    out = []
+    while data:
+        assert len(data) >= 9, f"a cut frame header: {data!r}"
+        size = int.from_bytes(data[:3], "big")
+        assert len(data) >= 9 + size, "a cut frame"
+        out.append(
+            Frame(data[3], data[4], int.from_bytes(data[5:9], "big"), bytes(data[9 : 9 + size]))
+        )
+        data = data[9 + size :]
+    return out
+
+
+def fuzz_server() -> H2GrpcServer:
+    """Synchronous handlers only: the fuzz test runs without an event loop."""
+    server = H2GrpcServer(max_message_bytes=LIMIT)
+    server.add_unary(ECHO, lambda message, headers: message)
+
+    def fail(message: bytes, headers: Any) -> bytes:
+        raise RuntimeError("a handler bug")
+
+    server.add_unary("/test.T/Fail", fail)
+    return server
+
+
+def good_call_bytes(encoder: hpack.Encoder, sid: int = 1) -> bytes:
+    return frame(HEADERS, END_HEADERS, sid, encoder.encode(request_headers())) + frame(
+        DATA, END_STREAM, sid, grpc_frame(b"good")
+    )
+
+
+_encoder = hpack.Encoder()
+_blocks = [
+    _encoder.encode(request_headers(path)) for path in (ECHO, "/test.T/Fail", "/test.T/Nope")
+] + [hpack.Encoder().encode(request_headers(method=b"GET")), b"\x82\x86\x84"]
+
+frames = st.builds(
+    frame,
+    st.sampled_from(
+        [
+            DATA,
+            HEADERS,
+            PRIORITY,
+            RST_STREAM,
+            SETTINGS,
+            PUSH_PROMISE,
+            PING,
+            GOAWAY,
+            WINDOW_UPDATE,
+            CONTINUATION,
+            0x0A,
+            0xFA,
+        ]
+    ),
+    st.integers(0, 255),
+    st.sampled_from([0, 1, 2, 3, 5, 7, 0x7FFFFFFF]),
+    st.one_of(
+        st.binary(max_size=40),
+        st.sampled_from(_blocks),
+        st.sampled_from(
+            [
+                grpc_frame(b"m"),
+                grpc_frame(b"m" * (LIMIT + 1)),
+                b"\x00\x00\x00\x00\x01",
+                bytes(4),
+                bytes(8),
+                bytes(6),
+            ]
+        ),
+    ),
+)
+chunks = st.one_of(frames, st.binary(min_size=1, max_size=60))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(chunks, max_size=12), st.integers(1, 64))
+def test_random_frames_never_raise_out_of_data_received(pieces: list[bytes], split: int) -> None:
+    server = fuzz_server()
+    transport = FakeTransport()
+    connection = _Connection(server)
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    stream = PREFACE + settings_frame() + b"".join(pieces)
+    for at in range(0, len(stream), split):  # and in arbitrary read sizes
+        connection.data_received(stream[at : at + split])
+    written = parse_frames(bytes(transport.written))
+    assert written[0].kind == SETTINGS
+    if transport.closed:  # an error: it said why, with a GOAWAY, and closed
+        assert written[-1].kind == GOAWAY
+    connection.connection_lost(None)
+    assert not server.connections and server.open_calls() == 0
+    # the server itself is unharmed: a new connection is answered
+    good = FakeTransport()
+    fresh = _Connection(server)
+    fresh.connection_made(good)  # type: ignore[arg-type]
+    fresh.data_received(PREFACE + settings_frame() + good_call_bytes(hpack.Encoder()))
+    answer = [f for f in parse_frames(bytes(good.written)) if f.sid == 1]
+    assert [f.kind for f in answer] == [HEADERS, DATA, HEADERS]
+    assert grpc_messages(answer[1].payload) == [b"good"] and not good.closed
+    fresh.connection_lost(None)
+    assert server.open_calls() == 0
+
+
+async def test_random_bytes_on_a_real_socket_then_a_good_call(bare: Bare) -> None:
+    """The real-socket twin of the fuzz test, for a few fixed hostile byte strings."""
+    for junk in (
+        bytes(range(256)) * 4,
+        b"\x00" * 9 + b"\xff" * 40,
+        frame(HEADERS, 0xFF, 1, b"\xff" * 30),
+    ):
+        async with raw_peer(bare.path) as peer:
+            peer.send(junk)
+            code = (await peer.goaway())[1]
+            assert code in (PROTOCOL_ERROR, FRAME_SIZE_ERROR, COMPRESSION_ERROR)
+    await assert_survives(bare)
