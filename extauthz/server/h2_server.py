@@ -278,6 +278,16 @@ class _Connection(asyncio.Protocol):
                 call.task.cancel()  # a Watch stream; a check's replay claim runs on (``_later``)
         self.calls.clear()
 
+    def pause_writing(self) -> None:
+        """The peer is not reading what we write (every PING and SETTINGS asks for an answer):
+        stop reading it until it does, so that a flood is not buffered without end."""
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return

@@ -346,9 +346,7 @@ class RawPeer:
         raise AssertionError("EOF before the stream ended")
 
     async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(Exception):  # the server may have dropped us
-            await self.writer.wait_closed()
+        self.writer.transport.abort()  # what we wrote may be unread (a flood): no flushing
 
 
 @asynccontextmanager
@@ -1276,4 +1274,35 @@ async def test_random_bytes_on_a_real_socket_then_a_good_call(bare: Bare) -> Non
             peer.send(junk)
             code = (await peer.goaway())[1]
             assert code in (PROTOCOL_ERROR, FRAME_SIZE_ERROR, COMPRESSION_ERROR)
+    await assert_survives(bare)
+
+
+# --- 6. abuse: a peer that does not read ------------------------------------------------------
+async def test_a_ping_flood_from_a_peer_that_never_reads_is_not_buffered(bare: Bare) -> None:
+    """Every PING (or SETTINGS) asks for an answer; a peer that sends them and reads nothing
+    must not make the server buffer answers without end: it stops reading that peer."""
+    pings = frame(PING, 0, 0, b"floodfld") * 60_000  # ~1 MiB a write
+    ceiling = 32 << 20  # sent without the server pushing back: the test fails
+    async with raw_peer(bare.path) as peer:
+        await settle(lambda: len(bare.server.connections) == 1)
+        (connection,) = bare.server.connections
+        transport = connection.transport
+        assert transport is not None
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            while sent < ceiling:
+                peer.send(pings)
+                await peer.writer.drain()
+                sent += len(pings)
+
+        flooding = asyncio.create_task(flood())
+        try:
+            await settle(lambda: flooding.done() or not transport.is_reading())
+            assert not transport.is_reading(), f"{sent} bytes of PINGs read, never paused"
+            assert transport.get_write_buffer_size() < 4 << 20
+        finally:
+            flooding.cancel()
+    await settle(lambda: connection not in bare.server.connections)  # seen gone, though paused
     await assert_survives(bare)
