@@ -366,6 +366,7 @@ class Bare:
     board: HealthBoard
     entered: asyncio.Event = field(default_factory=asyncio.Event)  # WAIT has started
     release: asyncio.Event = field(default_factory=asyncio.Event)  # WAIT may answer
+    finished: int = 0  # WAIT handlers that ran to their end
 
 
 def bare_server(path: str, max_message_bytes: int = LIMIT) -> Bare:
@@ -379,6 +380,7 @@ def bare_server(path: str, max_message_bytes: int = LIMIT) -> Bare:
     async def wait(message: bytes) -> bytes:
         bare.entered.set()
         await bare.release.wait()
+        bare.finished += 1
         return message
 
     server.add_unary(ECHO, lambda message, headers: message)
@@ -487,6 +489,39 @@ async def test_builtin_and_grpcio_give_the_same_check_responses(start_inproc, so
     assert "webhook.stripe.replay" in by_name["webhook replayed"]["deniedResponse"]["body"]
     assert by_name["body at the limit"]["deniedResponse"]["status"]["code"] == "Forbidden"
     assert by_name["body past the limit"]["deniedResponse"]["status"]["code"] == "PayloadTooLarge"
+
+
+async def test_builtin_and_grpcio_fail_the_same_calls_the_same_way(
+    start_inproc, socket_path
+) -> None:  # type: ignore[no-untyped-def]
+    grpcio_path = str(Path(socket_path).with_name("grpcio.sock"))
+    await start_inproc(unix_socket=socket_path, grpc_transport="builtin", max_request_bytes=4096)
+    await start_inproc(unix_socket=grpcio_path, grpc_transport="grpcio", max_request_bytes=4096)
+    big = check_request("POST", "/api/v1/licenses/activate", body=b"x" * 5000).SerializeToString()
+    codes: dict[str, list[grpc.StatusCode]] = {}
+    for path in (socket_path, grpcio_path):
+        async with grpc.aio.insecure_channel(f"unix:{path}") as channel:
+            calls = [
+                channel.unary_unary(CHECK_METHOD)(big, timeout=HANG),
+                channel.unary_unary("/envoy.service.auth.v3.Authorization/Nope")(b"", timeout=HANG),
+                channel.unary_unary(HEALTH_CHECK)(
+                    health_pb2.HealthCheckRequest(service="nope").SerializeToString(), timeout=HANG
+                ),
+            ]
+            codes[path] = []
+            for call in calls:
+                with pytest.raises(grpc.aio.AioRpcError) as failed:
+                    await call
+                codes[path].append(failed.value.code())
+    assert (
+        codes[socket_path]
+        == codes[grpcio_path]
+        == [
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.UNIMPLEMENTED,
+            grpc.StatusCode.NOT_FOUND,
+        ]
+    )
 
 
 @pytest.mark.parametrize("compression", [grpc.Compression.Gzip, grpc.Compression.Deflate])
@@ -955,6 +990,44 @@ async def test_data_after_end_stream_is_stream_closed(bare: Bare) -> None:
         answer = await peer.response(1)
     assert answer.reset == STREAM_CLOSED
     bare.release.set()
+    await assert_survives(bare)
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (frame(WINDOW_UPDATE, 0, 1, bytes(4)), PROTOCOL_ERROR),
+        (frame(WINDOW_UPDATE, 0, 1, (2**31 - 1).to_bytes(4, "big")), FLOW_CONTROL_ERROR),
+        (frame(HEADERS, END_HEADERS, 1, b"\x82"), PROTOCOL_ERROR),  # trailers without END_STREAM
+    ],
+    ids=["WINDOW_UPDATE 0", "stream window overflow", "trailers after END_STREAM"],
+)
+async def test_stream_errors_reset_only_their_stream(bare: Bare, bad: bytes, code: int) -> None:
+    async with raw_peer(bare.path) as peer:
+        peer.send(good_headers(peer, 1, WAIT), frame(DATA, END_STREAM, 1, grpc_frame(b"w")))
+        async with asyncio.timeout(HANG):
+            await bare.entered.wait()
+        peer.send(bad)
+        assert (await peer.response(1)).reset == code
+        peer.send(good_headers(peer, 3), frame(DATA, END_STREAM, 3, grpc_frame(b"next")))
+        assert (await peer.response(3)).messages == [b"next"]
+        bare.release.set()  # the reset call's handler ends; its answer goes nowhere
+    await assert_survives(bare)
+
+
+async def test_a_connection_error_mid_call_leaves_no_call_and_the_handler_runs_on(
+    bare: Bare,
+) -> None:
+    async with raw_peer(bare.path) as peer:
+        peer.send(good_headers(peer, 1, WAIT), frame(DATA, END_STREAM, 1, grpc_frame(b"w")))
+        async with asyncio.timeout(HANG):
+            await bare.entered.wait()
+        assert bare.server.open_calls() == 1
+        peer.send(frame(PUSH_PROMISE, END_HEADERS, 1, bytes(4)))
+        assert (await peer.goaway()) == (1, PROTOCOL_ERROR)
+    await settle(lambda: bare.server.open_calls() == 0)
+    bare.release.set()  # a check's handler (its replay claim) is not cut short by the client
+    await settle(lambda: bare.finished == 1)
     await assert_survives(bare)
 
 
