@@ -66,7 +66,7 @@ END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x3
 STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x9
-SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_CONCURRENT_STREAMS = 0x1, 0x3
+SETTINGS_HEADER_TABLE_SIZE, SETTINGS_ENABLE_PUSH, SETTINGS_MAX_CONCURRENT_STREAMS = 0x1, 0x2, 0x3
 SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 0x4, 0x5
 SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
 
@@ -361,14 +361,18 @@ class _Connection(asyncio.Protocol):
             if not flags & ACK:
                 self.out += _frame(PING, ACK, 0, payload)
         elif kind == RST_STREAM:
-            if sid == 0 or len(payload) != 4:
-                raise _ConnectionError(PROTOCOL_ERROR, "bad RST_STREAM")
+            if len(payload) != 4:
+                raise _ConnectionError(FRAME_SIZE_ERROR, "RST_STREAM of a wrong length")
+            if sid == 0:
+                raise _ConnectionError(PROTOCOL_ERROR, "RST_STREAM on stream 0")
             if sid > self.highest:
                 raise _ConnectionError(PROTOCOL_ERROR, "RST_STREAM on an idle stream")
             self._forget(sid)
         elif kind == PRIORITY:
-            if sid == 0 or len(payload) != 5:
-                raise _ConnectionError(PROTOCOL_ERROR, "bad PRIORITY")
+            if sid == 0:
+                raise _ConnectionError(PROTOCOL_ERROR, "PRIORITY on stream 0")
+            if len(payload) != 5:  # a stream error (RFC 9113, 6.3), made a connection one
+                raise _ConnectionError(FRAME_SIZE_ERROR, "PRIORITY of a wrong length")
         elif kind == GOAWAY:
             if sid != 0:
                 raise _ConnectionError(PROTOCOL_ERROR, "GOAWAY on a stream")
@@ -447,7 +451,10 @@ class _Connection(asyncio.Protocol):
             # a stream that is over, or one skipped: a request on it would go unanswered
             raise _ConnectionError(PROTOCOL_ERROR, f"HEADERS on closed stream {sid}")
         if call is not None:  # trailers from the client: they must end the stream
-            if call.remote_closed or not flags & END_STREAM:
+            if call.remote_closed:  # half-closed (remote): RFC 9113, 5.1
+                self._reset(sid, STREAM_CLOSED)
+                return
+            if not flags & END_STREAM:
                 self._reset(sid, PROTOCOL_ERROR)
                 return
             call.remote_closed = True
@@ -482,12 +489,15 @@ class _Connection(asyncio.Protocol):
                     call.send_window += delta
                     if call.send_window > MAX_WINDOW:
                         raise _ConnectionError(FLOW_CONTROL_ERROR, "stream window above 2^31-1")
+            elif key == SETTINGS_ENABLE_PUSH:
+                if value > 1:
+                    raise _ConnectionError(PROTOCOL_ERROR, f"enable push {value}")
             elif key == SETTINGS_MAX_FRAME_SIZE:
                 if not MAX_FRAME <= value <= 2**24 - 1:
                     raise _ConnectionError(PROTOCOL_ERROR, f"max frame size {value}")
                 self.max_send_frame = value
             # HEADER_TABLE_SIZE: our blocks never index, so the peer's table size is moot;
-            # ENABLE_PUSH, MAX_CONCURRENT_STREAMS (we open none), others: nothing to do.
+            # MAX_CONCURRENT_STREAMS (we open none), others: nothing to do.
         self.out += _SETTINGS_ACK
         self._resume_all()
 

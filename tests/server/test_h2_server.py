@@ -881,6 +881,9 @@ async def test_settings_are_acknowledged(bare: Bare) -> None:
         (frame(GOAWAY, 0, 1, b"\0" * 8), PROTOCOL_ERROR),
         (frame(PING, 0, 1, b"\0" * 8), PROTOCOL_ERROR),
         (frame(PUSH_PROMISE, END_HEADERS, 1, b"\0\0\0\x02"), PROTOCOL_ERROR),
+        (frame(RST_STREAM, 0, 1, b"\0\0\0"), FRAME_SIZE_ERROR),
+        (frame(PRIORITY, 0, 1, b"\0" * 4), FRAME_SIZE_ERROR),
+        (settings_frame((0x2, 2)), PROTOCOL_ERROR),
     ],
     ids=[
         "SETTINGS length 4",
@@ -901,6 +904,9 @@ async def test_settings_are_acknowledged(bare: Bare) -> None:
         "GOAWAY on a stream",
         "PING on a stream",
         "PUSH_PROMISE",
+        "RST_STREAM length 3",
+        "PRIORITY length 4",
+        "ENABLE_PUSH 2",
     ],
 )
 async def test_connection_errors_end_in_goaway(bare: Bare, bad: bytes, code: int) -> None:
@@ -998,7 +1004,7 @@ async def test_data_after_end_stream_is_stream_closed(bare: Bare) -> None:
     [
         (frame(WINDOW_UPDATE, 0, 1, bytes(4)), PROTOCOL_ERROR),
         (frame(WINDOW_UPDATE, 0, 1, (2**31 - 1).to_bytes(4, "big")), FLOW_CONTROL_ERROR),
-        (frame(HEADERS, END_HEADERS, 1, b"\x82"), PROTOCOL_ERROR),  # trailers without END_STREAM
+        (frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x82"), STREAM_CLOSED),
     ],
     ids=["WINDOW_UPDATE 0", "stream window overflow", "trailers after END_STREAM"],
 )
