@@ -256,6 +256,9 @@ class _Connection(asyncio.Protocol):
         self.recv_unacked = 0  # received connection-window bytes not yet given back
         self.continuing: tuple[int, int, bytearray] | None = None  # (stream, flags, block)
         self.reset_streams: dict[int, None] = {}  # ordered: see ``RESET_STREAMS_KEPT``
+        # handlers of unary calls reset before their answer: they run on (``_later``), so they
+        # count against MAX_CONCURRENT_STREAMS, else open-and-reset starts them without end
+        self.orphans: set[asyncio.Task[None]] = set()
 
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -463,7 +466,7 @@ class _Connection(asyncio.Protocol):
         if sid <= self.highest or not sid & 1:
             raise _ConnectionError(PROTOCOL_ERROR, f"HEADERS opening stream {sid}")
         self.highest = sid
-        if self.going_away_sent or len(self.calls) >= MAX_CONCURRENT_STREAMS:
+        if self.going_away_sent or len(self.calls) + len(self.orphans) >= MAX_CONCURRENT_STREAMS:
             self._reset(sid, REFUSED_STREAM)
             return
         self._on_request(sid, headers, bool(flags & END_STREAM))  # type: ignore[arg-type]
@@ -698,8 +701,13 @@ class _Connection(asyncio.Protocol):
 
     def _forget(self, sid: int) -> None:
         call = self.calls.pop(sid, None)
-        if call is not None and call.streaming and call.task is not None:
+        if call is None or call.task is None or call.task.done():
+            return
+        if call.streaming:
             call.task.cancel()
+        else:
+            self.orphans.add(call.task)
+            call.task.add_done_callback(self.orphans.discard)
 
     async def _later(self, sid: int, call: _Call, answer: Awaitable[bytes]) -> None:
         """A unary answer that had to wait (a webhook's replay claim): always awaited to its

@@ -1155,6 +1155,32 @@ async def test_a_body_larger_than_the_stream_window_is_received_whole(
     await assert_survives(bare)
 
 
+async def test_rapid_resets_cannot_run_more_handlers_than_streams_allowed(bare: Bare) -> None:
+    """A call the client resets still runs to its end (a check's replay claim), so it still
+    counts against MAX_CONCURRENT_STREAMS: open-and-reset cannot start handlers without end."""
+    limit = 1000
+    async with raw_peer(bare.path) as peer:
+        request = grpc_frame(b"reset")
+        block = peer.block(request_headers(WAIT))
+        for i in range(limit):
+            sid = 2 * i + 1
+            peer.send(
+                frame(HEADERS, END_HEADERS, sid, block), frame(DATA, END_STREAM, sid, request)
+            )
+            peer.send(frame(RST_STREAM, 0, sid, (0x8).to_bytes(4, "big")))  # CANCEL
+        probe = 2 * limit + 1
+        peer.send(good_headers(peer, probe), frame(DATA, END_STREAM, probe, grpc_frame(b"probe")))
+        assert (await peer.response(probe)).reset == REFUSED_STREAM
+        assert bare.server.open_calls() == 0 and bare.finished == 0
+        bare.release.set()
+        await settle(lambda: bare.finished == limit)
+        peer.send(
+            good_headers(peer, probe + 2), frame(DATA, END_STREAM, probe + 2, grpc_frame(b"room"))
+        )
+        assert (await peer.response(probe + 2)).messages == [b"room"]
+    await assert_survives(bare)
+
+
 # --- 4. drain: close(grace) -------------------------------------------------------------------
 async def test_close_lets_a_call_in_flight_finish_and_refuses_new_streams(bare: Bare) -> None:
     async with raw_peer(bare.path) as peer:
