@@ -21,6 +21,9 @@ server-streaming calls from a client (Envoy, grpcio), so this is that part, on a
   (grpcio's ``grpc.max_receive_message_length``), an unknown method ``UNIMPLEMENTED``, a
   request that is not gRPC an HTTP 415/405 (the gRPC spec's answers);
 - everything a batch of frames produces leaves in one ``transport.write``;
+- a peer that does not read our answers is not read either (``pause_writing``), and a unary
+  call the client resets while its handler runs counts against MAX_CONCURRENT_STREAMS until
+  the handler ends: neither a PING flood nor open-and-reset grows memory or work without end;
 - ``close(grace)``: stop accepting, GOAWAY, let open calls finish within ``grace``, then
   cancel what is left (a Watch stream) and close.
 

@@ -5,6 +5,10 @@ server sends is valid HTTP/2, its flow control included) for well-formed traffic
 frames built here for the violations h2 refuses to produce. Every hostile case ends with
 ``assert_survives``: a good call on a new connection is answered and no call is left open.
 No assertion depends on time: waits are bounded only by a generous hang guard.
+
+Sections: 1. the same answers as grpcio (full servers), 2. gRPC's wire rules, 3. HTTP/2
+framing, 4. flow control, 5. abuse (floods, rapid resets), 6. drain, 7. fuzzing
+``data_received``. Sections 2-7 run a bare ``H2GrpcServer`` with small handlers.
 """
 
 from __future__ import annotations
@@ -356,6 +360,42 @@ async def raw_peer(path: str, **kwargs: Any) -> AsyncIterator[RawPeer]:
         yield peer
     finally:
         await peer.close()
+
+
+# --- helpers: a fake transport (the fuzz test) ----------------------------------------------
+class FakeTransport:
+    """What ``_Connection`` uses of a transport, recording what it writes."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "a write after close"
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Every byte the server wrote belongs to a whole frame."""
+    out = []
+    while data:
+        assert len(data) >= 9, f"a cut frame header: {data!r}"
+        size = int.from_bytes(data[:3], "big")
+        assert len(data) >= 9 + size, "a cut frame"
+        out.append(
+            Frame(data[3], data[4], int.from_bytes(data[5:9], "big"), bytes(data[9 : 9 + size]))
+        )
+        data = data[9 + size :]
+    return out
 
 
 # --- fixtures: a bare server with small handlers ----------------------------------------------
@@ -1078,7 +1118,7 @@ async def test_more_streams_than_allowed_are_refused(bare: Bare) -> None:
     assert limits[0x3] == limit
 
 
-# --- 3b. flow control -------------------------------------------------------------------------
+# --- 4. flow control ---------------------------------------------------------------------------
 async def test_a_tiny_client_window_still_gets_the_whole_answer(start_bare: StartBare) -> None:
     """10 bytes of stream window, and the connection's (65,535, then 1,500 at a time) runs
     out mid-answer: the server sends only what the windows allow (h2 raises otherwise) and
@@ -1155,6 +1195,37 @@ async def test_a_body_larger_than_the_stream_window_is_received_whole(
     await assert_survives(bare)
 
 
+# --- 5. abuse: a peer that does not read, a client that resets at once --------------------
+async def test_a_ping_flood_from_a_peer_that_never_reads_is_not_buffered(bare: Bare) -> None:
+    """Every PING (or SETTINGS) asks for an answer; a peer that sends them and reads nothing
+    must not make the server buffer answers without end: it stops reading that peer."""
+    pings = frame(PING, 0, 0, b"floodfld") * 60_000  # ~1 MiB a write
+    ceiling = 32 << 20  # sent without the server pushing back: the test fails
+    async with raw_peer(bare.path) as peer:
+        await settle(lambda: len(bare.server.connections) == 1)
+        (connection,) = bare.server.connections
+        transport = connection.transport
+        assert transport is not None
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            while sent < ceiling:
+                peer.send(pings)
+                await peer.writer.drain()
+                sent += len(pings)
+
+        flooding = asyncio.create_task(flood())
+        try:
+            await settle(lambda: flooding.done() or not transport.is_reading())
+            assert not transport.is_reading(), f"{sent} bytes of PINGs read, never paused"
+            assert transport.get_write_buffer_size() < 4 << 20
+        finally:
+            flooding.cancel()
+    await settle(lambda: connection not in bare.server.connections)  # seen gone, though paused
+    await assert_survives(bare)
+
+
 async def test_rapid_resets_cannot_run_more_handlers_than_streams_allowed(bare: Bare) -> None:
     """A call the client resets still runs to its end (a check's replay claim), so it still
     counts against MAX_CONCURRENT_STREAMS: open-and-reset cannot start handlers without end."""
@@ -1181,7 +1252,7 @@ async def test_rapid_resets_cannot_run_more_handlers_than_streams_allowed(bare: 
     await assert_survives(bare)
 
 
-# --- 4. drain: close(grace) -------------------------------------------------------------------
+# --- 6. drain: close(grace) -------------------------------------------------------------------
 async def test_close_lets_a_call_in_flight_finish_and_refuses_new_streams(bare: Bare) -> None:
     async with raw_peer(bare.path) as peer:
         peer.send(good_headers(peer, 1, WAIT), frame(DATA, END_STREAM, 1, grpc_frame(b"in flight")))
@@ -1243,42 +1314,7 @@ async def test_a_connection_made_while_closing_gets_goaway(bare: Bare) -> None:
     await assert_survives(bare)
 
 
-# --- 5. fuzzing data_received -----------------------------------------------------------------
-class FakeTransport:
-    """What ``_Connection`` uses of a transport, recording what it writes."""
-
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "a write after close"
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-
-def parse_frames(data: bytes) -> list[Frame]:
-    """Every byte the server wrote belongs to a whole frame."""
-    out = []
-    while data:
-        assert len(data) >= 9, f"a cut frame header: {data!r}"
-        size = int.from_bytes(data[:3], "big")
-        assert len(data) >= 9 + size, "a cut frame"
-        out.append(
-            Frame(data[3], data[4], int.from_bytes(data[5:9], "big"), bytes(data[9 : 9 + size]))
-        )
-        data = data[9 + size :]
-    return out
-
-
+# --- 7. fuzzing data_received -----------------------------------------------------------------
 def fuzz_server() -> H2GrpcServer:
     """Synchronous handlers only: the fuzz test runs without an event loop."""
     server = H2GrpcServer(max_message_bytes=LIMIT)
@@ -1379,35 +1415,4 @@ async def test_random_bytes_on_a_real_socket_then_a_good_call(bare: Bare) -> Non
             peer.send(junk)
             code = (await peer.goaway())[1]
             assert code in (PROTOCOL_ERROR, FRAME_SIZE_ERROR, COMPRESSION_ERROR)
-    await assert_survives(bare)
-
-
-# --- 6. abuse: a peer that does not read ------------------------------------------------------
-async def test_a_ping_flood_from_a_peer_that_never_reads_is_not_buffered(bare: Bare) -> None:
-    """Every PING (or SETTINGS) asks for an answer; a peer that sends them and reads nothing
-    must not make the server buffer answers without end: it stops reading that peer."""
-    pings = frame(PING, 0, 0, b"floodfld") * 60_000  # ~1 MiB a write
-    ceiling = 32 << 20  # sent without the server pushing back: the test fails
-    async with raw_peer(bare.path) as peer:
-        await settle(lambda: len(bare.server.connections) == 1)
-        (connection,) = bare.server.connections
-        transport = connection.transport
-        assert transport is not None
-        sent = 0
-
-        async def flood() -> None:
-            nonlocal sent
-            while sent < ceiling:
-                peer.send(pings)
-                await peer.writer.drain()
-                sent += len(pings)
-
-        flooding = asyncio.create_task(flood())
-        try:
-            await settle(lambda: flooding.done() or not transport.is_reading())
-            assert not transport.is_reading(), f"{sent} bytes of PINGs read, never paused"
-            assert transport.get_write_buffer_size() < 4 << 20
-        finally:
-            flooding.cancel()
-    await settle(lambda: connection not in bare.server.connections)  # seen gone, though paused
     await assert_survives(bare)
