@@ -21,6 +21,9 @@ server-streaming calls from a client (Envoy, grpcio), so this is that part, on a
   (grpcio's ``grpc.max_receive_message_length``), an unknown method ``UNIMPLEMENTED``, a
   request that is not gRPC an HTTP 415/405 (the gRPC spec's answers);
 - everything a batch of frames produces leaves in one ``transport.write``;
+- a peer that does not read our answers is not read either (``pause_writing``), and a unary
+  call the client resets while its handler runs counts against MAX_CONCURRENT_STREAMS until
+  the handler ends: neither a PING flood nor open-and-reset grows memory or work without end;
 - ``close(grace)``: stop accepting, GOAWAY, let open calls finish within ``grace``, then
   cancel what is left (a Watch stream) and close.
 
@@ -66,7 +69,7 @@ END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x3
 STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x9
-SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_CONCURRENT_STREAMS = 0x1, 0x3
+SETTINGS_HEADER_TABLE_SIZE, SETTINGS_ENABLE_PUSH, SETTINGS_MAX_CONCURRENT_STREAMS = 0x1, 0x2, 0x3
 SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 0x4, 0x5
 SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
 
@@ -77,6 +80,9 @@ MAX_CONCURRENT_STREAMS = 1000  # per connection (Envoy multiplexes every check o
 MAX_HEADER_LIST_BYTES = 64 * 1024  # a header block decoding larger is a connection error
 STREAM_WINDOW = 1 << 20  # per stream: a large body arrives without waiting for an update
 CONNECTION_REFILL = 1 << 30  # the connection window is refilled after this much data
+# Streams we reset while the client was still sending, remembered (the latest this many) so
+# that its frames already in flight on them are dropped, not taken for a protocol error.
+RESET_STREAMS_KEPT = 4096
 
 _PREFIX = 5  # gRPC message: compressed flag (1 byte) + length (4 bytes, big-endian)
 
@@ -252,6 +258,10 @@ class _Connection(asyncio.Protocol):
         self.max_send_frame = MAX_FRAME  # the peer's SETTINGS_MAX_FRAME_SIZE
         self.recv_unacked = 0  # received connection-window bytes not yet given back
         self.continuing: tuple[int, int, bytearray] | None = None  # (stream, flags, block)
+        self.reset_streams: dict[int, None] = {}  # ordered: see ``RESET_STREAMS_KEPT``
+        # handlers of unary calls reset before their answer: they run on (``_later``), so they
+        # count against MAX_CONCURRENT_STREAMS, else open-and-reset starts them without end
+        self.orphans: set[asyncio.Task[None]] = set()
 
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -273,6 +283,16 @@ class _Connection(asyncio.Protocol):
             if call.streaming and call.task is not None:
                 call.task.cancel()  # a Watch stream; a check's replay claim runs on (``_later``)
         self.calls.clear()
+
+    def pause_writing(self) -> None:
+        """The peer is not reading what we write (every PING and SETTINGS asks for an answer):
+        stop reading it until it does, so that a flood is not buffered without end."""
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -347,14 +367,18 @@ class _Connection(asyncio.Protocol):
             if not flags & ACK:
                 self.out += _frame(PING, ACK, 0, payload)
         elif kind == RST_STREAM:
-            if sid == 0 or len(payload) != 4:
-                raise _ConnectionError(PROTOCOL_ERROR, "bad RST_STREAM")
+            if len(payload) != 4:
+                raise _ConnectionError(FRAME_SIZE_ERROR, "RST_STREAM of a wrong length")
+            if sid == 0:
+                raise _ConnectionError(PROTOCOL_ERROR, "RST_STREAM on stream 0")
             if sid > self.highest:
                 raise _ConnectionError(PROTOCOL_ERROR, "RST_STREAM on an idle stream")
             self._forget(sid)
         elif kind == PRIORITY:
-            if sid == 0 or len(payload) != 5:
-                raise _ConnectionError(PROTOCOL_ERROR, "bad PRIORITY")
+            if sid == 0:
+                raise _ConnectionError(PROTOCOL_ERROR, "PRIORITY on stream 0")
+            if len(payload) != 5:  # a stream error (RFC 9113, 6.3), made a connection one
+                raise _ConnectionError(FRAME_SIZE_ERROR, "PRIORITY of a wrong length")
         elif kind == GOAWAY:
             if sid != 0:
                 raise _ConnectionError(PROTOCOL_ERROR, "GOAWAY on a stream")
@@ -428,9 +452,15 @@ class _Connection(asyncio.Protocol):
             raise _ConnectionError(COMPRESSION_ERROR, f"header block: {exc}") from None
         call = self.calls.get(sid)
         if call is None and sid <= self.highest and sid & 1:
-            return  # a stream we have finished (and reset if it was still open): ignored
+            if sid in self.reset_streams:
+                return  # trailers that crossed our RST_STREAM: ignored
+            # a stream that is over, or one skipped: a request on it would go unanswered
+            raise _ConnectionError(PROTOCOL_ERROR, f"HEADERS on closed stream {sid}")
         if call is not None:  # trailers from the client: they must end the stream
-            if call.remote_closed or not flags & END_STREAM:
+            if call.remote_closed:  # half-closed (remote): RFC 9113, 5.1
+                self._reset(sid, STREAM_CLOSED)
+                return
+            if not flags & END_STREAM:
                 self._reset(sid, PROTOCOL_ERROR)
                 return
             call.remote_closed = True
@@ -439,7 +469,7 @@ class _Connection(asyncio.Protocol):
         if sid <= self.highest or not sid & 1:
             raise _ConnectionError(PROTOCOL_ERROR, f"HEADERS opening stream {sid}")
         self.highest = sid
-        if self.going_away_sent or len(self.calls) >= MAX_CONCURRENT_STREAMS:
+        if self.going_away_sent or len(self.calls) + len(self.orphans) >= MAX_CONCURRENT_STREAMS:
             self._reset(sid, REFUSED_STREAM)
             return
         self._on_request(sid, headers, bool(flags & END_STREAM))  # type: ignore[arg-type]
@@ -465,12 +495,15 @@ class _Connection(asyncio.Protocol):
                     call.send_window += delta
                     if call.send_window > MAX_WINDOW:
                         raise _ConnectionError(FLOW_CONTROL_ERROR, "stream window above 2^31-1")
+            elif key == SETTINGS_ENABLE_PUSH:
+                if value > 1:
+                    raise _ConnectionError(PROTOCOL_ERROR, f"enable push {value}")
             elif key == SETTINGS_MAX_FRAME_SIZE:
                 if not MAX_FRAME <= value <= 2**24 - 1:
                     raise _ConnectionError(PROTOCOL_ERROR, f"max frame size {value}")
                 self.max_send_frame = value
             # HEADER_TABLE_SIZE: our blocks never index, so the peer's table size is moot;
-            # ENABLE_PUSH, MAX_CONCURRENT_STREAMS (we open none), others: nothing to do.
+            # MAX_CONCURRENT_STREAMS (we open none), others: nothing to do.
         self.out += _SETTINGS_ACK
         self._resume_all()
 
@@ -656,15 +689,28 @@ class _Connection(asyncio.Protocol):
         self.calls.pop(sid, None)
         if not call.remote_closed:  # the client is still sending: stop it (gRPC servers do)
             self.out += _frame(RST_STREAM, 0, sid, NO_ERROR.to_bytes(4, "big"))
+            self._remember_reset(sid)
 
     def _reset(self, sid: int, code: int) -> None:
         self.out += _frame(RST_STREAM, 0, sid, code.to_bytes(4, "big"))
+        self._remember_reset(sid)
         self._forget(sid)
+
+    def _remember_reset(self, sid: int) -> None:
+        kept = self.reset_streams
+        kept[sid] = None
+        if len(kept) > RESET_STREAMS_KEPT:
+            del kept[next(iter(kept))]
 
     def _forget(self, sid: int) -> None:
         call = self.calls.pop(sid, None)
-        if call is not None and call.streaming and call.task is not None:
+        if call is None or call.task is None or call.task.done():
+            return
+        if call.streaming:
             call.task.cancel()
+        else:
+            self.orphans.add(call.task)
+            call.task.add_done_callback(self.orphans.discard)
 
     async def _later(self, sid: int, call: _Call, answer: Awaitable[bytes]) -> None:
         """A unary answer that had to wait (a webhook's replay claim): always awaited to its
