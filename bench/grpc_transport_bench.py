@@ -55,6 +55,9 @@ class Keep:
     def get_extra_info(self, name: str) -> None:
         return None
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def close(self) -> None:
         return None
 

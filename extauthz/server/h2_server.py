@@ -73,6 +73,7 @@ SETTINGS_HEADER_TABLE_SIZE, SETTINGS_ENABLE_PUSH, SETTINGS_MAX_CONCURRENT_STREAM
 SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 0x4, 0x5
 SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
 
+ABORT_AFTER_SECONDS = 1.0  # a closed connection's unsent bytes wait this long for the peer
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 65_535
 MAX_FRAME = 16_384  # what we accept (the default; we never raise it)
@@ -133,6 +134,12 @@ _SERVER_PREFACE = _frame(
     ),
 ) + _frame(WINDOW_UPDATE, 0, 0, (MAX_WINDOW - DEFAULT_WINDOW).to_bytes(4, "big"))
 _SETTINGS_ACK = _frame(SETTINGS, ACK, 0)
+
+
+def _is_grpc(content_type: bytes) -> bool:
+    """``application/grpc``, alone or with a ``+format`` or parameters (the gRPC spec)."""
+    rest = content_type[16:] if content_type[:16].lower() == b"application/grpc" else None
+    return rest is not None and (not rest or rest[:1] in (b"+", b";"))
 
 
 def _grpc_message(text: str) -> bytes:
@@ -551,7 +558,7 @@ class _Connection(asyncio.Protocol):
         server = self.server
         if method != b"POST":
             self._refuse_http(sid, call, b"405")
-        elif not content_type.startswith(b"application/grpc"):
+        elif not _is_grpc(content_type):
             self._refuse_http(sid, call, b"415")
         elif path not in server._unary and path not in server._streams:
             self._finish(sid, call, UNIMPLEMENTED, "Method not found!")
@@ -796,6 +803,11 @@ class _Connection(asyncio.Protocol):
             await cancel_and_wait(task)
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
+        """Close after what is buffered is written; a peer that reads nothing any more is cut
+        off after ``ABORT_AFTER_SECONDS`` (the socket would otherwise stay open)."""
+        transport = self.transport
+        if transport is not None and not self.closed:
+            transport.close()
+            if transport.get_write_buffer_size():
+                asyncio.get_running_loop().call_later(ABORT_AFTER_SECONDS, transport.abort)
         self.closed = True

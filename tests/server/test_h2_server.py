@@ -380,6 +380,9 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything written is taken at once
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
 
@@ -617,7 +620,12 @@ async def test_unknown_method_is_unimplemented(bare: Bare) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "status"),
-    [({"method": b"GET"}, b"405"), ({"content_type": b"text/plain"}, b"415")],
+    [
+        ({"method": b"GET"}, b"405"),
+        ({"content_type": b"text/plain"}, b"415"),
+        ({"content_type": b"application/grpcfoo"}, b"415"),
+        ({"content_type": b"application/grpc-web"}, b"415"),
+    ],
 )
 async def test_requests_that_are_not_grpc_get_http_statuses(
     bare: Bare, kwargs: dict[str, bytes], status: bytes
@@ -625,6 +633,19 @@ async def test_requests_that_are_not_grpc_get_http_statuses(
     async with h2_peer(bare.path) as peer:
         answer = await peer.call(ECHO, b"x", **kwargs)
     assert answer.status == status and answer.grpc_status is None
+    await assert_survives(bare)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [b"application/grpc+proto", b"application/grpc;charset=utf-8", b"APPLICATION/GRPC"],
+)
+async def test_grpc_content_types_with_a_format_or_parameters_are_grpc(
+    bare: Bare, content_type: bytes
+) -> None:
+    async with h2_peer(bare.path) as peer:
+        answer = await peer.call(ECHO, b"x", content_type=content_type)
+    assert answer.status == b"200" and answer.grpc_status == 0
     await assert_survives(bare)
 
 
@@ -1224,6 +1245,24 @@ async def test_a_ping_flood_from_a_peer_that_never_reads_is_not_buffered(bare: B
             flooding.cancel()
     await settle(lambda: connection not in bare.server.connections)  # seen gone, though paused
     await assert_survives(bare)
+
+
+async def test_close_cuts_off_a_peer_that_never_reads(bare: Bare) -> None:
+    """``close`` writes what is buffered and closes; a peer that reads nothing would keep the
+    socket (and its buffer) open for ever, so it is aborted once ABORT_AFTER_SECONDS pass."""
+    pings = frame(PING, 0, 0, b"floodfld") * 60_000
+    async with raw_peer(bare.path) as peer:
+        await settle(lambda: len(bare.server.connections) == 1)
+        (connection,) = bare.server.connections
+        transport = connection.transport
+        assert transport is not None
+        while transport.is_reading():  # until the server stops reading us (buffer full)
+            peer.send(pings)
+            await asyncio.sleep(0)
+        assert transport.get_write_buffer_size() > 0
+        await bare.server.close(0)
+        await settle(lambda: connection not in bare.server.connections)  # connection_lost ran
+        assert transport.is_closing()
 
 
 async def test_rapid_resets_cannot_run_more_handlers_than_streams_allowed(bare: Bare) -> None:
