@@ -181,7 +181,8 @@ def main() -> int:
     work = Path(args.keep or tempfile.mkdtemp(prefix="door-instructions-"))
     work.mkdir(parents=True, exist_ok=True)
     sock = str(work / "http.sock")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "warning"}
+    # a fixed hash seed: dict and set probes, hence counts, the same from run to run
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "warning", "PYTHONHASHSEED": "0"}
     env.update(kv.split("=", 1) for kv in args.env)
     argv = [
         "valgrind", "--tool=callgrind", "--instr-atstart=no",

@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from extauthz import context, decision
+from extauthz import _http, context, decision
 from extauthz._frozen import frozen_dataclass
 from extauthz.server.decide import Outcome
 
@@ -25,6 +25,7 @@ CLASSES = [
     decision.DecisionMetadata,
     decision.Decision,
     Outcome,
+    _http.HttpOut,  # one per HTTP answer
 ]
 
 
