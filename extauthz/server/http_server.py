@@ -79,7 +79,52 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def serialize(out: HttpOut, *, keep_alive: bool, head: bool = False) -> bytes:
-    """The answer's bytes: status line, headers, ``content-length``, body (none for HEAD)."""
+    """The answer's bytes: status line, headers, ``content-length``, body (none for HEAD).
+
+    Hot (every answer): ``serialize_plain``'s bytes (the tests pin them equal) with the
+    headers encoded in one call and the content-type and length lines cached, ~9k instead
+    of ~13k instructions for a check's answer (``bench/door_instructions.py``).
+    """
+    status = out.status
+    ctype = out.content_type
+    headers = out.headers
+    length = len(out.body)
+    return b"".join(
+        (
+            _STATUS_LINES.get(status) or _status_line(status),
+            _DATE.get(),
+            (_CONTENT_TYPE_LINES.get(ctype) or _content_type_line(ctype)) if ctype else b"",
+            "".join([f"{name}: {value}\r\n" for name, value in headers]).encode("utf-8", "replace")
+            if headers
+            else b"",
+            _LENGTH_LINES.get(length) or _length_line(length),
+            b"\r\n" if keep_alive else b"connection: close\r\n\r\n",
+            b"" if head else out.body,
+        )
+    )
+
+
+_CONTENT_TYPE_LINES: dict[str, bytes] = {}
+_LENGTH_LINES: dict[int, bytes] = {}
+_LINES_CACHED = 256  # per cache: a few content types, the lengths of repeated answers
+
+
+def _content_type_line(ctype: str) -> bytes:
+    line = b"content-type: " + ctype.encode() + b"\r\n"
+    if len(_CONTENT_TYPE_LINES) < _LINES_CACHED:
+        _CONTENT_TYPE_LINES[ctype] = line
+    return line
+
+
+def _length_line(length: int) -> bytes:
+    line = b"content-length: %d\r\n" % length
+    if len(_LENGTH_LINES) < _LINES_CACHED:
+        _LENGTH_LINES[length] = line
+    return line
+
+
+def serialize_plain(out: HttpOut, *, keep_alive: bool, head: bool = False) -> bytes:
+    """The reference ``serialize``: one part per line."""
     parts = [_status_line(out.status), _DATE.get()]
     if out.content_type:
         parts.append(b"content-type: " + out.content_type.encode() + b"\r\n")
