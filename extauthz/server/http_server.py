@@ -139,6 +139,22 @@ def serialize_plain(out: HttpOut, *, keep_alive: bool, head: bool = False) -> by
     return b"".join(parts)
 
 
+#: Raw header name -> ``header_name``: bounded, it starts again when full (a client can send
+#: any names). A hit is one hash of a short bytes object instead of a decode and a lower-case,
+#: ~500 instructions a header (``bench/door_instructions.py``).
+_HEADER_NAMES: dict[bytes, str] = {}
+HEADER_NAMES_CACHED = 512
+
+
+def header_name(raw: bytes) -> str:
+    """A header name as ``HttpIn`` keys it: latin-1, lower-cased (kept in ``_HEADER_NAMES``)."""
+    name = raw.decode("latin-1").lower()
+    if len(_HEADER_NAMES) >= HEADER_NAMES_CACHED:
+        _HEADER_NAMES.clear()
+    _HEADER_NAMES[raw] = name
+    return name
+
+
 def _error(status: int, message: str) -> HttpOut:
     body = json.dumps({"error": message, "code": "INVALID_REQUEST"}).encode()
     return HttpOut(status, body, "application/json")
@@ -338,8 +354,12 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         headers = self._headers
+        names = _HEADER_NAMES
         for name, value in self._raw_headers:
-            key = name.decode("latin-1").lower()
+            try:
+                key = names[name]  # the same dozen names on every request from Envoy
+            except KeyError:
+                key = header_name(name)
             text = value.decode("utf-8", "replace")
             headers[key] = f"{headers[key]},{text}" if key in headers else text
         length = headers.get("content-length")
