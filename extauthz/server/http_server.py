@@ -336,8 +336,9 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._reset()
+    # No ``on_message_begin``: every message starts from ``_reset``'s state, made when the
+    # connection is made and again when the message before it completes (a message that does
+    # not complete is refused, the connection not read further). One callback fewer a request.
 
     def on_url(self, url: bytes) -> None:
         self._head_size += len(url)

@@ -92,3 +92,30 @@ def test_header_names_cached_or_not_are_the_decoded_name_and_the_cache_is_bounde
         assert len(http_server._HEADER_NAMES) <= http_server.HEADER_NAMES_CACHED
     for raw, name in http_server._HEADER_NAMES.items():
         assert name == raw.decode("latin-1").lower()
+
+
+def test_pipelined_messages_carry_nothing_over() -> None:
+    """Each message starts from a clean state (there is no ``on_message_begin`` reset): the
+    second request has its own url, headers and body only, the third (chunked) too."""
+    first = b"POST /a?x=1 HTTP/1.1\r\nX-One: 1\r\nContent-Length: 3\r\n\r\nabc"
+    second = b"GET /b HTTP/1.1\r\nX-Two: 2\r\n\r\n"
+    third = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    one, two, three = served(first + second + third)
+    assert (one.path, one.query, one.headers, one.body) == (
+        "/a",
+        "x=1",
+        {"x-one": "1", "content-length": "3"},
+        b"abc",
+    )
+    assert (two.method, two.path, two.query, two.headers, two.body) == (
+        "GET",
+        "/b",
+        "",
+        {"x-two": "2"},
+        b"",
+    )
+    assert (three.path, three.headers, three.body) == (
+        "/c",
+        {"transfer-encoding": "chunked"},
+        b"hi",
+    )
