@@ -66,11 +66,13 @@ def forwarded_request_to_context(
         raise InvalidContext("authorization request has no method")
     if not req.path.startswith("/"):
         raise InvalidContext("authorization request has no path")
-    raw = req.headers
-    payload = raw.get(PAYLOAD_HEADER)
-    client_ip = raw.get(CLIENT_ADDRESS_HEADER) or None
-    declared_text = raw.get(CONTENT_LENGTH_HEADER) or raw.get("content-length")
-    headers = {k: v for k, v in raw.items() if k not in INTERNAL_HEADERS}
+    # The client's headers: a copy without ours (``INTERNAL_HEADERS``), in their order. Copied
+    # then popped: a dict copy is one C call, a comprehension a step per header (~8k
+    # instructions a check with Envoy's dozen, ``bench/door_instructions.py``).
+    headers = dict(req.headers)
+    payload = headers.pop(PAYLOAD_HEADER, None)
+    client_ip = headers.pop(CLIENT_ADDRESS_HEADER, None) or None
+    declared_text = headers.pop(CONTENT_LENGTH_HEADER, None) or headers.get("content-length")
     path = req.path.partition("#")[0]
     raw_query = req.query.partition("#")[0]
     http_request = HttpRequest(

@@ -79,7 +79,8 @@ def decision_to_http(
     trusted = ((HEADER_ROUTE, meta.route_id), (HEADER_SUBJECT, subject), (HEADER_TENANT, tenant))
     for name, value in trusted:
         if value:
-            headers.append((name, _header_value(value)))
+            # the check ``_header_value`` starts with, inline: a claim is almost always printable
+            headers.append((name, value if value.isprintable() else _header_value(value)))
         else:
             remove.append(name)
     if remove:

@@ -50,12 +50,7 @@ __all__ = [
 def server_observers(state: ServerState) -> Observers:
     """Metrics always; the trace span with tracing on; the decision log unless it is off."""
     metrics = state.metrics
-    known = metrics.observe_decision
-
-    def count(decision: Decision, ctx: RequestContext | None, latency: float, tr: str) -> None:
-        known(decision.action, decision.metadata.route_id, latency, tr)
-
-    decided: list[DecisionHook] = [count]
+    decided: list[DecisionHook] = [metrics.decided]
     rejected: list[DecisionHook] = []
     tracer = state.tracer
     if tracer is not None:  # tracing off: no hook at all

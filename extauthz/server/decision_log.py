@@ -386,7 +386,8 @@ class DecisionLog:
         transport: str,
     ) -> None:
         """Log ``decision`` if sampled; never raises, never blocks."""
-        if not self.wants(decision):
+        # Most checks are an unsampled ALLOW (the default): out before ``wants``'s call.
+        if (decision.action == ALLOW and self._rate <= 0.0) or not self.wants(decision):
             return
         try:
             line = self.format(decision, ctx, latency_seconds, transport)

@@ -233,3 +233,33 @@ def test_request_id_and_timestamp_when_envoy_sends_none() -> None:
     second = forwarded_request_to_context(forwarded())
     assert re.fullmatch(r"[0-9a-f]{32}", first.id) and first.id != second.id
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first.timestamp)
+
+
+HEADER_SETS = [
+    {"host": "a", "content-length": "3"},
+    {"x-jwt-payload": payload({"sub": "s"}), "host": "a", "x-contractshield-client-address": "1.2.3.4",
+     "content-length": "3", "x-contractshield-content-length": "9", "user-agent": "u"},
+    {"x-contractshield-client-address": "", "x-contractshield-content-length": "", "a": "1"},
+    {"content-length": "3", "x-contractshield-content-length": "", "z": "", "b": "2"},
+    {"x-contractshield-content-length": "abc", "content-length": "5"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("headers", HEADER_SETS)
+def test_the_client_headers_are_the_request_headers_without_ours_in_order(
+    headers: dict[str, str],
+) -> None:
+    """The copy-then-pop of ``INTERNAL_HEADERS`` is the filtering comprehension it replaced:
+    the same headers in the same order, the same client address and declared length, and the
+    request's own headers untouched."""
+    req = HttpIn("POST", "/p", "", dict(headers), b"abc")
+    ctx = forwarded_request_to_context(req)
+    ours = {PAYLOAD_HEADER, CLIENT_ADDRESS_HEADER, CONTENT_LENGTH_HEADER}
+    expected = {k: v for k, v in headers.items() if k not in ours}
+    assert ctx.request.headers == expected and list(ctx.request.headers) == list(expected)
+    assert req.headers == headers
+    assert ctx.client.ip == (headers.get(CLIENT_ADDRESS_HEADER) or None)
+    declared = headers.get(CONTENT_LENGTH_HEADER) or headers.get("content-length")
+    size = int(declared) if declared and declared.isdigit() else 0
+    assert ctx.request.body.size_bytes == max(3, size)
+    assert ctx.identity.authenticated == (PAYLOAD_HEADER in headers)

@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from extauthz import context, decision
+from extauthz import _http, context, decision
 from extauthz._frozen import frozen_dataclass
 from extauthz.server.decide import Outcome
 
@@ -25,6 +25,7 @@ CLASSES = [
     decision.DecisionMetadata,
     decision.Decision,
     Outcome,
+    _http.HttpOut,  # one per HTTP answer
 ]
 
 
@@ -104,3 +105,69 @@ def test_unsupported_dataclass_features_are_refused_at_definition() -> None:
         @frozen_dataclass
         class KwOnly:
             a: int = dataclasses.field(kw_only=True)
+
+
+@frozen_dataclass
+class Wide:
+    """Enough fields for the class-switching ``__init__`` (``SWITCH_FIELDS``)."""
+
+    a: int
+    b: str = "b"
+    c: tuple[int, ...] = ()
+    d: dict[str, int] = dataclasses.field(default_factory=dict)
+    e: object = None
+
+
+@frozen_dataclass
+class Narrow:
+    a: int
+    b: str = "b"
+
+
+def test_both_init_paths_build_what_the_standard_init_builds() -> None:
+    from extauthz._frozen import SWITCH_FIELDS
+
+    assert len(dataclasses.fields(Wide)) >= SWITCH_FIELDS > len(dataclasses.fields(Narrow))
+    for cls, args in ((Wide, (1, "x", (2,), {"k": 3}, "e")), (Narrow, (1, "x"))):
+        twin = plain_twin(cls)
+        for n in range(1, len(args) + 1):
+            ours, theirs = cls(*args[:n]), twin(*args[:n])
+            assert type(ours) is cls
+            assert dataclasses.astuple(ours) == dataclasses.astuple(theirs)
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                ours.a = 2  # type: ignore[misc]
+    assert Wide(1).d is not Wide(1).d
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_every_instance_is_of_its_class(cls: type) -> None:
+    required = [
+        f for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]  # fmt: skip
+    built = cls(*[None] * len(required))
+    assert type(built) is cls
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(built, dataclasses.fields(cls)[0].name, None)
+
+
+def test_subclasses_and_failing_factories() -> None:
+    class Sub(Wide):  # not a dataclass: its instances have their own layout (a __dict__)
+        pass
+
+    s = Sub(7, e="x")
+    assert type(s) is Sub and (s.a, s.b, s.e) == (7, "b", "x") and s.d == {}
+
+    def boom() -> dict[str, int]:
+        raise RuntimeError("factory failed")
+
+    @frozen_dataclass
+    class Failing:
+        a: int
+        b: int = 0
+        c: int = 0
+        d: dict[str, int] = dataclasses.field(default_factory=boom)
+
+    with pytest.raises(RuntimeError, match="factory failed"):
+        Failing(1)
+    assert Failing(1, 2, 3, {}).d == {}

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.parser import text_string_to_metric_families
 
 from extauthz import ReplayStoreUnavailable
+from extauthz.decision import Decision, DecisionMetadata
 from extauthz.server.metrics import LATENCY_BUCKETS, MeteredReplayStore, Metrics
 
 
@@ -175,3 +176,24 @@ def test_exposition_passes_promtool() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b"" and result.stderr.strip() == b""  # no lint warnings
+
+
+def test_the_decider_hook_counts_as_observe_decision() -> None:
+    """``Metrics.decided`` (the server decider's hook) exports what ``observe_decision`` does."""
+    cases = [
+        ("ALLOW", "license-get", 0.00005, "http_authz"),
+        ("BLOCK", "/etc/passwd", 0.2, "grpc"),
+        ("MONITOR", None, 2.0, "http"),
+        ("ALLOW", "stripe-webhook", 0.001, "http_authz"),
+    ]
+    hooked, plain = Metrics(), Metrics()
+    for m in (hooked, plain):
+        m.observe_policy(Snapshot())
+    for action, route_id, seconds, transport in cases:
+        decision = Decision(action, 200, "r", metadata=DecisionMetadata(route_id=route_id))
+        hooked.decided(decision, None, seconds, transport)
+        plain.observe_decision(action, route_id, seconds, transport)
+    created = ("_created",)
+    assert {k: v for k, v in samples(hooked).items() if not k[0].endswith(created)} == {
+        k: v for k, v in samples(plain).items() if not k[0].endswith(created)
+    }
