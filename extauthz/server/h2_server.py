@@ -4,7 +4,7 @@ Why not grpc.aio: its C core hands every event from a poller thread to the event
 behind Envoy a no-op grpc.aio server spends ~250 µs of CPU per check on this machine, several
 times what deciding costs; the ``h2`` library's general state machine, on which a first
 version of this module ran, cost ~100 µs per call in-process (docs/deployment.md, "gRPC
-transport"). A gRPC server for the PDP needs a small part of HTTP/2: unary and
+server"). A gRPC server for the PDP needs a small part of HTTP/2: unary and
 server-streaming calls from a client (Envoy, grpcio), so this is that part, on an
 ``asyncio.Protocol``:
 

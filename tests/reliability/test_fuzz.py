@@ -32,6 +32,7 @@ from _reliability_support import (
     check_request,
 )
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
+from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -409,30 +410,52 @@ def test_hostile_bodies_hit_the_right_limit() -> None:
 
 
 @pytest.fixture
-def grpc_server() -> Iterator[str]:
-    """``extauthz.server.app.Server`` on a background loop, serving a real Unix socket."""
+def grpc_servers() -> Iterator[dict[str, str]]:
+    """``extauthz.server.app.Server`` on a background loop, once per gRPC transport (the
+    built-in server and grpcio), each serving a real Unix socket."""
     sock_dir = Path(tempfile.mkdtemp(prefix="cs-fz-", dir="/tmp"))
-    path = str(sock_dir / "pdp.sock")
+    paths = {t: str(sock_dir / f"{t}.sock") for t in ("builtin", "grpcio")}
     loop = asyncio.new_event_loop()
-    config = ServerConfig(
-        policy_path=str(DEMO_POLICY), unix_socket=path, http_port=0, hot_reload=False
-    )
-    server = Server(build_state(config))
+    servers = [
+        Server(
+            build_state(
+                ServerConfig(
+                    policy_path=str(DEMO_POLICY),
+                    unix_socket=path,
+                    http_port=0,
+                    hot_reload=False,
+                    grpc_transport=transport,
+                )
+            )
+        )
+        for transport, path in paths.items()
+    ]
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=20)
+    for server in servers:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=20)
     try:
-        yield path
+        yield paths
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(timeout=20)
+        for server in servers:
+            asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(timeout=20)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
 
 
-def test_fuzzed_requests_through_real_grpc(grpc_server: str) -> None:
-    """Random CheckRequests, raw garbage and the hostile bodies over grpc on a Unix socket."""
+def _comparable(answer: CheckResponse) -> str:
+    """The answer with its decision id (new per request where the request names none)
+    replaced, so two servers' answers to one request compare equal."""
+    text = json_format.MessageToJson(answer, sort_keys=True)
+    decision_id = answer.dynamic_metadata.fields["decisionId"].string_value
+    return text.replace(decision_id, "<id>") if decision_id else text
+
+
+def test_fuzzed_requests_through_real_grpc(grpc_servers: dict[str, str]) -> None:
+    """Random CheckRequests, raw garbage and the hostile bodies over gRPC on a Unix socket, to
+    the built-in gRPC server and to grpcio: each answers every one, and both alike."""
     rng = random.Random(8)
     requests: list[bytes] = []
     for _ in range(40):
@@ -449,14 +472,20 @@ def test_fuzzed_requests_through_real_grpc(grpc_server: str) -> None:
         path, body = HOSTILE_BODIES[name]
         req = check_request("POST", path, headers={"content-type": "application/json"}, body=body)
         requests.append(req.SerializeToString())
-    with grpc.insecure_channel(
-        f"unix:{grpc_server}", options=[("grpc.max_send_message_length", 16 << 20)]
-    ) as channel:
-        call = channel.unary_unary(
-            "/envoy.service.auth.v3.Authorization/Check",
-            request_serializer=lambda b: b,
-            response_deserializer=CheckResponse.FromString,
-        )
-        for data in requests:
-            # An RPC error would raise here: none may occur (the 30 s is a hang guard).
-            _assert_response(call(data, timeout=30))
+    answers: dict[str, list[str]] = {}
+    for transport, path in grpc_servers.items():
+        with grpc.insecure_channel(
+            f"unix:{path}", options=[("grpc.max_send_message_length", 16 << 20)]
+        ) as channel:
+            call = channel.unary_unary(
+                "/envoy.service.auth.v3.Authorization/Check",
+                request_serializer=lambda b: b,
+                response_deserializer=CheckResponse.FromString,
+            )
+            got = answers.setdefault(transport, [])
+            for data in requests:
+                # An RPC error would raise here: none may occur (the 30 s is a hang guard).
+                response = call(data, timeout=30)
+                _assert_response(response)
+                got.append(_comparable(response))
+    assert answers["builtin"] == answers["grpcio"]

@@ -117,3 +117,43 @@ def test_cli_exits_2_with_one_line_reason(capsys: pytest.CaptureFixture[str], mo
     assert main(["serve", "--policy", "x.yaml"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "GRPC_PORT" in err
+
+
+@pytest.mark.parametrize(
+    ("env", "builtin"),
+    [
+        ({}, True),  # auto, plaintext: the built-in gRPC server
+        ({"GRPC_PORT": "50051"}, True),
+        ({"GRPC_TRANSPORT": "grpcio"}, False),
+        ({"GRPC_TRANSPORT": "BuiltIn"}, True),
+        # auto with TLS on the gRPC port: grpcio, whose certificates reload without a gap
+        ({"GRPC_PORT": "50051", "TLS_CERT_FILE": "c.pem", "TLS_KEY_FILE": "k.pem"}, False),
+        # TLS only on the HTTP port: gRPC on the Unix socket stays built-in
+        ({"HTTP_PORT": "3100", "TLS_CERT_FILE": "c.pem", "TLS_KEY_FILE": "k.pem"}, True),
+    ],
+)
+def test_grpc_transport_is_builtin_unless_grpc_has_tls_or_grpcio_is_asked(
+    env: dict[str, str], builtin: bool
+) -> None:
+    config = ServerConfig.resolve(None, {"UNIX_SOCKET": "/tmp/p.sock", **env})
+    assert config.grpc_builtin is builtin
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GRPC_TRANSPORT": "h3"}, "GRPC_TRANSPORT: 'h3' is not one of auto, builtin, grpcio"),
+        (
+            {
+                "GRPC_TRANSPORT": "builtin",
+                "GRPC_PORT": "50051",
+                "TLS_CERT_FILE": "c.pem",
+                "TLS_KEY_FILE": "k.pem",
+            },
+            "GRPC_TRANSPORT: builtin serves plaintext gRPC only",
+        ),
+    ],
+)
+def test_grpc_transport_refusals_name_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidConfig, match=message):
+        ServerConfig.resolve(None, {"UNIX_SOCKET": "/tmp/p.sock", **env})
