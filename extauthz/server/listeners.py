@@ -23,7 +23,7 @@ import asyncio
 import logging
 import ssl
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from .._exceptions import InvalidConfig
 from .socket import SocketFile
@@ -38,6 +38,15 @@ if TYPE_CHECKING:
     from .tls import TlsReloader
 
 log = logging.getLogger("extauthz.server")
+
+
+class UnixServing(Protocol):
+    """What a Unix socket listener needs of its server."""
+
+    async def listen_unix(self, path: str) -> None: ...
+
+    def stop_listening(self, address: int | str) -> None: ...
+
 
 TLS_WATCH_SECONDS = 1.0  # how often the HTTP listener looks for new TLS files
 
@@ -72,11 +81,13 @@ def _tls_mode(tls: TlsReloader | None) -> str:
     return " (mtls)" if tls.files.mutual else " (tls)"
 
 
-class H2UnixListener(Listener):
-    transport = "grpc"
-    setting = "UNIX_SOCKET"
+class _LoopUnixListener(Listener):
+    """A Unix socket served by one of our servers on the event loop (the built-in gRPC
+    server, the HTTP server: both ``listen_unix`` and ``stop_listening``)."""
 
-    def __init__(self, server: H2GrpcServer, path: str, mode: int) -> None:
+    scheme: ClassVar[str]  # for ``describe``
+
+    def __init__(self, server: UnixServing, path: str, mode: int) -> None:
         self.server = server
         self.file = SocketFile(path, mode, self.setting)
 
@@ -93,14 +104,20 @@ class H2UnixListener(Listener):
         self.file.bound()
 
     async def stop(self) -> None:
-        self.server.stop_listening(self.file.path)
+        self.server.stop_listening(self.file.path)  # the server drains its connections
         self.release()
 
     def release(self) -> None:
         self.file.remove()
 
     def describe(self) -> str:
-        return f"grpc unix:{self.file.path}"
+        return f"{self.scheme} unix:{self.file.path}"
+
+
+class H2UnixListener(_LoopUnixListener):
+    transport = "grpc"
+    setting = "UNIX_SOCKET"
+    scheme = "grpc"
 
 
 class H2TcpListener(Listener):
@@ -247,35 +264,10 @@ class HttpTcpListener(Listener):
         return f"http {self.host}:{self.port}{_tls_mode(self.tls)}"
 
 
-class HttpUnixListener(Listener):
+class HttpUnixListener(_LoopUnixListener):
     transport = "http"
     setting = "HTTP_UNIX_SOCKET"
-
-    def __init__(self, http: HttpServer, path: str, mode: int) -> None:
-        self.http = http
-        self.file = SocketFile(path, mode, self.setting)
-
-    async def start(self) -> None:
-        path = self.file.path
-        self.file.prepare()
-        with self.file.umask():  # no window with a looser mode
-            try:
-                await self.http.listen_unix(path)
-            except OSError as exc:
-                raise InvalidConfig(
-                    f"{self.setting}: cannot bind {path}: {exc.strerror or exc}"
-                ) from exc
-        self.file.bound()
-
-    async def stop(self) -> None:
-        self.http.stop_listening(self.file.path)  # the HTTP server drains its connections
-        self.release()
-
-    def release(self) -> None:
-        self.file.remove()
-
-    def describe(self) -> str:
-        return f"http unix:{self.file.path}"
+    scheme = "http"
 
 
 def listeners_for(

@@ -188,7 +188,13 @@ async def test_the_second_signal_release_removes_the_socket_files(
 def test_each_listener_kind_has_its_address_setting_and_the_other_way_round() -> None:
     kinds = {GrpcUnixListener: "unix", GrpcTcpListener: "tcp", HttpTcpListener: "tcp"}
     kinds |= {HttpUnixListener: "unix", H2UnixListener: "unix", H2TcpListener: "tcp"}
-    assert set(kinds) == set(Listener.__subclasses__())
+    leaves, todo = set(), list(Listener.__subclasses__())
+    while todo:  # the concrete listeners (a shared base is not a kind of address)
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if not cls.__subclasses__():
+            leaves.add(cls)
+    assert set(kinds) == leaves
     assert {cls.setting: kind for cls, kind in kinds.items()} == {
         s.env: s.address for s in ADDRESSES
     }
