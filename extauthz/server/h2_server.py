@@ -85,6 +85,20 @@ CONNECTION_REFILL = 1 << 30  # the connection window is refilled after this much
 # that its frames already in flight on them are dropped, not taken for a protocol error.
 RESET_STREAMS_KEPT = 4096
 
+# RFC 9113, 8.3.1: a request's pseudo-headers (as bits), those it must have, and 8.2.2: the
+# connection-specific fields an HTTP/2 request must not carry
+_METHOD, _SCHEME, _PATH, _AUTHORITY = 1, 2, 4, 8
+_REQUEST_PSEUDO = {
+    b":method": _METHOD,
+    b":scheme": _SCHEME,
+    b":path": _PATH,
+    b":authority": _AUTHORITY,
+}
+_REQUIRED = _METHOD | _SCHEME | _PATH
+_CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade")
+)
+
 _PREFIX = 5  # gRPC message: compressed flag (1 byte) + length (4 bytes, big-endian)
 
 
@@ -542,17 +556,39 @@ class _Connection(asyncio.Protocol):
 
     # --- calls -----------------------------------------------------------------------------
     def _on_request(self, sid: int, headers: Headers, ended: bool) -> None:
+        """A new call from its header block; a malformed block (RFC 9113, 8.2-8.3: an unknown,
+        repeated or late pseudo-header, a missing :method/:scheme/:path, an upper-case name, a
+        connection-specific field, ``te`` other than ``trailers``) resets the stream."""
         method = path = content_type = b""
         encoding = b"identity"
+        seen = 0  # the pseudo-headers' bits
+        regular = False
         for name, value in headers:
-            if name == b":path":
-                path = value
-            elif name == b":method":
-                method = value
-            elif name == b"content-type":
+            if name[:1] == b":":
+                bit = _REQUEST_PSEUDO.get(name, 0)
+                if not bit or seen & bit or regular:
+                    self._reset(sid, PROTOCOL_ERROR)
+                    return
+                seen |= bit
+                if bit == _PATH:
+                    path = value
+                elif bit == _METHOD:
+                    method = value
+                continue
+            regular = True
+            if name == b"content-type":
                 content_type = value
             elif name == b"grpc-encoding":
                 encoding = value
+            elif name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+                self._reset(sid, PROTOCOL_ERROR)
+                return
+            if name.lower() != name:
+                self._reset(sid, PROTOCOL_ERROR)
+                return
+        if seen & _REQUIRED != _REQUIRED:
+            self._reset(sid, PROTOCOL_ERROR)
+            return
         call = _Call(path, headers, self.initial_send_window, encoding, remote_closed=ended)
         self.calls[sid] = call
         server = self.server

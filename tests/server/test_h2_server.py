@@ -1082,6 +1082,54 @@ async def test_stream_errors_reset_only_their_stream(bare: Bare, bad: bytes, cod
     await assert_survives(bare)
 
 
+BASE = request_headers()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [h for h in BASE if h[0] != b":path"],  # a required pseudo-header missing
+        [h for h in BASE if h[0] != b":scheme"],
+        [h for h in BASE if h[0] != b":method"],
+        [*BASE[:1], *BASE],  # :method twice
+        [*BASE, (b":path", b"/x")],  # a pseudo-header after regular fields
+        [(b":protocol", b"websocket"), *BASE],  # not a request pseudo-header
+        [*BASE, (b"Content-Length", b"1")],  # an upper-case name
+        [*BASE, (b"connection", b"keep-alive")],  # connection-specific fields
+        [*BASE, (b"transfer-encoding", b"chunked")],
+        [*BASE, (b"upgrade", b"h2c")],
+        [*BASE[:5], (b"te", b"gzip")],  # te other than trailers
+    ],
+    ids=[
+        "no :path",
+        "no :scheme",
+        "no :method",
+        "repeated :method",
+        "late pseudo-header",
+        "unknown pseudo-header",
+        "upper-case name",
+        "connection",
+        "transfer-encoding",
+        "upgrade",
+        "te: gzip",
+    ],
+)
+async def test_a_malformed_request_block_resets_only_its_stream(
+    bare: Bare, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """RFC 9113, 8.1.1: a malformed request is a stream error (PROTOCOL_ERROR); its handler
+    never runs and the connection serves the next call."""
+    async with raw_peer(bare.path) as peer:
+        peer.send(
+            frame(HEADERS, END_HEADERS, 1, peer.block(headers)),
+            frame(DATA, END_STREAM, 1, grpc_frame(b"bad")),
+        )
+        assert (await peer.response(1)).reset == PROTOCOL_ERROR
+        peer.send(good_headers(peer, 3), frame(DATA, END_STREAM, 3, grpc_frame(b"next")))
+        assert (await peer.response(3)).messages == [b"next"]
+    await assert_survives(bare)
+
+
 async def test_a_connection_error_mid_call_leaves_no_call_and_the_handler_runs_on(
     bare: Bare,
 ) -> None:
