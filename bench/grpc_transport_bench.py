@@ -2,7 +2,8 @@
 
 The server's half of a call (``server/h2_server.py``): the client's frames for one
 ``Authorization/Check`` (HEADERS with the headers Envoy's ext_authz client sends, one DATA
-frame with a 900-byte message) fed to a connection's ``data_received``, the answer's frames
+frame with a 900-byte message; ``--vary`` adds a header whose value changes per call, which
+defeats the HPACK memo) fed to a connection's ``data_received``, the answer's frames
 (HEADERS, DATA, trailers) built and written to a transport that keeps them. The handler
 returns a constant 120-byte answer, so only the transport is timed. The requests are produced
 beforehand by the ``h2`` library as the client (a dev dependency), against a second server
@@ -62,21 +63,26 @@ class Keep:
         return None
 
 
+VARY = False  # --vary: a header that changes per call (no block repeats)
+
+
 def envoy_headers(n: int) -> list[tuple[bytes, bytes]]:
-    """What Envoy's ext_authz gRPC client sends (one value changes per call)."""
-    return [
+    """What Envoy 1.36's ext_authz gRPC client sends, captured (the same for every call)."""
+    headers = [
         (b":method", b"POST"),
-        (b":scheme", b"http"),
         (b":path", PATH),
-        (b":authority", b"ext_authz"),
-        (b"content-type", b"application/grpc"),
+        (b":authority", b"contractshield"),
+        (b":scheme", b"http"),
         (b"te", b"trailers"),
         (b"grpc-timeout", b"200m"),
+        (b"content-type", b"application/grpc"),
         (b"x-envoy-internal", b"true"),
-        (b"x-forwarded-for", b"10.0.0.1"),
+        (b"x-forwarded-for", b"192.0.2.2"),
         (b"x-envoy-expected-rq-timeout-ms", b"200"),
-        (b"x-request-id", str(n * 7919).encode()),
     ]
+    if VARY:
+        headers.append((b"x-request-id", str(n * 7919).encode()))
+    return headers
 
 
 def server() -> h2_server.H2GrpcServer:
@@ -154,7 +160,16 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=8000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--h2-library", action="store_true")
+    parser.add_argument(
+        "--vary", action="store_true", help="a header that changes per call: the memo misses"
+    )
+    parser.add_argument(
+        "--plain-hpack", action="store_true", help="decode every block (h2_server.HPACK_MEMO off)"
+    )
     args = parser.parse_args()
+    global VARY
+    VARY = args.vary
+    h2_server.HPACK_MEMO = not args.plain_hpack
     results: dict[str, list[float]] = {"built-in (h2_server)": []}
     if args.h2_library:
         results["h2 library state machine"] = []

@@ -43,7 +43,13 @@ from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extauthz.server.h2_server import H2GrpcServer, _Connection
+from extauthz.server.h2_server import (
+    H2GrpcServer,
+    MemoHeaders,
+    PlainHeaders,
+    _Connection,
+    _leaves_table_alone,
+)
 from extauthz.server.health import HEALTH_CHECK, HEALTH_WATCH, HealthBoard
 
 HANG = 30.0  # a hang guard only: nothing here asserts how long anything takes
@@ -1503,3 +1509,76 @@ async def test_random_bytes_on_a_real_socket_then_a_good_call(bare: Bare) -> Non
             code = (await peer.goaway())[1]
             assert code in (PROTOCOL_ERROR, FRAME_SIZE_ERROR, COMPRESSION_ERROR)
     await assert_survives(bare)
+
+
+# --- 7. the HPACK memo (``MemoHeaders``) against plain decoding ----------------------------
+_NAMES = st.sampled_from(
+    [b":method", b":path", b"content-type", b"te", b"grpc-timeout", b"x-request-id", b"x-a"]
+)
+_VALUES = st.binary(min_size=0, max_size=40) | st.sampled_from([b"POST", b"200m", b"trailers"])
+_FIELD = st.tuples(_NAMES, _VALUES, st.booleans())  # (name, value, never indexed)
+# one block: its fields, Huffman or not, and a table size to set before it (None: keep)
+_BLOCK = st.tuples(
+    st.lists(_FIELD, max_size=8), st.booleans(), st.none() | st.sampled_from([0, 64, 256, 4096])
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_BLOCK, st.integers(0, 3)), min_size=1, max_size=12))
+def test_the_hpack_memo_decodes_what_plain_hpack_decodes(
+    blocks: list[tuple[tuple[list[tuple[bytes, bytes, bool]], bool, int | None], int]],
+) -> None:
+    """An encoder's blocks, each repeated (Envoy's case: the same block for every call), some
+    indexing new fields, some never indexed, some after a table size update, decoded by both:
+    the same headers in the same order, block after block."""
+    encoder = hpack.Encoder()
+    plain, memo = PlainHeaders(), MemoHeaders()
+    for (fields, huffman, table_size), repeats in blocks:
+        if table_size is not None:
+            encoder.header_table_size = table_size
+        headers = [
+            hpack.NeverIndexedHeaderTuple(n, v) if never else (n, v) for n, v, never in fields
+        ]
+        for _ in range(1 + repeats):
+            block = encoder.encode(headers, huffman=huffman)
+            assert list(memo.decode(block)) == list(plain.decode(block))
+
+
+def test_envoys_repeated_block_is_decoded_once() -> None:
+    """The memo is used: Envoy's block, once all its fields are in the table, is decoded by
+    hpack once and then answered from the memo."""
+    encoder = hpack.Encoder()
+    memo = MemoHeaders()
+    calls = 0
+    decode = memo.hpack.decode
+
+    def counted(block: bytes, raw: bool = False) -> Any:
+        nonlocal calls
+        calls += 1
+        return decode(block, raw=raw)
+
+    memo.hpack.decode = counted  # type: ignore[method-assign]
+    headers = request_headers()
+    blocks = [encoder.encode(headers) for _ in range(10)]
+    assert not _leaves_table_alone(blocks[0])  # the first one indexes its fields
+    assert len(set(blocks[1:])) == 1 and _leaves_table_alone(blocks[1])
+    for block in blocks:
+        assert [tuple(h) for h in memo.decode(block)] == headers
+    assert calls == 2  # the indexing block and the first repeat; eight from the memo
+
+
+@pytest.mark.parametrize(
+    ("block", "alone"),
+    [
+        (b"\x82\x86\x84", True),  # indexed fields only
+        (b"\x82\x04\x02/x", True),  # a literal without indexing, indexed name
+        (b"\x10\x01a\x01b", True),  # never indexed, new name
+        (b"\x00\x7f\x01" + b"n" * 128 + b"\x00", True),  # a name of 128 bytes (two-byte length)
+        (b"\x82\x41\x01a", False),  # a literal with incremental indexing
+        (b"\x20\x82", False),  # a table size update
+        (b"\x04\x05ab", False),  # a value cut short
+        (b"\xff", False),  # an index cut short
+    ],
+)
+def test_which_blocks_leave_the_table_alone(block: bytes, alone: bool) -> None:
+    assert _leaves_table_alone(block) is alone
