@@ -118,7 +118,7 @@ class Server:
 
     state: ServerState
     grpc_server: grpc.aio.Server | None = None  # set once started (no gRPC address: never)
-    h2_server: H2GrpcServer | None = None  # the same, for the builtin gRPC server (GRPC_TRANSPORT)
+    h2_server: H2GrpcServer | None = None  # the same for the built-in one (GRPC_TRANSPORT)
     http_server: HttpServer | None = None
     health: HealthWatcher | None = None
     servicer: AuthorizationServicer | None = None
@@ -217,9 +217,9 @@ class Server:
     async def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, answer what is in flight within ``grace``, remove the sockets.
 
-        grpc.aio's ``stop(grace)`` (and ``H2GrpcServer.close``) only wait for calls already running: checks that Envoy
-        has sent but grpc has not yet handed to a handler would be cancelled (Envoy answers
-        them 503). So after NOT_SERVING we keep serving until no check has started for
+        grpc.aio's ``stop(grace)`` (and ``H2GrpcServer.close``) only wait for calls already
+        running: checks that Envoy has sent but the server has not yet handed to a handler
+        would be cancelled (Envoy answers them 503). So after NOT_SERVING we keep serving until no check has started for
         ``DRAIN_QUIET_SECONDS`` (or the grace runs out), and only then stop.
         """
         state = self.state
