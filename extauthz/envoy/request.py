@@ -41,6 +41,7 @@ from ..context import (
     RequestContext,
     RuntimeInfo,
 )
+from ._protowire import varint as _varint
 
 JWT_AUTHN_NAMESPACE = "envoy.filters.http.jwt_authn"
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
@@ -168,18 +169,6 @@ def _without_metadata(data: bytes) -> bytes | None:
         else:
             out += data[start:end]
     return bytes(out)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _tag(number: int, wire_type: int) -> bytes:

@@ -33,6 +33,7 @@ from ..decision import ALLOW, MONITOR, Decision
 from ..outcome import INTERNAL_ERROR as INTERNAL_ERROR
 from ..outcome import INVALID_REQUEST as INVALID_REQUEST
 from ..outcome import POLICY_VIOLATION as POLICY_VIOLATION
+from ._protowire import varint as _varint
 from .grpc_status import GRPC_CONTENT_TYPE, grpc_denial
 
 GRPC_OK = 0
@@ -293,24 +294,6 @@ _OVERWRITE_BYTES = HeaderValueOption(append_action=_OVERWRITE).SerializeToString
 _OVERWRITE_LEN = len(_OVERWRITE_BYTES)
 _DECISION_ID_KEY = b"\x0a\x0adecisionId\x12"  # map entry key (1) "decisionId", value (2) tag
 _DECISION_ID_KEY_LEN = len(_DECISION_ID_KEY)
-
-
-def _encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-# Lengths below 2048 (nearly all of them) are a table look-up: the loop costs 4x more.
-_VARINTS = tuple(_encode_varint(n) for n in range(2048))
-
-
-def _varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a length."""
-    return _VARINTS[n] if n < 2048 else _encode_varint(n)
 
 
 def _denied(

@@ -9,6 +9,17 @@ from collections.abc import Callable
 from extauthz.context import RequestContext
 
 
+def varint(n: int) -> bytes:
+    """A protobuf varint, written here (not the adapters' encoder) for messages built by hand."""
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if n:
+            out += bytes([byte | 0x80])
+        else:
+            return out + bytes([byte])
+
+
 def frame(payload: bytes, flags: int = 0) -> bytes:
     """One gRPC length-prefixed message."""
     return bytes([flags]) + struct.pack(">I", len(payload)) + payload

@@ -10,7 +10,7 @@ import zlib
 from typing import Any
 
 import pytest
-from _grpc_support import Ctx, frame
+from _grpc_support import Ctx, frame, varint
 
 from extauthz.engine import body as b
 from extauthz.engine.decoders import for_media_type
@@ -152,20 +152,10 @@ def test_nesting_past_the_depth_limit_is_refused_before_it_is_mapped(
     # deeper than protobuf's own recursion limit: malformed, not a crash
     deep = b""
     for _ in range(200):
-        deep = b"\x12" + _varint(len(deep)) + deep  # Node.child
-    body = b"\x2a" + _varint(len(deep)) + deep  # CreateOrderRequest.tree
+        deep = b"\x12" + varint(len(deep)) + deep  # Node.child
+    body = b"\x2a" + varint(len(deep)) + deep  # CreateOrderRequest.tree
     action, _, ids = decide(shop_policy, grpc_ctx(frame(body)))
     assert action == "BLOCK" and ids and ids[0] in ("request.body.malformed", "limit.json.depth")
-
-
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        if n:
-            out += bytes([byte | 0x80])
-        else:
-            return out + bytes([byte])
 
 
 @pytest.mark.parametrize(

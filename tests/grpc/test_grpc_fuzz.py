@@ -9,7 +9,7 @@ import base64
 import struct
 from typing import Any
 
-from _grpc_support import Ctx, frame
+from _grpc_support import Ctx, frame, varint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,16 +51,6 @@ def check(policy: CompiledPolicy, ctx: Any) -> None:
     )
 
 
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        if n:
-            out += bytes([byte | 0x80])
-        else:
-            return out + bytes([byte])
-
-
 @st.composite
 def message_bytes(draw: st.DrawFn) -> bytes:
     """Protobuf-ish bytes: random fields of every wire type, nested, with lying lengths."""
@@ -68,9 +58,9 @@ def message_bytes(draw: st.DrawFn) -> bytes:
     for _ in range(draw(st.integers(0, 6))):
         field = draw(st.integers(1, 120))
         wire = draw(st.sampled_from([0, 1, 2, 5, 3, 4, 7]))
-        key = _varint(field << 3 | wire)
+        key = varint(field << 3 | wire)
         if wire == 0:
-            parts.append(key + _varint(draw(st.integers(0, 2**64 - 1))))
+            parts.append(key + varint(draw(st.integers(0, 2**64 - 1))))
         elif wire == 1:
             parts.append(key + draw(st.binary(min_size=0, max_size=8)))
         elif wire == 5:
@@ -78,7 +68,7 @@ def message_bytes(draw: st.DrawFn) -> bytes:
         elif wire == 2:
             inner = draw(st.one_of(st.binary(max_size=40), message_bytes()))
             length = len(inner) + draw(st.sampled_from([0, 0, 0, -1, 1, 1000, 2**31]))
-            parts.append(key + _varint(max(length, 0)) + inner)
+            parts.append(key + varint(max(length, 0)) + inner)
         else:
             parts.append(key)
     return b"".join(parts)
@@ -135,8 +125,8 @@ def test_nesting_at_any_depth_is_a_decision(
 ) -> None:
     node = b""
     for _ in range(depth):
-        node = b"\x12" + _varint(len(node)) + node  # Node.child
-    body = b"\x0a\x02t1" + b"\x2a" + _varint(len(node)) + node  # tenant, tree
+        node = b"\x12" + varint(len(node)) + node  # Node.child
+    body = b"\x0a\x02t1" + b"\x2a" + varint(len(node)) + node  # tenant, tree
     decision = evaluate(shop_policy, grpc_ctx(frame(body)))
     assert "engine.internalError" not in decision.rule_ids
     if depth + 1 > 8:  # maxJsonDepth 8: the request is level 1, the tree 2 ...
@@ -152,7 +142,7 @@ def test_huge_repeated_fields_are_bounded_decisions(
     shop_policy: CompiledPolicy, grpc_ctx: Ctx, count: int, packed: bool
 ) -> None:
     item = b"\x0a\x01A\x10\x01"  # Item{sku: "A", quantity: 1}
-    entry = b"\x1a" + _varint(len(item)) + item  # CreateOrderRequest.items
+    entry = b"\x1a" + varint(len(item)) + item  # CreateOrderRequest.items
     body = b"\x0a\x02t1" + entry * count
     decision = evaluate(shop_policy, grpc_ctx(frame(body)))
     assert "engine.internalError" not in decision.rule_ids
