@@ -706,6 +706,26 @@ async def test_compressed_requests_are_answered_like_plain_ones(
 
 
 @pytest.mark.parametrize(
+    ("encoding", "squeeze"),
+    [(b"gzip", gzip.compress), (b"deflate", zlib.compress)],
+)
+async def test_a_compressed_message_is_held_to_the_limit_once_inflated(
+    bare: Bare, encoding: bytes, squeeze: Callable[[bytes], bytes]
+) -> None:
+    """Inflated to exactly max_message_bytes: answered; one byte more: RESOURCE_EXHAUSTED
+    (the compressed frame itself is far below the limit either way)."""
+    answers = []
+    async with h2_peer(bare.path) as peer:
+        for size in (LIMIT, LIMIT + 1):
+            sid = peer.start(ECHO, extra=((b"grpc-encoding", encoding),))
+            await peer.send_body(sid, grpc_frame(squeeze(b"z" * size), compressed=1))
+            answers.append(await peer.finish(sid))
+    assert answers[0].grpc_status == 0 and answers[0].messages == [b"z" * LIMIT]
+    assert answers[1].grpc_status == 8 and not answers[1].data
+    await assert_survives(bare)
+
+
+@pytest.mark.parametrize(
     ("encoding", "body", "code"),
     [
         (b"snappy", grpc_frame(b"whatever", compressed=1), 12),
@@ -1565,6 +1585,19 @@ def test_envoys_repeated_block_is_decoded_once() -> None:
     for block in blocks:
         assert [tuple(h) for h in memo.decode(block)] == headers
     assert calls == 2  # the indexing block and the first repeat; eight from the memo
+
+
+def test_the_same_block_after_the_table_changed_is_decoded_again() -> None:
+    """One byte, ``\\xbe`` (dynamic index 62), means the newest table entry: x-a before a
+    block that indexes x-b, x-b after it. The remembered meaning must not outlive the table."""
+    encoder = hpack.Encoder()
+    memo = MemoHeaders()
+    memo.decode(encoder.encode([(b"x-a", b"1")]))  # x-a enters the table at index 62
+    assert list(memo.decode(b"\xbe")) == [(b"x-a", b"1")]
+    assert list(memo.decode(b"\xbe")) == [(b"x-a", b"1")]  # from the memo
+    memo.decode(encoder.encode([(b"x-b", b"2")]))  # x-b at 62, x-a moves to 63
+    assert list(memo.decode(b"\xbe")) == [(b"x-b", b"2")]
+    assert list(memo.decode(b"\xbf")) == [(b"x-a", b"1")]
 
 
 @pytest.mark.parametrize(
