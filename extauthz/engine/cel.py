@@ -24,6 +24,7 @@ from cel import cel
 from ..context import RequestContext
 from ..decision import RuleHit
 from .cel_env import INTERNAL_REQUEST_FIELDS, USER_VARIABLES, CelEnvProblem, translate
+from .cel_native import FALLBACK, Native, compile_native, simple_variables
 from .checks.pipeline_hits import REQUEST_MALFORMED
 
 # The engine's variables: the policy-visible ones (``cel_env.USER_VARIABLES``) with
@@ -44,6 +45,10 @@ _MACRO_VAR = re.compile(
     r"\.\s*(?:all|exists|exists_one|existsOne|map|filter|sortBy|transformList|transformMap)\s*\(\s*([A-Za-z_]\w*)\s*,"
 )
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+
+#: The seam for ``cel_native``: False runs every rule with the ``cel`` library (the tests
+#: compare both ways).
+NATIVE = True
 
 
 class CelProblem(ValueError):
@@ -363,6 +368,7 @@ class FastPath:
     leaves: tuple[tuple[_Getter, tuple[tuple[str, str], ...]], ...]  # map -> (name, key)
     flat: tuple[tuple[str, _Getter], ...]
     nested: tuple[tuple[str, tuple[tuple[str, _Getter], ...]], ...]
+    native: tuple[Native, ...] | None = None  # every program in ``cel_native``'s subset
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +380,7 @@ class CelPlan:
     nested: tuple[tuple[str, tuple[tuple[str, _Getter], ...]], ...]  # var -> fields
     pairs: tuple[tuple[CelRule, Any], ...]  # each rule with its program, in rule order
     fast: FastPath | None = None
+    native: tuple[Native, ...] | None = None  # every program in ``cel_native``'s subset
 
 
 def _pruned(get: _Getter, keys: frozenset[str]) -> _Getter:
@@ -417,7 +424,20 @@ def _variables(
 def make_plan(rules: tuple[CelRule, ...], needs: Mapping[Need, Any]) -> CelPlan:
     flat, nested = _variables(needs)
     pairs = tuple((rule, rule.program) for rule in rules)
-    return CelPlan(rules, flat, nested, pairs, _fast_path(rules))
+    native = _natives(pairs) if not nested else None  # a nested map is never a simple value
+    return CelPlan(rules, flat, nested, pairs, _fast_path(rules), native)
+
+
+def _natives(pairs: tuple[tuple[CelRule, Any], ...]) -> tuple[Native, ...] | None:
+    """Each program as ``cel_native`` closures, or None when any is outside its subset (the
+    library then runs them all: the context it needs costs the same for one rule as for all)."""
+    natives = []
+    for _, program in pairs:
+        native = compile_native(program.source)
+        if native is None:
+            return None
+        natives.append(native)
+    return tuple(natives)
 
 
 def _fast_path(rules: tuple[CelRule, ...]) -> FastPath | None:
@@ -466,16 +486,18 @@ def _fast_path(rules: tuple[CelRule, ...]) -> FastPath | None:
     for var, fld, key in sorted(leaves):
         by_map.setdefault((var, fld), []).append((leaf_name(var, fld, key), key))
     flat, nested = _variables(needs)
+    pairs = tuple(zip(rules, programs, strict=True))
     return FastPath(
-        tuple(zip(rules, programs, strict=True)),
+        pairs,
         tuple((_MAPS[m], tuple(keys)) for m, keys in by_map.items()),
         flat,
         nested,
+        _natives(pairs) if not nested else None,
     )
 
 
-def _fast_context(fast: FastPath, view: RequestView) -> Any:
-    """The fast path's ``cel.Context``, or None when the plain one must be built instead."""
+def _fast_variables(fast: FastPath, view: RequestView) -> dict[str, Any] | None:
+    """The fast path's variables, or None when the plain ones must be built instead."""
     try:
         variables = {}
         for get, keys in fast.leaves:
@@ -491,6 +513,19 @@ def _fast_context(fast: FastPath, view: RequestView) -> Any:
             variables[name] = get(view)
         for var, fields in fast.nested:
             variables[var] = {f: get(view) for f, get in fields}
+        return variables
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return None  # the plain path reads the same values and reports the error as before
+
+
+def _fast_context(fast: FastPath, view: RequestView) -> Any:
+    """The fast path's ``cel.Context``, or None when the plain one must be built instead."""
+    variables = _fast_variables(fast, view)
+    if variables is None:
+        return None
+    try:
         return cel.Context(variables=variables)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -501,24 +536,64 @@ def _fast_context(fast: FastPath, view: RequestView) -> Any:
 def evaluate(plan: CelPlan, view: RequestView, hits: list[RuleHit]) -> None:
     fast = plan.fast
     if fast is not None:
-        context = _fast_context(fast, view)
-        if context is not None:
-            _execute(fast.pairs, context, hits)
-            return
-    variables: dict[str, Any] = {}
+        variables = _fast_variables(fast, view)
+        if variables is not None:
+            if NATIVE and fast.native is not None and _native(fast, variables, hits):
+                return
+            try:
+                context = cel.Context(variables=variables)
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                context = None  # the plain path converts the same values and reports it
+            if context is not None:
+                _execute(fast.pairs, context, hits)
+                return
+    variables = {}
     try:
         variables = {name: get(view) for name, get in plan.flat}
         for var, fields in plan.nested:
             variables[var] = {f: get(view) for f, get in fields}
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        _malformed(variables, exc, hits)
+        return
+    if NATIVE and plan.native is not None and _native(plan, variables, hits):
+        return
+    try:
         context = cel.Context(variables=variables)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        # One clear hit (400), not every rule failing at once: a rule like auth.required would
-        # otherwise be reported for an authenticated caller, and the real cause lost.
-        hits.append(RuleHit(REQUEST_MALFORMED.hit, "high", _unreadable(variables, exc)))
+        _malformed(variables, exc, hits)
         return
     _execute(plan.pairs, context, hits)
+
+
+def _malformed(variables: Mapping[str, Any], exc: BaseException, hits: list[RuleHit]) -> None:
+    # One clear hit (400), not every rule failing at once: a rule like auth.required would
+    # otherwise be reported for an authenticated caller, and the real cause lost.
+    hits.append(RuleHit(REQUEST_MALFORMED.hit, "high", _unreadable(variables, exc)))
+
+
+def _native(plan: CelPlan | FastPath, variables: Mapping[str, Any], hits: list[RuleHit]) -> bool:
+    """Decide with ``cel_native``'s closures; False (nothing appended) when any result is
+    not certain, so the library decides the whole route as before."""
+    natives = plan.native
+    assert natives is not None
+    if not simple_variables(variables):
+        return False
+    results = []
+    for native in natives:
+        result = native(variables)
+        if result is FALLBACK:
+            return False
+        results.append(result)
+    for (rule, _), result in zip(plan.pairs, results, strict=True):
+        if result is not True:
+            hits.append(_result_hit(rule, result))
+    return True
 
 
 def _unreadable(variables: Mapping[str, Any], exc: BaseException) -> str:
@@ -586,5 +661,9 @@ def _execute(pairs: tuple[tuple[CelRule, Any], ...], context: Any, hits: list[Ru
             )
             continue
         if result is not True:
-            why = "is false" if result is False else "did not evaluate to a boolean"
-            hits.append(RuleHit(rule.id, rule.severity, rule.message or f"{rule.expr} {why}"))
+            hits.append(_result_hit(rule, result))
+
+
+def _result_hit(rule: CelRule, result: object) -> RuleHit:
+    why = "is false" if result is False else "did not evaluate to a boolean"
+    return RuleHit(rule.id, rule.severity, rule.message or f"{rule.expr} {why}")

@@ -1,0 +1,301 @@
+"""The simplest CEL conditions evaluated without the ``cel`` library: a hot path behind ``NATIVE``.
+
+Why: per check, ``cel.Context(variables=...)`` costs ~26k instructions for the demo route's
+three variables (the library tries each string as three kinds of number before a string)
+and its two programs ~8k more on the fresh context, about a tenth of a whole check
+(``bench/door_stages.py``). Most rules are conditions like ``identity.authenticated`` or
+``identity.tenant != "" && request.body.tenantId == identity.tenant``: names, literals,
+``==``, ``!=``, ``!``, ``&&``, ``||`` and parentheses. Such a program (its source after the
+engine's rewrite to top-level names, ``cel.py``) is compiled here once, at policy load, into
+Python closures.
+
+The closures never guess. They give the value CEL gives where that is certain, and
+``FALLBACK`` everywhere else, and then the caller runs the library exactly as before:
+
+- a variable that is not a ``bool``, ``str`` (valid Unicode), ``int`` within int64,
+  ``float`` or ``None``, for any variable of the request (the library converts all of them
+  or refuses the context);
+- ``==`` / ``!=`` between values of different types (CEL's heterogeneous equality is left
+  to the library), ``!`` of a non-boolean;
+- ``&&`` / ``||`` follow CEL's commutative rules: ``false && x`` is false and ``true || x``
+  true whatever ``x`` is (an error or a non-boolean included), two booleans give the
+  boolean, anything else falls back;
+- a source outside the subset compiles to ``None`` (the rule always runs in the library):
+  other operators, member access, calls, macros, escapes in string literals, numbers other
+  than plain decimal integers, comments, nesting deeper than ``MAX_DEPTH``, more than
+  ``MAX_TOKENS`` tokens.
+
+``tests/engine/test_engine_cel_native.py`` pins it to the library over random expressions and
+values (hypothesis) and over whole decisions with the seam on and off.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+#: A value of the subset: what a variable or a literal may hold.
+Value = bool | str | int | float | None
+
+
+class _Fallback:
+    """The marker for "the library decides": a result the closures cannot vouch for."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FALLBACK"
+
+
+FALLBACK = _Fallback()
+
+#: One compiled condition: the request's variables -> a value, or ``FALLBACK``.
+Native = Callable[[Mapping[str, object]], "Value | _Fallback"]
+
+MAX_DEPTH = 32  # operators and parentheses nested; rules are short, a deep one runs in cel
+MAX_TOKENS = 256  # a longer chain would nest closures as deep as Python's recursion limit
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+# CEL's reserved words (besides the literals true, false, null): never a variable name.
+_RESERVED = frozenset(
+    [
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "in",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+    ]
+)
+_TOKEN = re.compile(
+    r"""[ \t\n\r\f]*(?:
+        (?P<str>"[^"\\\n\r]*"|'[^'\\\n\r]*')
+      | (?P<int>0|[1-9][0-9]*)(?![0-9A-Za-z_.])
+      | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+      | (?P<op>==|!=|&&|\|\||!(?!=)|\(|\))
+    )""",
+    re.X,
+)
+_TRAILING = re.compile(r"[ \t\n\r\f]*\Z")
+
+
+class _Outside(Exception):
+    """The source is not in the subset."""
+
+
+def simple_variables(variables: Mapping[str, object]) -> bool:
+    """Every value is one the subset reads exactly as the library converts it."""
+    for value in variables.values():
+        t = type(value)
+        if t is str:
+            if not value.isascii():  # type: ignore[union-attr]
+                try:
+                    value.encode("utf-8")  # type: ignore[union-attr]
+                except UnicodeEncodeError:  # a lone surrogate: the library refuses it
+                    return False
+        elif t is bool or t is float or value is None:
+            continue
+        elif t is int:
+            if not _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+                return False
+        else:
+            return False
+    return True
+
+
+def compile_native(source: str) -> Native | None:
+    """``source`` (a compiled CEL program's text) as closures, or None outside the subset."""
+    try:
+        tokens = _tokens(source)
+        if len(tokens) > MAX_TOKENS:
+            return None
+        parser = _Parser(tokens)
+        node = parser.disjunction(0)
+        if parser.pos != len(tokens):
+            raise _Outside
+    except (_Outside, RecursionError):
+        return None
+    return node
+
+
+def _tokens(source: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while _TRAILING.match(source, pos) is None:
+        m = _TOKEN.match(source, pos)
+        if m is None:
+            raise _Outside
+        kind = m.lastgroup
+        assert kind is not None
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+class _Parser:
+    """Recursive descent in CEL's precedence: ``||`` < ``&&`` < ``==``/``!=`` < ``!``."""
+
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens = tokens
+        self.pos = 0
+
+    def _peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def _take(self, op: str) -> bool:
+        if self._peek() == ("op", op):
+            self.pos += 1
+            return True
+        return False
+
+    def disjunction(self, depth: int) -> Native:
+        if depth > MAX_DEPTH:
+            raise _Outside
+        node = self.conjunction(depth + 1)
+        while self._take("||"):
+            node = _or(node, self.conjunction(depth + 1))
+        return node
+
+    def conjunction(self, depth: int) -> Native:
+        node = self.relation(depth)
+        while self._take("&&"):
+            node = _and(node, self.relation(depth))
+        return node
+
+    def relation(self, depth: int) -> Native:
+        node = self.unary(depth)
+        while True:  # left-associative, as CEL's ``a == b == c``
+            if self._take("=="):
+                node = _equal(node, self.unary(depth))
+            elif self._take("!="):
+                node = _not_equal(node, self.unary(depth))
+            else:
+                return node
+
+    def unary(self, depth: int) -> Native:
+        if self._take("!"):
+            if depth > MAX_DEPTH:
+                raise _Outside
+            return _not(self.unary(depth + 1))
+        return self.primary(depth)
+
+    def primary(self, depth: int) -> Native:
+        token = self._peek()
+        if token is None:
+            raise _Outside
+        self.pos += 1
+        kind, text = token
+        if kind == "op":
+            if text != "(":
+                raise _Outside
+            node = self.disjunction(depth + 1)
+            if not self._take(")"):
+                raise _Outside
+            return node
+        if kind == "str":
+            return _literal(text[1:-1])
+        if kind == "int":
+            number = int(text)
+            if number > _INT64_MAX:
+                raise _Outside
+            return _literal(number)
+        if text == "true":
+            return _literal(True)
+        if text == "false":
+            return _literal(False)
+        if text == "null":
+            return _literal(None)
+        if text in _RESERVED:
+            raise _Outside
+        if self._peek() == ("op", "("):  # a call: a function, not a variable
+            raise _Outside
+        return _variable(text)
+
+
+def _literal(value: Value) -> Native:
+    return lambda variables: value
+
+
+def _variable(name: str) -> Native:
+    def read(variables: Mapping[str, object]) -> Value | _Fallback:
+        value = variables.get(name, FALLBACK)  # undeclared: the library's error
+        return value  # type: ignore[return-value]  # simple_variables checked every value
+
+    return read
+
+
+def _not(operand: Native) -> Native:
+    def negate(variables: Mapping[str, object]) -> Value | _Fallback:
+        value = operand(variables)
+        if value is True:
+            return False
+        if value is False:
+            return True
+        return FALLBACK
+
+    return negate
+
+
+def _and(left: Native, right: Native) -> Native:
+    def both(variables: Mapping[str, object]) -> Value | _Fallback:
+        a = left(variables)
+        if a is False:
+            return False  # CEL: false && anything is false
+        b = right(variables)
+        if b is False:
+            return False
+        if a is True and b is True:
+            return True
+        return FALLBACK
+
+    return both
+
+
+def _or(left: Native, right: Native) -> Native:
+    def either(variables: Mapping[str, object]) -> Value | _Fallback:
+        a = left(variables)
+        if a is True:
+            return True  # CEL: true || anything is true
+        b = right(variables)
+        if b is True:
+            return True
+        if a is False and b is False:
+            return False
+        return FALLBACK
+
+    return either
+
+
+def _equal(left: Native, right: Native) -> Native:
+    def equal(variables: Mapping[str, object]) -> Value | _Fallback:
+        a = left(variables)
+        b = right(variables)
+        if a is FALLBACK or b is FALLBACK or type(a) is not type(b):
+            return FALLBACK
+        return a == b
+
+    return equal
+
+
+def _not_equal(left: Native, right: Native) -> Native:
+    def not_equal(variables: Mapping[str, object]) -> Value | _Fallback:
+        a = left(variables)
+        b = right(variables)
+        if a is FALLBACK or b is FALLBACK or type(a) is not type(b):
+            return FALLBACK
+        return a != b
+
+    return not_equal
