@@ -8,6 +8,7 @@ is in the way and only the authorization path differs):
     extauthz-uds/-tcp Envoy + ``extauthz serve`` with policies/demo.yaml (its built-in gRPC server)
     grpcio-uds/-tcp  the same with ``GRPC_TRANSPORT=grpcio`` (``--with-grpcio``): grpc.aio
     floor-http-uds   Envoy (``envoy-http.yaml``, http_service mode) + a no-op aiohttp server
+    floor-http-own   the same on our own HTTP stack, with the PDP's answer: all but the decision
     extauthz-http-uds Envoy (``envoy-http.yaml``) + ``extauthz serve --http-unix-socket``
 
 The request is the demo's main route: ``POST /api/v1/licenses/activate`` with a valid HS256
@@ -20,7 +21,8 @@ the floor's, on the same transport. Issue 14: extauthz in HTTP mode >= 1.4x the 
 
 The floor is a plain grpc.aio server on asyncio, as the issue measured it. ``extauthz serve``
 runs on uvloop when it is installed (a default dependency), and uvloop alone makes the no-op
-server faster: ``--floor-loop uvloop`` compares against that stricter floor.
+server faster: ``--floor-loop uvloop`` compares against that stricter floor. floor-http-own
+always runs on ``extauthz serve``'s loop.
 
 ``--workers 1,2,...`` measures ``extauthz serve --workers W`` instead (one Unix socket per
 worker, all listed in Envoy's PDP cluster; a real Redis for replay claims, as several workers
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -52,12 +55,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from extauthz._http import HttpIn, HttpOut  # noqa: E402
 from extauthz.devstack import free_port, port_answers  # noqa: E402
 from extauthz.devstack.envoy import HTTP_MODE, SIDECAR, EnvoyProcess, render_config  # noqa: E402
 from extauthz.devstack.server import DEMO_POLICY, ServerProcess  # noqa: E402
 from extauthz.envoyconfig import EnvoyConfigOptions  # noqa: E402
+from extauthz.policy import CompiledPolicy, load_policy  # noqa: E402
 
 JWT_SECRET = b"contractshield-demo-jwt-key"
+#: The token's claims besides iat/exp: the identity the PDP's answer names.
+CLAIMS = {"sub": "alice", "tenant": "acme", "scope": "licenses:write"}
+ROUTE_ID = "license-activate"  # the demo policy's route for the bench's request
+#: The own-stack floor's decision id: fixed (a floor decides nothing), a UUID as long as the
+#: ``x-request-id`` Envoy generates, which the PDP answers with as its decision id.
+FLOOR_DECISION_ID = "00000000-0000-4000-8000-000000000000"
 BODY = {
     "licenseKey": "ABCD-1234-EFGH-5678",
     "deviceId": "device-42",
@@ -73,13 +84,7 @@ def _b64url(data: bytes) -> str:
 def demo_token() -> str:
     header = {"alg": "HS256", "typ": "JWT", "kid": "contractshield-demo"}
     now = int(time.time())
-    claims = {
-        "sub": "alice",
-        "tenant": "acme",
-        "scope": "licenses:write",
-        "iat": now,
-        "exp": now + 3600,
-    }
+    claims = {**CLAIMS, "iat": now, "exp": now + 3600}
     signing = ".".join(_b64url(json.dumps(p).encode()) for p in (header, claims))
     return f"{signing}.{_b64url(hmac.new(JWT_SECRET, signing.encode(), hashlib.sha256).digest())}"
 
@@ -202,15 +207,65 @@ def run_noop_http_server(socket_path: str, loop: str = "asyncio") -> None:
         asyncio.run(main())
 
 
+def floor_answer(policy: CompiledPolicy | None = None) -> HttpOut:
+    """The PDP's answer to the bench's request, built by its own encoder (``decision_to_http``)
+    for an ALLOW of the demo's route with the token's identity, so that Envoy does the same work
+    on the own-stack floor's answer as on the PDP's; the decision id is ``FLOOR_DECISION_ID``.
+    ``policy``: the demo policy, loaded. ``tests/bench`` checks it against ``extauthz serve``."""
+    from extauthz.context import Identity
+    from extauthz.decision import ALLOW, Decision, DecisionMetadata
+    from extauthz.envoy.http_response import decision_to_http
+
+    if policy is None:
+        policy = load_policy(DEMO_POLICY)
+    meta = DecisionMetadata(ROUTE_ID, policy.defaults.mode, policy.version, FLOOR_DECISION_ID)
+    identity = Identity(authenticated=True, subject=CLAIMS["sub"], tenant=CLAIMS["tenant"])
+    return decision_to_http(Decision(ALLOW, 200, "allowed", metadata=meta), identity)
+
+
+def run_noop_http_own(socket_path: str) -> None:
+    """Our own ``HttpServer`` answering ``floor_answer()`` to every request, on the loop
+    ``extauthz serve`` runs on: the HTTP floor without the decision's work."""
+    from extauthz.cli._serve import _loop_factory
+    from extauthz.server.config import ServerConfig
+    from extauthz.server.http_server import HttpServer
+
+    policy = load_policy(DEMO_POLICY)
+    answer = floor_answer(policy)
+    config = ServerConfig()  # the defaults ``extauthz serve`` runs the bench's PDP with
+    max_bytes = config.effective_max_request_bytes(policy.max_body_bytes)
+
+    def handler(request: HttpIn) -> HttpOut:
+        return answer
+
+    async def main() -> None:
+        server = HttpServer(handler, max_body_bytes=max_bytes)
+        await server.listen_unix(socket_path)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await server.close(grace=0)
+
+    with asyncio.Runner(loop_factory=_loop_factory(config.event_loop)) as runner:
+        runner.run(main())
+
+
 @contextmanager
 def noop_server(
-    socket_path: str | None, port: int | None, loop: str, http: bool = False
+    socket_path: str | None, port: int | None, loop: str, http: bool = False, own: bool = False
 ) -> Iterator[int]:
+    """A no-op floor server in a subprocess (its pid): grpc.aio, or with ``http`` aiohttp, or
+    with ``own`` (which wins) our own HTTP stack (``run_noop_http_own``)."""
     target = f"unix:{socket_path}" if socket_path else f"127.0.0.1:{port}"
     argv = [sys.executable, __file__, "--noop-server", target, "--floor-loop", loop]
     if http:
         argv = [sys.executable, __file__, "--noop-http-server", str(socket_path)]
         argv += ["--floor-loop", loop]
+    if own:
+        argv = [sys.executable, __file__, "--noop-http-own", str(socket_path)]
+    if socket_path:  # a previous round's file would pass for ready before the server binds
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
     proc = subprocess.Popen(argv)
     try:
         deadline = time.monotonic() + 20
@@ -278,6 +333,26 @@ def envoy(
         yield proc
 
 
+#: The HTTP-mode "transports" of the case names: floor-http-own is Envoy's HTTP mode over a Unix
+#: socket too, its own name so that the summary reads it apart from floor-http-uds.
+HTTP_TRANSPORTS = ("http-uds", "http-own")
+
+
+def cases(transports: list[str], with_grpcio: bool) -> list[tuple[str, str]]:
+    """(kind, transport) of each case in run order; its name is ``f"{kind}-{transport}"``.
+    Per transport: its floor, on http-uds then the own-stack floor (floor-http-own), extauthz,
+    and with ``with_grpcio`` extauthz on grpc.aio (gRPC transports only)."""
+    out: list[tuple[str, str]] = []
+    for transport in transports:
+        out.append(("floor", transport))
+        if transport == "http-uds":
+            out.append(("floor", "http-own"))
+        out.append(("extauthz", transport))
+        if with_grpcio and transport != "http-uds":
+            out.append(("grpcio", transport))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per case and round")
@@ -307,7 +382,11 @@ def main() -> int:
     )
     parser.add_argument("--noop-server", help=argparse.SUPPRESS)
     parser.add_argument("--noop-http-server", help=argparse.SUPPRESS)
+    parser.add_argument("--noop-http-own", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.noop_http_own:
+        run_noop_http_own(args.noop_http_own)
+        return 0
     if args.noop_http_server:
         run_noop_http_server(args.noop_http_server, args.floor_loop)
         return 0
@@ -324,7 +403,7 @@ def main() -> int:
     runs: dict[str, list[dict[str, float]]] = {}
 
     def pdp(kind: str, transport: str) -> tuple[Any, dict[str, Any]]:
-        http = transport == "http-uds"
+        http = transport in HTTP_TRANSPORTS
         sock = str(workdir / f"{kind}-{transport}.sock") if transport != "tcp" else None
         port = free_port() if transport == "tcp" else None
         target: dict[str, Any] = (
@@ -333,7 +412,8 @@ def main() -> int:
         if http:
             target["template"] = HTTP_MODE
         if kind == "floor":
-            return noop_server(sock, port, args.floor_loop, http), target
+            own = transport == "http-own"
+            return noop_server(sock, port, args.floor_loop, http, own), target
         env = {"GRPC_TRANSPORT": "grpcio"} if kind == "grpcio" else None
         return extauthz_server(workdir, sock, port, http, env=env), target
 
@@ -366,14 +446,10 @@ def main() -> int:
             print(f"round {round_no}", flush=True)
             with envoy(workdir, args.envoy_concurrency, ext_authz=False) as e:
                 measure("envoy-alone", e)
-            for transport in args.transports.split(","):
-                kinds = ["floor", "extauthz"]
-                if args.with_grpcio and transport != "http-uds":
-                    kinds.append("grpcio")
-                for kind in kinds:
-                    server, target = pdp(kind, transport)
-                    with server as pid, envoy(workdir, args.envoy_concurrency, **target) as e:
-                        measure(f"{kind}-{transport}", e, pid)
+            for kind, transport in cases(args.transports.split(","), args.with_grpcio):
+                server, target = pdp(kind, transport)
+                with server as pid, envoy(workdir, args.envoy_concurrency, **target) as e:
+                    measure(f"{kind}-{transport}", e, pid)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -395,7 +471,7 @@ def main() -> int:
         if floor is not None and name != "envoy-alone":
             ratios = f"{r['rps'] / floor['rps']:>10.0%} {r['p99'] / floor['p99']:>9.2f}x"
         vs_grpc = f" {'':>13} {'':>11}"
-        if grpc_floor is not None and transport == "http-uds":
+        if grpc_floor is not None and transport in HTTP_TRANSPORTS:
             vs_grpc = (
                 f" {r['rps'] / grpc_floor['rps']:>12.2f}x {r['p99'] / grpc_floor['p99']:>10.2f}x"
             )
@@ -408,6 +484,17 @@ def main() -> int:
         )
     print("targets: extauthz >= 70% of the floor's req/s, p99 <= 1.5x the floor's (same transport)")
     print("         extauthz-http-uds >= 1.4x floor-uds req/s, p99 <= floor-uds p99 (issue 14)")
+    busy = [
+        f"{name} {r['envoy_us'] * r['rps'] / 1e6:.2f}"
+        for name, r in results.items()
+        if name.split("-", 1)[-1] in HTTP_TRANSPORTS and "envoy_us" in r
+    ]
+    if busy:
+        print(
+            "floor-http-own: Envoy's worker is the bound in HTTP mode when its CPU per request x "
+            f"req/s is near 1 core per worker (--envoy-concurrency {args.envoy_concurrency}): "
+            f"{', '.join(busy)} core"
+        )
     bad = {name: sum(r["non2xx"] for r in rs) for name, rs in runs.items()}
     bad = {name: n for name, n in bad.items() if n}
     if bad:
