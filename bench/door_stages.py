@@ -11,6 +11,8 @@ built here with gcc and valgrind's ``callgrind.h``):
                        server's own cost
     llhttp + callbacks httptools parsing with empty callbacks: the floor of the above
     door, adapter, decider, answer, serialize: the pieces of the HTTP-mode check
+    engine: ...        the engine's phases on that check's context, each alone as
+                       ``pipeline.prepare`` calls it (CEL: the view it reads and the rules)
 
 A stage's figure includes the call of a lambda (~460 instructions). Not the event loop
 (``door_instructions`` includes it: ~5k a request with uvloop).
@@ -54,6 +56,14 @@ NAMES = (
     "authz   serialize",
     "evaluate conn: whole",
     "evaluate conn: no-op door",
+    "engine: pipeline.begin",
+    "engine:   canonicalize + match",
+    "engine:   body.parse",
+    "engine:   vulnerability.check",
+    "engine:   limits.check",
+    "engine:   contract.check",
+    "engine:   CEL view + evaluate",
+    "engine:   finish (the Decision)",
     "lambda call",
 )
 
@@ -64,6 +74,13 @@ def stages(n: int) -> list[tuple[Callable[[Any], object], list[Any]]]:
     from door_instructions import authz_request, evaluate_request
 
     from extauthz._http import HttpIn, HttpOut
+    from extauthz.engine import body as body_mod
+    from extauthz.engine import cel as cel_mod
+    from extauthz.engine import limits as limits_mod
+    from extauthz.engine import pipeline
+    from extauthz.engine import vulnerability as vuln_mod
+    from extauthz.engine.canonical import canonicalize
+    from extauthz.engine.contract import Contract
     from extauthz.envoy.http_request import forwarded_request_to_context
     from extauthz.envoy.request import AdapterOptions
     from extauthz.server import heap, http_server
@@ -122,6 +139,32 @@ def stages(n: int) -> list[tuple[Callable[[Any], object], list[Any]]]:
     def fresh(r: HttpIn) -> HttpIn:  # the door rewrites the path: a new one each call
         return HttpIn(r.method, r.path, r.query, r.headers, r.body)
 
+    # The engine's phases on the HTTP-mode check's context, each called alone as ``prepare``
+    # calls it (the route, parsed body and pending decision computed once, beforehand).
+    policy = state.policy_source.current()
+    request = contexts[0].request
+    canonical = canonicalize(request.path)
+    found = policy.matcher.match(request.method, canonical.path)
+    assert found is not None
+    route, params = found
+    limits = route.limits
+    body_options = policy.defaults.body
+    parsed_body = body_mod.parse(
+        request.body, request.content_type, limits.max_json_depth, limits.max_body_bytes,
+        None, body_options,
+    )  # fmt: skip
+    value = parsed_body.value
+    pending = pipeline.prepare(policy, contexts[0], 0.0)
+    assert route.cel is not None and route.contract is not None
+    cel_plan, contract = route.cel, route.contract
+
+    def route_of(c: Any) -> object:
+        return policy.matcher.match(c.request.method, canonicalize(c.request.path).path)
+
+    def cel_phase(c: Any) -> None:
+        view = pipeline.cel_view(c, canonical.path, params, value, route, False)
+        cel_mod.evaluate(cel_plan, view, [])
+
     return [
         (connection(api), authz),
         (connection(lambda r: fixed), authz),
@@ -133,8 +176,20 @@ def stages(n: int) -> list[tuple[Callable[[Any], object], list[Any]]]:
         (lambda c: http_server.serialize(answer, keep_alive=True), contexts),
         (connection(api), evaluate),
         (connection(lambda r: fixed), evaluate),
+        (lambda c: pipeline.begin(policy, c, 0.0), contexts),
+        (route_of, contexts),
+        (lambda c: body_mod.parse(c.request.body, c.request.content_type,
+                                  limits.max_json_depth, limits.max_body_bytes, None,
+                                  body_options), contexts),
+        (lambda c: vuln_mod.check(route.vulnerability, value, c.request.query, False, []),
+         contexts),
+        (lambda c: limits_mod.check(limits, c.request.body, c.request.headers, parsed_body, []),
+         contexts),
+        (lambda c: Contract.check(contract, value, [], c.request.body.redacted), contexts),
+        (cel_phase, contexts),
+        (lambda c: pipeline.finish(pending), contexts),
         (lambda c: None, contexts),
-    ]
+    ]  # fmt: skip
 
 
 def measure(n: int) -> None:

@@ -523,8 +523,10 @@ def _fast_variables(fast: FastPath, view: RequestView) -> dict[str, Any] | None:
 def _fast_context(fast: FastPath, view: RequestView) -> Any:
     """The fast path's ``cel.Context``, or None when the plain one must be built instead."""
     variables = _fast_variables(fast, view)
-    if variables is None:
-        return None
+    return None if variables is None else _leaf_context(variables)
+
+
+def _leaf_context(variables: dict[str, Any]) -> Any:
     try:
         return cel.Context(variables=variables)
     except BaseException as exc:
@@ -536,20 +538,15 @@ def _fast_context(fast: FastPath, view: RequestView) -> Any:
 def evaluate(plan: CelPlan, view: RequestView, hits: list[RuleHit]) -> None:
     fast = plan.fast
     if fast is not None:
-        variables = _fast_variables(fast, view)
-        if variables is not None:
-            if NATIVE and fast.native is not None and _native(fast, variables, hits):
+        leaves = _fast_variables(fast, view)
+        if leaves is not None:
+            if NATIVE and fast.native is not None and _native(fast, leaves, hits):
                 return
-            try:
-                context = cel.Context(variables=variables)
-            except BaseException as exc:
-                if isinstance(exc, KeyboardInterrupt | SystemExit):
-                    raise
-                context = None  # the plain path converts the same values and reports it
+            context = _leaf_context(leaves)
             if context is not None:
                 _execute(fast.pairs, context, hits)
                 return
-    variables = {}
+    variables: dict[str, Any] = {}
     try:
         variables = {name: get(view) for name, get in plan.flat}
         for var, fields in plan.nested:
