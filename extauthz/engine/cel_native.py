@@ -31,6 +31,7 @@ values (hypothesis) and over whole decisions with the seam on and off.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 
@@ -166,22 +167,22 @@ class _Parser:
             raise _Outside
         node = self.conjunction(depth + 1)
         while self._take("||"):
-            node = _or(node, self.conjunction(depth + 1))
+            node = _junction(node, self.conjunction(depth + 1), True)
         return node
 
     def conjunction(self, depth: int) -> Native:
         node = self.relation(depth)
         while self._take("&&"):
-            node = _and(node, self.relation(depth))
+            node = _junction(node, self.relation(depth), False)
         return node
 
     def relation(self, depth: int) -> Native:
         node = self.unary(depth)
         while True:  # left-associative, as CEL's ``a == b == c``
             if self._take("=="):
-                node = _equal(node, self.unary(depth))
+                node = _equal(node, self.unary(depth), operator.eq)
             elif self._take("!="):
-                node = _not_equal(node, self.unary(depth))
+                node = _equal(node, self.unary(depth), operator.ne)
             else:
                 return node
 
@@ -249,53 +250,33 @@ def _not(operand: Native) -> Native:
     return negate
 
 
-def _and(left: Native, right: Native) -> Native:
-    def both(variables: Mapping[str, object]) -> Value | _Fallback:
+def _junction(left: Native, right: Native, decisive: bool) -> Native:
+    """``&&`` (``decisive`` False) or ``||`` (True), commutative as in CEL: ``false && x`` is
+    false and ``true || x`` true whatever ``x`` is (an error or a non-boolean included)."""
+    other = not decisive
+
+    def junction(variables: Mapping[str, object]) -> Value | _Fallback:
         a = left(variables)
-        if a is False:
-            return False  # CEL: false && anything is false
+        if a is decisive:
+            return decisive
         b = right(variables)
-        if b is False:
-            return False
-        if a is True and b is True:
-            return True
+        if b is decisive:
+            return decisive
+        if a is other and b is other:
+            return other
         return FALLBACK
 
-    return both
+    return junction
 
 
-def _or(left: Native, right: Native) -> Native:
-    def either(variables: Mapping[str, object]) -> Value | _Fallback:
-        a = left(variables)
-        if a is True:
-            return True  # CEL: true || anything is true
-        b = right(variables)
-        if b is True:
-            return True
-        if a is False and b is False:
-            return False
-        return FALLBACK
+def _equal(left: Native, right: Native, compare: Callable[[object, object], bool]) -> Native:
+    """``==`` (``operator.eq``) or ``!=`` (``operator.ne``) between values of one type."""
 
-    return either
-
-
-def _equal(left: Native, right: Native) -> Native:
     def equal(variables: Mapping[str, object]) -> Value | _Fallback:
         a = left(variables)
         b = right(variables)
         if a is FALLBACK or b is FALLBACK or type(a) is not type(b):
             return FALLBACK
-        return a == b
+        return compare(a, b)
 
     return equal
-
-
-def _not_equal(left: Native, right: Native) -> Native:
-    def not_equal(variables: Mapping[str, object]) -> Value | _Fallback:
-        a = left(variables)
-        b = right(variables)
-        if a is FALLBACK or b is FALLBACK or type(a) is not type(b):
-            return FALLBACK
-        return a != b
-
-    return not_equal

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from extauthz.context import Identity
 from extauthz.engine import cel as cel_mod
 from extauthz.engine import evaluate
-from extauthz.engine.cel import CelPlan, CelRule, RequestView, compile_expr, make_plan, merge_needs
+from extauthz.engine.cel import CelPlan, RequestView
 from extauthz.engine.cel_native import (
     FALLBACK,
     MAX_TOKENS,
@@ -27,6 +27,7 @@ from extauthz.engine.cel_native import (
 )
 from extauthz.policy import load_policy_text
 from tests.engine.conftest import build_ctx
+from tests.engine.test_engine_cel import cel_plan
 
 cel = cel_mod.cel
 NAMES = ("a", "b", "c")
@@ -220,16 +221,6 @@ def test_values_outside_the_subset(value: Any) -> None:
 # -- a route's hits, seam on and off -----------------------------------------------------------
 
 
-def plan_of(*exprs: str) -> CelPlan:
-    needs: dict = {}
-    rules = []
-    for i, e in enumerate(exprs):
-        program, used = compile_expr(e)
-        merge_needs(needs, used)
-        rules.append(CelRule(f"r{i}", e, program, message=None))
-    return make_plan(tuple(rules), needs)
-
-
 class _NoLibrary:
     """Stands for ``cel`` where the native path must decide alone."""
 
@@ -274,7 +265,7 @@ TENANT = "identity.tenant != '' && request.body.tenantId == identity.tenant"
 def test_route_hits_equal_with_and_without_the_seam(
     body: Any, identity: Identity, expected: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = plan_of("identity.authenticated", TENANT)
+    plan = cel_plan("identity.authenticated", TENANT)
     assert plan.fast is not None and plan.fast.native is not None
     hits = hits_both_ways(plan, body, identity, monkeypatch)
     if expected is not None:
@@ -284,7 +275,7 @@ def test_route_hits_equal_with_and_without_the_seam(
 
 
 def test_the_native_path_decides_without_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = plan_of("identity.authenticated", TENANT)
+    plan = cel_plan("identity.authenticated", TENANT)
     identity = Identity(True, "u", "t1")
     view = RequestView(
         build_ctx("POST", "/items/1", identity=identity), "/", {}, {"tenantId": "t2"}
@@ -300,16 +291,16 @@ def test_the_native_path_decides_without_the_library(monkeypatch: pytest.MonkeyP
 
 
 def test_plain_plans_without_leaves_are_native_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = plan_of("identity.authenticated", "identity.subject != 'root'")
+    plan = cel_plan("identity.authenticated", "identity.subject != 'root'")
     assert plan.fast is None and plan.native is not None
     for identity in (Identity(True, "u", "t"), Identity(True, "root", "t"), Identity(False)):
         hits_both_ways(plan, None, identity, monkeypatch)
-    plan = plan_of("has(request.body.a)")  # a map whole: the library's
+    plan = cel_plan("has(request.body.a)")  # a map whole: the library's
     assert plan.native is None
 
 
 def test_one_rule_outside_the_subset_leaves_the_route_to_the_library() -> None:
-    plan = plan_of("identity.authenticated", "'admin' in identity.scopes")
+    plan = cel_plan("identity.authenticated", "'admin' in identity.scopes")
     assert plan.native is None and (plan.fast is None or plan.fast.native is None)
 
 
