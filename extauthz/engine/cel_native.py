@@ -3,27 +3,33 @@
 Why: per check, ``cel.Context(variables=...)`` costs ~26k instructions for the demo route's
 three variables (the library tries each string as three kinds of number before a string)
 and its two programs ~8k more on the fresh context, about a tenth of a whole check
-(``bench/door_stages.py``). Most rules are conditions like ``identity.authenticated`` or
-``identity.tenant != "" && request.body.tenantId == identity.tenant``: names, literals,
-``==``, ``!=``, ``!``, ``&&``, ``||`` and parentheses. Such a program (its source after the
-engine's rewrite to top-level names, ``cel.py``) is compiled here once, at policy load, into
-Python closures.
+(``bench/door_stages.py``). Most rules are conditions like ``identity.authenticated``,
+``identity.tenant != "" && request.body.tenantId == identity.tenant``, ``"x" in
+identity.scopes`` or ``request.body.amount <= 1000``: names, literals, comparisons, ``in``,
+``!``, ``&&``, ``||`` and parentheses. Such a program (its source after the engine's rewrite
+to top-level names, ``cel.py``) is compiled here once, at policy load, into Python closures.
 
 The closures never guess. They give the value CEL gives where that is certain, and
 ``FALLBACK`` everywhere else, and then the caller runs the library exactly as before:
 
 - a variable that is not a ``bool``, ``str`` (valid Unicode), ``int`` within int64,
-  ``float`` or ``None``, for any variable of the request (the library converts all of them
-  or refuses the context);
-- ``==`` / ``!=`` between values of different types (CEL's heterogeneous equality is left
-  to the library), ``!`` of a non-boolean;
-- ``&&`` / ``||`` follow CEL's commutative rules: ``false && x`` is false and ``true || x``
-  true whatever ``x`` is (an error or a non-boolean included), two booleans give the
-  boolean, anything else falls back;
-- a source outside the subset compiles to ``None`` (the rule always runs in the library):
-  other operators, member access, calls, macros, escapes in string literals, numbers other
-  than plain decimal integers, comments, nesting deeper than ``MAX_DEPTH``, more than
-  ``MAX_TOKENS`` tokens.
+  ``float``, ``None`` or a list of those, for any variable of the request (the library
+  converts all of them or refuses the context);
+- ``==`` / ``!=`` between values of different types or between lists (CEL's heterogeneous
+  equality is left to the library: ``true == 1`` is false there, ``1 == 1.0`` true);
+- ``<`` ``<=`` ``>`` ``>=`` other than between two strings (code point order, as CEL's
+  UTF-8 bytes), two ints, two booleans or two floats that are not NaN (the library refuses
+  NaN and ``null``);
+- ``x in list`` (a list variable or a list of literals) is true when an element of ``x``'s
+  type equals it, false when every element has that type and none equals it; an element of
+  another type is the library's (``1 in [1.0]`` is true there);
+- ``!`` of a non-boolean; ``&&`` / ``||`` follow CEL's commutative rules: ``false && x`` is
+  false and ``true || x`` true whatever ``x`` is (an error or a non-boolean included), two
+  booleans give the boolean, anything else falls back;
+- a source outside the subset compiles to ``None`` (the route runs in the library): other
+  operators, member access, indexing, calls, macros, a list literal holding anything but
+  literals (or a trailing comma), escapes in string literals, numbers other than plain
+  decimal integers, comments, nesting deeper than ``MAX_DEPTH``, more than ``MAX_TOKENS``.
 
 ``tests/engine/test_engine_cel_native.py`` pins it to the library over random expressions and
 values (hypothesis) and over whole decisions with the seam on and off.
@@ -35,8 +41,8 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 
-#: A value of the subset: what a variable or a literal may hold.
-Value = bool | str | int | float | None
+#: A value of the subset: what a variable or a literal may hold (a list only on ``in``'s right).
+Value = bool | str | int | float | None | list[bool | str | int | float | None]
 
 
 class _Fallback:
@@ -86,7 +92,7 @@ _TOKEN = re.compile(
         (?P<str>"[^"\\\n\r]*"|'[^'\\\n\r]*')
       | (?P<int>0|[1-9][0-9]*)(?![0-9A-Za-z_.])
       | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-      | (?P<op>==|!=|&&|\|\||!(?!=)|\(|\))
+      | (?P<op>==|!=|<=|>=|<|>|&&|\|\||!(?!=)|\(|\)|\[|\]|,)
     )""",
     re.X,
 )
@@ -98,23 +104,33 @@ class _Outside(Exception):
 
 
 def simple_variables(variables: Mapping[str, object]) -> bool:
-    """Every value is one the subset reads exactly as the library converts it."""
+    """Every value is one the subset reads exactly as the library converts it: a scalar, or a
+    list of scalars (``identity.scopes``, which ``in`` reads)."""
     for value in variables.values():
-        t = type(value)
-        if t is str:
-            if not value.isascii():  # type: ignore[union-attr]
-                try:
-                    value.encode("utf-8")  # type: ignore[union-attr]
-                except UnicodeEncodeError:  # a lone surrogate: the library refuses it
+        if type(value) is list:
+            for item in value:  # type: ignore[attr-defined]
+                if not _scalar(item):
                     return False
-        elif t is bool or t is float or value is None:
-            continue
-        elif t is int:
-            if not _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
-                return False
-        else:
+        elif not _scalar(value):
             return False
     return True
+
+
+def _scalar(value: object) -> bool:
+    t = type(value)
+    if t is str:
+        if value.isascii():  # type: ignore[attr-defined]
+            return True
+        try:
+            value.encode("utf-8")  # type: ignore[attr-defined]
+        except UnicodeEncodeError:  # a lone surrogate: the library refuses it
+            return False
+        return True
+    if t is bool or t is float or value is None:
+        return True
+    if t is int:
+        return _INT64_MIN <= value <= _INT64_MAX  # type: ignore[operator]
+    return False
 
 
 def compile_native(source: str) -> Native | None:
@@ -147,7 +163,8 @@ def _tokens(source: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    """Recursive descent in CEL's precedence: ``||`` < ``&&`` < ``==``/``!=`` < ``!``."""
+    """Recursive descent in CEL's precedence: ``||`` < ``&&`` < relations (``==`` ``!=`` ``<``
+    ``<=`` ``>`` ``>=`` ``in``, left-associative) < ``!``."""
 
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.tokens = tokens
@@ -179,12 +196,34 @@ class _Parser:
     def relation(self, depth: int) -> Native:
         node = self.unary(depth)
         while True:  # left-associative, as CEL's ``a == b == c``
-            if self._take("=="):
-                node = _equal(node, self.unary(depth), operator.eq)
-            elif self._take("!="):
-                node = _equal(node, self.unary(depth), operator.ne)
-            else:
+            token = self._peek()
+            if token == ("name", "in"):
+                self.pos += 1
+                node = _member(node, self._container(depth))
+                continue
+            compare = _RELATIONS.get(token[1]) if token is not None and token[0] == "op" else None
+            if compare is None:
                 return node
+            self.pos += 1
+            if compare is operator.eq or compare is operator.ne:
+                node = _equal(node, self.unary(depth), compare)
+            else:
+                node = _order(node, self.unary(depth), compare)
+
+    def _container(self, depth: int) -> Native:
+        """The right side of ``in``: a list of literals, or an expression (a list variable)."""
+        if not self._take("["):
+            return self.unary(depth)
+        items: list[Value] = []
+        while not self._take("]"):
+            if items and not self._take(","):
+                raise _Outside
+            token = self._peek()
+            if token is None or token[0] == "op":  # a trailing comma, a nested list
+                raise _Outside
+            self.pos += 1
+            items.append(_constant(*token))
+        return _literal(items)  # type: ignore[arg-type]  # a list only ``in`` reads
 
     def unary(self, depth: int) -> Native:
         if self._take("!"):
@@ -206,24 +245,38 @@ class _Parser:
             if not self._take(")"):
                 raise _Outside
             return node
-        if kind == "str":
-            return _literal(text[1:-1])
-        if kind == "int":
-            number = int(text)
-            if number > _INT64_MAX:
+        if kind == "name" and text not in _LITERALS:
+            if text in _RESERVED:
                 raise _Outside
-            return _literal(number)
-        if text == "true":
-            return _literal(True)
-        if text == "false":
-            return _literal(False)
-        if text == "null":
-            return _literal(None)
-        if text in _RESERVED:
+            if self._peek() == ("op", "("):  # a call: a function, not a variable
+                raise _Outside
+            return _variable(text)
+        return _literal(_constant(kind, text))
+
+
+_LITERALS = {"true": True, "false": False, "null": None}
+_RELATIONS: dict[str, Callable[[object, object], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def _constant(kind: str, text: str) -> Value:
+    """A literal token's value: a string, an int64, true, false or null."""
+    if kind == "str":
+        return text[1:-1]
+    if kind == "int":
+        number = int(text)
+        if number > _INT64_MAX:
             raise _Outside
-        if self._peek() == ("op", "("):  # a call: a function, not a variable
-            raise _Outside
-        return _variable(text)
+        return number
+    if kind == "name" and text in _LITERALS:
+        return _LITERALS[text]
+    raise _Outside
 
 
 def _literal(value: Value) -> Native:
@@ -275,8 +328,47 @@ def _equal(left: Native, right: Native, compare: Callable[[object, object], bool
     def equal(variables: Mapping[str, object]) -> Value | _Fallback:
         a = left(variables)
         b = right(variables)
-        if a is FALLBACK or b is FALLBACK or type(a) is not type(b):
-            return FALLBACK
+        if a is FALLBACK or type(a) is not type(b) or type(a) is list:
+            return FALLBACK  # CEL's equality across types and of lists is the library's
         return compare(a, b)
 
     return equal
+
+
+def _order(left: Native, right: Native, compare: Callable[[object, object], bool]) -> Native:
+    """``<``, ``<=``, ``>``, ``>=`` between two strings, two ints, two booleans or two
+    numbers that are not NaN (the library refuses NaN, ``null`` and mixed types)."""
+
+    def order(variables: Mapping[str, object]) -> Value | _Fallback:
+        a = left(variables)
+        b = right(variables)
+        t = type(a)
+        if t is not type(b) or t not in _ORDERED or a != a or b != b:  # NaN != NaN
+            return FALLBACK
+        return compare(a, b)
+
+    return order
+
+
+_ORDERED = (str, int, bool, float)
+
+
+def _member(item: Native, container: Native) -> Native:
+    """``x in list``: true when an element of ``x``'s type equals it; false when every element
+    has its type and none does; an element of another type is the library's (``1 in [1.0]``)."""
+
+    def member(variables: Mapping[str, object]) -> Value | _Fallback:
+        x = item(variables)
+        items = container(variables)
+        if x is FALLBACK or type(items) is not list or type(x) is list:
+            return FALLBACK
+        t = type(x)
+        mixed = False
+        for element in items:  # type: ignore[union-attr]
+            if type(element) is not t:
+                mixed = True
+            elif element == x:
+                return True
+        return FALLBACK if mixed else False
+
+    return member
