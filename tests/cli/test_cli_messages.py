@@ -137,3 +137,23 @@ def test_extra_properties_are_named_sorted_not_as_a_python_set() -> None:
     assert message({"zz": 1, "a": "x", "admin": True, "b": 2}) == (
         "body must not contain the properties 'admin', 'b', 'zz'"
     )
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """``extauthz evaluate ... | head -1``: the pipe closes before the answer is written; the
+    command stops with 141 (128 + SIGPIPE, as a shell reports it), no traceback."""
+    import subprocess
+    import sys
+
+    demo = Path(__file__).resolve().parents[2] / "policies"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "extauthz", "evaluate", "--policy", str(demo / "demo.yaml"),
+         "--context", str(demo / "examples" / "clean-activation.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the command writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err
