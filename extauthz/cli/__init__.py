@@ -7,6 +7,7 @@ Heavy imports live inside ``func`` so that ``extauthz --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -50,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (``extauthz evaluate ... | head``): stop quietly, as Unix tools
         # do, instead of a traceback; stdout goes to /dev/null so that the interpreter's own
         # flush at exit does not fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):  # a stdout without a descriptor
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -142,9 +145,6 @@ def test_extra_properties_are_named_sorted_not_as_a_python_set() -> None:
 def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     """``extauthz evaluate ... | head -1``: the pipe closes before the answer is written; the
     command stops with 141 (128 + SIGPIPE, as a shell reports it), no traceback."""
-    import subprocess
-    import sys
-
     demo = Path(__file__).resolve().parents[2] / "policies"
     proc = subprocess.Popen(
         [sys.executable, "-m", "extauthz", "evaluate", "--policy", str(demo / "demo.yaml"),
@@ -157,3 +157,15 @@ def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_a_broken_pipe_in_process_returns_141(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` called in-process, stdout without a file descriptor (a test's capture)."""
+    from extauthz.cli import _evaluate
+
+    def broken(args: object) -> int:
+        raise BrokenPipeError
+
+    monkeypatch.setattr(_evaluate, "run", broken)
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert main(["evaluate", "--policy", "p.yaml", "--context", "c.json"]) == 141
