@@ -336,8 +336,9 @@ def _equal(left: Native, right: Native, compare: Callable[[object, object], bool
 
 
 def _order(left: Native, right: Native, compare: Callable[[object, object], bool]) -> Native:
-    """``<``, ``<=``, ``>``, ``>=`` between two strings, two ints, two booleans or two
-    numbers that are not NaN (the library refuses NaN, ``null`` and mixed types)."""
+    """``<``, ``<=``, ``>``, ``>=`` between two strings, two ints, two booleans or two floats
+    that are not NaN; NaN and ``null`` (which the library refuses) and mixed types (``1 <
+    2.0``, which it orders) are the library's."""
 
     def order(variables: Mapping[str, object]) -> Value | _Fallback:
         a = left(variables)
