@@ -89,27 +89,18 @@ def stages(n: int) -> list[tuple[Callable[[Any], object], list[Any]]]:
     from extauthz.server.grpc_service import AuthorizationServicer
     from extauthz.server.http_api import HttpApi
     from extauthz.server.http_authz import TRANSPORT, http_answer
+    from tests._transport import NullTransport
 
     state = build_state(ServerConfig(policy_path=str(ROOT / "policies/demo.yaml")))
     servicer = AuthorizationServicer(state)
     api = HttpApi(state, servicer)
     heap.freeze()  # as ``serve`` does
 
-    class Transport:
-        def write(self, data: bytes) -> None:
-            pass
-
-        def get_extra_info(self, name: str) -> None:
-            return None
-
-        def is_closing(self) -> bool:
-            return False
-
     fixed = HttpOut(200)
 
     def connection(handler: Callable[[HttpIn], Any]) -> Callable[[bytes], None]:
         conn = http_server._Connection(http_server.HttpServer(handler, max_body_bytes=1 << 20))
-        conn.connection_made(Transport())  # type: ignore[arg-type]
+        conn.connection_made(NullTransport())  # type: ignore[arg-type]
         return conn.data_received
 
     class Empty:

@@ -33,34 +33,11 @@ import h2.connection  # noqa: E402
 import h2.events  # noqa: E402
 
 from extauthz.server import h2_server  # noqa: E402
+from tests._transport import RecordingTransport  # noqa: E402
 
 PATH = b"/envoy.service.auth.v3.Authorization/Check"
 ANSWER = b"\x0a\x00" * 60
 MESSAGE = b"\x00" + (900).to_bytes(4, "big") + b"x" * 900
-
-
-class Keep:
-    """A transport that keeps what is written."""
-
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def take(self) -> bytes:
-        data = b"".join(self.out)
-        self.out.clear()
-        return data
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        return None
 
 
 VARY = False  # --vary: a header that changes per call (no block repeats)
@@ -93,7 +70,7 @@ def server() -> h2_server.H2GrpcServer:
 
 def record(n: int) -> tuple[bytes, list[bytes]]:
     """The client's preface and the bytes of ``n`` calls, answered by a recording server."""
-    rec, rec_out = h2_server._Connection(server()), Keep()
+    rec, rec_out = h2_server._Connection(server()), RecordingTransport()
     rec.connection_made(rec_out)  # type: ignore[arg-type]
     client = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, header_encoding=None)
@@ -124,7 +101,7 @@ def record(n: int) -> tuple[bytes, list[bytes]]:
 class H2LibraryConnection:
     """The same calls on the ``h2`` library's server state machine (no-op handler)."""
 
-    def __init__(self, out: Keep) -> None:
+    def __init__(self, out: RecordingTransport) -> None:
         config = h2.config.H2Configuration(
             client_side=False,
             header_encoding=None,
@@ -176,7 +153,7 @@ def main() -> int:
     for _ in range(args.rounds):
         preface, calls = record(args.n)
         for name, times in results.items():
-            out = Keep()
+            out = RecordingTransport()
             conn: h2_server._Connection | H2LibraryConnection
             if name.startswith("built-in"):
                 conn = h2_server._Connection(server())

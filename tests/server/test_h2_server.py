@@ -51,6 +51,7 @@ from extauthz.server.h2_server import (
     _leaves_table_alone,
 )
 from extauthz.server.health import HEALTH_CHECK, HEALTH_WATCH, HealthBoard
+from tests._transport import RecordingTransport
 
 HANG = 30.0  # a hang guard only: nothing here asserts how long anything takes
 
@@ -368,31 +369,7 @@ async def raw_peer(path: str, **kwargs: Any) -> AsyncIterator[RawPeer]:
         await peer.close()
 
 
-# --- helpers: a fake transport (the fuzz test) ----------------------------------------------
-class FakeTransport:
-    """What ``_Connection`` uses of a transport, recording what it writes."""
-
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "a write after close"
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_write_buffer_size(self) -> int:
-        return 0  # everything written is taken at once
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-
+# --- helpers: the fuzz test's frames ---------------------------------------------------------
 def parse_frames(data: bytes) -> list[Frame]:
     """Every byte the server wrote belongs to a whole frame."""
     out = []
@@ -687,10 +664,14 @@ async def test_a_message_of_exactly_the_limit_is_answered(bare: Bare) -> None:
     await assert_survives(bare)
 
 
-@pytest.mark.parametrize(
+#: Each grpc-encoding we inflate, with the compressor that makes its frames.
+COMPRESSIONS = pytest.mark.parametrize(
     ("encoding", "squeeze"),
     [(b"gzip", gzip.compress), (b"deflate", zlib.compress)],
 )
+
+
+@COMPRESSIONS
 async def test_compressed_requests_are_answered_like_plain_ones(
     bare: Bare, encoding: bytes, squeeze: Callable[[bytes], bytes]
 ) -> None:
@@ -705,10 +686,7 @@ async def test_compressed_requests_are_answered_like_plain_ones(
     await assert_survives(bare)
 
 
-@pytest.mark.parametrize(
-    ("encoding", "squeeze"),
-    [(b"gzip", gzip.compress), (b"deflate", zlib.compress)],
-)
+@COMPRESSIONS
 async def test_a_compressed_message_is_held_to_the_limit_once_inflated(
     bare: Bare, encoding: bytes, squeeze: Callable[[bytes], bytes]
 ) -> None:
@@ -1493,7 +1471,7 @@ chunks = st.one_of(frames, st.binary(min_size=1, max_size=60))
 @given(st.lists(chunks, max_size=12), st.integers(1, 64))
 def test_random_frames_never_raise_out_of_data_received(pieces: list[bytes], split: int) -> None:
     server = fuzz_server()
-    transport = FakeTransport()
+    transport = RecordingTransport()
     connection = _Connection(server)
     connection.connection_made(transport)  # type: ignore[arg-type]
     stream = PREFACE + settings_frame() + b"".join(pieces)
@@ -1506,7 +1484,7 @@ def test_random_frames_never_raise_out_of_data_received(pieces: list[bytes], spl
     connection.connection_lost(None)
     assert not server.connections and server.open_calls() == 0
     # the server itself is unharmed: a new connection is answered
-    good = FakeTransport()
+    good = RecordingTransport()
     fresh = _Connection(server)
     fresh.connection_made(good)  # type: ignore[arg-type]
     fresh.data_received(PREFACE + settings_frame() + good_call_bytes(hpack.Encoder()))

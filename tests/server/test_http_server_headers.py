@@ -12,6 +12,7 @@ import pytest
 from extauthz._http import HttpIn, HttpOut
 from extauthz.server import http_server
 from extauthz.server.http_server import HttpServer, _Connection, header_name
+from tests._transport import NullTransport
 
 
 def plain(pairs: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -34,17 +35,6 @@ class _Recorder:
         self.pairs.append((name, value))
 
 
-class _Transport:
-    def write(self, data: bytes) -> None:
-        pass
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def is_closing(self) -> bool:
-        return False
-
-
 def served(raw: bytes) -> list[HttpIn]:
     seen: list[HttpIn] = []
 
@@ -53,7 +43,7 @@ def served(raw: bytes) -> list[HttpIn]:
         return HttpOut(200)
 
     conn = _Connection(HttpServer(handler, max_body_bytes=100))
-    conn.connection_made(_Transport())  # type: ignore[arg-type]
+    conn.connection_made(NullTransport())  # type: ignore[arg-type]
     conn.data_received(raw)
     return seen
 
