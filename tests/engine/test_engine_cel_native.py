@@ -62,21 +62,17 @@ _LITERAL = st.sampled_from(
 _LEAVES = st.one_of(st.sampled_from([*NAMES, "d"]), _LITERAL)
 
 
+_BINARY = ("==", "!=", "&&", "||", "<", "<=", ">", "in")
+
+
 def _grow(children: st.SearchStrategy[str], outside: bool) -> st.SearchStrategy[str]:
     two = st.tuples(children, children)
     grown = [
         children.map(lambda c: f"!{c}"),
         children.map(lambda c: f"({c})"),
-        two.map(lambda p: f"{p[0]} == {p[1]}"),
-        two.map(lambda p: f"{p[0]} != {p[1]}"),
-        two.map(lambda p: f"{p[0]} && {p[1]}"),
-        two.map(lambda p: f"{p[0]} || {p[1]}"),
-        two.map(lambda p: f"{p[0]}&&{p[1]}||{p[0]}"),
-        two.map(lambda p: f"{p[0]} < {p[1]}"),
-        two.map(lambda p: f"{p[0]} <= {p[1]}"),
-        two.map(lambda p: f"{p[0]} > {p[1]}"),
+        *(two.map(lambda p, op=op: f"{p[0]} {op} {p[1]}") for op in _BINARY),
+        two.map(lambda p: f"{p[0]}&&{p[1]}||{p[0]}"),  # no spaces, mixed precedence
         two.map(lambda p: f"{p[0]}>={p[1]}"),
-        two.map(lambda p: f"{p[0]} in {p[1]}"),
         st.tuples(children, st.lists(_LITERAL, max_size=3)).map(
             lambda p: f"{p[0]} in [{', '.join(p[1])}]"
         ),
