@@ -81,6 +81,13 @@ def _requests(policy: CompiledPolicy) -> Iterator[tuple[str, str, dict[str, Any]
     yield "GET", "/nowhere/at/all", {}
 
 
+def _native(plan: Any) -> tuple[bool, bool] | None:
+    """Whether a route's CEL plan (and its fast path) runs without the library."""
+    if plan is None:
+        return None
+    return plan.native is not None, plan.fast is not None and plan.fast.native is not None
+
+
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_a_policy_from_a_child_decides_as_the_one_compiled_in_process(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -100,6 +107,7 @@ def test_a_policy_from_a_child_decides_as_the_one_compiled_in_process(
         assert (a.id, a.methods, a.pattern, a.mode, a.limits, a.vulnerability, a.webhook) == (
             b.id, b.methods, b.pattern, b.mode, b.limits, b.vulnerability, b.webhook
         )  # fmt: skip
+        assert _native(a.cel) == _native(b.cel)  # the rebuilt plan skips the library alike
         assert (a.contract is None) == (b.contract is None)
         if a.contract is not None and b.contract is not None:
             assert (a.contract.engine, a.contract.unknown) == (
